@@ -1,0 +1,116 @@
+"""netbpf's exceptions, one tree for the whole toolkit.
+
+    NetbpfError                      every error netbpf raises on purpose
+    ├── NotPermitted                 not root, or a capability (CAP_BPF, CAP_NET_ADMIN) missing
+    ├── NotSupported                 this kernel lacks a feature (names the feature)
+    ├── VerifierError                the verifier rejected a program (carries its log)
+    ├── InterfaceNotFound            no such network interface (in this namespace)
+    ├── BuildMissing                 a BPF object or a system library is not there: run the build
+    ├── UsageError                   the user asked for something that cannot be done (exit 2)
+    │   └── FilterError              a tcpdump expression libpcap refused (its own message)
+    └── BpfError                     any other failed syscall: operation + errno
+
+The CLI prints ``str(error)`` on one line and exits 1 (2 for UsageError).
+Errors from the kernel and libraries are converted where they enter netbpf,
+with ``raise ... from``, so that the original stays in ``__cause__``.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class NetbpfError(Exception):
+    """Base of every error netbpf raises on purpose."""
+
+    exit_code = 1
+
+
+class NotPermitted(NetbpfError):
+    def __init__(self, operation: str, detail: str = "") -> None:
+        self.operation = operation
+        who = "root" if os.geteuid() != 0 else "CAP_BPF/CAP_NET_ADMIN"
+        message = f"{operation}: permission denied (run as {who})"
+        if detail:
+            message += f": {detail}"
+        super().__init__(message)
+
+
+class NotSupported(NetbpfError):
+    def __init__(self, feature: str, detail: str = "") -> None:
+        self.feature = feature
+        message = f"not supported by this kernel: {feature}"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(message)
+
+
+class VerifierError(NetbpfError):
+    def __init__(self, program: str, log: str, errno: int = 0) -> None:
+        self.program = program
+        self.log = log
+        self.errno = errno
+        last = next((line for line in reversed(log.splitlines()) if line.strip()), "")
+        reason = os.strerror(errno) if errno else "rejected"
+        message = f"verifier rejected program {program}: {reason}"
+        if last:
+            message += f": {last.strip()}"
+        super().__init__(message + " (run with -v for the full verifier log)")
+
+
+class InterfaceNotFound(NetbpfError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no such interface: {name}")
+
+
+class BuildMissing(NetbpfError):
+    pass
+
+
+class UsageError(NetbpfError):
+    exit_code = 2
+
+
+class FilterError(UsageError):
+    def __init__(self, expression: str, message: str) -> None:
+        self.expression = expression
+        super().__init__(f"bad filter expression {expression!r}: {message}")
+
+
+class BpfError(NetbpfError):
+    def __init__(self, operation: str, errno: int, detail: str = "") -> None:
+        self.operation = operation
+        self.errno = errno
+        message = f"{operation}: {os.strerror(errno)}"
+        if detail:
+            message += f" ({detail})"
+        super().__init__(message)
+
+
+def from_errno(operation: str, errno: int, detail: str = "") -> NetbpfError:
+    """The netbpf error for a failed operation's errno."""
+    if errno in (_errno.EPERM, _errno.EACCES) and os.geteuid() != 0:
+        return NotPermitted(operation, detail)
+    if errno == _errno.EPERM:
+        return NotPermitted(operation, detail or "the kernel refused it (lockdown or seccomp?)")
+    if errno in (_errno.EOPNOTSUPP, _errno.ENOTSUP):
+        return NotSupported(operation, detail)
+    return BpfError(operation, errno, detail)
+
+
+def check(ret: int, operation: str, detail: str = "") -> int:
+    """Raise the matching error when a libbpf call returned ``-errno``."""
+    if ret < 0:
+        raise from_errno(operation, -ret, detail)
+    return ret
+
+
+def check_ptr(ptr: int | None, operation: str, detail: str = "") -> int:
+    """Raise when a libbpf call returned NULL (errno tells why)."""
+    if not ptr:
+        import ctypes
+
+        err = ctypes.get_errno() or _errno.EINVAL
+        raise from_errno(operation, err, detail)
+    return ptr

@@ -1,0 +1,77 @@
+"""Feature probes, each run once per process and cached.
+
+A probe loads the smallest program that can tell (``r0 = verdict; exit``)
+and asks the kernel for the feature without touching any real hook: an
+attach to ifindex 0 says ENODEV where the attach type exists and EINVAL
+where it does not.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import os
+from functools import cache
+
+from . import _libbpf as L
+from .errors import NotSupported, from_errno
+
+BPF_PROG_TYPE_SCHED_CLS = 3
+BPF_PROG_TYPE_XDP = 6
+BPF_PROG_TYPE_SK_MSG = 16
+BPF_MAP_TYPE_SOCKHASH = 18
+BPF_MAP_TYPE_RINGBUF = 27
+
+
+def _return_insns(value: int) -> ctypes.Array[L.BpfInsn]:
+    insns = (L.BpfInsn * 2)()
+    insns[0].code, insns[0].imm = 0xB7, value  # r0 = value (BPF_ALU64 | BPF_MOV | BPF_K)
+    insns[1].code = 0x95  # exit
+    return insns
+
+
+def load_trivial(prog_type: int, expected_attach_type: int = 0, verdict: int = 0,
+                 name: str = "netbpf_probe") -> int:
+    """Load a two-instruction program returning ``verdict``; the caller closes the fd."""
+    insns = _return_insns(verdict)
+    opts = L.ProgLoadOpts(sz=ctypes.sizeof(L.ProgLoadOpts), expected_attach_type=expected_attach_type)
+    fd = L.lib.bpf_prog_load(prog_type, name.encode(), b"GPL", insns, 2, ctypes.byref(opts))
+    if fd < 0:
+        raise from_errno(f"load probe program of type {prog_type}", -fd)
+    return int(fd)
+
+
+def _link_create_errno(prog_type: int, target_fd: int, attach_type: int) -> int:
+    fd = load_trivial(prog_type, attach_type)
+    try:
+        opts = L.LinkCreateOpts(sz=ctypes.sizeof(L.LinkCreateOpts))
+        ret = L.lib.bpf_link_create(fd, target_fd, attach_type, ctypes.byref(opts))
+        if ret >= 0:
+            os.close(ret)
+            return 0
+        return int(-ret)
+    finally:
+        os.close(fd)
+
+
+@cache
+def has_tcx() -> bool:
+    """tcx links for tc programs (Linux 6.6)."""
+    return _link_create_errno(BPF_PROG_TYPE_SCHED_CLS, 0, 46) == _errno.ENODEV
+
+
+@cache
+def has_xdp_link() -> bool:
+    """XDP as a BPF link (Linux 5.9)."""
+    return _link_create_errno(BPF_PROG_TYPE_XDP, 0, 37) == _errno.ENODEV
+
+
+@cache
+def has_sockmap_link() -> bool:
+    """sk_msg/sk_skb programs on a sockmap as BPF links (Linux 6.10)."""
+    # A bad map fd: EBADF once the attach type is understood, EINVAL before.
+    return _link_create_errno(BPF_PROG_TYPE_SK_MSG, 0x7FFFFFFF, 7) == _errno.EBADF
+
+
+def require(feature: str, available: bool, detail: str = "") -> None:
+    if not available:
+        raise NotSupported(feature, detail)

@@ -1,0 +1,142 @@
+"""A BPF program: from an object (before or after load) or taken by id."""
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+from . import _libbpf as L
+from .errors import NetbpfError, check
+from .info import PROG_TYPES, fd_by_id, prog_info
+
+PROG_TYPE_SOCKET_FILTER = 1
+PROG_TYPE_SCHED_CLS = 3
+PROG_TYPE_XDP = 6
+
+
+@dataclass(frozen=True, slots=True)
+class TestRun:
+    retval: int
+    duration_ns: int
+    data_out: bytes
+
+
+class Program:
+    """A program handle. ``fd`` is -1 until the object is loaded.
+
+    Programs of an object are owned by it (closed with it); programs taken by
+    id (``Program.from_id``) own their fd and must be closed.
+    """
+
+    def __init__(self, name: str, fd: int = -1, handle: int = 0, prog_type: int = 0,
+                 section: str = "", owns_fd: bool = False) -> None:
+        self.name = name
+        self.fd = fd
+        self.handle = handle
+        self._type = prog_type
+        self.section = section
+        self._owns_fd = owns_fd
+
+    @classmethod
+    def from_libbpf(cls, handle: int) -> Program:
+        return cls(
+            name=L.lib.bpf_program__name(handle).decode(),
+            handle=handle,
+            section=(L.lib.bpf_program__section_name(handle) or b"").decode(),
+        )
+
+    @classmethod
+    def from_id(cls, prog_id: int) -> Program:
+        fd = fd_by_id("prog", prog_id)
+        info = prog_info(fd)
+        return cls(info.name.decode(), fd=fd, prog_type=info.type, owns_fd=True)
+
+    @classmethod
+    def from_pin(cls, path: str) -> Program:
+        fd = L.lib.bpf_obj_get(path.encode())
+        check(fd, f"open pinned program {path}")
+        info = prog_info(fd)
+        return cls(info.name.decode(), fd=fd, prog_type=info.type, owns_fd=True)
+
+    @property
+    def type(self) -> int:
+        if self.handle:
+            return int(L.lib.bpf_program__type(self.handle))
+        return self._type
+
+    @property
+    def type_name(self) -> str:
+        return PROG_TYPES.get(self.type, str(self.type))
+
+    @property
+    def expected_attach_type(self) -> int:
+        return int(L.lib.bpf_program__expected_attach_type(self.handle)) if self.handle else 0
+
+    @property
+    def id(self) -> int:
+        return int(prog_info(self.require_fd()).id)
+
+    def require_fd(self) -> int:
+        if self.fd < 0:
+            raise NetbpfError(f"program {self.name} is not loaded")
+        return self.fd
+
+    # -- before load ------------------------------------------------------------------
+    def set_autoload(self, autoload: bool) -> None:
+        check(L.lib.bpf_program__set_autoload(self.handle, autoload), f"set autoload of {self.name}")
+
+    def set_expected_attach_type(self, attach_type: int) -> None:
+        """Before load. Tail calls need caller and callee to agree on it: the kernel
+        refuses (EINVAL) to put a program loaded with BPF_XDP into a PROG_ARRAY
+        owned by one loaded with 0, and the other way round."""
+        check(L.lib.bpf_program__set_expected_attach_type(self.handle, attach_type),
+              f"set expected attach type of {self.name}")
+
+    def insns(self) -> bytes:
+        """The program's instructions as libbpf holds them (8 bytes each)."""
+        count = L.lib.bpf_program__insn_cnt(self.handle)
+        ptr = L.lib.bpf_program__insns(self.handle)
+        return ctypes.string_at(ptr, count * 8)
+
+    def set_insns(self, code: bytes) -> None:
+        """Replace the instructions before load (libbpf ``bpf_program__set_insns``)."""
+        if len(code) % 8:
+            raise ValueError("BPF instructions are 8 bytes each")
+        buf = (L.BpfInsn * (len(code) // 8)).from_buffer_copy(code)
+        check(L.lib.bpf_program__set_insns(self.handle, buf, len(code) // 8),
+              f"set instructions of {self.name}")
+
+    # -- after load -------------------------------------------------------------------
+    def test_run(self, data: bytes = b"", repeat: int = 1, ctx: bytes | None = None,
+                 data_out_size: int | None = None) -> TestRun:
+        """Run the program once (or ``repeat`` times) on ``data`` (BPF_PROG_TEST_RUN)."""
+        data_in = ctypes.create_string_buffer(data, len(data)) if data else None
+        out_size = data_out_size if data_out_size is not None else len(data) + 256
+        out = ctypes.create_string_buffer(out_size) if out_size else None
+        opts = L.TestRunOpts(sz=ctypes.sizeof(L.TestRunOpts), repeat=repeat)
+        if data_in is not None:
+            opts.data_in = ctypes.cast(data_in, ctypes.c_void_p)
+            opts.data_size_in = len(data)
+        if out is not None:
+            opts.data_out = ctypes.cast(out, ctypes.c_void_p)
+            opts.data_size_out = out_size
+        ctx_buf = None
+        if ctx is not None:
+            ctx_buf = ctypes.create_string_buffer(ctx, len(ctx))
+            opts.ctx_in = ctypes.cast(ctx_buf, ctypes.c_void_p)
+            opts.ctx_size_in = len(ctx)
+        check(L.lib.bpf_prog_test_run_opts(self.require_fd(), ctypes.byref(opts)),
+              f"test run of {self.name}")
+        data_out = out.raw[: opts.data_size_out] if out is not None else b""
+        return TestRun(opts.retval, opts.duration, data_out)
+
+    def pin(self, path: str) -> None:
+        check(L.lib.bpf_obj_pin(self.require_fd(), path.encode()), f"pin program {self.name} at {path}")
+
+    def close(self) -> None:
+        if self._owns_fd and self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+
+    def __repr__(self) -> str:
+        return f"<Program {self.name} {self.type_name} fd={self.fd}>"

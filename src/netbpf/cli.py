@@ -1,0 +1,110 @@
+"""``netbpf``: one entry point; each tool registers its own subcommand.
+
+A tool is a package under ``netbpf.tools`` with a ``cli`` module that has
+``register(subparsers)``; the parser it adds sets ``func`` (called with the
+parsed arguments, returns an exit code) and ``needs_root``.
+
+Errors: a NetbpfError prints one line, ``netbpf: <message>``, and exits 1
+(usage errors 2); ``-v`` adds the verifier log and libbpf's messages.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import signal
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .bpf.errors import NetbpfError, NotPermitted, VerifierError
+
+# The order tools appear in --help; tools not listed follow alphabetically.
+TOOL_ORDER = ["dump", "http", "fault", "drops", "accel", "xdp"]
+
+
+def _tool_modules() -> list[str]:
+    from . import tools
+
+    found = [m.name for m in pkgutil.iter_modules(tools.__path__) if m.ispkg]
+    return sorted(found, key=lambda n: (TOOL_ORDER.index(n) if n in TOOL_ORDER else len(TOOL_ORDER), n))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="netbpf",
+        description="Debug Linux networks with eBPF.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `netbpf COMMAND --help` for a command's options and examples.",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"netbpf {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="say more: -v adds the verifier log to errors, -vv libbpf's debug output")
+    parser.add_argument("--netns", metavar="NAME",
+                        help="run inside the network namespace NAME (as `ip -n NAME`), "
+                             "keeping the host's bpffs for pins")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _tool_modules():
+        module = importlib.import_module(f".tools.{name}.cli", __package__)
+        module.register(sub)
+    from .lab import cli as lab_cli
+    from . import status_cli
+
+    status_cli.register(sub)
+    lab_cli.register(sub)
+    return parser
+
+
+def _configure_logging(verbose: int) -> None:
+    level = logging.WARNING
+    if verbose >= 2:
+        level = logging.DEBUG
+    elif verbose == 1:
+        level = logging.INFO
+    logging.basicConfig(level=level, format="netbpf: %(name)s: %(message)s")
+    if verbose < 2:
+        # libbpf's informational chatter is only useful when asked for.
+        logging.getLogger("netbpf.libbpf").setLevel(logging.WARNING if verbose == 0 else logging.INFO)
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    # SIGTERM takes the same path as Ctrl-C: every attachment is closed on the way out.
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        if getattr(args, "needs_root", False) and os.geteuid() != 0:
+            raise NotPermitted(f"netbpf {args.command}")
+        if args.netns:
+            from . import netns
+
+            netns.enter(args.netns)
+        return int(args.func(args) or 0)
+    except NetbpfError as e:
+        print(f"netbpf: {e}", file=sys.stderr)
+        if isinstance(e, VerifierError) and args.verbose:
+            print(e.log, file=sys.stderr)
+        if args.verbose:
+            from .bpf.object import recent_libbpf_messages
+
+            for line in recent_libbpf_messages(10):
+                print(f"netbpf: libbpf: {line}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        # The reader went away (`| head`): not an error. Silence the flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

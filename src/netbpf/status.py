@@ -1,0 +1,452 @@
+"""``netbpf status`` and ``netbpf cleanup``: what netbpf has in the kernel, and removing it.
+
+Everything is read from the kernel, never from notes netbpf kept: programs
+named ``netbpf_*``, the links that hold them, netlink XDP programs and
+cls_bpf filters in every network namespace, and pins under
+/sys/fs/bpf/netbpf. So a tool killed with SIGKILL is found all the same.
+
+A netbpf XDP program that took the place of another keeps the original in
+slot 0 of a PROG_ARRAY named ``xdp_original`` (it tail-calls it); cleanup
+puts that original back, atomically, instead of leaving the hook empty.
+"""
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import netns
+from .bpf import _libbpf as L
+from .bpf import fs
+from .bpf.errors import BpfError, NetbpfError, check
+from .bpf.info import (
+    PROG_TYPES,
+    boottime_to_epoch,
+    close_quietly,
+    fd_by_id,
+    link_ids,
+    link_info,
+    map_info,
+    prog_ids,
+    prog_info,
+    prog_map_ids,
+)
+
+PREFIX = "netbpf_"
+ORIGINAL_MAP = "xdp_original"
+BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
+DETACHABLE_LINKS = {"xdp", "tcx", "cgroup", "sockmap", "netns", "netkit"}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    kind: str  # xdp, xdp-netlink, tcx, cls_bpf, cgroup, sockmap, tracepoint, loaded, pin
+    program: str
+    prog_id: int
+    target: str
+    since: float | None = None
+    holders: tuple[str, ...] = ()
+    link_id: int = 0
+    netns: str = ""
+    netns_path: str = ""
+    ifindex: int = 0
+    pinned: str = ""
+    restores: int = 0  # prog id of the original XDP program it keeps in xdp_original
+    map_ids: tuple[int, ...] = ()
+    tc: dict[str, object] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d.pop("netns_path")
+        d.pop("map_ids")
+        return {k: v for k, v in d.items() if v not in (None, "", 0, (), {})}
+
+
+@dataclass(frozen=True, slots=True)
+class _Prog:
+    id: int
+    name: str
+    type: str
+    since: float
+    map_ids: tuple[int, ...]
+
+
+# -- reading the kernel ------------------------------------------------------------------
+
+def _netbpf_programs() -> dict[int, _Prog]:
+    progs = {}
+    for pid in prog_ids():
+        try:
+            fd = fd_by_id("prog", pid)
+        except BpfError:
+            continue  # unloaded meanwhile
+        try:
+            info = prog_info(fd)
+            name = info.name.decode(errors="replace")
+            if name.startswith(PREFIX) and name != "netbpf_probe":
+                progs[pid] = _Prog(pid, name, PROG_TYPES.get(info.type, str(info.type)),
+                                   boottime_to_epoch(info.load_time), tuple(prog_map_ids(fd)))
+        finally:
+            close_quietly(fd)
+    return progs
+
+
+def _holders() -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Processes holding an fd of each program id and link id (from /proc/*/fdinfo)."""
+    progs: dict[int, list[str]] = defaultdict(list)
+    links: dict[int, list[str]] = defaultdict(list)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        who = f"pid {pid} ({comm})"
+        for fd in fds:
+            try:
+                text = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                key, _, value = line.partition(":")
+                if key == "prog_id":
+                    if who not in progs[int(value)]:
+                        progs[int(value)].append(who)
+                elif key == "link_id":
+                    if who not in links[int(value)]:
+                        links[int(value)].append(who)
+    return progs, links
+
+
+def _original_of(prog: _Prog) -> int:
+    """The program id kept in the ``xdp_original`` PROG_ARRAY of ``prog``, or 0.
+
+    The kernel empties a PROG_ARRAY when the last process holding it exits,
+    so a front program that must keep its original after a SIGKILL pins the
+    map; cleanup then finds the original here.
+    """
+    for map_id in prog.map_ids:
+        try:
+            fd = fd_by_id("map", map_id)
+        except BpfError:
+            continue
+        try:
+            if map_info(fd).name.decode() != ORIGINAL_MAP:
+                continue
+            key, value = ctypes.c_uint32(0), ctypes.c_uint32(0)
+            if L.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value)) == 0:
+                return value.value
+        finally:
+            close_quietly(fd)
+    return 0
+
+
+@dataclass
+class _NamespaceView:
+    inode: int
+    path: str
+    interfaces: dict[int, str]
+    xdp: dict[int, tuple[int, int]]  # ifindex -> (prog id, xdp flags of its mode)
+    tcx: dict[tuple[int, int], list[int]]  # (ifindex, attach type) -> prog ids
+    cls_bpf: list[dict[str, object]]
+
+
+def _scan_namespace() -> _NamespaceView:
+    """Run inside a namespace (see netns.run_in): its hooks and what sits on them."""
+    interfaces = {index: name for index, name in socket.if_nameindex()}
+    xdp: dict[int, tuple[int, int]] = {}
+    tcx: dict[tuple[int, int], list[int]] = {}
+    for index in interfaces:
+        opts = L.XdpQueryOpts(sz=ctypes.sizeof(L.XdpQueryOpts))
+        if L.lib.bpf_xdp_query(index, 0, ctypes.byref(opts)) == 0:
+            for prog_id, flags in ((opts.drv_prog_id, 1 << 2), (opts.skb_prog_id, 1 << 1),
+                                   (opts.hw_prog_id, 1 << 3)):
+                if prog_id:
+                    xdp[index] = (prog_id, flags)
+        for attach_type in (BPF_TCX_INGRESS, BPF_TCX_EGRESS):
+            ids = (ctypes.c_uint32 * 64)()
+            count = ctypes.c_uint32(64)
+            flags = ctypes.c_uint32(0)
+            if L.lib.bpf_prog_query(index, attach_type, 0, ctypes.byref(flags), ids,
+                                    ctypes.byref(count)) == 0 and count.value:
+                tcx[(index, attach_type)] = list(ids[:count.value])
+    cls_bpf = []
+    qdiscs = _tc_json(["qdisc", "show"])
+    for dev in sorted({q.get("dev") for q in qdiscs if q.get("kind") == "clsact"}):
+        for parent in ("ingress", "egress"):
+            for f in _tc_json(["filter", "show", "dev", str(dev), parent]):
+                options = f.get("options") or {}
+                prog = options.get("prog") or {}
+                if f.get("kind") == "bpf" and str(prog.get("name", "")).startswith(PREFIX):
+                    cls_bpf.append({"dev": dev, "parent": parent, "pref": f.get("pref"),
+                                    "handle": options.get("handle"), "prog_id": prog.get("id"),
+                                    "protocol": f.get("protocol", "all")})
+    return _NamespaceView(netns.current_inode(), "", interfaces, xdp, tcx, cls_bpf)
+
+
+def _tc_json(args: list[str]) -> list[dict[str, object]]:
+    if not shutil.which("tc"):
+        return []
+    out = subprocess.run(["tc", "-j", *args], capture_output=True, text=True, check=False).stdout
+    try:
+        data = json.loads(out or "[]")
+    except json.JSONDecodeError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def _scan_all_namespaces() -> list[_NamespaceView]:
+    views = []
+    for inode, path in netns.all_namespaces().items():
+        try:
+            view = netns.run_in(path, _scan_namespace)
+        except NetbpfError:
+            continue  # gone meanwhile
+        view.path = path
+        views.append(view)
+    return views
+
+
+def _cgroup_path(cgroup_id: int) -> str:
+    try:
+        root = fs.cgroup2_root()
+    except NetbpfError:
+        return f"cgroup id {cgroup_id}"
+    for dirpath, _, _ in os.walk(root):
+        try:
+            if os.stat(dirpath).st_ino == cgroup_id:
+                return dirpath
+        except OSError:
+            continue
+    return f"cgroup id {cgroup_id}"
+
+
+def _pins() -> list[tuple[str, str, int, str]]:
+    """(path, object kind, id, name) of everything pinned under /sys/fs/bpf/netbpf."""
+    pins = []
+    root = fs.PIN_ROOT
+    if not root.is_dir():
+        return pins
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            fd = L.lib.bpf_obj_get(path.encode())
+            if fd < 0:
+                pins.append((path, "?", 0, ""))
+                continue
+            try:
+                kind, obj_id, obj_name = _describe_fd(fd)
+            finally:
+                close_quietly(fd)
+            pins.append((path, kind, obj_id, obj_name))
+    return pins
+
+
+def _describe_fd(fd: int) -> tuple[str, int, str]:
+    link = Path(f"/proc/self/fd/{fd}").resolve().name  # anon_inode:bpf-prog / bpf-map / bpf-link
+    text = Path(f"/proc/self/fdinfo/{fd}").read_text()
+    fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+    if "link_id" in fields:
+        return "link", int(fields["link_id"]), fields.get("link_type", "")
+    if "prog_id" in fields:
+        return "prog", int(fields["prog_id"]), ""
+    if "map_id" in fields:
+        return "map", int(fields["map_id"]), ""
+    return link, 0, ""
+
+
+def collect() -> list[Entry]:
+    """Everything netbpf has attached, loaded or pinned, across all namespaces."""
+    progs = _netbpf_programs()
+    prog_holders, link_holders = _holders()
+    views = _scan_all_namespaces()
+    entries: list[Entry] = []
+    covered: set[int] = set()
+    pins = _pins()
+    pinned_links = {obj_id: path for path, kind, obj_id, _ in pins if kind == "link"}
+
+    def where(ifindex: int, match: object) -> tuple[_NamespaceView | None, str]:
+        for view in views:
+            if match(view) and ifindex in view.interfaces:  # type: ignore[operator]
+                return view, view.interfaces[ifindex]
+        return None, f"ifindex {ifindex}"
+
+    linked_xdp: set[tuple[int, int]] = set()
+    for lid in link_ids():
+        try:
+            fd = fd_by_id("link", lid)
+        except BpfError:
+            continue
+        try:
+            info = link_info(fd)
+        finally:
+            close_quietly(fd)
+        prog = progs.get(info.prog_id)
+        if prog is None:
+            continue
+        covered.add(prog.id)
+        view: _NamespaceView | None = None
+        target = info.target
+        if info.type == "xdp":
+            view, target = where(info.ifindex, lambda v: v.xdp.get(info.ifindex, (0,))[0] == prog.id)
+            linked_xdp.add((view.inode if view else 0, info.ifindex))
+        elif info.type == "tcx":
+            attach = BPF_TCX_INGRESS if info.attach_type == "tcx_ingress" else BPF_TCX_EGRESS
+            view, target = where(info.ifindex, lambda v: prog.id in v.tcx.get((info.ifindex, attach), []))
+            target += " " + info.attach_type.removeprefix("tcx_")
+        elif info.type == "cgroup":
+            target = f"{_cgroup_path(int(info.target.split()[-1]))} ({info.attach_type.removeprefix('cgroup_')})"
+        entries.append(Entry(
+            kind=info.type, program=prog.name, prog_id=prog.id, target=target, since=prog.since,
+            holders=tuple(link_holders.get(lid, [])), link_id=lid,
+            netns=netns.label(view.inode) if view else "", netns_path=view.path if view else "",
+            ifindex=info.ifindex, pinned=pinned_links.get(lid, ""),
+            restores=_original_of(prog) if info.type == "xdp" else 0, map_ids=prog.map_ids,
+        ))
+    for view in views:
+        label = netns.label(view.inode)
+        for ifindex, (prog_id, flags) in view.xdp.items():
+            prog = progs.get(prog_id)
+            if prog is None or (view.inode, ifindex) in linked_xdp:
+                continue
+            covered.add(prog_id)
+            entries.append(Entry(
+                kind="xdp-netlink", program=prog.name, prog_id=prog_id,
+                target=view.interfaces.get(ifindex, f"ifindex {ifindex}"), since=prog.since,
+                holders=tuple(prog_holders.get(prog_id, [])), netns=label, netns_path=view.path,
+                ifindex=ifindex, restores=_original_of(prog), tc={"xdp_flags": flags},
+                map_ids=prog.map_ids,
+            ))
+        for f in view.cls_bpf:
+            prog = progs.get(int(f["prog_id"]))  # type: ignore[arg-type]
+            if prog is None:
+                continue
+            covered.add(prog.id)
+            entries.append(Entry(
+                kind="cls_bpf", program=prog.name, prog_id=prog.id,
+                target=f"{f['dev']} {f['parent']}", since=prog.since,
+                holders=tuple(prog_holders.get(prog.id, [])), netns=label, netns_path=view.path,
+                tc=f,
+            ))
+    for prog in progs.values():
+        if prog.id not in covered:
+            holders = prog_holders.get(prog.id, [])
+            entries.append(Entry(
+                kind="loaded", program=prog.name, prog_id=prog.id,
+                target=prog.type + ("" if holders else " (held by a map or pin)"),
+                since=prog.since, holders=tuple(holders),
+            ))
+    for path, kind, obj_id, _name in pins:
+        entries.append(Entry(kind="pin", program="", prog_id=obj_id if kind == "prog" else 0,
+                             target=f"{kind} id {obj_id}", pinned=path))
+    return entries
+
+
+# -- removing -------------------------------------------------------------------------------
+
+def _restore_or_detach_xdp_netlink(entry: Entry) -> str:
+    def act() -> str:
+        current = L.XdpQueryOpts(sz=ctypes.sizeof(L.XdpQueryOpts))
+        check(L.lib.bpf_xdp_query(entry.ifindex, 0, ctypes.byref(current)), "query XDP")
+        ours = fd_by_id("prog", entry.prog_id)
+        try:
+            flags = int(entry.tc.get("xdp_flags", 0)) | (1 << 4)  # | XDP_FLAGS_REPLACE
+            opts = L.XdpAttachOpts(sz=ctypes.sizeof(L.XdpAttachOpts), old_prog_fd=ours)
+            if entry.restores:
+                original = fd_by_id("prog", entry.restores)
+                try:
+                    check(L.lib.bpf_xdp_attach(entry.ifindex, original, flags, ctypes.byref(opts)),
+                          f"restore XDP program id {entry.restores} on {entry.target}")
+                finally:
+                    close_quietly(original)
+                return f"restored XDP program id {entry.restores} on {entry.target}"
+            check(L.lib.bpf_xdp_detach(entry.ifindex, flags, ctypes.byref(opts)),
+                  f"detach XDP from {entry.target}")
+            return f"detached XDP {entry.program} from {entry.target}"
+        finally:
+            close_quietly(ours)
+    return netns.run_in(entry.netns_path, act) if entry.netns_path else act()
+
+
+def _detach_link(entry: Entry) -> str:
+    fd = fd_by_id("link", entry.link_id)
+    try:
+        if entry.restores:
+            original = fd_by_id("prog", entry.restores)
+            ours = fd_by_id("prog", entry.prog_id)
+            try:
+                opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=1 << 4,
+                                        old_prog_fd=ours)
+                check(L.lib.bpf_link_update(fd, original, ctypes.byref(opts)),
+                      f"restore XDP program id {entry.restores} in link {entry.link_id}")
+            finally:
+                close_quietly(original)
+                close_quietly(ours)
+            return f"restored XDP program id {entry.restores} on {entry.target}"
+        check(L.lib.bpf_link_detach(fd), f"detach link {entry.link_id}")
+        return f"detached {entry.kind} {entry.program} from {entry.target}"
+    finally:
+        close_quietly(fd)
+
+
+def _delete_cls_bpf(entry: Entry) -> str:
+    f = entry.tc
+    args = ["tc", "filter", "del", "dev", str(f["dev"]), str(f["parent"]), "pref", str(f["pref"]),
+            "handle", str(f["handle"]), "bpf"]
+
+    def act() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(args, capture_output=True, text=True, check=False)
+    result = netns.run_in(entry.netns_path, act) if entry.netns_path else act()
+    if result.returncode != 0:
+        raise BpfError(f"delete cls_bpf filter {entry.program} on {entry.target}", _errno.EIO,
+                       result.stderr.strip())
+    return f"deleted cls_bpf filter {entry.program} on {entry.target}"
+
+
+def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
+    """Remove everything netbpf left; returns (what was done, what could not be)."""
+    done: list[str] = []
+    failed: list[str] = []
+    entries = collect()
+    if only_netns is not None:
+        label = netns.label(only_netns)
+        entries = [e for e in entries if e.netns == label]
+    pins = _pins()
+    for entry in entries:
+        try:
+            if entry.kind in DETACHABLE_LINKS and entry.link_id:
+                done.append(_detach_link(entry))
+            elif entry.kind == "xdp-netlink":
+                done.append(_restore_or_detach_xdp_netlink(entry))
+                # The pinned PROG_ARRAY that kept the original alive has done its job.
+                for path, kind, obj_id, _ in pins:
+                    if kind == "map" and obj_id in entry.map_ids and os.path.exists(path):
+                        os.unlink(path)
+                        done.append(f"unpinned map id {obj_id} at {path}")
+            elif entry.kind == "cls_bpf":
+                done.append(_delete_cls_bpf(entry))
+            elif entry.link_id and not entry.pinned and entry.holders:
+                failed.append(f"{entry.kind} {entry.program} ({entry.target}) is held by "
+                              f"{', '.join(entry.holders)}: stop that process")
+        except NetbpfError as e:
+            failed.append(str(e))
+    if only_netns is None and fs.PIN_ROOT.is_dir():
+        for path, kind, obj_id, _ in _pins():
+            os.unlink(path)
+            done.append(f"unpinned {kind} id {obj_id} at {path}")
+        for dirpath, _, _ in sorted(os.walk(fs.PIN_ROOT), key=lambda w: -len(w[0])):
+            if Path(dirpath) != fs.PIN_ROOT:
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+    return done, failed

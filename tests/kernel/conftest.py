@@ -1,0 +1,100 @@
+"""Kernel tests: root, real BPF, each test in network namespaces of its own."""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from netbpf.lab import Lab
+
+_counter = itertools.count()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/kernel" in str(item.fspath):
+            item.add_marker(pytest.mark.kernel)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(reason="kernel tests need root"))
+
+
+def unique_prefix() -> str:
+    return f"t{os.getpid() % 100000}x{next(_counter)}"
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """Client, gateway and two plain backends, removed after the test."""
+    lab = Lab(unique_prefix(), backends=2).up()
+    lab.wait_reachable()
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+@pytest.fixture
+def pair() -> Iterator[Lab]:
+    """Two namespaces, client and gateway, joined by one veth pair (eth0 <-> c0)."""
+    lab = Lab(unique_prefix(), backends=0).up()
+    lab.wait_reachable()
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def netbpf(*args: str, netns: str | None = None, check: bool = False, timeout: float = 120,
+           **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run the netbpf CLI as a user would (a separate process)."""
+    argv = [sys.executable, "-m", "netbpf"]
+    if netns:
+        argv += ["--netns", netns]
+    return subprocess.run([*argv, *args], capture_output=True, text=True, check=check,
+                          timeout=timeout, **kwargs)  # type: ignore[call-overload]
+
+
+def bpftool_json(*args: str) -> list[dict[str, object]]:
+    out = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, check=True).stdout
+    return json.loads(out or "[]")
+
+
+def loaded_prog_ids() -> set[int]:
+    return {int(p["id"]) for p in bpftool_json("prog", "show")}  # type: ignore[arg-type]
+
+
+def link_prog_ids() -> set[int]:
+    return {int(link["prog_id"]) for link in bpftool_json("link", "show")}  # type: ignore[arg-type]
+
+
+def tc_filters(lab: Lab, netns: str, dev: str) -> list[object]:
+    found: list[object] = []
+    for parent in ("ingress", "egress"):
+        out = lab.run(netns, "tc", "-j", "filter", "show", "dev", dev, parent, check=False).stdout
+        found += json.loads(out or "[]")
+    return found
+
+
+def qdisc_kinds(lab: Lab, netns: str, dev: str) -> set[str]:
+    out = lab.run(netns, "tc", "-j", "qdisc", "show", "dev", dev).stdout
+    return {str(q["kind"]) for q in json.loads(out or "[]")}
+
+
+def xdp_prog_on(lab: Lab, netns: str, dev: str) -> int:
+    out = lab.run(netns, "ip", "-j", "-d", "link", "show", "dev", dev).stdout
+    link = json.loads(out)[0]
+    return int(link.get("xdp", {}).get("prog", {}).get("id", 0))
+
+
+def ping(lab: Lab, src: str, dst: str, count: int = 3, interval: float = 0.05) -> int:
+    """Replies received."""
+    out = lab.run(src, "ping", "-c", str(count), "-i", str(interval), "-W", "1", dst, check=False).stdout
+    for line in out.splitlines():
+        if "received" in line:
+            return int(line.split(",")[1].split()[0])
+    return 0
