@@ -33,7 +33,7 @@ demo: setup
 	$(VENV)/bin/netbpf lab demo
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -m pytest $(PYTEST_ARGS) tests/unit tests/kernel
 
 test-unit: setup
 	$(PY) -m pytest $(PYTEST_ARGS) tests/unit
