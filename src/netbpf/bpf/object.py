@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _libbpf as L
+from . import inject  # registers the netbpf/xdp and netbpf/tc sections with libbpf
 from .btf import Btf
 from .errors import BuildMissing, NetbpfError, NotPermitted, VerifierError, check, from_errno
 from .maps import Map
@@ -168,6 +169,10 @@ class BpfObject:
         if self._log_buf is not None:
             self._log_buf[0] = b"\0"
         ret = L.lib.bpf_object__load(self._handle)
+        patch_errors = [(p.name, inject.take_error(p.handle)) for p in self.programs.values()]
+        for name, error in patch_errors:
+            if error:
+                raise inject.InjectError(f"cannot put the filter into {name}: {error}")
         if ret < 0:
             self._raise_load_error(-ret)
         self.loaded = True
@@ -212,6 +217,7 @@ class BpfObject:
     def close(self) -> None:
         if self._handle:
             for p in self.programs.values():
+                inject.forget(p.handle)
                 p.fd = -1
             for m in self.maps.values():
                 m.fd = -1

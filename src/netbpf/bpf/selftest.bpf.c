@@ -5,6 +5,7 @@
  */
 #include <netbpf/common.h>
 #include <bpf/bpf_tracing.h>
+#include <netbpf/filter.h>
 #include "selftest.h"
 
 struct sk_buff;
@@ -154,5 +155,25 @@ int netbpf_st_perf(struct xdp_md *ctx)
 	hdr.len = len;
 	hdr.cap_len = len;
 	netbpf_perf_output(ctx, samples, BPF_F_CURRENT_CPU | (len << 32), &hdr, sizeof(hdr));
+	return XDP_PASS;
+}
+
+/* What netbpf_filter() returned for the last packet: the harness that tests
+ * compiled tcpdump expressions against libpcap's own interpreter. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} filter_result SEC(".maps");
+
+SEC("netbpf/xdp")
+int netbpf_st_filt(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 key = 0, keep = netbpf_filter(data, data_end);
+
+	bpf_map_update_elem(&filter_result, &key, &keep, BPF_ANY);
 	return XDP_PASS;
 }
