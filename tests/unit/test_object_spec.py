@@ -54,7 +54,8 @@ def test_open_needs_no_root() -> None:
     assert d["programs"]["netbpf_st_tpbtf"] == ("tp_btf/kfree_skb", "tracing")
     assert d["programs"]["netbpf_st_tp"] == ("tracepoint/skb/kfree_skb", "tracepoint")
     assert {"counters", "records", "records_lost", "xdp_original", "samples"} <= set(d["maps"])  # type: ignore[arg-type]
-    assert d["rodata"] == {"xdp_verdict": 4, "match_reason": 4}
+    assert d["rodata"] == {"xdp_verdict": 4, "match_reason": 4, "netbpf_filter_default": 4}
+    assert d["programs"]["netbpf_st_filt"] == ("netbpf/xdp", "xdp")
 
 
 def test_set_rodata_checks_names_and_sizes() -> None:
