@@ -1,0 +1,646 @@
+"""HTTP/1.x on reassembled TCP streams: requests paired with their responses.
+
+One :class:`HttpConversation` per TCP connection takes the bytes of each
+direction (it is a :class:`~netbpf.packet.tcp.StreamConsumer`) and emits an
+:class:`Exchange` per request: the request, its final response, and an error
+when the pair could not be completed (connection closed first, capture gap).
+
+Who parses what:
+
+- the start line and header block of every message are parsed by llhttp
+  (through httptools): methods, targets, versions, header syntax, duplicate
+  or malformed Content-Length, Transfer-Encoding rules;
+- the message *framing* (where a body ends, RFC 9112 section 6.3) is done
+  here, because it depends on things llhttp cannot know or httptools does not
+  expose: a response to HEAD has no body whatever its Content-Length says,
+  a response read until the connection closes ends at the FIN, a 2xx to
+  CONNECT or a 101 ends HTTP on that connection, and pipelined messages must
+  be cut at exact byte positions. Content-Length bodies are only counted
+  (never copied), chunked bodies are decoded by a small state machine.
+
+Pairing: responses answer requests in order (pipelining included); 1xx
+responses are interim and kept with the final one. A response can never
+start before its request: one that does answers a request the capture lost,
+and is counted as an orphan instead of being paired with the wrong request.
+After a gap the stream skips to the next segment that starts a message.
+
+No I/O; nothing here raises on bad input.
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httptools
+
+# Stream states.
+HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, RESYNC, WAIT, DEAD = range(10)
+
+_REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{0,19} [^ \r\n]+ HTTP/\d\.\d\r?\n")
+_RESPONSE_START = re.compile(rb"HTTP/\d\.\d \d\d\d[ \r]")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+_CRLF2 = b"\r\n\r\n"
+_PEEK = 8192  # bytes copied to look for the end of a header block before copying more
+
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 64 << 10  # a longer header block makes the stream unparseable
+    max_waiting_bytes: int = 1 << 20  # response bytes held while their request is not seen yet
+    max_in_flight: int = 1024  # pipelined requests waiting for responses
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    target: str
+    version: str
+    host: str
+    headers: Headers  # empty unless asked for (keep_headers)
+    body_size: int  # decoded: chunked framing not counted
+    wire_size: int  # start line, headers and body as sent
+    chunked: bool
+    first_ts: float
+    last_ts: float
+    tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    reason: str
+    version: str
+    headers: Headers
+    body_size: int
+    wire_size: int
+    chunked: bool
+    first_ts: float
+    last_ts: float
+    interim: tuple[int, ...] = ()  # 1xx responses before this one
+    until_close: bool = False  # the body ran to the end of the connection
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    request: Request
+    response: Response | None
+    error: str = ""  # why the exchange is incomplete; "" when it is whole
+
+    @property
+    def latency(self) -> float | None:
+        """First request byte to last response byte, in seconds."""
+        return self.response.last_ts - self.request.first_ts if self.response else None
+
+    @property
+    def ttfb(self) -> float | None:
+        """First request byte to first response byte, in seconds."""
+        return self.response.first_ts - self.request.first_ts if self.response else None
+
+
+@dataclass(slots=True)
+class HttpStats:
+    requests: int = 0
+    responses: int = 0
+    exchanges: int = 0
+    incomplete: int = 0  # exchanges emitted with an error
+    orphan_responses: int = 0  # responses whose request the capture did not see
+    unparseable_streams: int = 0  # directions where llhttp or the framing failed at least once
+    parse_errors: int = 0
+    resyncs: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class _Slot:
+    """One request in flight, waiting for its final response."""
+
+    __slots__ = ("method", "first_ts", "request", "response", "answered", "interim", "error", "tunnel")
+
+    def __init__(self, method: str, first_ts: float) -> None:
+        self.method = method
+        self.first_ts = first_ts
+        self.request: Request | None = None  # set when the request is whole (or lost midway)
+        self.response: Response | None = None
+        self.answered = False  # the final response is whole, or known lost
+        self.interim: list[int] = []
+        self.error = ""
+        self.tunnel = False  # CONNECT or Upgrade: HTTP may stop after the response
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
+class _Stream:
+    """One direction of a conversation: bytes in, messages out."""
+
+    def __init__(self, conv: HttpConversation, direction: int, is_request: bool) -> None:
+        self.conv = conv
+        self.direction = direction
+        self.is_request = is_request
+        self.state = HEAD
+        self.buf = bytearray()
+        self.buf_ts = 0.0
+        self.broken = False  # counted once as an unparseable stream
+        self.after_gap = False
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self.first_ts = 0.0
+        self.wire = 0
+        self.body = 0
+        self.remaining = 0
+        self.chunked = False
+        self.slot: _Slot | None = None
+        self.head: tuple[object, ...] | None = None
+
+    # -- llhttp callbacks (header block only) ------------------------------------------
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname == b"content-length":
+            self._cl = value
+        elif lname == b"transfer-encoding":
+            self._te.append(value)
+        elif lname == b"host":
+            self._host = value
+        if lname == self.conv.tag_header:
+            self._tag = value
+        if self.conv.keep_headers:
+            self._headers.append((_decode(name), _decode(value)))
+
+    # -- input --------------------------------------------------------------------------
+    def feed(self, data: memoryview, ts: float) -> None:
+        pos, n = 0, len(data)
+        while pos < n:
+            state = self.state
+            if state == LENGTH or state == CHUNK_DATA:
+                take = min(self.remaining, n - pos)
+                pos += take
+                self.remaining -= take
+                self.body += take
+                self.wire += take
+                if not self.remaining:
+                    if state == LENGTH:
+                        self._complete(ts)
+                    else:
+                        self.state = CHUNK_END
+            elif state == HEAD:
+                pos = self._head(data, pos, ts)
+            elif state == UNTIL_CLOSE:
+                self.body += n - pos
+                self.wire += n - pos
+                return
+            elif state == RESYNC:
+                pos = self._resync(data, pos, ts)
+            elif state == WAIT:
+                self._hold(data[pos:], ts)
+                return
+            elif state == DEAD:
+                return
+            else:
+                pos = self._chunk_line(data, pos, ts)
+
+    def _hold(self, data: memoryview, ts: float) -> None:
+        if not self.buf:
+            self.buf_ts = ts
+        self.buf += data
+        if len(self.buf) > self.conv.limits.max_waiting_bytes:
+            self.buf.clear()
+            self._fail("waited too long for the request", ts)
+
+    def resume(self, ts: float) -> None:
+        """Parse what was held while waiting for the other direction."""
+        if self.state != WAIT:
+            return
+        self.state = HEAD
+        if self.buf:
+            held, held_ts = bytes(self.buf), self.buf_ts
+            self.buf.clear()
+            self.feed(memoryview(held), held_ts if held_ts else ts)
+
+    def _head(self, data: memoryview, pos: int, ts: float) -> int:
+        n = len(data)
+        if not self.buf:
+            # Empty lines between messages are allowed (RFC 9112 section 2.2).
+            while pos < n and data[pos] in (13, 10):
+                pos += 1
+            if pos == n:
+                return n
+            if not self.is_request and not self.conv._can_answer():
+                self.state = WAIT
+                self._hold(data[pos:], ts)
+                return n
+            peek = bytes(data[pos:pos + _PEEK])
+            end = peek.find(_CRLF2)
+            if end < 0 and n - pos > _PEEK:
+                peek = bytes(data[pos:])
+                end = peek.find(_CRLF2)
+            if end < 0:
+                self.buf += peek
+                self.buf_ts = ts
+                return self._check_head_size(n, ts)
+            block = peek[:end + 4]
+            self.first_ts = ts
+            self._message_head(block, ts)
+            return pos + end + 4
+        start = max(0, len(self.buf) - 3)
+        before = len(self.buf)
+        self.buf += data[pos:]
+        end = self.buf.find(_CRLF2, start)
+        if end < 0:
+            return self._check_head_size(n, ts)
+        block = bytes(self.buf[:end + 4])
+        self.buf.clear()
+        self.first_ts = self.buf_ts
+        self._message_head(block, ts)
+        return pos + end + 4 - before
+
+    def _check_head_size(self, n: int, ts: float) -> int:
+        if len(self.buf) > self.conv.limits.max_header_bytes:
+            self.buf.clear()
+            self._fail("header block too long", ts)
+        return n
+
+    def _message_head(self, block: bytes, ts: float) -> None:
+        self._url = b""
+        self._reason = b""
+        self._cl: bytes | None = None
+        self._te: list[bytes] = []
+        self._host = b""
+        self._tag: bytes | None = None
+        self._headers: list[tuple[str, str]] = []
+        parser = httptools.HttpRequestParser(self) if self.is_request else httptools.HttpResponseParser(self)
+        try:
+            parser.feed_data(block)
+        except httptools.HttpParserUpgrade:
+            pass  # Upgrade or CONNECT: llhttp stops after the header block, as we want
+        except httptools.HttpParserError as e:
+            self._fail(f"unparseable {'request' if self.is_request else 'response'}: "
+                       f"{str(e).split(':')[0]}", ts)
+            return
+        self.wire = len(block)
+        self.body = 0
+        version = parser.get_http_version()
+        te = b",".join(self._te).lower()
+        chunked = bool(te) and te.rsplit(b",", 1)[-1].strip() == b"chunked"
+        if self.is_request:
+            self._request_head(parser, version, te, chunked, ts)
+        else:
+            self._response_head(parser, version, te, chunked, ts)
+
+    def _framing(self, te: bytes, chunked: bool, ts: float, until_close_ok: bool) -> None:
+        """Where the body ends (RFC 9112 section 6.3), once the no-body cases are out."""
+        if te:
+            if chunked:
+                self.chunked = True
+                self.state = CHUNK_SIZE
+            elif until_close_ok:
+                self.state = UNTIL_CLOSE
+            else:
+                self._fail("request with a Transfer-Encoding other than chunked", ts)
+        elif self._cl is not None:
+            try:
+                self.remaining = int(self._cl.strip() or b"0")
+            except ValueError:  # llhttp checks it; this only guards against lenient parsers
+                self._fail("bad Content-Length", ts)
+                return
+            if self.remaining:
+                self.state = LENGTH
+            else:
+                self._complete(ts)
+        elif until_close_ok:
+            self.state = UNTIL_CLOSE
+        else:
+            self._complete(ts)
+
+    def _request_head(self, parser: httptools.HttpRequestParser, version: str, te: bytes,
+                      chunked: bool, ts: float) -> None:
+        method = _decode(parser.get_method())
+        slot = self.conv._open_slot(method, self.first_ts)
+        if slot is None:
+            self._fail("too many pipelined requests", ts)
+            return
+        slot.tunnel = method == "CONNECT" or parser.should_upgrade()
+        self.slot = slot
+        self.head = (method, _decode(self._url), version, _decode(self._host),
+                     tuple(self._headers), None if self._tag is None else _decode(self._tag))
+        self.state = HEAD
+        self._framing(te, chunked, ts, until_close_ok=False)
+
+    def _response_head(self, parser: httptools.HttpResponseParser, version: str, te: bytes,
+                       chunked: bool, ts: float) -> None:
+        status = parser.get_status_code()
+        slot = self.conv._slot_for_response(self.first_ts, self.after_gap)
+        self.after_gap = False
+        if slot is None:
+            # A response that started before every request in flight: its own
+            # request is one the capture missed. Skip it, framing and all.
+            self.conv.stats.orphan_responses += 1
+        self.slot = slot
+        self.head = (status, _decode(self._reason), version, tuple(self._headers))
+        self.state = HEAD
+        method = slot.method if slot else ""
+        if 100 <= status < 200 and status != 101:
+            if slot is not None:
+                slot.interim.append(status)
+            self._reset_message()  # interim: no body, the final response follows
+            return
+        if status == 101 or method == "HEAD" or status in (204, 304) or (
+                method == "CONNECT" and 200 <= status < 300):
+            self._complete(ts)
+            return
+        self._framing(te, chunked, ts, until_close_ok=True)
+
+    def _chunk_line(self, data: memoryview, pos: int, ts: float) -> int:
+        """CHUNK_SIZE, CHUNK_END (the CRLF after chunk data) and TRAILERS: line by line."""
+        n = len(data)
+        nl = -1
+        # Lines are short: look for LF in a small window first.
+        window = bytes(data[pos:pos + 256])
+        nl = window.find(b"\n")
+        if nl < 0:
+            if len(self.buf) + len(window) > 4096:
+                self._fail("chunk framing line too long", ts)
+                return n
+            if n - pos > 256:  # a long run of bytes without LF: not a chunk line
+                self._fail("bad chunk framing", ts)
+                return n
+            self.buf += window
+            self.wire += len(window)
+            return n
+        line = bytes(self.buf) + window[:nl + 1] if self.buf else window[:nl + 1]
+        self.buf.clear()
+        self.wire += nl + 1
+        pos += nl + 1
+        state = self.state
+        if state == CHUNK_END:
+            if line != b"\r\n":
+                self._fail("chunk data not followed by CRLF", ts)
+                return n
+            self.state = CHUNK_SIZE
+        elif state == CHUNK_SIZE:
+            match = _CHUNK_SIZE.fullmatch(line)
+            if match is None:
+                self._fail("bad chunk size line", ts)
+                return n
+            size = int(match.group(1), 16)
+            if size:
+                self.remaining = size
+                self.state = CHUNK_DATA
+            else:
+                self.state = TRAILERS
+        elif line == b"\r\n":  # TRAILERS: an empty line ends the message
+            self._complete(ts)
+        elif not line.endswith(b"\r\n") or b":" not in line:
+            self._fail("bad trailer line", ts)
+            return n
+        return pos
+
+    def _resync(self, data: memoryview, pos: int, ts: float) -> int:
+        """After a gap or an error: wait for a segment that starts a message."""
+        start = bytes(data[pos:pos + 64])
+        pattern = _REQUEST_START if self.is_request else _RESPONSE_START
+        if pattern.match(start) or (self.is_request and pattern.match(bytes(data[pos:pos + 4096]))):
+            self.state = HEAD
+            self.conv.stats.resyncs += 1
+            return pos
+        return len(data)
+
+    # -- message boundaries --------------------------------------------------------------
+    def _complete(self, ts: float) -> None:
+        slot = self.slot
+        if self.head is not None:
+            if self.is_request:
+                request = self._request(ts)
+                self.conv.stats.requests += 1
+                self.state = HEAD
+                if slot is not None:
+                    slot.request = request
+                    if slot.tunnel and not slot.answered:
+                        self.state = WAIT  # what follows may not be HTTP: wait for the answer
+                    self.conv._request_done(slot, ts)
+            else:
+                response = self._response(ts, until_close=self.state == UNTIL_CLOSE)
+                self.conv.stats.responses += 1
+                self.state = HEAD
+                if slot is not None:
+                    slot.response = response
+                    slot.answered = True
+                    self.conv._response_done(slot, ts)
+        else:
+            self.state = HEAD
+        self._reset_message()
+
+    def _request(self, ts: float) -> Request:
+        method, target, version, host, headers, tag = self.head  # type: ignore[misc]
+        return Request(method, target, version, host, headers, self.body, self.wire, self.chunked,
+                       self.first_ts, ts, tag)
+
+    def _response(self, ts: float, until_close: bool = False) -> Response:
+        status, reason, version, headers = self.head  # type: ignore[misc]
+        interim = tuple(self.slot.interim) if self.slot is not None else ()
+        return Response(status, reason, version, headers, self.body, self.wire, self.chunked,
+                        self.first_ts, ts, interim, until_close)
+
+    def gap(self, size: int, ts: float) -> None:
+        state = self.state
+        if (state == LENGTH or state == CHUNK_DATA) and size <= self.remaining:
+            self.remaining -= size
+            self.body += size
+            self.wire += size
+            if not self.remaining:
+                if state == LENGTH:
+                    self._complete(ts)
+                else:
+                    self.state = CHUNK_END
+            return
+        if state == UNTIL_CLOSE:
+            self.body += size
+            self.wire += size
+            return
+        if state in (DEAD, RESYNC):
+            return
+        self._lost("capture gap", ts)
+
+    def end(self, ts: float) -> None:
+        """The sender closed its half of the connection (FIN)."""
+        if self.state == UNTIL_CLOSE:
+            self.state = HEAD
+            self._complete_until_close(ts)
+        elif self.state == WAIT and self.buf and not self.is_request:
+            self.conv.stats.orphan_responses += 1
+        elif self.state not in (HEAD, RESYNC, DEAD, WAIT) or self.buf:
+            self._lost("connection closed mid-message", ts)
+        self.buf.clear()
+        self.state = DEAD
+
+    def interrupted(self, error: str, ts: float) -> None:
+        """The connection is gone (RST, idle, end of capture) while this side was mid-message."""
+        if self.state == UNTIL_CLOSE:
+            self._complete_until_close(ts)
+        elif self.state not in (HEAD, RESYNC, DEAD, WAIT):
+            self._lost(error, ts)
+        self.state = DEAD
+
+    def _complete_until_close(self, ts: float) -> None:
+        self.state = UNTIL_CLOSE  # so that _complete marks the response as such
+        self._complete(ts)
+
+    def _lost(self, error: str, ts: float) -> None:
+        """The current message cannot be finished: report what there is, skip to the next one."""
+        slot = self.slot
+        if slot is not None and self.head is not None:
+            slot.error = slot.error or error
+            if self.is_request:
+                slot.request = self._request(ts)
+                self.conv._request_done(slot, ts)
+            else:
+                slot.response = self._response(ts)
+                slot.answered = True
+                self.conv._response_done(slot, ts)
+        self.buf.clear()
+        self._reset_message()
+        self.state = RESYNC
+        self.after_gap = True
+
+    def _fail(self, error: str, ts: float) -> None:
+        self.conv.stats.parse_errors += 1
+        self.conv.stats.errors[error] = self.conv.stats.errors.get(error, 0) + 1
+        if not self.broken:
+            self.broken = True
+            self.conv.stats.unparseable_streams += 1
+        self._lost(error, ts)
+
+
+class HttpConversation:
+    """The HTTP exchanges of one TCP connection (a StreamConsumer)."""
+
+    def __init__(self, emit: Callable[[Exchange], None], client_direction: int | None = None,
+                 tag_header: str | None = None, keep_headers: bool = False,
+                 stats: HttpStats | None = None, limits: Limits = Limits(),
+                 midstream: bool = False) -> None:
+        self.emit = emit
+        self.midstream = midstream  # joined an open connection: wait for message starts
+        self.tag_header = tag_header.lower().encode() if tag_header else None
+        self.keep_headers = keep_headers
+        self.stats = stats if stats is not None else HttpStats()
+        self.limits = limits
+        self.slots: deque[_Slot] = deque()
+        self.client_direction = client_direction
+        self.streams: list[_Stream] | None = None
+        if client_direction is not None:
+            self._set_client(client_direction)
+        self.closed = False
+
+    def _set_client(self, direction: int) -> None:
+        self.client_direction = direction
+        streams = [_Stream(self, 0, direction == 0), _Stream(self, 1, direction == 1)]
+        if self.midstream:
+            for stream in streams:
+                stream.state = RESYNC
+                stream.after_gap = True
+        self.streams = streams
+
+    # -- StreamConsumer ---------------------------------------------------------------------
+    def on_data(self, direction: int, data: memoryview, ts: float) -> None:
+        if self.streams is None:
+            # Neither SYN nor port told who the client is: the first bytes do.
+            head = bytes(data[:4096])
+            if _REQUEST_START.match(head):
+                self._set_client(direction)
+            elif _RESPONSE_START.match(head):
+                self._set_client(1 - direction)
+            else:
+                return
+            assert self.streams is not None
+            if self.streams[direction].state == RESYNC:
+                self.streams[direction].state = HEAD  # these bytes start a message
+        self.streams[direction].feed(data, ts)
+
+    def on_gap(self, direction: int, size: int, ts: float) -> None:
+        if self.streams is not None:
+            self.streams[direction].gap(size, ts)
+
+    def on_end(self, direction: int, ts: float) -> None:
+        if self.streams is not None:
+            self.streams[direction].end(ts)
+
+    def on_close(self, reason: str, ts: float) -> None:
+        if self.closed:
+            return
+        error = {"reset": "connection reset", "fin": "no response", "idle": "connection idle",
+                 "shutdown": "capture ended"}.get(reason, f"connection {reason}")
+        if self.streams is not None:
+            for stream in self.streams:
+                stream.interrupted(error, ts)
+        self.closed = True
+        while self.slots:
+            slot = self.slots.popleft()
+            if slot.request is not None:
+                self._emit(slot, slot.error or error)
+
+    # -- pairing --------------------------------------------------------------------------
+    def _open_slot(self, method: str, first_ts: float) -> _Slot | None:
+        if len(self.slots) >= self.limits.max_in_flight:
+            return None
+        slot = _Slot(method, first_ts)
+        self.slots.append(slot)
+        if self.streams is not None:
+            self.streams[1 - self.client_direction].resume(first_ts)  # type: ignore[operator]
+        return slot
+
+    def _can_answer(self) -> bool:
+        return any(not s.answered for s in self.slots)
+
+    def _slot_for_response(self, first_ts: float, after_gap: bool) -> _Slot | None:
+        eligible = [s for s in self.slots if not s.answered and s.first_ts <= first_ts]
+        if not eligible:
+            return None
+        if after_gap:
+            # The responses to the earlier requests were lost in the gap (without
+            # pipelining, a request is only sent once the previous answer came).
+            for s in eligible[:-1]:
+                s.error = s.error or "response lost in a capture gap"
+                s.answered = True
+            return eligible[-1]
+        return eligible[0]
+
+    def _request_done(self, slot: _Slot, ts: float) -> None:
+        self._flush()
+
+    def _response_done(self, slot: _Slot, ts: float) -> None:
+        status = slot.response.status if slot.response is not None else 0
+        if slot.tunnel and (status == 101 or (slot.method == "CONNECT" and 200 <= status < 300)):
+            # Not HTTP any more on this connection.
+            assert self.streams is not None
+            for stream in self.streams:
+                stream.state = DEAD
+                stream.buf.clear()
+        elif slot.tunnel and self.streams is not None:
+            self.streams[self.client_direction].resume(ts)  # type: ignore[index]
+        self._flush()
+
+    def _flush(self) -> None:
+        """Emit, in order, the exchanges whose request and response are both done."""
+        slots = self.slots
+        while slots and slots[0].answered and slots[0].request is not None:
+            slot = slots.popleft()
+            self._emit(slot, slot.error)
+
+    def _emit(self, slot: _Slot, error: str) -> None:
+        assert slot.request is not None
+        self.stats.exchanges += 1
+        if error:
+            self.stats.incomplete += 1
+        self.emit(Exchange(slot.request, slot.response, error))
