@@ -1,0 +1,113 @@
+"""How a transaction reads: one set of columns for text lines, JSON and CSV.
+
+Secrets never leave unless asked: values of Authorization, Proxy-Authorization,
+Cookie and Set-Cookie (and the tag header, if it is one of them) are printed
+as ``<redacted>`` unless ``--show-secrets``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ...output import Column, Table
+from ...packet.http import SECRET_HEADERS, Headers
+from .tracer import Transaction
+
+REDACTED = "<redacted>"
+PATH_WIDTH = 32
+
+
+def _clock(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1e6):06d}"
+
+
+def _path(path: str) -> str:
+    return path if len(path) <= PATH_WIDTH else path[:PATH_WIDTH - 1] + "~"
+
+
+COLUMNS = [
+    Column("ts", "TIME", 15, text=_clock),
+    Column("client", "CLIENT", 21),
+    Column("backend", "BACKEND", 21),
+    Column("method", "METHOD", 7),
+    Column("path", "PATH", PATH_WIDTH, text=_path),
+    Column("host", "HOST"),
+    Column("status", "STATUS", 6, ">"),
+    Column("request_body", "REQ", 8, ">"),
+    Column("response_body", "RESP", 8, ">"),
+    Column("request_bytes", "REQ-WIRE", 8, ">"),
+    Column("response_bytes", "RESP-WIRE", 9, ">"),
+    Column("latency_ms", "LAT ms", 8, ">", text=lambda v: f"{v:.2f}"),
+    Column("ttfb_ms", "TTFB ms", 8, ">", text=lambda v: f"{v:.2f}"),
+    Column("interim", "1XX", text=lambda v: ",".join(map(str, v))),
+    Column("tag", "TAG", 12),
+    Column("tunnel", "TUNNEL"),
+    Column("error", "ERROR"),
+    Column("request_headers", "REQUEST HEADERS"),
+    Column("response_headers", "RESPONSE HEADERS"),
+]
+TEXT_KEYS = ["ts", "client", "backend", "method", "path", "status", "request_body", "response_body",
+             "latency_ms", "ttfb_ms", "tag", "tunnel", "error"]
+
+
+class Report:
+    def __init__(self, tag: bool, headers: bool, show_secrets: bool, tag_header: str | None) -> None:
+        self.headers = headers
+        self.show_secrets = show_secrets
+        self.tag_is_secret = bool(tag_header) and tag_header.lower() in SECRET_HEADERS  # type: ignore[union-attr]
+        keys = [k for k in TEXT_KEYS if tag or k != "tag"]
+        by_key = {c.key: c for c in COLUMNS}
+        self.text_table = Table([by_key[k] for k in keys])
+        self.json_table = Table([c for c in COLUMNS if headers or not c.key.endswith("_headers")])
+
+    def row(self, tx: Transaction) -> dict[str, Any]:
+        ex = tx.exchange
+        req, resp = ex.request, ex.response
+        latency, ttfb = ex.latency, ex.ttfb
+        tag = req.tag
+        if tag is not None and self.tag_is_secret and not self.show_secrets:
+            tag = REDACTED
+        row: dict[str, Any] = {
+            "ts": round(req.first_ts, 6), "client": tx.client, "backend": tx.backend,
+            "method": req.method, "path": req.target, "host": req.host,
+            "status": resp.status if resp else None,
+            "request_body": req.body_size, "response_body": resp.body_size if resp else None,
+            "request_bytes": req.wire_size, "response_bytes": resp.wire_size if resp else None,
+            "latency_ms": None if latency is None else round(latency * 1000, 3),
+            "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 3),
+            "interim": list(resp.interim) if resp and resp.interim else None,
+            "tag": tag, "tunnel": str(tx.tunnel) if tx.tunnel else None, "error": ex.error or None,
+        }
+        if self.headers:
+            row["request_headers"] = self._headers(req.headers)
+            row["response_headers"] = self._headers(resp.headers) if resp else None
+        return row
+
+    def _headers(self, headers: Headers) -> dict[str, str | list[str]]:
+        out: dict[str, str | list[str]] = {}
+        for name, value in headers:
+            if not self.show_secrets and name.lower() in SECRET_HEADERS:
+                value = REDACTED
+            if name in out:
+                previous = out[name]
+                out[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+            else:
+                out[name] = value
+        return out
+
+    def header_line(self) -> str:
+        return self.text_table.header()
+
+    def text(self, tx: Transaction) -> str:
+        row = self.row(tx)
+        line = self.text_table.text(row)
+        if self.headers:
+            extra = [f"    > {k}: {v}" for k, vs in (row["request_headers"] or {}).items()
+                     for v in (vs if isinstance(vs, list) else [vs])]
+            extra += [f"    < {k}: {v}" for k, vs in (row["response_headers"] or {}).items()
+                      for v in (vs if isinstance(vs, list) else [vs])]
+            line = "\n".join([line, *extra])
+        return line
+
+    def json(self, tx: Transaction) -> str:
+        return self.json_table.json(self.row(tx))
