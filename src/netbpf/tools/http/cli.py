@@ -154,6 +154,9 @@ class Capture:
         if not args.summary and not args.json:
             sys.stdout.write(self.report.header_line() + "\n")
         feed = self.tracer.feed
+        ports = ",".join(map(str, args.port))
+        cliutil.stderr(f"netbpf http: tracing HTTP on TCP port {ports}, interface {args.interface} "
+                       "(Ctrl-C to stop)")
         last_tick = time.monotonic()
         while not self.stop and not deadline.expired():
             self.ring.read(feed, deadline.remaining(0.1))

@@ -202,7 +202,7 @@ int netbpf_http(struct __sk_buff *skb)
 	}
 
 	if (bpf_skb_load_bytes(skb, off, &tcp, sizeof(tcp)) || tcp.doff < 5 ||
-	    end < off + tcp.doff * 4) {
+	    end < off + tcp.doff * 4 || skb->len < off + tcp.doff * 4) {
 		netbpf_inc(counters, HTTP_MALFORMED);
 		return 0;
 	}
