@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass
 from typing import NamedTuple
 
 ETH_P_IP, ETH_P_IPV6, ETH_P_8021Q, ETH_P_8021AD = 0x0800, 0x86DD, 0x8100, 0x88A8
@@ -31,11 +30,12 @@ _ipv4 = struct.Struct("!BxH2xHxB2x4s4s")  # version/ihl, total length, frag, pro
 _ipv6 = struct.Struct("!I H B x 16s 16s")  # version..flow, payload length, next header, src, dst
 _tcp = struct.Struct("!HHIIBB")  # ports, seq, ack, data offset, flags
 _udp_dport = struct.Struct("!2xH")
+_ipv4_tcp = struct.Struct("!BxH2xHxB2x4s4sHHIIBB")  # IPv4 without options, then TCP: the usual frame
+_ipv6_tcp = struct.Struct("!IHBx16s16sHHIIBB")
 _u16 = struct.Struct("!H")
 
 
-@dataclass(frozen=True, slots=True)
-class Tunnel:
+class Tunnel(NamedTuple):
     """The outermost tunnel a segment came through."""
 
     kind: str  # "ipip" (also IPv6-in-IP) or "vxlan"
@@ -59,7 +59,7 @@ class Segment(NamedTuple):
     seq: int
     ack: int
     flags: int
-    payload: memoryview
+    payload: bytes
     missing: int = 0
     tunnel: Tunnel | None = None
     ts: float = 0.0
@@ -81,7 +81,7 @@ def decode_ip(frame: bytes | memoryview, offset: int = 0, l3: int = 0, ts: float
     to read it from the version nibble.
     """
     try:
-        return _decode(memoryview(frame), offset, l3, ts, vxlan_ports)
+        return _decode(frame if type(frame) is bytes else bytes(frame), offset, l3, ts, vxlan_ports)
     except (struct.error, IndexError, ValueError):
         return None
 
@@ -90,14 +90,14 @@ def decode_ethernet(frame: bytes | memoryview, ts: float = 0.0,
                     vxlan_ports: frozenset[int] = VXLAN_PORTS) -> Segment | None:
     """The TCP segment of an Ethernet frame (802.1Q/802.1ad tags skipped)."""
     try:
-        view = memoryview(frame)
-        offset, l3 = _ethernet(view, 0, max_tags=2)
-        return _decode(view, offset, l3, ts, vxlan_ports)
+        data = frame if type(frame) is bytes else bytes(frame)
+        offset, l3 = _ethernet(data, 0, max_tags=2)
+        return _decode(data, offset, l3, ts, vxlan_ports)
     except (struct.error, IndexError, ValueError):
         return None
 
 
-def _ethernet(view: memoryview, offset: int, max_tags: int = 1) -> tuple[int, int]:
+def _ethernet(view: bytes, offset: int, max_tags: int = 1) -> tuple[int, int]:
     (l3,) = _u16.unpack_from(view, offset + 12)
     offset += 14
     for _ in range(max_tags):
@@ -108,8 +108,26 @@ def _ethernet(view: memoryview, offset: int, max_tags: int = 1) -> tuple[int, in
     return offset, l3
 
 
-def _decode(view: memoryview, offset: int, l3: int, ts: float,
+def _decode(view: bytes, offset: int, l3: int, ts: float,
             vxlan_ports: frozenset[int]) -> Segment | None:
+    # Plain TCP over IPv4 (no options) or IPv6 (no extension header): one unpack.
+    first = view[offset] >> 4
+    if first == 4 and (l3 == ETH_P_IP or not l3) and view[offset] == 0x45 and view[offset + 9] == 6:
+        _, total, frag, _, src, dst, sport, dport, seq, ack, doff, flags = _ipv4_tcp.unpack_from(view, offset)
+        if not frag & 0x1FFF and doff >> 4 >= 5:
+            end, start = offset + total, offset + 20 + (doff >> 4) * 4
+            captured = min(end, len(view))
+            if start <= captured:
+                return Segment(src, dst, sport, dport, seq, ack, flags, view[start:captured],
+                               end - captured, None, ts)
+    elif first == 6 and (l3 == ETH_P_IPV6 or not l3) and view[offset + 6] == 6:
+        _, plen, _, src, dst, sport, dport, seq, ack, doff, flags = _ipv6_tcp.unpack_from(view, offset)
+        if plen and doff >> 4 >= 5:
+            end, start = offset + 40 + plen, offset + 40 + (doff >> 4) * 4
+            captured = min(end, len(view))
+            if start <= captured:
+                return Segment(src, dst, sport, dport, seq, ack, flags, view[start:captured],
+                               end - captured, None, ts)
     tunnel: Tunnel | None = None
     size = len(view)
     for depth in range(MAX_TUNNELS + 1):
@@ -167,5 +185,5 @@ def _decode(view: memoryview, offset: int, l3: int, ts: float,
         if start > captured:
             return None  # options cut off: nothing trustworthy in it
         return Segment(src, dst, sport, dport, seq, ack, flags,
-                       view[start:captured], end - captured, tunnel, ts)
+                       view[start:captured], end - captured, tunnel, ts)  # a copy: frames are small
     return None

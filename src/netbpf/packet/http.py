@@ -32,6 +32,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import httptools
 
@@ -42,7 +43,6 @@ _REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{0,19} [^ \r\n]+ HTTP/\d\.\d\r?\n")
 _RESPONSE_START = re.compile(rb"HTTP/\d\.\d \d\d\d[ \r]")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 _CRLF2 = b"\r\n\r\n"
-_PEEK = 8192  # bytes copied to look for the end of a header block before copying more
 
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
@@ -56,8 +56,7 @@ class Limits:
     max_in_flight: int = 1024  # pipelined requests waiting for responses
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
+class Request(NamedTuple):
     method: str
     target: str
     version: str
@@ -71,8 +70,7 @@ class Request:
     tag: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
+class Response(NamedTuple):
     status: int
     reason: str
     version: str
@@ -86,8 +84,7 @@ class Response:
     until_close: bool = False  # the body ran to the end of the connection
 
 
-@dataclass(frozen=True, slots=True)
-class Exchange:
+class Exchange(NamedTuple):
     request: Request
     response: Response | None
     error: str = ""  # why the exchange is incomplete; "" when it is whole
@@ -148,6 +145,7 @@ class _Stream:
         self.buf_ts = 0.0
         self.broken = False  # counted once as an unparseable stream
         self.after_gap = False
+        self.until_close = False
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -167,20 +165,26 @@ class _Stream:
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lname = name.lower()
-        if lname == b"content-length":
-            self._cl = value
-        elif lname == b"transfer-encoding":
-            self._te.append(value)
-        elif lname == b"host":
-            self._host = value
-        if lname == self.conv.tag_header:
+        # Called for every header of every message: compare lengths before bytes.
+        size = len(name)
+        if size == 14 or size == 17 or size == 4:
+            lname = name.lower()
+            if lname == b"content-length":
+                self._cl = value
+            elif lname == b"transfer-encoding":
+                if self._te is None:
+                    self._te = []
+                self._te.append(value)
+            elif lname == b"host":
+                self._host = value
+        tag = self.conv.tag_header
+        if tag is not None and size == len(tag) and name.lower() == tag:
             self._tag = value
-        if self.conv.keep_headers:
-            self._headers.append((_decode(name), _decode(value)))
+        if self._headers is not None:
+            self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     # -- input --------------------------------------------------------------------------
-    def feed(self, data: memoryview, ts: float) -> None:
+    def feed(self, data: bytes, ts: float) -> None:
         pos, n = 0, len(data)
         while pos < n:
             state = self.state
@@ -211,7 +215,7 @@ class _Stream:
             else:
                 pos = self._chunk_line(data, pos, ts)
 
-    def _hold(self, data: memoryview, ts: float) -> None:
+    def _hold(self, data: bytes, ts: float) -> None:
         if not self.buf:
             self.buf_ts = ts
         self.buf += data
@@ -227,33 +231,28 @@ class _Stream:
         if self.buf:
             held, held_ts = bytes(self.buf), self.buf_ts
             self.buf.clear()
-            self.feed(memoryview(held), held_ts if held_ts else ts)
+            self.feed(held, held_ts if held_ts else ts)
 
-    def _head(self, data: memoryview, pos: int, ts: float) -> int:
+    def _head(self, data: bytes, pos: int, ts: float) -> int:
         n = len(data)
         if not self.buf:
             # Empty lines between messages are allowed (RFC 9112 section 2.2).
-            while pos < n and data[pos] in (13, 10):
+            while data[pos] == 13 or data[pos] == 10:
                 pos += 1
-            if pos == n:
-                return n
-            if not self.is_request and not self.conv._can_answer():
+                if pos == n:
+                    return n
+            if not self.is_request and not self.conv.unanswered:
                 self.state = WAIT
                 self._hold(data[pos:], ts)
                 return n
-            peek = bytes(data[pos:pos + _PEEK])
-            end = peek.find(_CRLF2)
-            if end < 0 and n - pos > _PEEK:
-                peek = bytes(data[pos:])
-                end = peek.find(_CRLF2)
+            end = data.find(_CRLF2, pos)
             if end < 0:
-                self.buf += peek
+                self.buf += data[pos:]
                 self.buf_ts = ts
                 return self._check_head_size(n, ts)
-            block = peek[:end + 4]
             self.first_ts = ts
-            self._message_head(block, ts)
-            return pos + end + 4
+            self._message_head(data[pos:end + 4], ts)
+            return end + 4
         start = max(0, len(self.buf) - 3)
         before = len(self.buf)
         self.buf += data[pos:]
@@ -276,10 +275,10 @@ class _Stream:
         self._url = b""
         self._reason = b""
         self._cl: bytes | None = None
-        self._te: list[bytes] = []
+        self._te: list[bytes] | None = None
         self._host = b""
         self._tag: bytes | None = None
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[str, str]] | None = [] if self.conv.keep_headers else None
         parser = httptools.HttpRequestParser(self) if self.is_request else httptools.HttpResponseParser(self)
         try:
             parser.feed_data(block)
@@ -292,8 +291,11 @@ class _Stream:
         self.wire = len(block)
         self.body = 0
         version = parser.get_http_version()
-        te = b",".join(self._te).lower()
-        chunked = bool(te) and te.rsplit(b",", 1)[-1].strip() == b"chunked"
+        if self._te is None:
+            te, chunked = b"", False
+        else:
+            te = b",".join(self._te).lower()
+            chunked = te.rsplit(b",", 1)[-1].strip() == b"chunked"
         if self.is_request:
             self._request_head(parser, version, te, chunked, ts)
         else:
@@ -326,15 +328,16 @@ class _Stream:
 
     def _request_head(self, parser: httptools.HttpRequestParser, version: str, te: bytes,
                       chunked: bool, ts: float) -> None:
-        method = _decode(parser.get_method())
+        method = parser.get_method().decode("latin-1")
         slot = self.conv._open_slot(method, self.first_ts)
         if slot is None:
             self._fail("too many pipelined requests", ts)
             return
         slot.tunnel = method == "CONNECT" or parser.should_upgrade()
         self.slot = slot
-        self.head = (method, _decode(self._url), version, _decode(self._host),
-                     tuple(self._headers), None if self._tag is None else _decode(self._tag))
+        self.head = (method, self._url.decode("latin-1"), version, self._host.decode("latin-1"),
+                     tuple(self._headers) if self._headers else (),
+                     None if self._tag is None else self._tag.decode("latin-1"))
         self.state = HEAD
         self._framing(te, chunked, ts, until_close_ok=False)
 
@@ -348,7 +351,8 @@ class _Stream:
             # request is one the capture missed. Skip it, framing and all.
             self.conv.stats.orphan_responses += 1
         self.slot = slot
-        self.head = (status, _decode(self._reason), version, tuple(self._headers))
+        self.head = (status, self._reason.decode("latin-1"), version,
+                     tuple(self._headers) if self._headers else ())
         self.state = HEAD
         method = slot.method if slot else ""
         if 100 <= status < 200 and status != 101:
@@ -362,12 +366,12 @@ class _Stream:
             return
         self._framing(te, chunked, ts, until_close_ok=True)
 
-    def _chunk_line(self, data: memoryview, pos: int, ts: float) -> int:
+    def _chunk_line(self, data: bytes, pos: int, ts: float) -> int:
         """CHUNK_SIZE, CHUNK_END (the CRLF after chunk data) and TRAILERS: line by line."""
         n = len(data)
         nl = -1
         # Lines are short: look for LF in a small window first.
-        window = bytes(data[pos:pos + 256])
+        window = data[pos:pos + 256]
         nl = window.find(b"\n")
         if nl < 0:
             if len(self.buf) + len(window) > 4096:
@@ -407,11 +411,10 @@ class _Stream:
             return n
         return pos
 
-    def _resync(self, data: memoryview, pos: int, ts: float) -> int:
+    def _resync(self, data: bytes, pos: int, ts: float) -> int:
         """After a gap or an error: wait for a segment that starts a message."""
-        start = bytes(data[pos:pos + 64])
         pattern = _REQUEST_START if self.is_request else _RESPONSE_START
-        if pattern.match(start) or (self.is_request and pattern.match(bytes(data[pos:pos + 4096]))):
+        if pattern.match(data, pos, pos + 4096):
             self.state = HEAD
             self.conv.stats.resyncs += 1
             return pos
@@ -419,39 +422,39 @@ class _Stream:
 
     # -- message boundaries --------------------------------------------------------------
     def _complete(self, ts: float) -> None:
-        slot = self.slot
-        if self.head is not None:
+        """The current message ended with the byte seen at ``ts``."""
+        slot, head = self.slot, self.head
+        self.state = HEAD
+        if head is not None:
+            conv = self.conv
             if self.is_request:
-                request = self._request(ts)
-                self.conv.stats.requests += 1
-                self.state = HEAD
+                conv.stats.requests += 1
                 if slot is not None:
-                    slot.request = request
+                    slot.request = Request(head[0], head[1], head[2], head[3], head[4], self.body,  # type: ignore[arg-type]
+                                           self.wire, self.chunked, self.first_ts, ts, head[5])  # type: ignore[arg-type]
                     if slot.tunnel and not slot.answered:
                         self.state = WAIT  # what follows may not be HTTP: wait for the answer
-                    self.conv._request_done(slot, ts)
+                    conv._flush()
             else:
-                response = self._response(ts, until_close=self.state == UNTIL_CLOSE)
-                self.conv.stats.responses += 1
-                self.state = HEAD
+                conv.stats.responses += 1
                 if slot is not None:
-                    slot.response = response
-                    slot.answered = True
-                    self.conv._response_done(slot, ts)
-        else:
-            self.state = HEAD
-        self._reset_message()
+                    slot.response = self._response(ts)
+                    conv._answered(slot)
+                    conv._response_done(slot, ts)
+        self.slot = None
+        self.head = None
+        self.chunked = False
 
     def _request(self, ts: float) -> Request:
         method, target, version, host, headers, tag = self.head  # type: ignore[misc]
         return Request(method, target, version, host, headers, self.body, self.wire, self.chunked,
                        self.first_ts, ts, tag)
 
-    def _response(self, ts: float, until_close: bool = False) -> Response:
+    def _response(self, ts: float) -> Response:
         status, reason, version, headers = self.head  # type: ignore[misc]
-        interim = tuple(self.slot.interim) if self.slot is not None else ()
+        interim = tuple(self.slot.interim) if self.slot is not None and self.slot.interim else ()
         return Response(status, reason, version, headers, self.body, self.wire, self.chunked,
-                        self.first_ts, ts, interim, until_close)
+                        self.first_ts, ts, interim, self.until_close)
 
     def gap(self, size: int, ts: float) -> None:
         state = self.state
@@ -494,8 +497,9 @@ class _Stream:
         self.state = DEAD
 
     def _complete_until_close(self, ts: float) -> None:
-        self.state = UNTIL_CLOSE  # so that _complete marks the response as such
+        self.until_close = True
         self._complete(ts)
+        self.until_close = False
 
     def _lost(self, error: str, ts: float) -> None:
         """The current message cannot be finished: report what there is, skip to the next one."""
@@ -504,10 +508,10 @@ class _Stream:
             slot.error = slot.error or error
             if self.is_request:
                 slot.request = self._request(ts)
-                self.conv._request_done(slot, ts)
+                self.conv._flush()
             else:
                 slot.response = self._response(ts)
-                slot.answered = True
+                self.conv._answered(slot)
                 self.conv._response_done(slot, ts)
         self.buf.clear()
         self._reset_message()
@@ -521,6 +525,10 @@ class _Stream:
             self.broken = True
             self.conv.stats.unparseable_streams += 1
         self._lost(error, ts)
+
+
+def _closed(exchange: Exchange) -> None:
+    raise AssertionError("exchange emitted after the connection was closed")
 
 
 class HttpConversation:
@@ -537,6 +545,7 @@ class HttpConversation:
         self.stats = stats if stats is not None else HttpStats()
         self.limits = limits
         self.slots: deque[_Slot] = deque()
+        self.unanswered = 0  # slots waiting for their final response
         self.client_direction = client_direction
         self.streams: list[_Stream] | None = None
         if client_direction is not None:
@@ -553,10 +562,12 @@ class HttpConversation:
         self.streams = streams
 
     # -- StreamConsumer ---------------------------------------------------------------------
-    def on_data(self, direction: int, data: memoryview, ts: float) -> None:
+    def on_data(self, direction: int, data: bytes, ts: float) -> None:
+        if type(data) is not bytes:
+            data = bytes(data)
         if self.streams is None:
             # Neither SYN nor port told who the client is: the first bytes do.
-            head = bytes(data[:4096])
+            head = data[:4096]
             if _REQUEST_START.match(head):
                 self._set_client(direction)
             elif _RESPONSE_START.match(head):
@@ -589,6 +600,9 @@ class HttpConversation:
             slot = self.slots.popleft()
             if slot.request is not None:
                 self._emit(slot, slot.error or error)
+        # Break the conversation <-> stream cycles: refcounting frees it now, not the GC.
+        self.streams = None
+        self.emit = _closed
 
     # -- pairing --------------------------------------------------------------------------
     def _open_slot(self, method: str, first_ts: float) -> _Slot | None:
@@ -596,14 +610,23 @@ class HttpConversation:
             return None
         slot = _Slot(method, first_ts)
         self.slots.append(slot)
-        if self.streams is not None:
-            self.streams[1 - self.client_direction].resume(first_ts)  # type: ignore[operator]
+        self.unanswered += 1
+        server = self.streams[1 - self.client_direction]  # type: ignore[index, operator]
+        if server.state == WAIT:
+            server.resume(first_ts)  # its answer came first: parse it now
         return slot
 
-    def _can_answer(self) -> bool:
-        return any(not s.answered for s in self.slots)
+    def _answered(self, slot: _Slot) -> None:
+        if not slot.answered:
+            slot.answered = True
+            self.unanswered -= 1
 
     def _slot_for_response(self, first_ts: float, after_gap: bool) -> _Slot | None:
+        if not after_gap:
+            for slot in self.slots:  # the oldest request not answered yet
+                if not slot.answered:
+                    return slot if slot.first_ts <= first_ts else None
+            return None
         eligible = [s for s in self.slots if not s.answered and s.first_ts <= first_ts]
         if not eligible:
             return None
@@ -612,14 +635,14 @@ class HttpConversation:
             # pipelining, a request is only sent once the previous answer came).
             for s in eligible[:-1]:
                 s.error = s.error or "response lost in a capture gap"
-                s.answered = True
+                self._answered(s)
             return eligible[-1]
         return eligible[0]
 
-    def _request_done(self, slot: _Slot, ts: float) -> None:
-        self._flush()
-
     def _response_done(self, slot: _Slot, ts: float) -> None:
+        if not slot.tunnel:
+            self._flush()
+            return
         status = slot.response.status if slot.response is not None else 0
         if slot.tunnel and (status == 101 or (slot.method == "CONNECT" and 200 <= status < 300)):
             # Not HTTP any more on this connection.

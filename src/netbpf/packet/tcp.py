@@ -18,8 +18,8 @@ connection's consumer, whatever order the segments came in:
 
 No I/O: the caller feeds :class:`~netbpf.packet.decap.Segment` objects and
 receives callbacks on the :class:`StreamConsumer` it made for each connection.
-Data handed to ``on_data`` is only valid during the call (it may be a view of
-a capture buffer): a consumer that keeps bytes copies them.
+Data handed to ``on_data`` is ``bytes`` (a segment's payload, or the part of
+it not delivered before); a consumer may keep it.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def seq_diff(a: int, b: int) -> int:
 
 
 class StreamConsumer(Protocol):
-    def on_data(self, direction: int, data: memoryview, ts: float) -> None: ...
+    def on_data(self, direction: int, data: bytes, ts: float) -> None: ...
     def on_gap(self, direction: int, size: int, ts: float) -> None: ...
     def on_end(self, direction: int, ts: float) -> None: ...
     def on_close(self, reason: str, ts: float) -> None: ...
@@ -126,6 +126,23 @@ class Reassembler:
     def feed(self, seg: Segment) -> None:
         entry = self.flows.get((seg.src, seg.sport, seg.dst, seg.dport))
         flags = seg.flags
+        if entry is not None and not flags & (SYN | FIN | RST):
+            # The common case, kept short: the next bytes of an established stream,
+            # in order, acknowledging everything the other side sent.
+            conn, direction = entry
+            half = conn.halves[direction]
+            payload = seg.payload
+            peer_next = conn.halves[1 - direction].next_seq
+            if (seg.seq == half.next_seq and payload and not seg.missing and not half.pending
+                    and half.fin_seq is None and (seg.ack == peer_next or peer_next is None or not flags & ACK)):
+                conn.last_ts = seg.ts
+                if conn.tunnel is None and seg.tunnel is not None:
+                    conn.tunnel = seg.tunnel
+                size = len(payload)
+                half.offset += size
+                half.next_seq = (seg.seq + size) & SEQ_MASK
+                conn.consumer.on_data(direction, payload, seg.ts)  # type: ignore[union-attr]
+                return
         if entry is None:
             if flags & RST or not (flags & SYN or len(seg.payload) or seg.missing):
                 self.stats.ignored_segments += 1  # nothing to start a stream from
@@ -192,7 +209,7 @@ class Reassembler:
             return half.offset > 0 or bool(half.pending) or conn.halves[1 - direction].offset > 0
         return half.next_seq != (seg.seq + 1) & SEQ_MASK
 
-    def _data(self, conn: Connection, direction: int, half: Half, seq: int, payload: memoryview,
+    def _data(self, conn: Connection, direction: int, half: Half, seq: int, payload: bytes,
               missing: int, ts: float) -> None:
         assert half.next_seq is not None
         offset = seq_diff(seq, half.next_seq)
@@ -234,7 +251,7 @@ class Reassembler:
                                 or self.buffered > self.limits.total_buffer):
             self._skip_hole(conn, direction, half, ts)
 
-    def _deliver(self, conn: Connection, direction: int, half: Half, payload: memoryview,
+    def _deliver(self, conn: Connection, direction: int, half: Half, payload: bytes,
                  missing: int, ts: float) -> None:
         assert half.next_seq is not None and conn.consumer is not None
         size = len(payload)
@@ -259,7 +276,7 @@ class Reassembler:
                 self.stats.duplicate_bytes += len(data)
                 continue
             self.stats.duplicate_bytes += skip
-            self._deliver(conn, direction, half, memoryview(data)[skip:], 0, ts)
+            self._deliver(conn, direction, half, data[skip:], 0, ts)
         if pending:
             half.hole_since = ts
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import signal
 import sys
 import time
@@ -66,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                     "when they get nothing), as printed in BACKEND")
     p.add_argument("--vxlan-port", type=port_list, metavar="PORT[,PORT...]", default=list(DEFAULT_VXLAN_PORTS),
                    help=f"UDP ports carrying VXLAN (default {VXLAN_HELP})")
-    p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=32768, metavar="KiB",
-                   help="size of the capture ring in KiB (default 32768)")
+    p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=65536, metavar="KiB",
+                   help="size of the capture ring in KiB (default 65536)")
 
 
 def port_list(text: str) -> list[int]:
@@ -148,6 +149,10 @@ class Capture:
 
     def loop(self) -> None:
         assert self.ring is not None
+        # Per-frame work allocates many small objects; collections of everything
+        # set up so far (libbpf, argparse, prometheus) would only cost time.
+        gc.freeze()
+        gc.set_threshold(20000, 50, 100)
         args = self.args
         deadline = cliutil.Deadline(args.duration)
         live = LiveView(sys.stdout) if args.summary and not args.json and sys.stdout.isatty() else None

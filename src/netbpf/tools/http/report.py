@@ -6,6 +6,7 @@ as ``<redacted>`` unless ``--show-secrets``.
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from ...packet.http import SECRET_HEADERS, Headers
 from .tracer import Transaction
 
 REDACTED = "<redacted>"
+_dumps = json.JSONEncoder(default=str).encode
 PATH_WIDTH = 32
 
 
@@ -110,4 +112,5 @@ class Report:
         return line
 
     def json(self, tx: Transaction) -> str:
-        return self.json_table.json(self.row(tx))
+        # row() builds its keys in the order of COLUMNS, so it is the JSON object as it is.
+        return _dumps(self.row(tx))

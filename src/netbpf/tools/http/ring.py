@@ -7,6 +7,12 @@ it back when we are done with it (TP_STATUS_KERNEL). Frames that find no free
 block are dropped by the kernel and counted (PACKET_STATISTICS ``tp_drops``):
 this module accumulates that count, the only loss between filter and parser.
 
+Geometry: the kernel hands a block over ``retire_ms`` after its first frame
+even when it is nearly empty, so what the ring can hold while the reader is
+busy is counted in blocks more than in bytes. Blocks of 256 KiB (a 64 KiB GSO
+frame fits; a larger BIG TCP frame is cut, and the reassembler counts the
+missing bytes) and a 50 ms timeout give many blocks, each well filled.
+
 The socket is made with protocol 0, which receives nothing; the filter is
 attached and the ring mapped, and only then is it bound with ETH_P_ALL, so no
 unfiltered frame ever lands in the ring. It is SOCK_DGRAM: the kernel strips
@@ -39,12 +45,12 @@ TPACKET3_HDRLEN = 48  # TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
 # struct tpacket_block_desc: version, offset_to_priv, then tpacket_hdr_v1:
 # block_status, num_pkts, offset_to_first_pkt, blk_len, ...
 _BLOCK = struct.Struct("<8xIII")
-# struct tpacket3_hdr (tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status,
-# tp_mac, tp_net, hv1, padding) then struct sockaddr_ll (family, protocol (network
-# order), ifindex, hatype, pkttype, halen).
-_FRAME = struct.Struct("<IIIIIIHH20xH2si")
+# struct tpacket3_hdr: tp_next_offset, tp_sec, tp_nsec, tp_snaplen, tp_len, tp_status, tp_mac.
+# (The struct sockaddr_ll after it is not read: the filter only keeps IPv4 and IPv6
+# frames, and the version nibble tells which.)
+_FRAME = struct.Struct("<IIIIIIH")
 
-FrameHandler = Callable[[bytes, int, int, float], None]  # frame, offset, ethertype, timestamp
+FrameHandler = Callable[[bytes, int, int, float], None]  # frame, offset, ethertype (0), timestamp
 
 
 class SockaddrLL(ctypes.Structure):
@@ -57,8 +63,8 @@ class SockaddrLL(ctypes.Structure):
 class PacketRing:
     """A filtered capture socket on one interface (ifindex) or all (0)."""
 
-    def __init__(self, prog: Program, ifindex: int = 0, ring_bytes: int = 32 << 20,
-                 block_bytes: int = 1 << 20, retire_ms: int = 20) -> None:
+    def __init__(self, prog: Program, ifindex: int = 0, ring_bytes: int = 64 << 20,
+                 block_bytes: int = 256 << 10, retire_ms: int = 50) -> None:
         self.block_bytes = block_bytes
         self.blocks = max(2, ring_bytes // block_bytes)
         self.retire_ms = retire_ms
@@ -125,10 +131,9 @@ class PacketRing:
                 return done
             pos = base + offset
             for _ in range(count):
-                (next_offset, sec, nsec, snaplen, _len, _st, mac, _net, _fam, proto,
-                 _ifindex) = unpack_frame(mm, pos)
+                next_offset, sec, nsec, snaplen, _len, _status, mac = unpack_frame(mm, pos)
                 start = pos + mac
-                handler(mm[start:start + snaplen], 0, int.from_bytes(proto, "big"), sec + nsec * 1e-9)
+                handler(mm[start:start + snaplen], 0, 0, sec + nsec * 1e-9)
                 pos += next_offset
             # Give the block back to the kernel.
             mm[base + 8:base + 12] = b"\0\0\0\0"

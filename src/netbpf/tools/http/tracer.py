@@ -9,7 +9,7 @@ the side whose port is not a target port, else the side that sends a request.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ...packet.decap import VXLAN_PORTS, Segment, Tunnel, decode_ip, format_endpoint
 from ...packet.http import Exchange, HttpConversation, HttpStats
@@ -17,22 +17,11 @@ from ...packet.http import Limits as HttpLimits
 from ...packet.tcp import Connection, Limits, Reassembler
 
 
-@dataclass(frozen=True, slots=True)
-class Transaction:
+class Transaction(NamedTuple):
     exchange: Exchange
-    client_ip: bytes
-    client_port: int
-    server_ip: bytes
-    server_port: int
+    client: str  # address:port, [v6]:port
+    backend: str  # the server's address:port
     tunnel: Tunnel | None
-
-    @property
-    def client(self) -> str:
-        return format_endpoint(self.client_ip, self.client_port)
-
-    @property
-    def backend(self) -> str:
-        return format_endpoint(self.server_ip, self.server_port)
 
 
 class HttpTracer:
@@ -90,12 +79,13 @@ class HttpTracer:
         conv = HttpConversation(lambda exchange: None, client, self.tag_header, self.keep_headers,
                                 self.http, self.http_limits, midstream=not conn.initiator_known)
 
+        names: list[str] = []  # client and backend, formatted once per connection
+
         def emit(exchange: Exchange) -> None:
-            if conv.client_direction == 0:
-                tx = Transaction(exchange, conn.src, conn.sport, conn.dst, conn.dport, conn.tunnel)
-            else:
-                tx = Transaction(exchange, conn.dst, conn.dport, conn.src, conn.sport, conn.tunnel)
-            self.on_transaction(tx)
+            if not names:
+                a, b = format_endpoint(conn.src, conn.sport), format_endpoint(conn.dst, conn.dport)
+                names.extend((a, b) if conv.client_direction == 0 else (b, a))
+            self.on_transaction(Transaction(exchange, names[0], names[1], conn.tunnel))
 
         conv.emit = emit
         return conv
