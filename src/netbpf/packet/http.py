@@ -32,7 +32,7 @@ import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import httptools
 
@@ -52,6 +52,7 @@ Headers = tuple[tuple[str, str], ...]
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_header_bytes: int = 64 << 10  # a longer header block makes the stream unparseable
+    header_cache: int = 4096  # parsed header blocks remembered (per direction), then forgotten
     max_waiting_bytes: int = 1 << 20  # response bytes held while their request is not seen yet
     max_in_flight: int = 1024  # pipelined requests waiting for responses
 
@@ -272,6 +273,29 @@ class _Stream:
         return n
 
     def _message_head(self, block: bytes, ts: float) -> None:
+        cache = self.conv.heads.requests if self.is_request else self.conv.heads.responses
+        parsed = cache.get(block)
+        if parsed is None:
+            parsed = self._parse_head(block)
+            if len(cache) >= self.conv.heads.size:
+                cache.clear()
+            cache[block] = parsed
+        if type(parsed) is str:
+            self._fail(parsed, ts)  # type: ignore[arg-type]
+            return
+        self.wire = len(block)
+        self.body = 0
+        if self.is_request:
+            self._request_head(parsed, ts)
+        else:
+            self._response_head(parsed, ts)
+
+    def _parse_head(self, block: bytes) -> tuple[Any, ...] | str:
+        """llhttp's reading of a header block, or why it refused it.
+
+        A pure function of the bytes (and of the conversation's settings), so its
+        result is cached: at high rates most header blocks repeat (same client,
+        same server, same second in Date) and are not parsed again."""
         self._url = b""
         self._reason = b""
         self._cl: bytes | None = None
@@ -285,23 +309,23 @@ class _Stream:
         except httptools.HttpParserUpgrade:
             pass  # Upgrade or CONNECT: llhttp stops after the header block, as we want
         except httptools.HttpParserError as e:
-            self._fail(f"unparseable {'request' if self.is_request else 'response'}: "
-                       f"{str(e).split(':')[0]}", ts)
-            return
-        self.wire = len(block)
-        self.body = 0
+            return f"unparseable {'request' if self.is_request else 'response'}: {str(e).split(':')[0]}"
         version = parser.get_http_version()
         if self._te is None:
             te, chunked = b"", False
         else:
             te = b",".join(self._te).lower()
             chunked = te.rsplit(b",", 1)[-1].strip() == b"chunked"
+        headers = tuple(self._headers) if self._headers else ()
         if self.is_request:
-            self._request_head(parser, version, te, chunked, ts)
-        else:
-            self._response_head(parser, version, te, chunked, ts)
+            method = parser.get_method().decode("latin-1")
+            return (method, self._url.decode("latin-1"), version, self._host.decode("latin-1"), headers,
+                    None if self._tag is None else self._tag.decode("latin-1"), self._cl, te, chunked,
+                    method == "CONNECT" or parser.should_upgrade())
+        return (parser.get_status_code(), self._reason.decode("latin-1"), version, headers, self._cl, te,
+                chunked)
 
-    def _framing(self, te: bytes, chunked: bool, ts: float, until_close_ok: bool) -> None:
+    def _framing(self, cl: bytes | None, te: bytes, chunked: bool, ts: float, until_close_ok: bool) -> None:
         """Where the body ends (RFC 9112 section 6.3), once the no-body cases are out."""
         if te:
             if chunked:
@@ -311,9 +335,9 @@ class _Stream:
                 self.state = UNTIL_CLOSE
             else:
                 self._fail("request with a Transfer-Encoding other than chunked", ts)
-        elif self._cl is not None:
+        elif cl is not None:
             try:
-                self.remaining = int(self._cl.strip() or b"0")
+                self.remaining = int(cl)
             except ValueError:  # llhttp checks it; this only guards against lenient parsers
                 self._fail("bad Content-Length", ts)
                 return
@@ -326,24 +350,20 @@ class _Stream:
         else:
             self._complete(ts)
 
-    def _request_head(self, parser: httptools.HttpRequestParser, version: str, te: bytes,
-                      chunked: bool, ts: float) -> None:
-        method = parser.get_method().decode("latin-1")
+    def _request_head(self, parsed: tuple[Any, ...], ts: float) -> None:
+        method, target, version, host, headers, tag, cl, te, chunked, tunnel = parsed
         slot = self.conv._open_slot(method, self.first_ts)
         if slot is None:
             self._fail("too many pipelined requests", ts)
             return
-        slot.tunnel = method == "CONNECT" or parser.should_upgrade()
+        slot.tunnel = tunnel
         self.slot = slot
-        self.head = (method, self._url.decode("latin-1"), version, self._host.decode("latin-1"),
-                     tuple(self._headers) if self._headers else (),
-                     None if self._tag is None else self._tag.decode("latin-1"))
+        self.head = (method, target, version, host, headers, tag)
         self.state = HEAD
-        self._framing(te, chunked, ts, until_close_ok=False)
+        self._framing(cl, te, chunked, ts, until_close_ok=False)
 
-    def _response_head(self, parser: httptools.HttpResponseParser, version: str, te: bytes,
-                       chunked: bool, ts: float) -> None:
-        status = parser.get_status_code()
+    def _response_head(self, parsed: tuple[Any, ...], ts: float) -> None:
+        status, reason, version, headers, cl, te, chunked = parsed
         slot = self.conv._slot_for_response(self.first_ts, self.after_gap)
         self.after_gap = False
         if slot is None:
@@ -351,8 +371,7 @@ class _Stream:
             # request is one the capture missed. Skip it, framing and all.
             self.conv.stats.orphan_responses += 1
         self.slot = slot
-        self.head = (status, self._reason.decode("latin-1"), version,
-                     tuple(self._headers) if self._headers else ())
+        self.head = (status, reason, version, headers)
         self.state = HEAD
         method = slot.method if slot else ""
         if 100 <= status < 200 and status != 101:
@@ -364,7 +383,7 @@ class _Stream:
                 method == "CONNECT" and 200 <= status < 300):
             self._complete(ts)
             return
-        self._framing(te, chunked, ts, until_close_ok=True)
+        self._framing(cl, te, chunked, ts, until_close_ok=True)
 
     def _chunk_line(self, data: bytes, pos: int, ts: float) -> int:
         """CHUNK_SIZE, CHUNK_END (the CRLF after chunk data) and TRAILERS: line by line."""
@@ -527,6 +546,15 @@ class _Stream:
         self._lost(error, ts)
 
 
+class HeadCache:
+    """Header blocks already parsed, shared by the conversations of one tracer."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.requests: dict[bytes, tuple[Any, ...] | str] = {}
+        self.responses: dict[bytes, tuple[Any, ...] | str] = {}
+
+
 def _closed(exchange: Exchange) -> None:
     raise AssertionError("exchange emitted after the connection was closed")
 
@@ -537,8 +565,9 @@ class HttpConversation:
     def __init__(self, emit: Callable[[Exchange], None], client_direction: int | None = None,
                  tag_header: str | None = None, keep_headers: bool = False,
                  stats: HttpStats | None = None, limits: Limits = Limits(),
-                 midstream: bool = False) -> None:
+                 midstream: bool = False, heads: HeadCache | None = None) -> None:
         self.emit = emit
+        self.heads = heads if heads is not None else HeadCache(limits.header_cache)
         self.midstream = midstream  # joined an open connection: wait for message starts
         self.tag_header = tag_header.lower().encode() if tag_header else None
         self.keep_headers = keep_headers

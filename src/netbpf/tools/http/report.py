@@ -16,6 +16,7 @@ from .tracer import Transaction
 
 REDACTED = "<redacted>"
 _dumps = json.JSONEncoder(default=str).encode
+_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what json.dumps uses
 PATH_WIDTH = 32
 
 
@@ -112,5 +113,27 @@ class Report:
         return line
 
     def json(self, tx: Transaction) -> str:
-        # row() builds its keys in the order of COLUMNS, so it is the JSON object as it is.
-        return _dumps(self.row(tx))
+        """The JSON object of row(), written out directly: this runs once per
+        transaction at tens of thousands per second (a unit test checks that it
+        is exactly json.dumps(row()))."""
+        if self.headers:
+            return _dumps(self.row(tx))
+        ex = tx.exchange
+        req, resp = ex.request, ex.response
+        tag = req.tag
+        if tag is not None:
+            tag = _str(REDACTED if self.tag_is_secret and not self.show_secrets else tag)
+        if resp is None:
+            status = response_body = response_bytes = latency = ttfb = interim = "null"
+        else:
+            status, response_body, response_bytes = str(resp.status), str(resp.body_size), str(resp.wire_size)
+            latency = repr(round((resp.last_ts - req.first_ts) * 1000, 3))
+            ttfb = repr(round((resp.first_ts - req.first_ts) * 1000, 3))
+            interim = _dumps(list(resp.interim)) if resp.interim else "null"
+        return (f'{{"ts": {round(req.first_ts, 6)!r}, "client": "{tx.client}", "backend": "{tx.backend}", '
+                f'"method": {_str(req.method)}, "path": {_str(req.target)}, "host": {_str(req.host)}, '
+                f'"status": {status}, "request_body": {req.body_size}, "response_body": {response_body}, '
+                f'"request_bytes": {req.wire_size}, "response_bytes": {response_bytes}, '
+                f'"latency_ms": {latency}, "ttfb_ms": {ttfb}, "interim": {interim}, '
+                f'"tag": {tag or "null"}, "tunnel": {_str(str(tx.tunnel)) if tx.tunnel else "null"}, '
+                f'"error": {_str(ex.error) if ex.error else "null"}}}')

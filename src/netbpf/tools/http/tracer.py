@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from ...packet.decap import VXLAN_PORTS, Segment, Tunnel, decode_ip, format_endpoint
-from ...packet.http import Exchange, HttpConversation, HttpStats
+from ...packet.http import Exchange, HeadCache, HttpConversation, HttpStats
 from ...packet.http import Limits as HttpLimits
 from ...packet.tcp import Connection, Limits, Reassembler
 
@@ -37,6 +37,7 @@ class HttpTracer:
         self.http_limits = http_limits
         self.reassembler = Reassembler(self._open, limits)
         self.http = HttpStats()
+        self.heads = HeadCache(http_limits.header_cache)
         self.frames = 0
         self.undecodable = 0  # frames the filter kept that are not a whole TCP segment
         self.other_ports = 0
@@ -77,7 +78,8 @@ class HttpTracer:
         elif conn.sport in self.ports and conn.dport not in self.ports:
             client = 1
         conv = HttpConversation(lambda exchange: None, client, self.tag_header, self.keep_headers,
-                                self.http, self.http_limits, midstream=not conn.initiator_known)
+                                self.http, self.http_limits, midstream=not conn.initiator_known,
+                                heads=self.heads)
 
         names: list[str] = []  # client and backend, formatted once per connection
 
