@@ -7,6 +7,8 @@ the gateway, which routes. The tracer watches the gateway's client-side
 interface (c0). Each configuration runs ``--rounds`` times, alternating:
 
 - no tracer: wrk's requests/s is the anchor;
+- the socket filter alone (a port nothing uses): what the kernel side costs
+  the traffic (a copy of each frame to the packet socket, the BPF program);
 - ``netbpf http -i c0 --port 8080 --summary --json``: transactions traced
   (complete ones) / wrk's completed requests, requests/s vs the anchor, CPU
   seconds of netbpf per 100k traced transactions;
@@ -84,10 +86,11 @@ class Tool:
         return usage.ru_utime + usage.ru_stime
 
 
-def netbpf_argv(lab: Lab, json_lines: bool) -> list[str]:
-    argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "http", "-i", "c0", "--port", "8080",
+def netbpf_argv(lab: Lab, kind: str) -> list[str]:
+    port = "9" if kind == "netbpf-filter" else "8080"  # port 9: the filter keeps nothing
+    argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "http", "-i", "c0", "--port", port,
             "--json", "-B", "65536"]
-    return argv if json_lines else [*argv, "--summary"]
+    return argv if kind == "netbpf-json" else [*argv, "--summary"]
 
 
 def tshark_argv(lab: Lab) -> list[str]:
@@ -113,7 +116,7 @@ def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, wor
         tool = Tool(tshark_argv(lab), out, signal.SIGINT)
         tool.wait_ready("Capturing on")
     else:
-        tool = Tool(netbpf_argv(lab, kind == "netbpf-json"), out, signal.SIGTERM)
+        tool = Tool(netbpf_argv(lab, kind), out, signal.SIGTERM)
         tool.wait_ready("tracing HTTP")
     if idle:
         time.sleep(2)
@@ -134,7 +137,7 @@ def main() -> int:
         sys.exit("bench/http_wrk.py: run as root (namespaces, BPF)")
     lab = Lab("nbhb", backends=1).up()
     backend = NginxBackend(lab, 1)
-    kinds = ["none", "netbpf", "netbpf-json", "tshark"]
+    kinds = ["none", "netbpf-filter", "netbpf", "netbpf-json", "tshark"]
     results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     try:
         lab.wait_reachable()
@@ -158,7 +161,9 @@ def main() -> int:
         lab.down()
 
     anchor = statistics.median(x["rate"] for x in results["none"])
-    labels = {"none": "no tracer (anchor)", "netbpf": "`netbpf http --summary`",
+    labels = {"none": "no tracer (anchor)",
+              "netbpf-filter": "socket filter only (`--port 9`: keeps no frame)",
+              "netbpf": "`netbpf http --summary`",
               "netbpf-json": "`netbpf http --json` (a line per transaction)", "tshark": "`tshark -Y http`"}
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses; "
           f"median of {args.rounds} rounds; CPU net of start-up (idle run: "
@@ -172,6 +177,10 @@ def main() -> int:
         done = statistics.median(x["done"] for x in rows)
         if kind == "none":
             print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - |")
+            continue
+        if kind == "netbpf-filter":
+            cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
+            print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - |")
             continue
         traced = statistics.median(x["traced"] for x in rows)
         ratio = statistics.median(x["traced"] / x["done"] for x in rows)
