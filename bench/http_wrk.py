@@ -40,8 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from netbpf.lab import Lab  # noqa: E402
-from netbpf.lab.servers import NginxBackend  # noqa: E402
+from netbpf.lab import Lab
+from netbpf.lab.servers import NginxBackend
 
 
 def wrk(lab: Lab, url: str, duration: int, connections: int) -> tuple[float, int]:

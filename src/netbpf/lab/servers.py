@@ -568,7 +568,8 @@ def client_in_lab(lab: Lab, plan: list[PlannedRequest], workers: int = 4,
         plan_file.write_text(json.dumps([asdict(p) for p in plan]))
         lab.run(lab.client, sys.executable, "-m", "netbpf.lab.servers", "client", "--plan", str(plan_file),
                 "--out", str(out_file), "--workers", str(workers), timeout=timeout)
-        return json.loads(out_file.read_text())
+        results: list[dict[str, Any]] = json.loads(out_file.read_text())
+        return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -117,7 +117,7 @@ class HttpStats:
 class _Slot:
     """One request in flight, waiting for its final response."""
 
-    __slots__ = ("method", "first_ts", "request", "response", "answered", "interim", "error", "tunnel")
+    __slots__ = ("answered", "error", "first_ts", "interim", "method", "request", "response", "tunnel")
 
     def __init__(self, method: str, first_ts: float) -> None:
         self.method = method
@@ -147,6 +147,14 @@ class _Stream:
         self.broken = False  # counted once as an unparseable stream
         self.after_gap = False
         self.until_close = False
+        # What llhttp's callbacks collect from one header block.
+        self._url = b""
+        self._reason = b""
+        self._cl: bytes | None = None
+        self._te: list[bytes] | None = None
+        self._host = b""
+        self._tag: bytes | None = None
+        self._headers: list[tuple[str, str]] | None = None
         self._reset_message()
 
     def _reset_message(self) -> None:
@@ -156,7 +164,7 @@ class _Stream:
         self.remaining = 0
         self.chunked = False
         self.slot: _Slot | None = None
-        self.head: tuple[object, ...] | None = None
+        self.head: tuple[Any, ...] | None = None
 
     # -- llhttp callbacks (header block only) ------------------------------------------
     def on_url(self, url: bytes) -> None:
@@ -280,8 +288,8 @@ class _Stream:
             if len(cache) >= self.conv.heads.size:
                 cache.clear()
             cache[block] = parsed
-        if type(parsed) is str:
-            self._fail(parsed, ts)  # type: ignore[arg-type]
+        if isinstance(parsed, str):
+            self._fail(parsed, ts)
             return
         self.wire = len(block)
         self.body = 0
@@ -298,12 +306,16 @@ class _Stream:
         same server, same second in Date) and are not parsed again."""
         self._url = b""
         self._reason = b""
-        self._cl: bytes | None = None
-        self._te: list[bytes] | None = None
+        self._cl = None
+        self._te = None
         self._host = b""
-        self._tag: bytes | None = None
-        self._headers: list[tuple[str, str]] | None = [] if self.conv.keep_headers else None
-        parser = httptools.HttpRequestParser(self) if self.is_request else httptools.HttpResponseParser(self)
+        self._tag = None
+        self._headers = [] if self.conv.keep_headers else None
+        parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+        if self.is_request:
+            parser = httptools.HttpRequestParser(self)
+        else:
+            parser = httptools.HttpResponseParser(self)
         try:
             parser.feed_data(block)
         except httptools.HttpParserUpgrade:
@@ -317,7 +329,7 @@ class _Stream:
             te = b",".join(self._te).lower()
             chunked = te.rsplit(b",", 1)[-1].strip() == b"chunked"
         headers = tuple(self._headers) if self._headers else ()
-        if self.is_request:
+        if isinstance(parser, httptools.HttpRequestParser):
             method = parser.get_method().decode("latin-1")
             return (method, self._url.decode("latin-1"), version, self._host.decode("latin-1"), headers,
                     None if self._tag is None else self._tag.decode("latin-1"), self._cl, te, chunked,
@@ -449,8 +461,8 @@ class _Stream:
             if self.is_request:
                 conv.stats.requests += 1
                 if slot is not None:
-                    slot.request = Request(head[0], head[1], head[2], head[3], head[4], self.body,  # type: ignore[arg-type]
-                                           self.wire, self.chunked, self.first_ts, ts, head[5])  # type: ignore[arg-type]
+                    slot.request = Request(head[0], head[1], head[2], head[3], head[4], self.body,
+                                           self.wire, self.chunked, self.first_ts, ts, head[5])
                     if slot.tunnel and not slot.answered:
                         self.state = WAIT  # what follows may not be HTTP: wait for the answer
                     conv._flush()

@@ -67,8 +67,17 @@ class ReassemblyStats:
 
 
 class Half:
-    __slots__ = ("next_seq", "offset", "pending", "heap", "pending_bytes", "fin_seq", "ended",
-                 "synced", "hole_since")
+    __slots__ = (
+        "ended",
+        "fin_seq",
+        "heap",
+        "hole_since",
+        "next_seq",
+        "offset",
+        "pending",
+        "pending_bytes",
+        "synced",
+    )
 
     def __init__(self) -> None:
         self.next_seq: int | None = None  # sequence number of the next byte to deliver
@@ -85,8 +94,19 @@ class Half:
 class Connection:
     """One TCP connection; direction 0 goes from (src, sport) to (dst, dport)."""
 
-    __slots__ = ("src", "sport", "dst", "dport", "initiator_known", "halves", "consumer",
-                 "first_ts", "last_ts", "tunnel", "closed")
+    __slots__ = (
+        "closed",
+        "consumer",
+        "dport",
+        "dst",
+        "first_ts",
+        "halves",
+        "initiator_known",
+        "last_ts",
+        "sport",
+        "src",
+        "tunnel",
+    )
 
     def __init__(self, seg: Segment, reverse: bool) -> None:
         if reverse:

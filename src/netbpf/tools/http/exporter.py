@@ -60,9 +60,10 @@ class HttpCollector(Collector):
         latency = HistogramMetricFamily("netbpf_http_request_duration_seconds",
                                         "First request byte to last response byte", labels=["backend"])
         for backend, hist in list(self.counts.latency.items()):
-            cumulative, buckets = 0.0, []
-            for bound, n in zip(BUCKETS, hist):
-                cumulative += n
+            cumulative: float = 0.0
+            buckets: list[tuple[str, float]] = []
+            for bound, in_bucket in zip(BUCKETS, hist):
+                cumulative += in_bucket
                 buckets.append((repr(bound), cumulative))
             buckets.append(("+Inf", hist[-1]))
             latency.add_metric([backend], buckets, hist[-2])

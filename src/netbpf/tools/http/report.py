@@ -16,7 +16,7 @@ from .tracer import Transaction
 
 REDACTED = "<redacted>"
 _dumps = json.JSONEncoder(default=str).encode
-_str = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]  # what json.dumps uses
+_str = json.encoder.encode_basestring_ascii  # what json.dumps uses
 PATH_WIDTH = 32
 
 

@@ -27,7 +27,7 @@ def percentile(sorted_values: array, q: float) -> float | None:  # type: ignore[
     if not sorted_values:
         return None
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+    return float(sorted_values[rank - 1])
 
 
 def chi2_sf(x: float, df: int) -> float:

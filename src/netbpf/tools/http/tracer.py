@@ -57,8 +57,7 @@ class HttpTracer:
         if seg.sport not in ports and seg.dport not in ports:
             self.other_ports += 1
             return
-        if seg.ts > self.last_ts:
-            self.last_ts = seg.ts
+        self.last_ts = max(self.last_ts, seg.ts)
         self.reassembler.feed(seg)
 
     def tick(self, now: float | None = None) -> None:
@@ -71,9 +70,7 @@ class HttpTracer:
 
     def _open(self, conn: Connection) -> HttpConversation:
         client: int | None = None
-        if conn.initiator_known:
-            client = 0
-        elif conn.dport in self.ports and conn.sport not in self.ports:
+        if conn.initiator_known or conn.dport in self.ports and conn.sport not in self.ports:
             client = 0
         elif conn.sport in self.ports and conn.dport not in self.ports:
             client = 1
