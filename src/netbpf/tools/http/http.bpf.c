@@ -7,7 +7,9 @@
  * destination port is a target port, plain or inside one or two tunnel
  * headers: IPIP (IPv4 in IPv4, Calico cross-subnet), IPv6-in-IPv4/IPv6 and
  * VXLAN (Flannel, Calico VXLAN). Segments that carry nothing the HTTP parser
- * needs (ACKs without payload, SYN, FIN or RST) are dropped here too.
+ * needs (ACKs without payload, SYN, FIN or RST) are dropped here too, and a
+ * kept frame is cut at the end of its IP packet (Ethernet pads short frames).
+ * Payload is never cut: chunked framing and pipelined messages need it all.
  *
  * The socket is SOCK_DGRAM, so the frame starts at the network header on
  * every kind of device (Ethernet, loopback, tun), and skb->protocol says what
@@ -127,7 +129,7 @@ SEC("socket")
 int netbpf_http(struct __sk_buff *skb)
 {
 	__u16 l3 = bpf_ntohs(skb->protocol);
-	__u32 off = 0, end = 0;
+	__u32 off = 0, end = 0, packet_end = 0;
 	enum encap encap = ENCAP_NONE;
 	struct tcphdr tcp;
 	int proto = -1;
@@ -145,6 +147,8 @@ int netbpf_http(struct __sk_buff *skb)
 #pragma unroll
 	for (int depth = 0; depth <= MAX_TUNNELS; depth++) {
 		proto = ip_header(skb, l3, &off, &end);
+		if (depth == 0)
+			packet_end = end;
 		if (proto == IPPROTO_IPIP || proto == IPPROTO_IPV6) {
 			/* IP in IP: the payload is the inner IP header. */
 			l3 = proto == IPPROTO_IPIP ? ETH_P_IP : ETH_P_IPV6;
@@ -214,11 +218,14 @@ int netbpf_http(struct __sk_buff *skb)
 		netbpf_inc(counters, HTTP_ACKS_SKIPPED);
 		return 0;
 	}
+	/* Keep the IP packet, not the link layer's padding after it. */
+	if (packet_end > skb->len)
+		packet_end = skb->len;
 	netbpf_inc(counters, HTTP_FRAMES_KEPT);
-	netbpf_add(&counters, HTTP_BYTES_KEPT, skb->len);
+	netbpf_add(&counters, HTTP_BYTES_KEPT, packet_end);
 	if (encap == ENCAP_IPIP)
 		netbpf_inc(counters, HTTP_KEPT_IPIP);
 	else if (encap == ENCAP_VXLAN)
 		netbpf_inc(counters, HTTP_KEPT_VXLAN);
-	return skb->len;
+	return packet_end;
 }
