@@ -203,6 +203,34 @@ def test_case(name: str, sizes: str, variant: str) -> None:
             assert tracer.reassembler.stats.duplicate_bytes > 0 or len(flow.packets) < 6
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", list(CASES))
+def test_fast_path_gives_what_the_general_path_gives(name: str, variant: str, monkeypatch) -> None:
+    """_Stream._whole_message is a shortcut: with it off, every transaction is the same."""
+    import netbpf.packet.http as http
+
+    actions, expected = CASES[name]
+    rng = random.Random(f"fast/{name}/{variant}")
+    flow = build(actions, "whole", rng)
+    # Twice the same conversation on two connections: the second one meets cached header blocks.
+    second = TcpFlow(("10.0.1.2", 40001), SERVER)
+    second.packets = list(flow.packets)
+    order = flow.packets if variant == "in-order" else (
+        reordered(flow.packets, rng) if variant == "reordered" else retransmitted(flow.packets, rng))
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(http, "FAST_PATH", fast)
+        out: list[Transaction] = []
+        tracer = HttpTracer({8080}, out.append, tag_header="X-Test-Id")
+        for i, pkt in enumerate(order + order):
+            tracer.feed((flow if i < len(order) else second).render(pkt), ts=1000.0 + i * 0.001)
+        tracer.close()
+        results.append((out, tracer.http))
+    (fast_out, fast_stats), (slow_out, slow_stats) = results
+    assert fast_out == slow_out and fast_stats == slow_stats
+    check(fast_out[:len(expected)], expected)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_case_byte_by_byte_at_the_http_layer(name: str) -> None:
     """The HTTP layer alone, one byte per call: also the megabyte cases."""
