@@ -151,3 +151,14 @@ def test_prometheus_metrics() -> None:
                  if s.name.endswith("_total")}
     assert protocols["tcp"] == 90
     assert families["netbpf_http_flows"].samples[0].value == 3
+
+
+def test_fast_text_is_exactly_the_table_line() -> None:
+    rng = random.Random(2)
+    for tag in (True, False):
+        report = Report(tag=tag, headers=False, show_secrets=False, tag_header="X-Test-Id" if tag else None)
+        for _ in range(300):
+            t = tx(status=rng.choice([None, 200, 503]), latency=rng.random(), tag=rng.choice([None, "", "x"]),
+                   error=rng.choice(["", "capture gap"]), path=rng.choice(["/", "/" + "p" * 50]),
+                   tunnel=rng.choice([None, Tunnel("ipip", b"\x01\x02\x03\x04", b"\x05\x06\x07\x08")]))
+            assert report.text(t) == report.text_table.text(report.row(t))

@@ -20,8 +20,14 @@ _str = json.encoder.encode_basestring_ascii  # what json.dumps uses
 PATH_WIDTH = 32
 
 
+_second: list[Any] = [None, ""]  # the last second formatted, and how it read
+
+
 def _clock(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1e6):06d}"
+    second = int(ts)
+    if second != _second[0]:
+        _second[0], _second[1] = second, time.strftime("%H:%M:%S", time.localtime(second))
+    return f"{_second[1]}.{int((ts - second) * 1e6):06d}"
 
 
 def _path(path: str) -> str:
@@ -61,6 +67,11 @@ class Report:
         keys = [k for k in TEXT_KEYS if tag or k != "tag"]
         by_key = {c.key: c for c in COLUMNS}
         self.text_table = Table([by_key[k] for k in keys])
+        self.tag = tag
+        # The text line as one format string, from the columns' widths and alignment.
+        self._text_format = "  ".join(f"{{:{c.align}{c.width}}}" if c.width else "{}"
+                                      for c in self.text_table.columns)
+        self._text_of = [None if c.text is str else c.text for c in self.text_table.columns]
         self.json_table = Table([c for c in COLUMNS if headers or not c.key.endswith("_headers")])
 
     def row(self, tx: Transaction) -> dict[str, Any]:
@@ -102,6 +113,8 @@ class Report:
         return self.text_table.header()
 
     def text(self, tx: Transaction) -> str:
+        if not self.headers:
+            return self._text_format.format(*self._cells(tx)).rstrip()
         row = self.row(tx)
         line = self.text_table.text(row)
         if self.headers:
@@ -111,6 +124,27 @@ class Report:
                       for v in (vs if isinstance(vs, list) else [vs])]
             line = "\n".join([line, *extra])
         return line
+
+    def _cells(self, tx: Transaction) -> list[str]:
+        """The text columns' cells, as Table.text would write them from row()."""
+        ex = tx.exchange
+        req, resp = ex.request, ex.response
+        if resp is None:
+            status = response_body = latency = ttfb = None
+        else:
+            status, response_body = resp.status, resp.body_size
+            latency = round((resp.last_ts - req.first_ts) * 1000, 3)
+            ttfb = round((resp.first_ts - req.first_ts) * 1000, 3)
+        tag = req.tag
+        if tag is not None and self.tag_is_secret and not self.show_secrets:
+            tag = REDACTED
+        values: list[Any] = [round(req.first_ts, 6), tx.client, tx.backend, req.method, req.target, status,
+                             req.body_size, response_body, latency, ttfb]
+        if self.tag:
+            values.append(tag)
+        values += [str(tx.tunnel) if tx.tunnel else None, ex.error or None]
+        return ["-" if v is None or v == "" else (str(v) if text is None else text(v))
+                for v, text in zip(values, self._text_of)]
 
     def json(self, tx: Transaction) -> str:
         """The JSON object of row(), written out directly: this runs once per
