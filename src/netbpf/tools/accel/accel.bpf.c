@@ -19,13 +19,35 @@
  *   that TCP, coalescing small segments, does not pay: streams of small
  *   writes were about half as fast. A socket that sends demote_after small
  *   messages in a row, none coming back between, sends through TCP from then.
+ * - A redirect has no flow control: the receiver is charged for the data but
+ *   the sender never waits, so a reader that stops reading lets its peer
+ *   queue as much as TCP's global memory allows (256 MiB in a trial, where
+ *   TCP stopped the sender at 3 MiB), and past tcp_mem the sends fail with
+ *   ENOMEM. The kernel counts the bytes queued on a socket in its psock
+ *   (msg_tot_len); when the peer already holds queue_limit bytes, the sender
+ *   moves to TCP, whose flow control then makes it wait.
+ * Going back from TCP to redirect is never done: besides the byte order, a
+ *   reader blocked in tcp_recvmsg() (MSG_WAITALL) waits on the TCP queue
+ *   only and would not see redirected data.
  */
 #include <netbpf/common.h>
+#include <bpf/bpf_core_read.h>
 #include "accel.h"
 
 #define AF_INET 2
 #define AF_INET6 10
 #define TCP_CLOSE 7
+/* sk_user_data carries flags in its low bits (SK_USER_DATA_NOCOPY, _BPF, _PSOCK). */
+#define SK_USER_DATA_PTRMASK (~7ULL)
+
+/* Kernel-internal layouts, relocated by CO-RE against the running kernel. */
+struct sock___accel {
+	void *sk_user_data;
+} __attribute__((preserve_access_index));
+
+struct sk_psock___accel {
+	__u32 msg_tot_len;
+} __attribute__((preserve_access_index));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
@@ -62,6 +84,7 @@ NETBPF_COUNTERS(accel_counters, ACCEL_COUNTERS);
 const volatile __u32 filter_ports = 0;
 const volatile __u32 small_bytes = 16384;	/* a message below this is small */
 const volatile __u32 demote_after = 64;		/* 0: never move a socket back to TCP */
+const volatile __u64 queue_limit = 0;		/* unread redirected bytes a peer may hold; 0: no limit */
 
 NETBPF_BTF_EXPORT(accel_key);
 NETBPF_BTF_EXPORT(accel_sock_state);
@@ -116,6 +139,27 @@ static __always_inline int sock_ops_key(struct bpf_sock_ops *skops, struct accel
 	return 1;
 }
 
+/* Where the kernel counts the redirected bytes this socket has not read yet
+ * (its psock->msg_tot_len); 0 where the kernel does not count them. */
+static __always_inline __u64 queue_address(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock *tp;
+	__u64 psock = 0;
+
+	if (!queue_limit || !bpf_core_field_exists(struct sk_psock___accel, msg_tot_len) || !sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	if (bpf_core_read(&psock, sizeof(psock), &((struct sock___accel *)tp)->sk_user_data))
+		return 0;
+	psock &= SK_USER_DATA_PTRMASK;
+	if (!psock)
+		return 0;
+	return psock + bpf_core_field_offset(struct sk_psock___accel, msg_tot_len);
+}
+
 static __always_inline void store(struct bpf_sock_ops *skops)
 {
 	struct accel_sock_state fresh = {};
@@ -145,6 +189,10 @@ static __always_inline void store(struct bpf_sock_ops *skops)
 	 * state entry goes at the same moment (BPF_SOCK_OPS_STATE_CB). */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	netbpf_inc(accel_counters, ACCEL_SOCKETS_ADDED);
+	/* The psock exists now that the socket is in the sockhash. */
+	fresh.queued_at = queue_address(skops);
+	if (fresh.queued_at)
+		bpf_map_update_elem(&accel_state, &key, &fresh, BPF_EXIST);
 }
 
 SEC("sockops")
@@ -177,7 +225,7 @@ int netbpf_acc_msg(struct sk_msg_md *msg)
 	struct accel_key self = {}, peer = {};
 	struct accel_sock_state *state, *peer_state;
 	struct accel_control *control;
-	__u32 zero = 0, size = msg->size;
+	__u32 zero = 0, size = msg->size, queued = 0;
 
 	control = bpf_map_lookup_elem(&accel_control, &zero);
 	if (control && control->draining)
@@ -213,6 +261,17 @@ int netbpf_acc_msg(struct sk_msg_md *msg)
 	peer.local_port = self.remote_port;
 	peer.remote_port = self.local_port;
 
+	peer_state = bpf_map_lookup_elem(&accel_state, &peer);
+	if (queue_limit && peer_state && peer_state->queued_at &&
+	    bpf_probe_read_kernel(&queued, sizeof(queued), (void *)peer_state->queued_at) == 0 &&
+	    queued + size > queue_limit) {
+		/* The peer is not keeping up: let TCP's flow control hold the
+		 * sender back. Its queued bytes are still read first. */
+		state->tcp_only = ACCEL_TCP_BACKLOG;
+		netbpf_inc(accel_counters, ACCEL_SOCKETS_BACKLOG);
+		goto tcp;
+	}
+
 	if (bpf_msg_redirect_hash(msg, &accel_sockhash, &peer, BPF_F_INGRESS) != SK_PASS) {
 		/* The helper said SK_DROP: returning it would fail the send with
 		 * EACCES. Pass, and stay on TCP so that later bytes cannot
@@ -233,7 +292,6 @@ int netbpf_acc_msg(struct sk_msg_md *msg)
 	}
 	/* The peer receives: its own run of small sends is broken (a request
 	 * and its answer are not a stream). */
-	peer_state = bpf_map_lookup_elem(&accel_state, &peer);
 	if (peer_state && peer_state->small_run)
 		peer_state->small_run = 0;
 	return SK_PASS;

@@ -24,12 +24,14 @@ struct accel_key {
 struct accel_sock_state {
 	__u32 small_run;	/* small messages sent in a row, none received between */
 	__u32 tcp_only;		/* an accel_tcp_reason: this socket sends through TCP for good */
+	__u64 queued_at;	/* kernel address of this socket's psock->msg_tot_len, 0: unknown */
 };
 
 enum accel_tcp_reason {
 	ACCEL_REDIRECTING = 0,
 	ACCEL_TCP_NO_PEER = 1,	/* its peer was not in the map (connected to a socket outside the cgroup, ...) */
 	ACCEL_TCP_SMALL_WRITES = 2,	/* it streams small writes, which TCP coalesces better */
+	ACCEL_TCP_BACKLOG = 3,	/* its peer left too much redirected data unread */
 };
 
 struct accel_control {
@@ -42,6 +44,7 @@ enum accel_counter {
 	ACCEL_SOCKETS_FAILED,	/* the sockhash (or the state map) refused one */
 	ACCEL_SOCKETS_NO_PEER,	/* sockets whose peer was not in the map: TCP for good */
 	ACCEL_SOCKETS_SMALL,	/* sockets moved back to TCP after a run of small writes */
+	ACCEL_SOCKETS_BACKLOG,	/* sockets moved back to TCP: the peer was not reading */
 	ACCEL_MSG_REDIRECTED,	/* sendmsg chunks handed straight to the peer socket */
 	ACCEL_BYTES_REDIRECTED,
 	ACCEL_MSG_TCP,		/* sendmsg chunks of stored sockets that went through TCP */

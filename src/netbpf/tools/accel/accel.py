@@ -77,7 +77,8 @@ class AccelKey(ctypes.Structure):
 
 class SockState(ctypes.Structure):
     _c_name_ = "accel_sock_state"
-    _fields_ = [("small_run", ctypes.c_uint32), ("tcp_only", ctypes.c_uint32)]
+    _fields_ = [("small_run", ctypes.c_uint32), ("tcp_only", ctypes.c_uint32),
+                ("queued_at", ctypes.c_uint64)]
 
 
 class Control(ctypes.Structure):
@@ -94,10 +95,11 @@ class Counter(enum.IntEnum):
     SOCKETS_FAILED = 1
     SOCKETS_NO_PEER = 2
     SOCKETS_SMALL = 3
-    MSG_REDIRECTED = 4
-    BYTES_REDIRECTED = 5
-    MSG_TCP = 6
-    BYTES_TCP = 7
+    SOCKETS_BACKLOG = 4
+    MSG_REDIRECTED = 5
+    BYTES_REDIRECTED = 6
+    MSG_TCP = 7
+    BYTES_TCP = 8
 
 
 COUNTER_KEYS = {
@@ -105,13 +107,14 @@ COUNTER_KEYS = {
     Counter.SOCKETS_FAILED: "sockets_failed",
     Counter.SOCKETS_NO_PEER: "sockets_tcp_no_peer",
     Counter.SOCKETS_SMALL: "sockets_tcp_small_writes",
+    Counter.SOCKETS_BACKLOG: "sockets_tcp_backlog",
     Counter.MSG_REDIRECTED: "messages_redirected",
     Counter.BYTES_REDIRECTED: "bytes_redirected",
     Counter.MSG_TCP: "messages_tcp",
     Counter.BYTES_TCP: "bytes_tcp",
 }
 
-TCP_REASONS = {0: "redirect", 1: "tcp (no peer)", 2: "tcp (small writes)"}
+TCP_REASONS = {0: "redirect", 1: "tcp (no peer)", 2: "tcp (small writes)", 3: "tcp (peer backlog)"}
 
 
 def default_pin_dir() -> Path:
@@ -130,10 +133,24 @@ class Options:
     ports: tuple[int, ...] = ()  # empty: every local connection
     small_bytes: int = SMALL_BYTES  # a message below this size is small
     demote_after: int = DEMOTE_AFTER  # small messages in a row that send a socket back to TCP; 0: never
+    max_queued: int | None = None  # unread redirected bytes a peer may hold; None: as much as TCP
 
     def rodata(self) -> dict[str, int]:
         return {"filter_ports": int(bool(self.ports)), "small_bytes": self.small_bytes,
-                "demote_after": self.demote_after}
+                "demote_after": self.demote_after,
+                "queue_limit": tcp_max_buffered() if self.max_queued is None else self.max_queued}
+
+
+def tcp_max_buffered() -> int:
+    """The most unread data TCP lets one connection hold: the largest receive
+    buffer plus the largest send buffer (tcp_rmem and tcp_wmem maxima)."""
+    total = 0
+    for name in ("tcp_rmem", "tcp_wmem"):
+        try:
+            total += int(Path(f"/proc/sys/net/ipv4/{name}").read_text().split()[2])
+        except (OSError, IndexError, ValueError):
+            total += 4 << 20
+    return total
 
 
 def parse_ports(text: str) -> tuple[int, ...]:
@@ -245,7 +262,8 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
         current = read_status(pin_dir)
         same = (current.enabled and current.cgroup == str(group) and tuple(current.ports) == options.ports
                 and current.small_bytes == options.small_bytes
-                and current.demote_after == options.demote_after)
+                and current.demote_after == options.demote_after
+                and current.queue_limit == options.rodata()["queue_limit"])
         if same:
             return current, True
         where = current.cgroup or "an unknown cgroup"
@@ -393,6 +411,7 @@ class Status:
     ports: list[int] = field(default_factory=list)
     small_bytes: int = 0
     demote_after: int = 0
+    queue_limit: int = 0
     sockets: int = 0
     counters: dict[str, int] = field(default_factory=dict)
     programs: dict[str, int] = field(default_factory=dict)
@@ -405,11 +424,12 @@ class Status:
             "enabled": self.enabled, "cgroup": self.cgroup or None, "ports": self.ports or "all",
             "sockets": self.sockets, **self.counters,
             "small_bytes": self.small_bytes, "demote_after": self.demote_after,
-            "pin_dir": self.pin_dir, "programs": self.programs, "links": self.links,
+            "queue_limit": self.queue_limit, "pin_dir": self.pin_dir, "programs": self.programs, "links": self.links,
             "draining": [{"prog_id": d.prog_id, "sockets": d.sockets} for d in self.draining],
         }
         if not self.enabled:
-            for k in ("cgroup", "ports", "small_bytes", "demote_after", *COUNTER_KEYS.values()):
+            for k in ("cgroup", "ports", "small_bytes", "demote_after", "queue_limit",
+                      *COUNTER_KEYS.values()):
                 d.pop(k, None)
         return d
 
@@ -439,6 +459,7 @@ def read_status(pin_dir: Path | None = None) -> Status:
                         config = _rodata(prog.fd)
                         status.small_bytes = config.get("small_bytes", 0)
                         status.demote_after = config.get("demote_after", 0)
+                        status.queue_limit = config.get("queue_limit", 0)
                 finally:
                     prog.close()
         for role in ("cgroup_link", "sk_msg_link"):

@@ -59,7 +59,9 @@ STATUS_FIELDS = [
     Column("sockets_failed", "sockets refused", text=lambda v: f"{v:,}  (sockhash full?)" if v else "0"),
     Column("sockets_tcp_no_peer", "sockets on TCP, peer not in map", text=lambda v: f"{v:,}"),
     Column("sockets_tcp_small_writes", "sockets on TCP, small writes", text=lambda v: f"{v:,}"),
+    Column("sockets_tcp_backlog", "sockets on TCP, reader behind", text=lambda v: f"{v:,}"),
     Column("small_writes", "small writes"),
+    Column("queue_limit", "unread limit"),
     Column("pinned", "pinned at"),
     Column("draining", "draining"),
 ]
@@ -94,6 +96,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("--demote-after", type=cliutil.positive_int, default=accel.DEMOTE_AFTER,
                    metavar="N", help="small writes in a row, with nothing received, that move a "
                                      "socket back to TCP (default %(default)s)")
+    e.add_argument("--max-queued", type=_size, default=None, metavar="BYTES",
+                   help="redirected bytes a reader may leave unread before its peer moves to TCP "
+                        "and TCP's flow control (default: as much as TCP lets a connection hold, "
+                        "tcp_rmem max + tcp_wmem max; 0: no limit, memory is then unbounded)")
     _pin_dir(e)
     e.set_defaults(func=run_enable, needs_root=True)
 
@@ -138,6 +144,19 @@ def _ports(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--ports: ")) from None
 
 
+def _size(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    factor = units.get(t[-1:], 1)
+    try:
+        value = int(t[:-1] if factor > 1 else t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value * factor
+
+
 def _pin_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pin-dir", metavar="DIR", type=Path, default=None,
                         help=f"where the pins live (default {accel.default_pin_dir()}); "
@@ -153,7 +172,8 @@ def _resolve_pin_dir(args: argparse.Namespace) -> Path:
 def run_enable(args: argparse.Namespace) -> int:
     options = accel.Options(cgroup=args.cgroup, ports=args.ports or (),
                             small_bytes=args.small_bytes,
-                            demote_after=0 if args.no_demote else args.demote_after)
+                            demote_after=0 if args.no_demote else args.demote_after,
+                            max_queued=args.max_queued)
     pin_dir = _resolve_pin_dir(args)
     status, already = accel.enable(options, pin_dir)
     verb = "already enabled" if already else "enabled"
@@ -191,6 +211,9 @@ def status_row(status: accel.Status) -> dict[str, Any]:
             "sockets_failed": c["sockets_failed"],
             "sockets_tcp_no_peer": c["sockets_tcp_no_peer"],
             "sockets_tcp_small_writes": c["sockets_tcp_small_writes"],
+            "sockets_tcp_backlog": c["sockets_tcp_backlog"],
+            "queue_limit": (f"{human_bytes(status.queue_limit)} redirected and unread, then the "
+                            "sender moves to TCP" if status.queue_limit else "none (--max-queued 0)"),
             "small_writes": (f"below {status.small_bytes} bytes, {status.demote_after} in a row "
                              "move a socket to TCP" if status.demote_after else
                              "never moved to TCP (--no-demote)"),

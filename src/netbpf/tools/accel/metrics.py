@@ -40,6 +40,7 @@ class AccelCollector:
                                       "or moved to TCP for good", labels=["event"])
         for event, key in (("added", "sockets_added"), ("refused", "sockets_failed"),
                            ("tcp_no_peer", "sockets_tcp_no_peer"),
-                           ("tcp_small_writes", "sockets_tcp_small_writes")):
+                           ("tcp_small_writes", "sockets_tcp_small_writes"),
+                           ("tcp_backlog", "sockets_tcp_backlog")):
             sockets.add_metric([event], c[key])
         yield sockets
