@@ -83,12 +83,30 @@ class Sandbox:
         return subprocess.run(list(argv), preexec_fn=self.preexec(cgroup, netns), timeout=timeout,
                               check=False, **kwargs)
 
+    def kill(self) -> None:
+        """Kill every process in the sandbox's cgroups, and wait until they are gone."""
+        for path in self.cgroups.values():
+            _kill(path)
+
     def down(self) -> None:
         for path in self.cgroups.values():
             _kill_and_remove(path)
         _kill_and_remove(self.base)
         if (NETNS_RUN_DIR / self.netns).exists():
             subprocess.run(["ip", "netns", "del", self.netns], check=False, capture_output=True)
+
+
+def _kill(path: Path, timeout: float = 5) -> None:
+    procs = path / "cgroup.procs"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if not procs.read_text().strip():
+                return
+            (path / "cgroup.kill").write_text("1")
+        except OSError:
+            return
+        time.sleep(0.02)
 
 
 def _kill_and_remove(path: Path) -> None:
