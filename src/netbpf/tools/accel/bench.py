@@ -3,12 +3,14 @@
 Everything happens in a sandbox of the benchmark's own (a network namespace
 with only ``lo``, and child cgroups): ``plain`` has no program, ``accel`` has
 netbpf accel as ``enable`` sets it up, ``every`` has it with ``--no-demote``
-(every message redirected, as in the seed). Both ends of each test run in the
+and ``--max-queued 0`` (every message redirected, as in the seed), ``unlimited`` with
+``--max-queued 0``. Both ends of each test run in the
 same cgroup. Rounds alternate the order of the modes, and each figure is the
 median over the rounds, so that the noise of a shared machine hits both sides.
 
 - streams: iperf3 (its default dual-stack server, a client on 127.0.0.1),
-  64 KiB and 1 KiB writes, received Gbit/s;
+  64 KiB and 1 KiB writes, received Gbit/s; ``unlimited`` has no limit on
+  unread redirected data (``--max-queued 0``), to show what the limit costs;
 - request/response: netbpf's echo load (``loadgen``), 1 KiB each way on one
   connection, round trips per second, p50 and p99 latency.
 
@@ -54,8 +56,11 @@ class Measure:
 
 MEASURES = [
     Measure("stream_64k", "64 KiB writes, stream", "Gbit/s", True, "≥ 1.5×", 1.5),
+    Measure("stream_64k_unlimited", "64 KiB writes, stream, no unread limit (`--max-queued 0`)",
+            "Gbit/s", True, baseline="stream_64k"),
     Measure("stream_1k", "1 KiB writes, stream", "Gbit/s", True, "≥ 1.0× (aim)", 1.0),
-    Measure("stream_1k_every", "1 KiB writes, stream, every message redirected (`--no-demote`)",
+    Measure("stream_1k_every", "1 KiB writes, stream, every message redirected as in the seed "
+            "(`--no-demote --max-queued 0`)",
             "Gbit/s", True, baseline="stream_1k"),
     Measure("rr_rate", "1 KiB request/response, one connection", "round trips/s", True, "≥ 1.2×", 1.2),
     Measure("rr_p50", "1 KiB request/response, p50 latency", "µs", False),
@@ -96,9 +101,10 @@ class Bench:
     def __init__(self, seconds: float, rounds: int, progress: Callable[[str], None]) -> None:
         self.seconds, self.rounds, self.progress = seconds, rounds, progress
         tag = f"b{os.getpid()}"
-        self.sandbox = Sandbox(tag, ("plain", "accel", "every"))
+        self.sandbox = Sandbox(tag, ("plain", "accel", "every", "unlimited"))
         self.pins = {"accel": fs.PIN_ROOT / f"accel-bench-{tag}",
-                     "every": fs.PIN_ROOT / f"accel-bench-{tag}-every"}
+                     "every": fs.PIN_ROOT / f"accel-bench-{tag}-every",
+                     "unlimited": fs.PIN_ROOT / f"accel-bench-{tag}-unlimited"}
         self.samples = Samples()
 
     # -- set-up ------------------------------------------------------------------------
@@ -109,8 +115,10 @@ class Bench:
         self.sandbox.up()
         try:
             accel.enable(accel.Options(cgroup=self.sandbox.cgroups["accel"]), self.pins["accel"])
-            accel.enable(accel.Options(cgroup=self.sandbox.cgroups["every"], demote_after=0),
-                         self.pins["every"])
+            accel.enable(accel.Options(cgroup=self.sandbox.cgroups["every"], demote_after=0,
+                                       max_queued=0), self.pins["every"])
+            accel.enable(accel.Options(cgroup=self.sandbox.cgroups["unlimited"], max_queued=0),
+                         self.pins["unlimited"])
         except BaseException:
             self.__exit__()
             raise
@@ -190,12 +198,13 @@ class Bench:
         s = self.samples
         for r in range(self.rounds):
             order = ["plain", "accel"] if r % 2 == 0 else ["accel", "plain"]
-            for mode in order:
+            for mode in order + ["unlimited"]:
                 gbits, share = self.stream(mode, "64K")
-                s.add("stream_64k", mode, gbits)
+                measure = "stream_64k_unlimited" if mode == "unlimited" else "stream_64k"
+                s.add(measure, "plain" if mode == "plain" else "accel", gbits)
                 self._note(r, "64 KiB stream", mode, f"{gbits:.2f} Gbit/s", share)
-                if mode == "accel":
-                    s.redirected.setdefault("stream_64k", []).append(share)
+                if mode != "plain":
+                    s.redirected.setdefault(measure, []).append(share)
             for mode in order + ["every"]:
                 gbits, share = self.stream(mode, "1K")
                 measure = "stream_1k_every" if mode == "every" else "stream_1k"
