@@ -36,7 +36,15 @@ from ...bpf import fs
 from ...bpf.attach import cgroup as cgroup_attach
 from ...bpf.attach import sockmap as sockmap_attach
 from ...bpf.errors import BpfError, NetbpfError, UsageError, check, from_errno
-from ...bpf.info import close_quietly, fd_by_id, link_info, map_info, prog_ids, prog_info, prog_map_ids
+from ...bpf.info import (
+    close_quietly,
+    fd_by_id,
+    link_info,
+    map_info,
+    prog_ids,
+    prog_info,
+    prog_map_ids,
+)
 from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program

@@ -11,7 +11,6 @@ kills what is left in its cgroups (``cgroup.kill``) and removes everything.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import subprocess
 import time
