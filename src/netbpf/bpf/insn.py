@@ -99,8 +99,10 @@ class Assembler:
              wide: bool = False) -> None:
         """``if dst OP src/imm goto target`` (32-bit compare unless ``wide``); ``op=JA``: always."""
         cls = JMP if (wide or op == JA) else JMP32
-        mode = X if src is not None else K
-        self.code.append((cls | op | mode, dst, src or 0, target, imm))
+        if src is not None:
+            self.code.append((cls | op | X, dst, src, target, 0))
+        else:
+            self.code.append((cls | op | K, dst, 0, target, imm))
 
     def goto(self, target: str) -> None:
         self.jump(JA, target)

@@ -230,13 +230,13 @@ def _emit(asm: E.Assembler, i: int, ins: tuple[int, int, int, int], live: list[b
         if op is None:
             raise TranslationError(f"unsupported classic jump 0x{code:02x} at {i}")
         true, false = f"i{i + 1 + jt}", f"i{i + 1 + jf}"
-        operand = {"src": X} if code & C_X else {"imm": k}
+        src = X if code & C_X else None
         if true == false:
             asm.goto(true)
         elif true == nxt and op in INVERSE:
-            asm.jump(INVERSE[op], false, A, **operand)  # fall through to the true branch
+            asm.jump(INVERSE[op], false, A, src=src, imm=k)  # fall through to the true branch
         else:
-            asm.jump(op, true, A, **operand)
+            asm.jump(op, true, A, src=src, imm=k)
             if false != nxt:
                 asm.goto(false)
         return False

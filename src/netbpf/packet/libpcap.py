@@ -79,7 +79,7 @@ class ClassicProgram:
     def to_c(self) -> BpfProgram:
         array = (CInsn * len(self.insns))(*[CInsn(*i) for i in self.insns])
         prog = BpfProgram(len(self.insns), array)
-        prog._keep = array  # type: ignore[attr-defined]
+        prog._keep = array
         return prog
 
     def matches(self, packet: bytes, wire_len: int | None = None) -> int:
