@@ -26,7 +26,7 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -356,7 +356,7 @@ def disable(pin_dir: Path | None = None) -> DisableResult:
             control.update(0, Control(draining=1))
     if "sockhash" in present:
         with _pinned_map(present["sockhash"]) as sockhash:
-            result.draining_sockets = sum(1 for _ in sockhash.keys())
+            result.draining_sockets = count_keys(sockhash)
     # 2. No new socket is stored: detach the sock_ops link, then the sk_msg one
     #    (sockets already stored keep their own reference to the program).
     for role in ("cgroup_link", "sk_msg_link"):
@@ -371,7 +371,7 @@ def disable(pin_dir: Path | None = None) -> DisableResult:
     if "sk_msg_link" not in present and "sk_msg" in present and "sockhash" in present:
         _prog_detach_sk_msg(present["sk_msg"], present["sockhash"])  # kernels without sockmap links
     # 3. Unpin; nothing of ours is left in bpffs.
-    for role, path in present.items():
+    for path in present.values():
         path.unlink(missing_ok=True)
         result.removed.append(f"unpinned {path}")
     _rmdir(pin_dir)
@@ -389,6 +389,15 @@ def _prog_detach_sk_msg(prog_pin: Path, map_pin: Path) -> None:
         for fd in (prog_fd, map_fd):
             if fd >= 0:
                 close_quietly(fd)
+
+
+def map_keys(m: Map) -> Iterator[bytes]:
+    """The keys of a BPF map (one BPF_MAP_GET_NEXT_KEY each; a map, not a dict)."""
+    return m.keys()
+
+
+def count_keys(m: Map) -> int:
+    return sum(1 for _ in map_keys(m))
 
 
 class _pinned_map:
@@ -451,10 +460,10 @@ def read_status(pin_dir: Path | None = None) -> Status:
             status.cgroup = _cgroup_of_link(present["cgroup_link"])
         if "ports" in present:
             with _pinned_map(present["ports"]) as ports:
-                status.ports = sorted(int.from_bytes(k, "little") for k in ports.keys())
+                status.ports = sorted(int.from_bytes(k, "little") for k in map_keys(ports))
         if "sockhash" in present:
             with _pinned_map(present["sockhash"]) as sockhash:
-                status.sockets = sum(1 for _ in sockhash.keys())
+                status.sockets = count_keys(sockhash)
         if "counters" in present:
             with _pinned_map(present["counters"]) as counters:
                 status.counters = {COUNTER_KEYS[c]: counters.sum_u64(int(c)) for c in Counter}
@@ -583,7 +592,7 @@ def _sockets_in_maps(map_ids: Iterable[int]) -> int:
             continue
         try:
             if m.type == BPF_MAP_TYPE_SOCKHASH:
-                return sum(1 for _ in m.keys())
+                return count_keys(m)
         finally:
             m.close()
     return 0
@@ -608,7 +617,7 @@ def sockets(pin_dir: Path | None = None) -> list[Socket]:
         return []
     labels = netns_cookies()
     with _pinned_map(present["sockhash"]) as sockhash:
-        keys = [AccelKey.from_buffer_copy(k) for k in sockhash.keys()]
+        keys = [AccelKey.from_buffer_copy(k) for k in map_keys(sockhash)]
     states: dict[bytes, SockState] = {}
     if "state" in present:
         with _pinned_map(present["state"]) as state_map:

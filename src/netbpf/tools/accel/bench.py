@@ -198,14 +198,14 @@ class Bench:
         s = self.samples
         for r in range(self.rounds):
             order = ["plain", "accel"] if r % 2 == 0 else ["accel", "plain"]
-            for mode in order + ["unlimited"]:
+            for mode in [*order, "unlimited"]:
                 gbits, share = self.stream(mode, "64K")
                 measure = "stream_64k_unlimited" if mode == "unlimited" else "stream_64k"
                 s.add(measure, "plain" if mode == "plain" else "accel", gbits)
                 self._note(r, "64 KiB stream", mode, f"{gbits:.2f} Gbit/s", share)
                 if mode != "plain":
                     s.redirected.setdefault(measure, []).append(share)
-            for mode in order + ["every"]:
+            for mode in [*order, "every"]:
                 gbits, share = self.stream(mode, "1K")
                 measure = "stream_1k_every" if mode == "every" else "stream_1k"
                 s.add(measure, "accel" if mode == "every" else mode, gbits)
@@ -266,12 +266,13 @@ def rows(samples: Samples) -> list[dict[str, Any]]:
 
 
 def markdown(table_rows: list[dict[str, Any]]) -> str:
-    lines = ["| " + " | ".join(c.header for c in COLUMNS) + " |",
-             "|" + "|".join("---:" if c.align == ">" else "---" for c in COLUMNS) + "|"]
-    for row in table_rows:
-        lines.append("| " + " | ".join(c.text(row[c.key]) if row.get(c.key) not in (None, "")
-                                       else "-" for c in COLUMNS) + " |")
-    return "\n".join(lines)
+    def cell(column: Column, row: dict[str, Any]) -> str:
+        return "-" if row.get(column.key) in (None, "") else column.text(row[column.key])
+
+    header = ["| " + " | ".join(c.header for c in COLUMNS) + " |",
+              "|" + "|".join("---:" if c.align == ">" else "---" for c in COLUMNS) + "|"]
+    body = ["| " + " | ".join(cell(c, row) for c in COLUMNS) + " |" for row in table_rows]
+    return "\n".join(header + body)
 
 
 def summary(table_rows: list[dict[str, Any]], seconds: float, rounds: int) -> str:

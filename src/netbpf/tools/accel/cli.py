@@ -276,7 +276,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
     rows = bench.run(args.seconds, args.rounds, cliutil.stderr)
     if args.json:
-        table = Table(bench.COLUMNS + [Column("key", "key")])
+        table = Table([*bench.COLUMNS, Column("key", "key")])
         for row in rows:
             print(table.json(row))
         return 0
