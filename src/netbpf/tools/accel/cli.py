@@ -21,31 +21,48 @@ examples:
                                            only sockets of processes in that cgroup
   netbpf accel status                      is it on, where, what it redirected
   netbpf accel status --connections        every accelerated socket, and how it sends now
+  netbpf accel status --metrics :9464      Prometheus counters, read from the pins at each scrape
   netbpf accel disable                     back to plain TCP, nothing left (idempotent)
   netbpf accel bench                       measure it here: with vs without, same run
 
 What it does: a sock_ops program stores each new local TCP socket (both ends
-on this host: a loopback address, or a host talking to its own address) in a
-sockhash; an sk_msg program hands every send straight to the peer socket, so
-the data never crosses the loopback TCP/IP stack. A capture on lo sees the
-handshake and the teardown, no data. Connections opened before `enable` are
-left alone; a socket whose peer is not in the map (a peer outside the cgroup)
-simply uses TCP. A socket that streams small writes (64 in a row below 16 KiB,
-nothing coming back) is moved back to TCP, which is faster for that.
+on this host: a loopback address, or a host talking to its own address; each
+network namespace apart) in a sockhash; an sk_msg program hands every send
+straight to the peer socket, so the data never crosses the loopback TCP/IP
+stack: a capture on lo sees the handshake and the teardown, no data. It never
+breaks a connection: sockets opened before `enable` are left alone, a socket
+whose peer is not in the map (outside the cgroup) uses TCP, and a socket goes
+back to TCP for good when it streams small writes (64 in a row below 16 KiB,
+nothing coming back: TCP is faster there) or when its reader leaves more than
+--max-queued bytes unread (a redirect has no flow control; TCP's holds the
+writer back).
 
-  $ sudo netbpf accel enable --ports 5201
-  accel enabled on /sys/fs/cgroup/unified: local connections from or to port 5201
+  $ sudo netbpf accel enable --cgroup app --ports 5201,8080
+  accel enabled on /sys/fs/cgroup/unified/app: local connections from or to ports 5201,8080
     pinned at /sys/fs/bpf/netbpf/accel: it stays on after this command; `netbpf accel disable` removes it
-  $ iperf3 -s -D; iperf3 -c 127.0.0.1 -t 2 >/dev/null
-  $ sudo netbpf accel status
-  accel                    on
-  cgroup                   /sys/fs/cgroup/unified
-  scope                    local connections from or to port 5201
-  sockets in the map       0                   # iperf3 has closed its connections
-  redirected               101,337 messages    6.1 GiB    # straight to the peer socket
-  through TCP              0 messages          0 B
-  sockets added            4
-  ...
+  $ sudo netbpf accel status             # after iperf3 -c 127.0.0.1 -b 4G, curl to [::1]:8080
+  accel                             on
+  cgroup                            /sys/fs/cgroup/unified/app
+  scope                             local connections from or to ports 5201,8080
+  sockets in the map                2                     # open accelerated sockets now
+  redirected                        7,199 messages  897.9 MiB   # straight into the peer socket
+  through TCP                       167 messages  20.9 MiB      # sent by sockets back on TCP
+  sockets added                     6
+  sockets refused                   0                     # sockhash full
+  sockets on TCP, peer not in map   0                     # peer outside the cgroup: plain TCP
+  sockets on TCP, small writes      0                     # streams of small writes: TCP is faster
+  sockets on TCP, reader behind     1                     # iperf3's reader fell 36 MiB behind
+  small writes                      below 16384 bytes, 64 in a row move a socket to TCP
+  unread limit                      36.0 MiB redirected and unread, then the sender moves to TCP
+  pinned at                         /sys/fs/bpf/netbpf/accel (programs 12399, 12401; sk_msg by link)
+  $ sudo netbpf accel status --connections
+  NETNS  LOCAL        REMOTE       SENDS     SMALL RUN
+  accx   [::1]:8080   [::1]:46608  redirect          0
+  accx   [::1]:46608  [::1]:8080   redirect          0
+  $ sudo netbpf accel disable
+  accel disabled on /sys/fs/cgroup/unified/app: detached and unpinned
+    2 accelerated sockets are still open: data already handed to them is read first, their new
+    data takes TCP; the kernel frees the programs when they close
 """
 
 STATUS_FIELDS = [
@@ -189,8 +206,9 @@ def run_disable(args: argparse.Namespace) -> int:
     else:
         print(f"accel disabled on {result.cgroup or 'its cgroup'}: detached and unpinned")
         if result.draining_sockets:
-            print(f"  {result.draining_sockets} accelerated sockets are still open: data already "
-                  "handed to them is read first, their new data takes TCP; the kernel frees the "
+            n = result.draining_sockets
+            print(f"  {n} accelerated socket{'s are' if n > 1 else ' is'} still open: data already "
+                  "handed to them is read first, their new\n  data takes TCP; the kernel frees the "
                   "programs when they close")
     return 0
 
