@@ -405,7 +405,8 @@ def test_reader_behind_moves_the_sender_to_tcp(sandbox: Sandbox, pin_dir: Path) 
         assert int(sent) < 32 << 20
         c = counters(pin_dir)
         assert c["sockets_tcp_backlog"] == 1
-        assert (1 << 20) - 65536 <= c["bytes_redirected"] <= 1 << 20
+        assert c["bytes_redirected"] == 1 << 20  # sixteen 64 KiB sends, the seventeenth went to TCP
+        assert c["max_unread_bytes"] == 1 << 20
     finally:
         sandbox.down()
         accel_cli("disable", pin_dir=pin_dir)
@@ -492,6 +493,7 @@ def test_metrics_match_status(sandbox: Sandbox, pin_dir: Path, enabled: dict[str
     assert samples[("netbpf_accel_bytes_total", (("path", "redirect"),))] == c["bytes_redirected"] >= 50_000
     assert samples[("netbpf_accel_messages_total", (("path", "tcp"),))] == c["messages_tcp"]
     assert samples[("netbpf_accel_socket_events_total", (("event", "added"),))] == c["sockets_added"] == 2
+    assert samples[("netbpf_accel_max_unread_bytes", ())] == c["max_unread_bytes"]
 
 
 # -- the cgroup v2 root, the default ------------------------------------------------------------

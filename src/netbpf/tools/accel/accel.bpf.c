@@ -147,7 +147,7 @@ static __always_inline __u64 queue_address(struct bpf_sock_ops *skops)
 	struct tcp_sock *tp;
 	__u64 psock = 0;
 
-	if (!queue_limit || !bpf_core_field_exists(struct sk_psock___accel, msg_tot_len) || !sk)
+	if (!bpf_core_field_exists(struct sk_psock___accel, msg_tot_len) || !sk)
 		return 0;
 	tp = bpf_skc_to_tcp_sock(sk);
 	if (!tp)
@@ -213,6 +213,15 @@ int netbpf_acc_ops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
+static __always_inline void record_max(__u32 queued)
+{
+	__u32 index = ACCEL_MAX_UNREAD;
+	__u64 *max = bpf_map_lookup_elem(&accel_counters, &index);
+
+	if (max && queued > *max)
+		*max = queued;
+}
+
 static __always_inline void count_tcp(__u32 size)
 {
 	netbpf_inc(accel_counters, ACCEL_MSG_TCP);
@@ -262,14 +271,16 @@ int netbpf_acc_msg(struct sk_msg_md *msg)
 	peer.remote_port = self.local_port;
 
 	peer_state = bpf_map_lookup_elem(&accel_state, &peer);
-	if (queue_limit && peer_state && peer_state->queued_at &&
-	    bpf_probe_read_kernel(&queued, sizeof(queued), (void *)peer_state->queued_at) == 0 &&
-	    queued + size > queue_limit) {
-		/* The peer is not keeping up: let TCP's flow control hold the
-		 * sender back. Its queued bytes are still read first. */
-		state->tcp_only = ACCEL_TCP_BACKLOG;
-		netbpf_inc(accel_counters, ACCEL_SOCKETS_BACKLOG);
-		goto tcp;
+	if (peer_state && peer_state->queued_at &&
+	    bpf_probe_read_kernel(&queued, sizeof(queued), (void *)peer_state->queued_at) == 0) {
+		record_max(queued);
+		if (queue_limit && queued + size > queue_limit) {
+			/* The peer is not keeping up: let TCP's flow control hold
+			 * the sender back. Its queued bytes are still read first. */
+			state->tcp_only = ACCEL_TCP_BACKLOG;
+			netbpf_inc(accel_counters, ACCEL_SOCKETS_BACKLOG);
+			goto tcp;
+		}
 	}
 
 	if (bpf_msg_redirect_hash(msg, &accel_sockhash, &peer, BPF_F_INGRESS) != SK_PASS) {

@@ -49,6 +49,7 @@ enum accel_counter {
 	ACCEL_BYTES_REDIRECTED,
 	ACCEL_MSG_TCP,		/* sendmsg chunks of stored sockets that went through TCP */
 	ACCEL_BYTES_TCP,
+	ACCEL_MAX_UNREAD,	/* not a sum: the most unread redirected bytes seen at a peer (per CPU) */
 	ACCEL_COUNTERS,
 };
 

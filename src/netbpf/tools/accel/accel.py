@@ -108,6 +108,7 @@ class Counter(enum.IntEnum):
     BYTES_REDIRECTED = 6
     MSG_TCP = 7
     BYTES_TCP = 8
+    MAX_UNREAD = 9  # a maximum per CPU, not a sum
 
 
 COUNTER_KEYS = {
@@ -120,6 +121,7 @@ COUNTER_KEYS = {
     Counter.BYTES_REDIRECTED: "bytes_redirected",
     Counter.MSG_TCP: "messages_tcp",
     Counter.BYTES_TCP: "bytes_tcp",
+    Counter.MAX_UNREAD: "max_unread_bytes",
 }
 
 TCP_REASONS = {0: "redirect", 1: "tcp (no peer)", 2: "tcp (small writes)", 3: "tcp (peer backlog)"}
@@ -466,7 +468,11 @@ def read_status(pin_dir: Path | None = None) -> Status:
                 status.sockets = count_keys(sockhash)
         if "counters" in present:
             with _pinned_map(present["counters"]) as counters:
-                status.counters = {COUNTER_KEYS[c]: counters.sum_u64(int(c)) for c in Counter}
+                status.counters = {COUNTER_KEYS[c]: counters.sum_u64(int(c)) for c in Counter
+                                   if c != Counter.MAX_UNREAD}
+                status.counters["max_unread_bytes"] = max(
+                    (int.from_bytes(v[:8], "little") for v in counters.lookup_percpu(int(Counter.MAX_UNREAD))),
+                    default=0)
         for role in ("sockops", "sk_msg"):
             if role in present:
                 prog = Program.from_pin(str(present[role]))

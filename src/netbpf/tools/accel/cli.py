@@ -79,6 +79,7 @@ STATUS_FIELDS = [
     Column("sockets_tcp_backlog", "sockets on TCP, reader behind", text=lambda v: f"{v:,}"),
     Column("small_writes", "small writes"),
     Column("queue_limit", "unread limit"),
+    Column("max_unread", "most left unread", text=lambda v: f"{human_bytes(v)} at one reader"),
     Column("pinned", "pinned at"),
     Column("draining", "draining"),
 ]
@@ -230,6 +231,7 @@ def status_row(status: accel.Status) -> dict[str, Any]:
             "sockets_tcp_no_peer": c["sockets_tcp_no_peer"],
             "sockets_tcp_small_writes": c["sockets_tcp_small_writes"],
             "sockets_tcp_backlog": c["sockets_tcp_backlog"],
+            "max_unread": c["max_unread_bytes"],
             "queue_limit": (f"{human_bytes(status.queue_limit)} redirected and unread, then the "
                             "sender moves to TCP" if status.queue_limit else "none (--max-queued 0)"),
             "small_writes": (f"below {status.small_bytes} bytes, {status.demote_after} in a row "

@@ -44,3 +44,5 @@ class AccelCollector:
                            ("tcp_backlog", "sockets_tcp_backlog")):
             sockets.add_metric([event], c[key])
         yield sockets
+        yield GaugeMetricFamily("netbpf_accel_max_unread_bytes", "the most redirected bytes one reader "
+                                "has left unread so far", value=c["max_unread_bytes"])
