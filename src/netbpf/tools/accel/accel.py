@@ -276,6 +276,9 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
                 and current.queue_limit == options.rodata()["queue_limit"])
         if same:
             return current, True
+        if not current.enabled:
+            raise UsageError(f"an incomplete accel instance is pinned at {pin_dir}: "
+                             "run `netbpf accel disable` first")
         where = current.cgroup or "an unknown cgroup"
         raise UsageError(f"accel is already enabled at {pin_dir} (on {where}, "
                          f"{describe_scope(current.ports)}): run `netbpf accel disable` first")
