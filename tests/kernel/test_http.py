@@ -185,7 +185,7 @@ def test_an_even_spread_is_called_even(workdir: Path) -> None:
                         "--backends", ",".join(h.gateway.backend_address(i) for i in (1, 2, 3)) + ",10.9.9.9:8080",
                         workdir=workdir)
         client_in_lab(h.lab, make_plan(300, seed=3, tag_share=0), workers=2)
-        out, err = tracer.stop()
+        out, _ = tracer.stop()
         logs = {h.gateway.backend_address(i): b.transactions() for i, b in enumerate(h.backends, start=1)}
     rows = [json.loads(line) for line in out.splitlines()]
     backends = {r["backend"]: r["requests"] for r in rows if r["type"] == "backend"}
@@ -323,7 +323,7 @@ def test_count_stops_after_n_transactions_and_errors_are_one_line(pair: Lab) -> 
         time.sleep(2)
         for _ in range(4):
             pair.run(pair.client, "curl", "-s", "-o", "/dev/null", "http://10.0.1.1:8080/")
-        out, err = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=30)
     finally:
         server.kill()
     assert proc.returncode == 0 and len(out.splitlines()) == 2
@@ -374,7 +374,7 @@ def test_prometheus_sums_the_requests_of_two_gateways(workdir: Path) -> None:
                                        "--web.listen-address=127.0.0.1:9090"],
                                       stdout=subprocess.DEVNULL, stderr=(workdir / "prom.log").open("w"))
         sent = [200, 150]
-        for h, count in zip(labs, sent):
+        for h, count in zip(labs, sent, strict=True):
             client_in_lab(h.lab, make_plan(count, seed=count, tag_share=0), workers=2)
         served = sum(len(b.transactions()) for h in labs for b in h.backends)
         assert served == sum(sent)

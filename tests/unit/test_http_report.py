@@ -31,7 +31,7 @@ def tx(backend: str = "10.0.11.2:8080", status: int | None = 200, latency: float
 def test_fast_json_is_exactly_json_dumps_of_the_row() -> None:
     rng = random.Random(1)
     report = Report(tag=True, headers=False, show_secrets=False, tag_header="X-Test-Id")
-    for i in range(500):
+    for _ in range(500):
         t = tx(status=rng.choice([None, 200, 304, 503]), latency=rng.random(),
                tag=rng.choice([None, "t\u00e9st", 'q"uote', "\\back"]), error=rng.choice(["", "capture gap"]),
                path=rng.choice(["/", "/a b", "/\u2603?x=\"1\"", "/%00\x01"]),

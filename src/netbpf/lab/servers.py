@@ -369,14 +369,14 @@ class _DualStackServer(ThreadingHTTPServer):
 
 
 def serve_backend(port: int, log: str) -> None:
-    _Handler.log_file = open(log, "a", buffering=1 << 16)
-    server = _DualStackServer(("::", port), _Handler)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    try:
-        server.serve_forever(poll_interval=0.2)
-    finally:
-        server.server_close()
-        _Handler.log_file.flush()
+    with open(log, "a", buffering=1 << 16) as log_file:
+        _Handler.log_file = log_file
+        server = _DualStackServer(("::", port), _Handler)
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+        try:
+            server.serve_forever(poll_interval=0.2)
+        finally:
+            server.server_close()
 
 
 # -- the client ----------------------------------------------------------------------------

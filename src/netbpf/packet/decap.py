@@ -164,7 +164,7 @@ def _decode(view: bytes, offset: int, l3: int, ts: float,
         if end < offset:
             return None
         if depth < MAX_TUNNELS:
-            if proto == IPPROTO_IPIP or proto == IPPROTO_IPV6:
+            if proto in (IPPROTO_IPIP, IPPROTO_IPV6):
                 tunnel = tunnel or Tunnel("ipip", src, dst)
                 l3 = ETH_P_IP if proto == IPPROTO_IPIP else ETH_P_IPV6
                 continue

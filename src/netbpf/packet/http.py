@@ -200,7 +200,7 @@ class _Stream:
         pos, n = 0, len(data)
         while pos < n:
             state = self.state
-            if state == LENGTH or state == CHUNK_DATA:
+            if state in (LENGTH, CHUNK_DATA):
                 take = min(self.remaining, n - pos)
                 pos += take
                 self.remaining -= take
@@ -365,11 +365,8 @@ class _Stream:
         self._host = b""
         self._tag = None
         self._headers = [] if self.conv.keep_headers else None
-        parser: httptools.HttpRequestParser | httptools.HttpResponseParser
-        if self.is_request:
-            parser = httptools.HttpRequestParser(self)
-        else:
-            parser = httptools.HttpResponseParser(self)
+        parser: httptools.HttpRequestParser | httptools.HttpResponseParser = (
+            httptools.HttpRequestParser(self) if self.is_request else httptools.HttpResponseParser(self))
         try:
             parser.feed_data(block)
         except httptools.HttpParserUpgrade:
@@ -545,7 +542,7 @@ class _Stream:
 
     def gap(self, size: int, ts: float) -> None:
         state = self.state
-        if (state == LENGTH or state == CHUNK_DATA) and size <= self.remaining:
+        if state in (LENGTH, CHUNK_DATA) and size <= self.remaining:
             self.remaining -= size
             self.body += size
             self.wire += size

@@ -62,7 +62,7 @@ class HttpCollector(Collector):
         for backend, hist in list(self.counts.latency.items()):
             cumulative: float = 0.0
             buckets: list[tuple[str, float]] = []
-            for bound, in_bucket in zip(BUCKETS, hist):
+            for bound, in_bucket in zip(BUCKETS, hist[:len(BUCKETS)], strict=True):
                 cumulative += in_bucket
                 buckets.append((repr(bound), cumulative))
             buckets.append(("+Inf", hist[-1]))

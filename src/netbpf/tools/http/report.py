@@ -144,7 +144,7 @@ class Report:
             values.append(tag)
         values += [str(tx.tunnel) if tx.tunnel else None, ex.error or None]
         return ["-" if v is None or v == "" else (str(v) if text is None else text(v))
-                for v, text in zip(values, self._text_of)]
+                for v, text in zip(values, self._text_of, strict=True)]
 
     def json(self, tx: Transaction) -> str:
         """The JSON object of row(), written out directly: this runs once per

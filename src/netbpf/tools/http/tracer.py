@@ -27,8 +27,10 @@ class Transaction(NamedTuple):
 class HttpTracer:
     def __init__(self, ports: Iterable[int], on_transaction: Callable[[Transaction], None],
                  tag_header: str | None = None, keep_headers: bool = False,
-                 vxlan_ports: Iterable[int] = VXLAN_PORTS, limits: Limits = Limits(),
-                 http_limits: HttpLimits = HttpLimits()) -> None:
+                 vxlan_ports: Iterable[int] = VXLAN_PORTS, limits: Limits | None = None,
+                 http_limits: HttpLimits | None = None) -> None:
+        limits = limits or Limits()
+        http_limits = http_limits or HttpLimits()
         self.ports = frozenset(ports)
         self.on_transaction = on_transaction
         self.tag_header = tag_header
@@ -70,7 +72,7 @@ class HttpTracer:
 
     def _open(self, conn: Connection) -> HttpConversation:
         client: int | None = None
-        if conn.initiator_known or conn.dport in self.ports and conn.sport not in self.ports:
+        if conn.initiator_known or (conn.dport in self.ports and conn.sport not in self.ports):
             client = 0
         elif conn.sport in self.ports and conn.dport not in self.ports:
             client = 1
