@@ -126,6 +126,7 @@ class Capture:
                                      args.vxlan_port)
             self.printed = 0
             self.stop = False
+            self.live: LiveView | None = None
             if args.metrics:
                 from ... import metrics
 
@@ -166,6 +167,7 @@ class Capture:
         args = self.args
         deadline = cliutil.Deadline(args.duration)
         live = LiveView(sys.stdout) if args.summary and not args.json and sys.stdout.isatty() else None
+        self.live = live
         if not args.summary and not args.json:
             sys.stdout.write(self.report.header_line() + "\n")
         feed = self.tracer.feed
@@ -198,6 +200,8 @@ class Capture:
             if args.json:
                 for row in self.summary.json_rows():
                     sys.stdout.write(_json(row) + "\n")
+            elif self.live is not None:
+                self.live.show(self.summary.text())  # the last refresh is the final table
             else:
                 sys.stdout.write(self.summary.text() + "\n")
             sys.stdout.flush()
