@@ -36,6 +36,7 @@ from ...bpf.info import close_quietly
 from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program
+from . import ifinfo
 
 BPF_OBJECT = "fault.bpf.o"
 XDP_PROGRAM, TC_PROGRAM = "netbpf_faultxdp", "netbpf_fault_tc"
@@ -309,12 +310,23 @@ def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = Fal
 def _check_link_layer(interface: str) -> None:
     # The expression and the parser read an Ethernet header (lo has a zeroed one).
     try:
-        kind = int(Path(f"/sys/class/net/{interface}/type").read_text())
-    except (OSError, ValueError):
-        return  # /sys of another namespace: the attach will tell
-    if kind not in (1, 772):  # ARPHRD_ETHER, ARPHRD_LOOPBACK
+        kind = ifinfo.link_type(interface)
+    except OSError:
+        return  # the attach will tell
+    if kind not in (ifinfo.ARPHRD_ETHER, ifinfo.ARPHRD_LOOPBACK):
         raise UsageError(f"{interface} has no Ethernet header (ARPHRD {kind}): netbpf fault "
                          "handles Ethernet interfaces only")
+
+
+def checksum_note(fault: Fault, hook: Hook) -> str:
+    """Why a bad checksum may go unnoticed here, when it may."""
+    if fault.action != Action.CORRUPT or fault.keep_checksum or ifinfo.driver(hook.interface) != "veth":
+        return ""
+    if hook.direction == "egress" and not ifinfo.tx_checksum(hook.interface):
+        return ""
+    return ("on a veth, packets from local sockets carry only a partial checksum (CHECKSUM_PARTIAL) "
+            "that the receiving namespace never verifies, so they arrive damaged rather than dropped; "
+            "the sender computes real checksums after `ethtool -K <its veth> tx off`")
 
 
 class ActiveFault:
@@ -335,21 +347,22 @@ class ActiveFault:
             kind = "tc" if hook.direction == "egress" or fault.action in TC_ONLY else "xdp"
         if kind == "xdp" and fault.action in TC_ONLY:
             raise UsageError(f"{fault.action.cli_name} needs an skb: it runs in tc only (--hook tc)")
-        note = ""
+        note = checksum_note(fault, hook)
         if kind == "xdp":
             obj = open_object(fault, "xdp")
             try:
                 obj.load()
                 link = xdp.attach_xdp(obj.program(XDP_PROGRAM), xdp.XdpOptions(hook.interface, hook.xdp_mode))
                 return cls(fault, hook, f"xdp {hook.xdp_mode}" if hook.xdp_mode != "auto" else "xdp",
-                           obj, link)
+                           obj, link, note)
             except BaseException as e:
                 obj.close()
                 if not isinstance(e, BpfError) or e.errno != _errno.EBUSY or hook.kind == "xdp":
                     raise
                 state = xdp.query(hook.interface)
-                note = (f"the XDP hook of {hook.interface} holds program id {state.prog_id}: "
-                        "using tc ingress, which sees what that program passes")
+                note = "; ".join(filter(None, [
+                    f"the XDP hook of {hook.interface} holds program id {state.prog_id}: "
+                    "using tc ingress, which sees what that program passes", note]))
                 kind = "tc"
         obj = open_object(fault, "tc", tc_ingress=hook.direction == "ingress")
         try:
