@@ -21,6 +21,7 @@ from .kernel import (
     Fault,
     Hook,
     Selection,
+    check_pin_free,
     parse_tcp_flags,
     stop,
 )
@@ -209,20 +210,14 @@ def fault_from_args(args: argparse.Namespace) -> Fault:
 def run(args: argparse.Namespace) -> int:
     fault = fault_from_args(args)
     hook = Hook(args.interface, args.direction, args.hook, args.xdp_mode, args.tc_mode)
-    if args.pin and args.duration:
-        raise UsageError("--duration ends the fault with this process; a --pin fault lasts until "
-                         "`netbpf fault stop` (use one or the other)")
+    if args.pin:
+        return _run_pinned(fault, hook, args)
     active = ActiveFault.start(fault, hook)
     started = time.monotonic()
     try:
         cliutil.stderr(f"netbpf fault: {fault.describe()} on {active.where}")
         if active.note:
             cliutil.stderr(f"netbpf fault: note: {active.note}")
-        if args.pin:
-            path = active.pin()
-            cliutil.stderr(f"netbpf fault: pinned at {path}; it stays after this command: "
-                           f"netbpf fault stop -i {args.interface} (or netbpf cleanup) removes it")
-            return 0
         if args.metrics:
             _serve_metrics(args.metrics, active)
         cliutil.stderr("netbpf fault: Ctrl-C to stop" + (f" (or after {args.duration:g} s)" if args.duration else ""))
@@ -231,11 +226,25 @@ def run(args: argparse.Namespace) -> int:
         counts = active.counts()
         active.close()
         elapsed = time.monotonic() - started
-        state = f"pinned at {active.pinned_at}" if active.pinned_at else "detached"
-        if args.json and not active.pinned_at:
+        if args.json:
             print(json.dumps({**_row(active, counts, elapsed), "final": True}), flush=True)
         cliutil.stderr(f"netbpf fault: {fault.action.cli_name} on {active.where}: {counts.summary()} "
-                       f"in {elapsed:.1f} s; {state}")
+                       f"in {elapsed:.1f} s; detached")
+    return 0
+
+
+def _run_pinned(fault: Fault, hook: Hook, args: argparse.Namespace) -> int:
+    if args.duration:
+        raise UsageError("--duration ends the fault with this process; a --pin fault lasts until "
+                         "`netbpf fault stop` (use one or the other)")
+    check_pin_free(hook.interface, hook.direction)
+    with ActiveFault.start(fault, hook) as active:
+        path = active.pin()
+        cliutil.stderr(f"netbpf fault: {fault.describe()} on {active.where}")
+        if active.note:
+            cliutil.stderr(f"netbpf fault: note: {active.note}")
+        cliutil.stderr(f"netbpf fault: pinned at {path}: it stays after this command; "
+                       f"`netbpf fault stop -i {hook.interface}` (or `netbpf cleanup`) removes it")
     return 0
 
 

@@ -384,10 +384,7 @@ class ActiveFault:
 
     def pin(self) -> Path:
         """Keep the fault after this process exits (``stop()`` removes it)."""
-        directory = pin_path(self.hook.interface, self.hook.direction)
-        if directory.exists() and any(directory.iterdir()):
-            raise UsageError(f"a pinned fault is already on {self.hook.interface} {self.hook.direction}: "
-                             f"netbpf fault stop -i {self.hook.interface} first")
+        directory = check_pin_free(self.hook.interface, self.hook.direction)
         directory.mkdir(parents=True, exist_ok=True)
         try:
             if isinstance(self.attachment, Link):
@@ -429,6 +426,15 @@ def pin_path(interface: str, direction: str) -> Path:
     label = netns.label(netns.current_inode())
     fs.ensure_bpffs()
     return pin_root() / label / interface / direction
+
+
+def check_pin_free(interface: str, direction: str) -> Path:
+    """The pin directory for a fault there; UsageError if one is pinned there already."""
+    directory = pin_path(interface, direction)
+    if directory.exists() and any(directory.iterdir()):
+        raise UsageError(f"a pinned fault is already on {interface} {direction}: "
+                         f"netbpf fault stop -i {interface} first")
+    return directory
 
 
 @dataclass(frozen=True, slots=True)
