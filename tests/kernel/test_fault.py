@@ -29,7 +29,7 @@ from netbpf.bpf.selftest import Counter as StCounter
 from netbpf.lab import Lab
 from netbpf.tools.fault import ifinfo
 
-from .conftest import loaded_prog_ids, netbpf, ping, tc_filters, xdp_prog_on
+from .conftest import netbpf, ping, tc_filters, xdp_prog_on
 
 PSH, SYN, FIN, RST = 0x08, 0x02, 0x01, 0x04
 
@@ -115,8 +115,8 @@ def nothing_attached(lab: Lab, ns: str, dev: str) -> None:
     for entry in json.loads(out or "[]"):
         assert not entry.get("tc") and not entry.get("xdp"), entry
     entries = [json.loads(line) for line in netbpf("status", "--json", check=True).stdout.splitlines()]
-    assert not [e for e in entries if e.get("netns") == ns or "fault" in str(e.get("program", ""))
-                and e.get("kind") != "loaded"], entries
+    assert not [e for e in entries if e.get("netns") == ns or ("fault" in str(e.get("program", ""))
+                and e.get("kind") != "loaded")], entries
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline and _fault_programs():
         time.sleep(0.1)

@@ -134,14 +134,14 @@ def _common_options() -> argparse.ArgumentParser:
                        help="stop after COUNT hits (and exit)")
     which.add_argument("--flows", type=cliutil.positive_int, metavar="N", default=DEFAULT_FLOWS,
                        help=f"--first-per-flow: connections remembered (LRU, default {DEFAULT_FLOWS})")
+    cliutil.add_duration(common)
     run = common.add_argument_group("running")
-    cliutil.add_duration(run)
     run.add_argument("--pin", action="store_true",
                      help="keep the fault after exit, until `netbpf fault stop` or `netbpf cleanup`")
     run.add_argument("--interval", type=cliutil.positive_float, metavar="S", default=1.0,
                      help="refresh the counters every S seconds (default 1)")
-    cliutil.add_json(run)
-    cliutil.add_metrics(run)
+    cliutil.add_json(common)
+    cliutil.add_metrics(common)
     common.add_argument("expression", nargs="*", metavar="EXPRESSION",
                         help="tcpdump filter expression (default: every packet)")
     return common
@@ -292,7 +292,7 @@ def _serve_metrics(address: tuple[str, int], active: ActiveFault) -> None:
                                    active.fault.action.cli_name, stage], value)
             yield family
 
-    metrics.serve(address).register(Collector())  # type: ignore[arg-type]
+    metrics.serve(address).register(Collector())
 
 
 def run_stop(args: argparse.Namespace) -> int:

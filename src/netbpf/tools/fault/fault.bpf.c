@@ -568,8 +568,9 @@ static __always_inline int tc_corrupt(struct __sk_buff *skb, const struct packet
 	if (!plan)
 		return -1;
 	if (plan->udp)
-		/* A UDP checksum of 0 means "none": keep it so, and send a computed 0 as 0xffff. */
-		csum_flags |= BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE;
+		/* A UDP checksum of 0 means "none": MANGLED_0 leaves such a field alone
+		 * and sends a computed 0 as 0xffff. */
+		csum_flags |= BPF_F_MARK_MANGLED_0;
 	for (__u32 i = 0; i < MAX_CORRUPT && i < plan->n; i++) {
 		__u32 off = plan->start + i, word = plan->l4 + ((off - plan->l4) & ~1U);
 		__u16 old, new;
@@ -587,9 +588,10 @@ static __always_inline int tc_corrupt(struct __sk_buff *skb, const struct packet
 	if (!corrupt_keep_csum) {
 		/* Move the field by a constant, as if the pseudo-header had changed:
 		 * in every skb state (PARTIAL, COMPLETE, NONE) the final checksum
-		 * ends up wrong by that amount. */
-		if (bpf_l4_csum_replace(skb, plan->check, 0, CSUM_PERTURB,
-					BPF_F_PSEUDO_HDR | 2 | (csum_flags & BPF_F_MARK_MANGLED_0)))
+		 * ends up wrong by that amount. ENFORCE: a UDP datagram sent without
+		 * a checksum gets a wrong one too. */
+		if (bpf_l4_csum_replace(skb, plan->check, 0, CSUM_PERTURB, BPF_F_PSEUDO_HDR | 2 |
+					(plan->udp ? BPF_F_MARK_MANGLED_0 | BPF_F_MARK_ENFORCE : 0)))
 			return -1;
 		/* A NIC may have vouched for the original (CHECKSUM_UNNECESSARY): make
 		 * the stack check again. */
