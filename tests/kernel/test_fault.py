@@ -217,7 +217,7 @@ class DropReasons:
 def test_ping_replies_get_random_ttls_and_all_arrive(pair: Lab, tmp_path: Path, family: str) -> None:
     target = pair.GATEWAY_IP if family == "ipv4" else pair.GATEWAY_IP6
     capture = Capture(pair, pair.client, "eth0", "icmp or icmp6", tmp_path / "client.pcap", direction="in")
-    fault = Fault(pair.client, "ttl", "-i", "eth0")  # XDP on the client's ingress: the replies
+    fault = Fault(pair.client, "ttl", "-i", "eth0", "--hook", "xdp")  # XDP on the client's ingress: the replies
     out = pair.run(pair.client, "ping", "-c", "60", "-i", "0.01", "-W", "2", target).stdout
     final = fault.stop()
     assert capture.stop() == 0
@@ -356,22 +356,29 @@ def test_first_per_flow_hits_one_packet_per_connection(lab: Lab, tmp_path: Path)
 
 # -- drop, duplicate, corrupt --------------------------------------------------------------
 
-def test_drop_probability_on_udp(pair: Lab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["xdp-ingress", "tc-egress"])
+def test_drop_probability_on_udp(pair: Lab, tmp_path: Path, where: str) -> None:
     sent = 5000
     receiver = start_receiver(pair, pair.gateway, 9999)
+    # tcpdump on the client's eth0 sees packets after its tc egress, before the gateway's XDP.
     before = Capture(pair, pair.client, "eth0", "udp port 9999", tmp_path / "before.pcap", direction="out")
-    after = Capture(pair, pair.gateway, "c0", "udp port 9999", tmp_path / "after.pcap")
-    fault = Fault(pair.gateway, "drop", "--probability", "0.3", "-i", "c0", "udp", "port", "9999")
+    after = Capture(pair, pair.gateway, "c0", "udp port 9999", tmp_path / "after.pcap")  # after XDP
+    if where == "xdp-ingress":
+        fault = Fault(pair.gateway, "drop", "--probability", "0.3", "-i", "c0", "--hook", "xdp", "udp", "port", "9999")
+    else:
+        fault = Fault(pair.client, "drop", "--probability", "0.3", "-i", "eth0", "--direction", "egress", "udp")
     pair.run(pair.client, sys.executable, "-c", udp_sender(sent, pair.GATEWAY_IP, 9999))
     got, damaged = receiver_result(receiver)
     final = fault.stop()
     assert before.stop() == 0 and after.stop() == 0
-    assert len(tshark(before.path, "frame.number")) == sent
-    received = len(tshark(after.path, "frame.number"))  # tcpdump on c0 sees what XDP passed
+    on_the_wire = len(tshark(before.path, "frame.number"))
+    received = len(tshark(after.path, "frame.number"))
+    assert on_the_wire == (sent if where == "xdp-ingress" else received)
     three_sigma(received, sent, 0.7)
     assert final["hit"] == sent - received and final["matched"] == sent
     assert got == received and damaged == 0
-    nothing_attached(pair, pair.gateway, "c0")
+    ns, dev = (pair.gateway, "c0") if where == "xdp-ingress" else (pair.client, "eth0")
+    nothing_attached(pair, ns, dev)
 
 
 @pytest.mark.parametrize("direction", ["egress", "ingress"])
@@ -557,16 +564,19 @@ def test_cleanup_removes_a_pinned_fault(pair: Lab) -> None:
     nothing_attached(pair, pair.gateway, "c0")
 
 
-def test_xdp_hook_taken_falls_back_to_tc_ingress(pair: Lab) -> None:
+def test_ingress_on_a_veth_runs_in_tc_and_a_taken_xdp_hook_is_left_alone(pair: Lab) -> None:
     from netbpf.bpf import features
     from netbpf.bpf.attach import xdp
     from netbpf.bpf.program import Program
 
-    other = Program("other_pass", fd=features.load_trivial(6, 37, verdict=2, name="other_pass"))
+    other = Program("other_pass", fd=features.load_trivial(6, 37, verdict=2, name="other_pass"), owns_fd=True)
     link = netns.run_in(f"/run/netns/{pair.gateway}", lambda: xdp.attach_xdp(other, xdp.XdpOptions("c0")))
     try:
+        forced = netbpf("fault", "drop", "-i", "c0", "--hook", "xdp", "icmp", netns=pair.gateway)
+        assert forced.returncode == 2
+        assert forced.stderr == (f"netbpf: the XDP hook of c0 holds program id {other.id}: --hook tc runs after it\n")
         fault = Fault(pair.gateway, "drop", "-i", "c0", "icmp")
-        assert "using tc ingress" in "".join(fault.header)
+        assert "c0 is a veth" in "".join(fault.header) and "using tc ingress" in "".join(fault.header)
         assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 0
         final = fault.stop()
         assert final["hook"] == "tcx" and final["hit"] >= 2

@@ -112,3 +112,20 @@ def test_enums_match_the_header() -> None:
     assert [f"FAULT_{c.name}" for c in Counter] == _c_enum("fault_counter")[:-1]  # without FAULT_COUNTERS
     assert [f"FAULT_ACT_{a.name}" for a in Action] == _c_enum("fault_action")
     assert [int(a) for a in Action] == list(range(1, len(Action) + 1))
+
+
+def test_filter_reach_from_the_classic_program() -> None:
+    """tc makes linear only what the expression reads (libpcap's own programs)."""
+    from netbpf.packet.filter import compile_filter
+    from netbpf.tools.fault.kernel import filter_reach
+
+    def reach(expression: str) -> dict[str, int]:
+        return filter_reach(compile_filter(expression).classic.insns)
+
+    # Ports: fixed offsets for IPv6 (54 + 4), after the IPv4 header length for IPv4 (14 + 4).
+    assert reach("tcp port 80") == {"filter_abs_end": 58, "filter_ind_end": 18, "filter_x_max": 60,
+                                    "filter_x_ipv4": 1, "filter_whole": 0}
+    assert reach("tcp[20:4] = 1")["filter_ind_end"] == 14 + 20 + 4
+    assert reach("udp")["filter_ind_end"] == 0 and reach("udp")["filter_whole"] == 0
+    assert reach("greater 200")["filter_whole"] == 1  # `len` is the linear length in tc: see everything
+    assert reach("ip6 protochain 6")["filter_whole"] == 1  # X computed by a loop

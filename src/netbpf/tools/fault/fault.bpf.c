@@ -37,7 +37,7 @@ static __always_inline void *pkt_at(void *data, __u64 off)
 	asm volatile("%0 &= 0x3fff" : "+r"(off));
 	return data + off;
 }
-/* tc: bytes made linear before the expression runs (headers and a little more). */
+/* tc: bytes made linear when the headers are not (the expression then sees them). */
 #define TC_PULL_LEN 256
 #define MAX_CORRUPT 64
 /* skb->tc_index of a clone made by `duplicate`, so that it passes untouched
@@ -106,6 +106,14 @@ const volatile __u32 corrupt_len = 1;
 const volatile __u32 corrupt_keep_csum = 0;
 const volatile __u32 tc_ingress = 0;			/* where duplicates are sent */
 
+/* tc: what the expression reads, from its classic program (kernel.py), so
+ * that only those bytes are made linear, and only when they are not. */
+const volatile __u32 filter_abs_end = 0;	/* end of the furthest load at a fixed offset */
+const volatile __u32 filter_ind_end = 0;	/* ... at an offset after X (0: no such load) */
+const volatile __u32 filter_x_max = 0;		/* the largest X can be */
+const volatile __u32 filter_x_ipv4 = 0;		/* X is the IPv4 header length (ldx 4*([14]&0xf)) */
+const volatile __u32 filter_whole = 0;		/* `len` or an unknown X: every byte */
+
 /* Shared by all CPUs, updated atomically: --every and --limit are exact. */
 __u64 matched_seq = 0;
 __u64 hit_seq = 0;
@@ -118,6 +126,7 @@ struct packet {
 	__u8 protocol;
 	__u8 ttl;
 	__u8 tcp_flags;
+	__u32 ip_hlen;	/* IPv4 header length */
 };
 
 /* -- parsing ------------------------------------------------------------------ */
@@ -154,6 +163,7 @@ static __always_inline int parse(void *data, void *data_end, __u32 frame_len, st
 		if (hlen < sizeof(*ip) || len < hlen)
 			return -1;
 		pkt->family = 4;
+		pkt->ip_hlen = hlen;
 		pkt->protocol = ip->protocol;
 		pkt->ttl = ip->ttl;
 		pkt->l4 = (ip->frag_off & bpf_htons(0x1fff)) ? 0 : off + hlen;
@@ -206,6 +216,10 @@ static __always_inline int parse(void *data, void *data_end, __u32 frame_len, st
 		if ((void *)(th + 20) > data_end || pkt->l4 + 20 > pkt->end)
 			return -1;
 		pkt->tcp_flags = th[13];
+	} else if (pkt->l4 && (pkt->protocol == IPPROTO_UDP || pkt->protocol == IPPROTO_ICMP ||
+				pkt->protocol == IPPROTO_ICMPV6)) {
+		if (pkt_at(data, pkt->l4) + 8 > data_end)
+			return -1;
 	}
 	return 0;
 }
@@ -626,17 +640,33 @@ int netbpf_fault_tc(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	}
 	netbpf_inc(counters, FAULT_SEEN);
-	want = skb->len < TC_PULL_LEN ? skb->len : TC_PULL_LEN;
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	if (data + want > data_end) {
+	is_ip = parse(data, data_end, skb->len, &pkt) == 0;
+	/* Only the linear part of an skb is visible, and pulling more costs a
+	 * copy (and, for the clones TCP sends, a new head) on every GSO packet:
+	 * pull only what the headers and the expression need, when they are
+	 * not linear already. */
+	want = is_ip ? 0 : TC_PULL_LEN;
+	if (filter_abs_end > want)
+		want = filter_abs_end;
+	if (filter_ind_end) {
+		__u32 x = filter_x_ipv4 && is_ip && pkt.family == 4 ? pkt.ip_hlen : filter_x_max;
+
+		if (filter_ind_end + x > want)
+			want = filter_ind_end + x;
+	}
+	if (filter_whole || want > skb->len)
+		want = skb->len;
+	if (want > (__u32)(data_end - data)) {
 		bpf_skb_pull_data(skb, want);	/* on failure the expression sees less */
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
+		__builtin_memset(&pkt, 0, sizeof(pkt));
+		is_ip = parse(data, data_end, skb->len, &pkt) == 0;
 	}
 	if (!netbpf_filter(data, data_end))
 		return TC_ACT_UNSPEC;
-	is_ip = parse(data, data_end, skb->len, &pkt) == 0;
 	if (!applies(data, data_end, &pkt, is_ip)) {
 		netbpf_inc(counters, FAULT_SKIPPED);
 		return TC_ACT_UNSPEC;

@@ -24,19 +24,23 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
 
 from ... import netdev, netns
 from ...bpf import _libbpf as L
 from ...bpf import fs
 from ...bpf.attach import tc, xdp
 from ...bpf.attach.base import Attachment, Link
-from ...bpf.errors import BpfError, NetbpfError, UsageError, check
+from ...bpf.errors import BpfError, NetbpfError, NotSupported, UsageError, check
 from ...bpf.info import close_quietly
 from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program
 from . import ifinfo
+
+if TYPE_CHECKING:
+    from ...packet.filter import CompiledFilter
 
 BPF_OBJECT = "fault.bpf.o"
 XDP_PROGRAM, TC_PROGRAM = "netbpf_faultxdp", "netbpf_fault_tc"
@@ -278,11 +282,50 @@ class Counts:
                 f"{self.skipped} skipped, {self.errors} errors")
 
 
-def compile_expression(expression: str) -> bytes:
-    """The tcpdump expression as the eBPF body of netbpf_filter()."""
+def compile_expression(expression: str) -> CompiledFilter:
+    """The tcpdump expression, compiled for netbpf_filter()."""
     from ...packet.filter import compile_filter
 
-    return compile_filter(expression, snaplen=65535).ebpf
+    return compile_filter(expression, snaplen=65535)
+
+
+# classic BPF opcode fields
+_CLASS, _MODE, _SIZE = 0x07, 0xE0, 0x18
+_LD, _LDX, _MISC = 0x00, 0x01, 0x07
+_ABS, _IND, _LEN, _IMM, _MSH = 0x20, 0x40, 0x80, 0x00, 0xA0
+_SIZES = {0x00: 4, 0x08: 2, 0x10: 1}
+
+
+def filter_reach(insns: Sequence[tuple[int, int, int, int]]) -> dict[str, int]:
+    """How far into a packet a classic program may read (the tc program's
+    filter_* globals). In tc only the linear part of an skb is visible, so
+    the program makes that much linear first, and no more.
+
+    ``len`` must see the whole packet (the filter reads it as the linear
+    length), and so must a load after an X the program computes (libpcap's
+    ``protochain``); otherwise X is libpcap's IPv4 header length (``ldx
+    4*([k]&0xf)``, known per packet) or a constant.
+    """
+    abs_end = ind_end = x_max = 0
+    x_ipv4 = whole = False
+    for code, _jt, _jf, k in insns:
+        cls, mode = code & _CLASS, code & _MODE
+        if cls in (_LD, _LDX) and mode == _LEN:
+            whole = True
+        elif cls == _LD and mode == _ABS:
+            abs_end = max(abs_end, k + _SIZES[code & _SIZE])
+        elif cls == _LD and mode == _IND:
+            ind_end = max(ind_end, k + _SIZES[code & _SIZE])
+        elif cls == _LDX and mode == _MSH:
+            x_ipv4, x_max = True, max(x_max, 60)
+        elif cls == _LDX and mode == _IMM:
+            x_max = max(x_max, k)
+        elif cls == _LDX or (cls == _MISC and code & 0xF8 == 0):  # ldx M[k], tax: X computed
+            whole = whole or any(c & _CLASS == _LD and c & _MODE == _IND for c, *_ in insns)
+    if x_ipv4 and any(c & _CLASS == _LDX and c & _MODE == _IMM for c, *_ in insns):
+        x_ipv4 = False  # X is not always the header length: assume the largest
+    return {"filter_abs_end": abs_end, "filter_ind_end": ind_end, "filter_x_max": x_max,
+            "filter_x_ipv4": int(x_ipv4), "filter_whole": int(whole)}
 
 
 def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = False) -> BpfObject:
@@ -300,7 +343,10 @@ def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = Fal
         if fault.expression:
             from ...bpf.inject import set_code
 
-            set_code(obj.program(keep), compile_expression(fault.expression))
+            compiled = compile_expression(fault.expression)
+            set_code(obj.program(keep), compiled.ebpf)
+            if kind == "tc":
+                obj.set_rodata(**filter_reach(compiled.classic.insns))
     except BaseException:
         obj.close()
         raise
@@ -342,27 +388,43 @@ class ActiveFault:
     def start(cls, fault: Fault, hook: Hook) -> ActiveFault:
         netdev.ifindex(hook.interface)  # InterfaceNotFound before anything is loaded
         _check_link_layer(hook.interface)
+        if hook.kind == "xdp" and fault.action in TC_ONLY:
+            raise UsageError(f"{fault.action.cli_name} needs an skb: it runs in tc only (--hook tc)")
+        notes = [checksum_note(fault, hook)]
         kind = hook.kind
         if kind == "auto":
             kind = "tc" if hook.direction == "egress" or fault.action in TC_ONLY else "xdp"
-        if kind == "xdp" and fault.action in TC_ONLY:
-            raise UsageError(f"{fault.action.cli_name} needs an skb: it runs in tc only (--hook tc)")
-        note = checksum_note(fault, hook)
+            if kind == "xdp" and ifinfo.driver(hook.interface) == "veth":
+                kind = "tc"
+                notes.append(f"{hook.interface} is a veth, where XDP turns off the peer's GSO and copies every "
+                             "frame (an empty XDP program costs most of a TCP flow's throughput): using tc "
+                             "ingress, which runs after tcpdump sees the packet; --hook xdp forces XDP")
         if kind == "xdp":
+            # auto: native XDP only; generic XDP would copy every GSO packet, tc is cheaper.
+            mode = hook.xdp_mode if hook.kind == "xdp" else "drv"
             obj = open_object(fault, "xdp")
             try:
                 obj.load()
-                link = xdp.attach_xdp(obj.program(XDP_PROGRAM), xdp.XdpOptions(hook.interface, hook.xdp_mode))
-                return cls(fault, hook, f"xdp {hook.xdp_mode}" if hook.xdp_mode != "auto" else "xdp",
-                           obj, link, note)
+                link = xdp.attach_xdp(obj.program(XDP_PROGRAM), xdp.XdpOptions(hook.interface, mode))
+                state = xdp.query(hook.interface)
+                return cls(fault, hook, f"xdp {state.mode}", obj, link, "; ".join(filter(None, notes)))
             except BaseException as e:
                 obj.close()
-                if not isinstance(e, BpfError) or e.errno != _errno.EBUSY or hook.kind == "xdp":
+                if hook.kind == "xdp":
+                    if isinstance(e, BpfError) and e.errno == _errno.EBUSY:
+                        state = xdp.query(hook.interface)
+                        raise UsageError(f"the XDP hook of {hook.interface} holds program id {state.prog_id}: "
+                                         "--hook tc runs after it") from e
                     raise
-                state = xdp.query(hook.interface)
-                note = "; ".join(filter(None, [
-                    f"the XDP hook of {hook.interface} holds program id {state.prog_id}: "
-                    "using tc ingress, which sees what that program passes", note]))
+                if isinstance(e, BpfError) and e.errno == _errno.EBUSY:
+                    state = xdp.query(hook.interface)
+                    notes.append(f"the XDP hook of {hook.interface} holds program id {state.prog_id}: "
+                                 "using tc ingress, which sees what that program passes")
+                elif isinstance(e, NotSupported):
+                    notes.append(f"{hook.interface} has no native XDP: using tc ingress "
+                                 "(--hook xdp --xdp-mode skb forces generic XDP)")
+                else:
+                    raise
                 kind = "tc"
         obj = open_object(fault, "tc", tc_ingress=hook.direction == "ingress")
         try:
@@ -373,7 +435,7 @@ class ActiveFault:
         except BaseException:
             obj.close()
             raise
-        return cls(fault, hook, att.kind, obj, att, note)
+        return cls(fault, hook, att.kind, obj, att, "; ".join(filter(None, notes)))
 
     @property
     def where(self) -> str:
