@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -223,6 +224,9 @@ def run(args: argparse.Namespace) -> int:
         cliutil.stderr("netbpf fault: Ctrl-C to stop" + (f" (or after {args.duration:g} s)" if args.duration else ""))
         _watch(active, args, started)
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the detach short: the process ends
+        # right after this, and blocked signals die with it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         counts = active.counts()
         active.close()
         elapsed = time.monotonic() - started
