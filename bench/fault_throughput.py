@@ -13,7 +13,8 @@ median(fault) / median(nothing). The machine is shared and noisy, so one more
 run per hook measures what the program itself costs, which noise cannot fake:
 the kernel's BPF run-time statistics (BPF_ENABLE_STATS, enabled only while
 its fd is held) give nanoseconds per packet for the fault and for the
-trivial program.
+trivial program; times the packet rate, that is the share of a CPU the
+fault takes beyond the hook's own cost.
 
     sudo .venv/bin/python bench/fault_throughput.py [--rounds 5] [--seconds 4]
 """
@@ -115,8 +116,14 @@ def with_fault(lab: Lab, ns: str, dev: str, args: list[str], run: Callable[[], f
         if stats is not None:
             stats.append(run_stats(proc.pid, ("netbpf_fault_tc", "netbpf_faultxdp")))
     finally:
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=30)
+        proc.send_signal(signal.SIGTERM)  # SIGINT may be ignored in a background job
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            for task in Path(f"/proc/{proc.pid}/task").iterdir():
+                print(f"# stuck: task {task.name} {(task / 'wchan').read_text()} "
+                      f"{(task / 'stack').read_text()}", file=sys.stderr)
+            raise
     final = json.loads(out.splitlines()[-1])
     return gbps, final
 
@@ -172,6 +179,10 @@ def main() -> int:
             print(f"# {name}: run_time_ns/run_cnt fault {fault_stats[0]}, trivial {trivial_stats}", file=sys.stderr)
             cost = {"fault": fault_stats[0][0] / max(1, fault_stats[0][1]),
                     "trivial": trivial_stats[0] / max(1, trivial_stats[1])}
+            # CPU time the fault program takes at the rate the flow ran: what it would cost a
+            # CPU-bound flow, whatever the noise does to the medians.
+            pps = seen / (args.rounds * args.seconds)
+            cost["share"] = pps * (cost["fault"] - cost["trivial"]) / 1e9
             rows.append((name, f"{role} {dev}", med, seen, matched, cost))
             print(f"# {name}: " + ", ".join(f"{k} {[round(x, 2) for x in v]}" for k, v in results.items()),
                   file=sys.stderr, flush=True)
@@ -180,14 +191,16 @@ def main() -> int:
     finally:
         lab.down()
     print(f"iperf3 TCP, 1 stream, {args.seconds:g} s x {args.rounds} rounds per setting, median Gbit/s; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; "
           f"fault: tcp-flags --set PSH --ratio 10 '{EXPRESSION}' (matches nothing)\n")
     print("| hook | interface | nothing | trivial pass program | fault | fault / nothing | fault / trivial "
-          "| packets through the fault | matched | ns per packet: fault / trivial |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| packets through the fault | matched | ns per packet: fault / trivial "
+          "| CPU in the fault beyond the hook's own cost |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, where, med, seen, matched, cost in rows:
         print(f"| {name} | {where} | {med['nothing']:.2f} | {med['trivial']:.2f} | {med['fault']:.2f} | "
               f"{med['fault'] / med['nothing']:.3f} | {med['fault'] / med['trivial']:.3f} | {seen:,} | {matched} "
-              f"| {cost['fault']:.0f} / {cost['trivial']:.0f} |")
+              f"| {cost['fault']:.0f} / {cost['trivial']:.0f} | {100 * cost['share']:.2f}% of a CPU |")
     return 0
 
 

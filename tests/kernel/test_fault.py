@@ -50,7 +50,8 @@ class Capture:
         if direction:
             argv += ["-Q", direction]
         self.path = path
-        self.proc = lab.popen(ns, *argv, expression, stderr=subprocess.PIPE, text=True)
+        self.proc = lab.popen(ns, *argv, expression, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         line = self.proc.stderr.readline()  # type: ignore[union-attr]
         assert "listening on" in line, line
 
@@ -78,8 +79,10 @@ class Fault:
     """`netbpf fault ...` running in a namespace, as a user would start it."""
 
     def __init__(self, ns: str, *args: str) -> None:
+        # SIGINT as at a terminal, even when the test run is a background job (where it is ignored).
         self.proc = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", ns, "fault", *args, "--json"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         self.header: list[str] = []
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -490,7 +493,7 @@ def test_rst_resets_the_connection(lab: Lab, tmp_path: Path) -> None:
 
 # -- it never outlives its process -------------------------------------------------------
 
-@pytest.mark.parametrize("how", ["duration", "sigterm", "limit"])
+@pytest.mark.parametrize("how", ["duration", "sigint", "sigterm", "limit"])
 @pytest.mark.parametrize("hook", ["xdp", "tc"])
 def test_nothing_stays_attached(pair: Lab, how: str, hook: str) -> None:
     args = ["drop", "-i", "c0", "--hook", hook, "icmp"]
@@ -502,8 +505,8 @@ def test_nothing_stays_attached(pair: Lab, how: str, hook: str) -> None:
     assert ping(pair, pair.client, pair.GATEWAY_IP, count=3) == 0  # it acts
     if how == "duration":
         final = fault.wait(timeout=10)
-    elif how == "sigterm":
-        final = fault.stop(signal.SIGTERM)
+    elif how in ("sigint", "sigterm"):
+        final = fault.stop(signal.SIGINT if how == "sigint" else signal.SIGTERM)
         assert "detached" in fault.stderr
     else:
         final = fault.wait(timeout=10)

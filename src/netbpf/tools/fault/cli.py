@@ -31,7 +31,7 @@ HELP = "mangle, drop or duplicate chosen packets, to reproduce network bugs"
 
 EXAMPLES = """\
 examples:
-  netbpf fault ttl -i eth0 icmp                     received ICMP gets a random TTL in 1..TTL (XDP)
+  netbpf fault ttl -i eth0 icmp                     received ICMP gets a random TTL in 1..TTL
   netbpf fault tcp-flags --set PSH --ratio 10 -i eth0 --direction egress tcp port 5201
                                                     the seed's bug: PSH on 1 in 10 sent segments
                                                     (SYN/FIN/RST/PSH segments are left alone)
@@ -45,22 +45,32 @@ examples:
   netbpf fault drop --pin -i eth0 'udp port 53'     stays after exit ...
   netbpf fault stop -i eth0                         ... until stopped (or netbpf cleanup)
 
-Selection: EXPRESSION (tcpdump syntax) chooses the packets; the action must
-apply (tcp-flags and rst need TCP, corrupt a payload, ttl IP); then --ratio N,
---probability P, --every N or --first-per-flow pick which of those are hit,
-and --limit COUNT stops after COUNT hits. The counters, refreshed in place:
+On the lab (netbpf lab up), PSH on 1 in 10 segments the gateway sends to a backend:
 
-  ACTION     WHERE                SEEN     MATCHED      HIT  SKIPPED  ERRORS   TIME
-  tcp-flags  c0 egress (tcx)     28519       27806     2833      713       0  10.0s
+  $ sudo netbpf --netns nb-gw fault tcp-flags --set PSH --ratio 10 -i b1 --direction egress tcp dst port 5201
+  netbpf fault: tcp-flags --set PSH (skipping FIN,SYN,RST segments), on 1 in 10 packets matching 'tcp dst port 5201' on b1 egress (tcx)
+  netbpf fault: Ctrl-C to stop
+  ACTION     WHERE                       SEEN      MATCHED       HIT   SKIPPED   ERRORS    TIME
+  tcp-flags  b1 egress (tcx)           322581       314647     31550      7933        0    3.6s
+  ^C
+  netbpf fault: tcp-flags on b1 egress (tcx): 322581 seen, 314647 matched, 31550 hit (10.0% of matched), 7933 skipped, 0 errors in 3.6 s; detached
 
 SEEN: packets at the hook; MATCHED: the expression matched and the action
 applies; SKIPPED: the expression matched but the action had nothing to do
-(e.g. a segment that already carries PSH); HIT: acted on.
+(here: segments that already carry PSH); HIT: acted on. The table refreshes
+in place on a terminal; --json prints one object per refresh and a last one
+with "final": true.
 
-Ingress faults run in XDP (before tcpdump sees the packet), or in tc ingress
-for duplicate, with --hook tc, or when another XDP program holds the hook.
-Egress faults run in tc (after nothing, before tcpdump). Nothing stays
-attached after exit, Ctrl-C or SIGTERM unless --pin.
+Selection: EXPRESSION (tcpdump syntax) chooses the packets; the action must
+apply (tcp-flags and rst need TCP, corrupt a payload, ttl IP); then --ratio N,
+--probability P, --every N or --first-per-flow pick which of those are hit,
+and --limit COUNT stops after COUNT hits.
+
+Hooks: egress runs in tc. Ingress runs in XDP where the driver runs XDP
+natively, else in tc ingress (on a veth, XDP turns off the peer's GSO; see
+the README); duplicate needs tc. XDP acts before tcpdump on that interface
+sees the packet, tc ingress after, tc egress before. Nothing stays attached
+after exit, Ctrl-C or SIGTERM unless --pin.
 """
 
 COLUMNS = [
@@ -118,7 +128,8 @@ def _common_options() -> argparse.ArgumentParser:
     where.add_argument("--direction", choices=["ingress", "egress"], default="ingress",
                        help="received (default) or sent packets")
     where.add_argument("--hook", choices=["auto", "xdp", "tc"], default="auto",
-                       help="auto: XDP for ingress, tc for egress and for duplicate")
+                       help="auto: tc for egress and duplicate; for ingress XDP where the driver "
+                            "runs it natively, else tc (veths)")
     where.add_argument("--xdp-mode", choices=["auto", "skb", "drv"], default="auto")
     where.add_argument("--tc-mode", choices=["auto", "tcx", "cls_bpf"], default="auto")
     which = common.add_argument_group("which packets (after EXPRESSION)")

@@ -6,8 +6,10 @@ the running fault (``ActiveFault``): loaded, attached, counted, detached.
     with ActiveFault.start(fault, Hook("eth0", "egress")) as active:
         print(active.counts())
 
-Ingress runs in XDP unless the action needs an skb (``duplicate``) or the XDP
-hook is taken; egress runs in tc (tcx, else clsact + cls_bpf). Every
+Egress runs in tc (tcx, else clsact + cls_bpf). Ingress runs in XDP where
+the driver runs it natively and the hook is free; in tc ingress on a veth
+(where XDP turns off the peer's GSO), on devices with only generic XDP, and
+for ``duplicate``, which needs an skb. Every
 attachment is a link or a netlink filter that ``close()`` removes, so the
 fault never outlives its process unless it is pinned (``pin()``): then the
 links stay under /sys/fs/bpf/netbpf/fault/NETNS/IFACE/DIRECTION until
@@ -244,8 +246,7 @@ class Fault:
 
 @dataclass(frozen=True, slots=True)
 class Hook:
-    """Where a fault is attached. ``kind`` "auto": XDP for ingress (unless the
-    action needs tc, or the XDP hook is taken), tc for egress."""
+    """Where a fault is attached. ``kind`` "auto": see ActiveFault.start."""
 
     interface: str
     direction: Literal["ingress", "egress"] = "ingress"
