@@ -46,7 +46,7 @@ class Capture:
 
     def __init__(self, lab: Lab, ns: str, dev: str, expression: str, path: Path,
                  snaplen: int = 128, direction: str | None = None) -> None:
-        argv = ["tcpdump", "-i", dev, "-n", "--immediate-mode", "-U", "-s", str(snaplen), "-B", "32768", "-w", str(path)]
+        argv = ["tcpdump", "-i", dev, "-n", "--immediate-mode", "-U", "-s", str(snaplen), "-B", "65536", "-w", str(path)]
         if direction:
             argv += ["-Q", direction]
         self.path = path
@@ -300,7 +300,7 @@ def test_psh_ratio_on_iperf3(lab: Lab, tmp_path: Path) -> None:
     after = Capture(lab, be.netns, "eth0", "tcp port 5201", tmp_path / "after.pcap", snaplen=1600)
     fault = Fault(lab.gateway, "tcp-flags", "--set", "PSH", "--ratio", "10", "-i", be.gateway_dev,
                   "--direction", "egress", "tcp", "dst", "port", "5201")
-    result = lab.run(lab.client, "iperf3", "-c", be.ip, "-n", "40M", "-b", "250M", "-J", timeout=120)
+    result = lab.run(lab.client, "iperf3", "-c", be.ip, "-n", "40M", "-b", "150M", "-J", timeout=120)
     final = fault.stop()
     assert before.stop() == 0 and after.stop() == 0
     server.wait(timeout=10)
