@@ -209,8 +209,10 @@ def _scan_all_namespaces() -> list[_NamespaceView]:
     for path in netns.all_namespaces().values():
         try:
             view = netns.run_in(path, _scan_namespace)
-        except NetbpfError:
-            continue  # gone meanwhile
+        except (NetbpfError, OSError):
+            # Gone meanwhile: `ip netns del` between listing and entering it
+            # leaves open() with FileNotFoundError, not a NetbpfError.
+            continue
         view.path = path
         views.append(view)
     return views

@@ -1,0 +1,1 @@
+"""``netbpf fault``: reproduce network bugs by mangling, dropping and duplicating chosen packets."""
