@@ -127,6 +127,10 @@ class Capture:
             raise
         return obj
 
+    def load_only(self) -> BpfObject:
+        """The capture object loaded but attached nowhere (for probes); the caller closes it."""
+        return self._open()
+
     @property
     def program(self) -> Program:
         assert self.obj is not None
