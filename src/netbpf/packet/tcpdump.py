@@ -91,6 +91,7 @@ class TcpdumpPrinter:
     """Stateful (tcpdump's relative TCP sequence numbers depend on earlier packets)."""
 
     def __init__(self, absolute_seq: bool = False, nano: bool = False) -> None:
+        self._proto = "ether"  # the header being read, for " [|proto]" when the capture ends in it
         self.absolute_seq = absolute_seq
         self.nano = nano
         self._tcp: dict[tuple[bytes, bytes, int], tuple[int, int]] = {}
@@ -105,12 +106,13 @@ class TcpdumpPrinter:
         fields: dict[str, Any] = {"len": len(frame) if wire_len is None else wire_len,
                                   "caplen": len(frame)}
         out: list[str] = []
+        self._proto = "ether"
         try:
             self._ether(frame, fields["len"], out, fields)
         except Truncated as t:
             out.append(f" [|{t.proto}]")
-        except (struct.error, IndexError):
-            out.append(" [|ether]")
+        except (struct.error, IndexError, ValueError):  # a field beyond the captured bytes
+            out.append(f" [|{self._proto}]")
         return "".join(out), fields
 
     # -- link layer ---------------------------------------------------------------------------
@@ -148,13 +150,13 @@ class TcpdumpPrinter:
             fields["proto"] = f"ethertype 0x{etype:04x}"
 
     def _arp(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
-        fields["proto"] = "arp"
+        fields["proto"] = self._proto = "arp"
         if len(f) < pos + 8:
             raise Truncated("arp")
         hrd, pro, hln, pln, op = struct.unpack_from("!HHBBH", f, pos)
-        out.append("ARP, ")
         if len(f) < pos + 8 + 2 * hln + 2 * pln:
             raise Truncated("arp")
+        out.append("ARP, ")
         sha = f[pos + 8:pos + 8 + hln]
         spa = f[pos + 8 + hln:pos + 8 + hln + pln]
         tha = f[pos + 8 + hln + pln:pos + 8 + 2 * hln + pln]
@@ -181,6 +183,7 @@ class TcpdumpPrinter:
     # -- IP --------------------------------------------------------------------------------------
     def _ip(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
         out.append("IP ")
+        self._proto = "ip"
         if len(f) < pos + 20:
             raise Truncated("ip")
         vhl, _tos, total, ident, off, ttl, proto = struct.unpack_from("!BBHHHBB", f, pos)
@@ -202,9 +205,10 @@ class TcpdumpPrinter:
         self._transport(f, pos + hlen, total - hlen, proto, src, dst, 4, out, fields)
 
     def _ip6(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
-        out.append("IP6 ")
+        self._proto = "ip6"
         if len(f) < pos + 40:
             raise Truncated("ip6")
+        out.append("IP6 ")
         payload_len, nh, hlim = struct.unpack_from("!HBB", f, pos + 4)
         src, dst = ip6(f[pos + 8:pos + 24]), ip6(f[pos + 24:pos + 40])
         fields.update(ip_version=6, src=src, dst=dst, ttl=hlim, ip_proto=nh)
@@ -214,7 +218,7 @@ class TcpdumpPrinter:
             out.append(f"{src} > {dst}: ")
         while nh in IPV6_EXTENSIONS:
             if len(f) < cur + 8:
-                raise Truncated(IPPROTO_NAMES[nh])
+                raise Truncated(IPPROTO_NAMES[nh].lower())
             next_nh, ext_len = f[cur], f[cur + 1]
             if nh == 44:  # fragment header: fixed 8 bytes
                 offlg = struct.unpack_from("!H", f, cur + 2)[0]
@@ -252,8 +256,8 @@ class TcpdumpPrinter:
 
     def _udp(self, f: bytes, pos: int, length: int, src: str, dst: str, out: list[str],
              fields: dict[str, Any]) -> None:
-        fields["proto"] = "udp"
-        if len(f) < pos + 8:
+        fields["proto"] = self._proto = "udp"
+        if len(f) < pos + 4:
             out.append(f"{src} > {dst}: ")
             raise Truncated("udp")
         sport, dport, ulen = struct.unpack_from("!HHH", f, pos)
@@ -284,9 +288,9 @@ class TcpdumpPrinter:
 
     def _tcp_print(self, f: bytes, pos: int, length: int, src: str, dst: str, version: int,
                    out: list[str], fields: dict[str, Any]) -> None:
-        fields["proto"] = "tcp"
+        fields["proto"] = self._proto = "tcp"
         if len(f) < pos + 4:
-            out.append(f"{src} > {dst}: ")
+            out.append(f"{src} > {dst}:")
             raise Truncated("tcp")
         sport, dport = struct.unpack_from("!HH", f, pos)
         fields.update(sport=sport, dport=dport)
@@ -334,19 +338,21 @@ class TcpdumpPrinter:
         if flags & 0x20:
             out.append(f", urg {urp}")
         if hlen > 20:
+            out.append(", options [")
             if len(f) < pos + hlen:
                 raise Truncated("tcp")
-            out.append(", options [")
             out.append(_tcp_options(f[pos + 20:pos + hlen], rev, thseq, thack))
             out.append("]")
         out.append(f", length {payload}")
         fields["length"] = payload
 
     def _icmp(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
-        fields["proto"] = "icmp"
-        if len(f) < pos + 2:
+        fields["proto"] = self._proto = "icmp"
+        if len(f) < pos + 4:
             raise Truncated("icmp")
         icmp_type, code = f[pos], f[pos + 1]
+        if len(f) < pos + (28 if icmp_type in (3, 5, 11) else 8):  # errors quote the IP header
+            raise Truncated("icmp")
         fields.update(icmp_type=icmp_type, icmp_code=code)
         if icmp_type in (0, 8):
             ident, seq = struct.unpack_from("!HH", f, pos + 4)
@@ -393,7 +399,7 @@ class TcpdumpPrinter:
         fields["length"] = length
 
     def _icmp6(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
-        fields["proto"] = "icmp6"
+        fields["proto"] = self._proto = "icmp6"
         if len(f) < pos + 4:
             raise Truncated("icmp6")
         icmp_type, code = f[pos], f[pos + 1]
