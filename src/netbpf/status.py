@@ -209,8 +209,8 @@ def _scan_all_namespaces() -> list[_NamespaceView]:
     for path in netns.all_namespaces().values():
         try:
             view = netns.run_in(path, _scan_namespace)
-        except NetbpfError:
-            continue  # gone meanwhile
+        except (NetbpfError, OSError):
+            continue  # gone meanwhile (another tool deleted the namespace)
         view.path = path
         views.append(view)
     return views
@@ -392,7 +392,8 @@ def _detach_link(entry: Entry) -> str:
             original = fd_by_id("prog", entry.restores)
             ours = fd_by_id("prog", entry.prog_id)
             try:
-                opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=1 << 4,
+                # BPF_F_REPLACE (1 << 2): only if the link still holds our program.
+                opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=1 << 2,
                                         old_prog_fd=ours)
                 check(L.lib.bpf_link_update(fd, original, ctypes.byref(opts)),
                       f"restore XDP program id {entry.restores} in link {entry.link_id}")
@@ -435,16 +436,22 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
                 done.append(_detach_link(entry))
             elif entry.kind == "xdp-netlink":
                 done.append(_restore_or_detach_xdp_netlink(entry))
-                # The pinned PROG_ARRAY that kept the original alive has done its job.
-                for path, kind, obj_id, _ in pins:
-                    if kind == "map" and obj_id in entry.map_ids and os.path.exists(path):
-                        os.unlink(path)
-                        done.append(f"unpinned map id {obj_id} at {path}")
             elif entry.kind == "cls_bpf":
                 done.append(_delete_cls_bpf(entry))
             elif entry.link_id and not entry.pinned and entry.holders:
                 failed.append(f"{entry.kind} {entry.program} ({entry.target}) is held by "
                               f"{', '.join(entry.holders)}: stop that process")
+            if entry.restores:
+                # The original is back (netlink or inside its link): the pinned
+                # PROG_ARRAY that kept it alive behind ours has done its job.
+                for path, kind, obj_id, _ in pins:
+                    if kind == "map" and obj_id in entry.map_ids and os.path.exists(path):
+                        os.unlink(path)
+                        done.append(f"unpinned map id {obj_id} at {path}")
+                        try:
+                            os.rmdir(os.path.dirname(path))  # the tool's own directory, if now empty
+                        except OSError:
+                            pass
         except NetbpfError as e:
             failed.append(str(e))
     if only_netns is None and fs.PIN_ROOT.is_dir():
