@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
                        f"{_in_front_of(capture)}, link-type EN10MB (Ethernet), "
                        f"snapshot length {options.snap} bytes")
         metrics = _metrics(args.metrics, capture, sink) if args.metrics else None
-        _loop(capture, sink, cliutil.Deadline(args.duration), immediate, metrics)
+        with _StopSignals(capture) as stop:
+            _loop(capture, sink, cliutil.Deadline(args.duration), immediate, metrics, stop)
     except KeyboardInterrupt:
         pass
     finally:
@@ -144,13 +146,40 @@ def _in_front_of(capture: Capture) -> str:
             f"id {capture.original.id}, {capture.original_mode} mode)")
 
 
+class _StopSignals:
+    """Ctrl-C and SIGTERM end the capture between two batches, not in the middle
+    of writing a packet (so that the count of what was written is exact); a
+    second signal interrupts at once."""
+
+    def __init__(self, capture: Capture) -> None:
+        self.capture = capture
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.capture.ring is not None:
+            self.capture.ring.interrupt()  # wakes the wait
+
+    def __enter__(self) -> _StopSignals:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
 def _loop(capture: Capture, sink: Sink, deadline: cliutil.Deadline, immediate: bool,
-          metrics: object | None) -> None:
+          metrics: object | None, stop: _StopSignals) -> None:
     ring = capture.ring
     assert ring is not None
     timeout = 0.2 if immediate else 1.0
     clock_set = time.monotonic()
-    while not sink.done and not deadline.expired():
+    while not sink.done and not deadline.expired() and not stop.requested:
         ring.wait(deadline.remaining(timeout), immediate)
         ring.drain(sink.write)
         sink.flush()

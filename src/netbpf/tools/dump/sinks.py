@@ -78,15 +78,19 @@ class DecodingSink(Sink):
             self._batch.append((ts_ns, bytes(span[offset:offset + caplen]), length))
 
     def flush(self) -> None:
-        if not self._batch:
-            return
-        self._batch.sort(key=lambda r: r[0])
-        for ts_ns, data, length in self._batch:
+        batch, self._batch = self._batch, []
+        batch.sort(key=lambda r: r[0])
+        for i, (ts_ns, data, length) in enumerate(batch):
             if self.done:
                 break
-            self.emit(ts_ns, data, length)
             self.written += 1
-        self._batch.clear()
+            try:
+                self.emit(ts_ns, data, length)
+            except BaseException:
+                # Ctrl-C while the output blocks: the rest goes out in the last flush,
+                # and nothing twice.
+                self._batch = batch[i + 1:]
+                raise
         self.flush_output()
 
     def emit(self, ts_ns: int, data: bytes, length: int) -> None:
