@@ -441,13 +441,15 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
             elif entry.link_id and not entry.pinned and entry.holders:
                 failed.append(f"{entry.kind} {entry.program} ({entry.target}) is held by "
                               f"{', '.join(entry.holders)}: stop that process")
-            if entry.restores:
-                # The original is back (netlink or inside its link): the pinned
-                # PROG_ARRAY that kept it alive behind ours has done its job.
+            if entry.kind in ("xdp", "xdp-netlink"):
+                # Our XDP program is off the hook (the original back, netlink or in its
+                # link): its pins (the PROG_ARRAY that kept the original alive behind it,
+                # a chain's maps and dispatcher) have done their job.
                 for path, kind, obj_id, _ in pins:
-                    if kind == "map" and obj_id in entry.map_ids and os.path.exists(path):
+                    ours = obj_id in entry.map_ids if kind == "map" else kind == "prog" and obj_id == entry.prog_id
+                    if ours and os.path.exists(path):
                         os.unlink(path)
-                        done.append(f"unpinned map id {obj_id} at {path}")
+                        done.append(f"unpinned {kind} id {obj_id} at {path}")
                         try:
                             os.rmdir(os.path.dirname(path))  # the tool's own directory, if now empty
                         except OSError:
