@@ -164,13 +164,14 @@ class XdpLinkUpdate(Attachment):
 
     kind = "xdp-link-update"
 
-    def __init__(self, link_fd: int, prog: Program, restore: Program, description: str) -> None:
+    def __init__(self, link_fd: int, prog: Program, restore: Program | None, description: str) -> None:
         super().__init__(description)
         self.link_fd, self.prog, self.restore = link_fd, prog, restore
 
     def _detach(self) -> None:
         try:
-            _link_update(self.link_fd, self.restore, self.prog, self.description)
+            if self.restore is not None:
+                _link_update(self.link_fd, self.restore, self.prog, self.description)
         finally:
             close_quietly(self.link_fd)
 
@@ -185,9 +186,10 @@ def _link_update(link_fd: int, new: Program, expected: Program, what: str) -> No
     check(ret, f"update {what}")
 
 
-def replace_in_link(link_id: int, prog: Program, expected: Program) -> XdpLinkUpdate:
+def replace_in_link(link_id: int, prog: Program, expected: Program,
+                    restore_on_close: bool = True) -> XdpLinkUpdate:
     """Atomically put ``prog`` into the XDP link ``link_id`` in place of ``expected``
-    (bpf_link_update); ``close()`` puts ``expected`` back."""
+    (bpf_link_update); ``close()`` puts ``expected`` back (unless told not to)."""
     fd = fd_by_id("link", link_id)
     try:
         info = link_info(fd)
@@ -196,5 +198,5 @@ def replace_in_link(link_id: int, prog: Program, expected: Program) -> XdpLinkUp
     except BaseException:
         close_quietly(fd)
         raise
-    return XdpLinkUpdate(fd, prog, expected, f"xdp {prog.name} in link {link_id} "
+    return XdpLinkUpdate(fd, prog, expected if restore_on_close else None, f"xdp {prog.name} in link {link_id} "
                          f"on {netdev.ifname(info.ifindex)}")
