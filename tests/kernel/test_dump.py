@@ -401,3 +401,21 @@ def test_count_stops_and_second_dump_chains_behind_the_first(pair: Lab, tmp_path
     _, err = stop(first)
     assert summary(err)[0] == 3  # every request (XDP sees arrivals), also through the second one
     assert xdp_state(pair) == (0, 0)
+
+
+@pytest.mark.parametrize("attach_type", [0, 37], ids=["attach-type-0", "BPF_XDP"])
+def test_front_program_takes_the_originals_expected_attach_type(attach_type: int) -> None:
+    """The kernel refuses (EINVAL) a PROG_ARRAY entry loaded with another expected attach
+    type than its user; the capture program is loaded to match the original."""
+    from netbpf.bpf import features
+    from netbpf.bpf.program import Program
+    from netbpf.tools.dump.capture import Capture, CaptureOptions
+
+    original = Program("orig", fd=features.load_trivial(6, attach_type, verdict=2, name="orig"))
+    try:
+        obj = Capture(CaptureOptions("lo"))._front_of(original)
+        assert obj.program("netbpf_dump_xdp").expected_attach_type == attach_type
+        assert int.from_bytes(obj.map("xdp_original").lookup(0), "little") == original.id
+        obj.close()
+    finally:
+        original.close()

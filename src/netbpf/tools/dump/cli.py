@@ -173,15 +173,29 @@ class _StopSignals:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
 
+FLUSH_INTERVAL = 2.0  # -w FILE: a partly filled block goes out after this long at most
+IDLE_CHECK = 5.0  # nothing arriving: look anyway this often (a wake-up can be missed)
+
+
 def _loop(capture: Capture, sink: Sink, deadline: cliutil.Deadline, immediate: bool,
           metrics: object | None, stop: _StopSignals) -> None:
+    """Sleep until there is something to write, like a TPACKET_V3 reader.
+
+    Lines and pipes (``immediate``) are woken by the next record. A file is
+    written when a block fills or, while packets arrive, every FLUSH_INTERVAL;
+    once they stop, the next record wakes the loop again. No packets, no
+    wake-ups (but for IDLE_CHECK).
+    """
     ring = capture.ring
     assert ring is not None
-    timeout = 0.2 if immediate else 1.0
     clock_set = time.monotonic()
+    got = 0
     while not sink.done and not deadline.expired() and not stop.requested:
-        ring.wait(deadline.remaining(timeout), immediate)
-        ring.drain(sink.write)
+        if immediate or not got:
+            ring.wait(deadline.remaining(1.0 if immediate else IDLE_CHECK), immediate=True)
+        else:
+            ring.wait(deadline.remaining(FLUSH_INTERVAL), immediate=False)
+        got = ring.drain(sink.write)
         sink.flush()
         if metrics is not None:
             metrics.update()  # type: ignore[attr-defined]

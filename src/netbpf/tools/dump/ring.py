@@ -131,11 +131,21 @@ class BlockRing:
         self.bytes += total
         return total
 
+    def pending(self) -> bool:
+        """Whether a record is there that :meth:`drain` has not handed out yet."""
+        for cpu, ring in enumerate(self._ring):
+            cons = self._cons[cpu]
+            if ring.produced != cons or self._block_len(cpu, cons)[1] != self._pos[cpu]:
+                return True
+        return False
+
     def wait(self, timeout: float, immediate: bool) -> None:
         """Sleep until a block fills, or (``immediate``) the next record, or ``timeout``."""
         if immediate:
             for ring in self._ring:
                 ring.waiting = 1
+            if self.pending():  # it came before the flag was seen: no wake-up for it
+                return
         self._wakeups.poll(timeout)  # the notifications carry nothing
 
     def interrupt(self) -> None:
