@@ -336,8 +336,8 @@ def test_live_lines_match_tcpdump_on_the_same_packets(pair: Lab, tmp_path: Path)
     theirs = [line.split(" ", 1)[1] for line in subprocess.run(
         ["tcpdump", "-nn", "-r", str(tcpdump_file)], capture_output=True, text=True, check=True).stdout.splitlines()
         if not line.startswith("\t")]
-    assert len(ours) >= 16 and len(ours) == len(theirs), "\n".join(ours + ["---"] + theirs)
-    for mine, reference in zip(ours, theirs):
+    assert len(ours) >= 16 and len(ours) == len(theirs), "\n".join([*ours, "---", *theirs])
+    for mine, reference in zip(ours, theirs, strict=True):
         assert same_fields(mine, reference), f"\n netbpf: {mine}\ntcpdump: {reference}"
     text = "\n".join(ours)
     assert "Flags [S]" in text and "ICMP6, echo request" in text and "UDP, length 50" in text

@@ -49,7 +49,7 @@ def test_tshark_reads_what_netbpf_writes(tmp_path: Path, fmt: str, nano: bool) -
     digits = 9 if nano else 6
     units = [(T0 + i * 1000) // 10**(9 - digits) for i in range(7)]
     expected = [f"{u // 10**digits}.{u % 10**digits:0{digits}d}" for u in units]
-    assert [r[2][:len(e)] for r, e in zip(rows, expected)] == expected
+    assert [r[2][:len(e)] for r, e in zip(rows, expected, strict=True)] == expected
     if fmt == "pcapng":
         out = subprocess.run(["tshark", "-r", str(path), "-T", "json", "-c", "1"], capture_output=True,
                              text=True, check=True).stdout

@@ -62,7 +62,7 @@ def compare(path: Path, *extra: str, absolute: bool = False) -> int:
     ours, theirs = our_lines(path, absolute), tcpdump_lines(path, *extra)
     assert len(ours) == len(theirs), (ours, theirs)
     exact = 0
-    for mine, reference in zip(ours, theirs):
+    for mine, reference in zip(ours, theirs, strict=True):
         assert same_fields(mine, reference), f"\n netbpf: {mine}\ntcpdump: {reference}"
         exact += mine == reference
     return exact
@@ -148,9 +148,9 @@ def test_truncated_captures_say_where_they_stop(tmp_path: Path) -> None:
         write_pcap(path, frames, snaplen=snaplen)
         ours, theirs = our_lines(path), tcpdump_lines(path)
         assert len(ours) == len(theirs)
-        agree = sum(same_fields(o, t) for o, t in zip(ours, theirs))
+        agree = sum(same_fields(o, t) for o, t in zip(ours, theirs, strict=True))
         # The address part is always right; where the capture stops inside a
         # header, tcpdump and netbpf both say so (" [|proto]"), in their words.
-        for o, t in zip(ours, theirs):
+        for o, t in zip(ours, theirs, strict=True):
             assert o.split(": ")[0] == t.split(": ")[0] or "[|" in o
-        assert agree >= len(frames) // 2, (snaplen, list(zip(ours, theirs)))
+        assert agree >= len(frames) // 2, (snaplen, list(zip(ours, theirs, strict=True)))

@@ -56,7 +56,7 @@ class CaptureOptions:
     def __post_init__(self) -> None:
         if self.hook not in HOOKS:
             raise UsageError(f"--hook must be one of {', '.join(HOOKS)}")
-        if not 0 < self.snaplen:
+        if self.snaplen <= 0:
             raise UsageError("snap length must be positive")
 
     @property
@@ -153,7 +153,7 @@ class Capture:
 
     def _start_tc(self) -> None:
         self.obj = self._open()
-        direction = "ingress" if self.options.hook == "tc-ingress" else "egress"
+        direction: tc.Direction = "ingress" if self.options.hook == "tc-ingress" else "egress"
         self.attachment = tc.attach_tc(self.program, tc.TcOptions(self.options.interface, direction))
 
     def _start_xdp(self) -> None:
@@ -165,6 +165,7 @@ class Capture:
             return
         if state.mode not in ("drv", "skb"):
             raise NotSupported(f"capture in front of an XDP program attached in {state.mode} mode")
+        mode: xdp.Mode = "drv" if state.mode == "drv" else "skb"
         self.original = Program.from_id(state.prog_id)
         self.original_mode = state.mode
         self.obj = self._front_of(self.original)
@@ -172,7 +173,7 @@ class Capture:
         if state.link_id:
             self.attachment = xdp.replace_in_link(state.link_id, self.program, self.original)
         else:
-            self.attachment = xdp.attach_xdp_netlink(self.program, xdp.XdpOptions(iface, state.mode),
+            self.attachment = xdp.attach_xdp_netlink(self.program, xdp.XdpOptions(iface, mode),
                                                      replace=self.original)
 
     def _front_of(self, original: Program) -> BpfObject:

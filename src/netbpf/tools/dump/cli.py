@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 from ... import cliutil
 from ...bpf.errors import NotSupported, UsageError
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     capture = Capture(options)  # compiles the filter: a bad one stops here (exit 2)
     if args.verdict:
         _verdict_unsupported(capture)  # before anything is attached
-    close_output = lambda: None  # noqa: E731
+    close_output: Callable[[], None] = _nothing
     sink: Sink
     if args.write:
         fd, close_output = open_output(args.write)
@@ -137,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
             capture.close()
             close_output()
     return 0
+
+
+def _nothing() -> None:
+    pass
 
 
 def _in_front_of(capture: Capture) -> str:

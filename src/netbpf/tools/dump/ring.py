@@ -82,7 +82,7 @@ class BlockRing:
         self._ctl = Mapping(rings.require_fd(), _round_up(ctypes.sizeof(DumpRing) * g.cpus, PAGE),
                             writable=True)
         self._data = Mapping(blocks.require_fd(), _round_up(g.total_bytes, PAGE))
-        self._view = memoryview(self._data.bytes).cast("B")  # type: ignore[arg-type]
+        self._view = memoryview(self._data.bytes).cast("B")
         self._ring = [DumpRing.from_address(self._ctl.address + i * ctypes.sizeof(DumpRing))
                       for i in range(g.cpus)]
         self._cons = [0] * g.cpus

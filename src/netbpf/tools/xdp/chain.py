@@ -122,7 +122,7 @@ class Chain:
             elif state.link_id:
                 xdp.replace_in_link(state.link_id, dispatcher, original, restore_on_close=False).close()
             else:
-                xdp.attach_xdp_netlink(dispatcher, xdp.XdpOptions(interface, state.mode), original,
+                xdp.attach_xdp_netlink(dispatcher, xdp.XdpOptions(interface, _mode(state.mode)), original,
                                        restore_on_close=False)
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
@@ -286,3 +286,12 @@ def _tail_called_original(prog_id: int) -> int:
         finally:
             m.close()
     return 0
+
+
+def _mode(attached: str) -> xdp.Mode:
+    """The attach mode to use for an XDP program attached in ``attached`` mode."""
+    if attached == "drv":
+        return "drv"
+    if attached == "skb":
+        return "skb"
+    raise UsageError(f"XDP program attached in {attached} mode: cannot stand in front of it")

@@ -98,7 +98,6 @@ _pending: dict[int, bytes] = {}  # program handle -> wrapper
 _errors: dict[int, str] = {}
 
 
-@_PREPARE_FN
 def _prepare(prog: int, opts: ctypes._Pointer, cookie: int) -> int:  # type: ignore[type-arg]
     code = _pending.get(prog)
     if code is None:
@@ -120,10 +119,13 @@ def _prepare(prog: int, opts: ctypes._Pointer, cookie: int) -> int:  # type: ign
         return -22
 
 
+_prepare_c = _PREPARE_FN(_prepare)  # kept referenced while libbpf may call it
+
+
 def load_wrapped(path: Path, section: str | None, code: bytes, attach_type: int) -> Program:
     """Load the SEC("xdp") program of ``path`` (``section``: its name, when there are
     several) with ``code`` in front; returns it by its own fd (the object is closed)."""
-    opts = _HandlerOpts(sz=ctypes.sizeof(_HandlerOpts), prog_prepare_load_fn=_prepare)
+    opts = _HandlerOpts(sz=ctypes.sizeof(_HandlerOpts), prog_prepare_load_fn=_prepare_c)
     with _lock:  # libbpf's handler registry is global and not thread-safe
         handler = _register(b"xdp", BPF_PROG_TYPE_XDP, attach_type, ctypes.addressof(opts))
         if handler < 0:
