@@ -227,6 +227,7 @@ class Capture:
             try:
                 self.pin_path.unlink()
                 self.pin_path.parent.rmdir()
+                self.pin_path.parent.parent.rmdir()  # .../netbpf/dump, when no other dump runs
             except FileNotFoundError:
                 pass
             except OSError:
