@@ -419,3 +419,41 @@ def test_front_program_takes_the_originals_expected_attach_type(attach_type: int
         obj.close()
     finally:
         original.close()
+
+
+@pytest.mark.parametrize("hook", ["xdp", "tc-ingress"])
+def test_vlan_tagged_frames_are_captured_as_sent(pair: Lab, hook: str, tmp_path: Path) -> None:
+    """802.1Q and QinQ frames, byte for byte (at tc the kernel may hold the outer tag
+    outside the frame: netbpf puts it back where tcpdump shows it)."""
+    import socket
+
+    from netbpf import netns
+    from tests.unit import packets as P
+
+    mac = bytes.fromhex(json.loads(pair.run(pair.gateway, "ip", "-j", "link", "show", "c0").stdout)[0]
+                        ["address"].replace(":", ""))
+    frames = [P.ether(P.ipv4("10.0.100.2", "10.0.100.1", 1, P.echo(77, i)), 0x0800, vlans=vlans, dst=mac)
+              for i, vlans in enumerate([(100,), (200, 100)])]
+    frames[1] = frames[1][:12] + b"\x88\xa8" + frames[1][14:]  # outer tag: 802.1ad
+    path = tmp_path / "vlan.pcap"
+    client_mac = json.loads(pair.run(pair.client, "ip", "-j", "link", "show", "eth0").stdout)[0]["address"]
+    proc = start(pair, "-i", "c0", "--hook", hook, "-w", str(path), "-c", "2", "ether", "src", client_mac,
+                 "and", "not", "ip6", "and", "not", "arp")
+
+    def send() -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+            s.bind(("eth0", 0))
+            for frame in frames:
+                s.send(frame[:6] + s.getsockname()[4] + frame[12:])
+
+    netns.run_in(f"/run/netns/{pair.client}", send)
+    proc.communicate(timeout=30)
+    got = [p.data for p in pcap.read(str(path))]
+    assert [g[12:] for g in got] == [f[12:] for f in frames]
+    assert tshark(path, "vlan.id == 100", "icmp.seq") == ["0", "1"]
+
+
+def test_vlan_expressions_at_tc_are_refused(pair: Lab) -> None:
+    result = netbpf("dump", "-i", "c0", "--hook", "tc-ingress", "vlan", "100", netns=pair.gateway)
+    assert result.returncode == 2 and "use --hook xdp" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -40,6 +40,7 @@ BPF_XDP = 37
 DUMP_PCAP, DUMP_PCAPNG = 0, 1
 SEEN, MATCHED, LOST = 0, 1, 2
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
+_TAG_WORDS = {"vlan"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,12 @@ class CaptureOptions:
     def __post_init__(self) -> None:
         if self.hook not in HOOKS:
             raise UsageError(f"--hook must be one of {', '.join(HOOKS)}")
+        if self.hook != "xdp" and _TAG_WORDS & set(self.expression.replace("(", " ").replace(")", " ").split()):
+            # On receive (and with TX offload) the kernel keeps the VLAN tag in the skb,
+            # outside the frame a tc program's filter reads; libpcap compiles "vlan" for
+            # tags inside it. The capture puts the tag back, the filter cannot see it.
+            raise UsageError("at tc the kernel holds VLAN tags outside the frame, where the filter "
+                             "cannot see them: use --hook xdp for vlan expressions")
         if self.snaplen <= 0:
             raise UsageError("snap length must be positive")
 
