@@ -254,6 +254,11 @@ class Chain:
             said = f"XDP program id {original_id} is back" if original_id else "the XDP hook is empty again"
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+        for parent in (self.directory.parent, self.directory.parent.parent):  # <netns>/, xdp/
+            try:
+                parent.rmdir()
+            except OSError:
+                break  # other chains live there
         return f"{said} on {self.interface}"
 
     def close(self) -> None:
