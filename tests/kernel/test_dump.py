@@ -457,3 +457,18 @@ def test_vlan_expressions_at_tc_are_refused(pair: Lab) -> None:
     result = netbpf("dump", "-i", "c0", "--hook", "tc-ingress", "vlan", "100", netns=pair.gateway)
     assert result.returncode == 2 and "use --hook xdp" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_metrics_are_read_from_the_kernel_at_each_scrape(pair: Lab) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port = 19000 + os.getpid() % 1000
+    proc = start(pair, "-i", "c0", "-w", "/dev/null", "--metrics", f"127.0.0.1:{port}", "icmp")
+    ping(pair, 3)
+    text = pair.run(pair.gateway, "curl", "-s", f"http://127.0.0.1:{port}/metrics").stdout
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples
+              if s.name.startswith("netbpf_dump_")}
+    assert values["netbpf_dump_matched_packets"] == 3 and values["netbpf_dump_lost_packets"] == 0
+    assert values["netbpf_dump_seen_packets"] >= 3
+    _, err = stop(proc)
+    assert summary(err) == (3, 3, 0)

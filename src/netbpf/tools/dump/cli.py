@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ... import cliutil
 from ...bpf.errors import NotSupported, UsageError
@@ -250,26 +250,32 @@ def _read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinte
 
 
 class _Metrics:
-    def __init__(self, address: tuple[str, int], capture: Capture, sink: Sink) -> None:
-        from prometheus_client import Gauge
+    """Prometheus gauges read from the kernel's counters at each scrape."""
 
+    def __init__(self, address: tuple[str, int], capture: Capture, sink: Sink) -> None:
         from ... import metrics
 
-        registry = metrics.serve(address)
-        labels = ["interface", "hook"]
         self.capture, self.sink = capture, sink
-        self.values = {name: Gauge(f"netbpf_dump_{name}_packets", text, labels, registry=registry)
-                       .labels(capture.options.interface, capture.options.hook)
-                       for name, text in (("seen", "packets that reached the capture program"),
-                                          ("matched", "packets the kernel filter matched"),
-                                          ("lost", "matched packets that found no room"),
-                                          ("captured", "packets written out"))}
+        metrics.serve(address).register(self)  # type: ignore[arg-type]
 
-    def update(self) -> None:
+    def collect(self) -> Iterator[object]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        if self.capture.obj is None:
+            return
         seen, matched, lost = self.capture.counters()
         captured = self.sink.written if self.sink.counts_packets else matched - lost
-        for name, value in (("seen", seen), ("matched", matched), ("lost", lost), ("captured", captured)):
-            self.values[name].set(value)
+        labels = [self.capture.options.interface, self.capture.options.hook]
+        for name, value, text in (("seen", seen, "packets that reached the capture program"),
+                                  ("matched", matched, "packets the kernel filter matched"),
+                                  ("lost", lost, "matched packets that found no room"),
+                                  ("captured", captured, "packets written out (or in the buffer)")):
+            family = GaugeMetricFamily(f"netbpf_dump_{name}_packets", text, labels=["interface", "hook"])
+            family.add_metric(labels, value)
+            yield family
+
+    def update(self) -> None:
+        pass  # read at each scrape
 
 
 def _metrics(address: tuple[str, int], capture: Capture, sink: Sink) -> _Metrics:
