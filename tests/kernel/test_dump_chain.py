@@ -22,7 +22,7 @@ from netbpf.bpf.fs import PIN_ROOT
 from netbpf.lab import Lab
 
 from .conftest import netbpf
-from .test_dump import LINK_LOADER, ping, start, stop, summary, xdp_state
+from .test_dump import LINK_LOADER, RAW_LOADER, ping, start, stop, summary, xdp_state
 
 HERE = Path(__file__).resolve().parent
 
@@ -97,15 +97,17 @@ def test_pass_goes_on_other_verdicts_end_the_chain(clean: Lab, progs: dict[str, 
     assert "no chain on c0" in chain(lab, "list")
 
 
-@pytest.mark.parametrize("holder", ["netlink", "link"])
+@pytest.mark.parametrize("holder", ["netlink", "link", "netlink-attach-type-0"])
 def test_the_programs_before_the_chain_runs_last_and_comes_back(clean: Lab, progs: dict[str, Path],
                                                                holder: str) -> None:
     lab = clean
     link_pin = Path(f"/sys/fs/bpf/netbpf-test-chain-link-{os.getpid()}")
+    env = {**os.environ, "PYTHONPATH": str(HERE.parents[1] / "src")}
     if holder == "netlink":
         lab.run(lab.gateway, "ip", "link", "set", "dev", "c0", "xdpdrv", "obj", str(progs["xdp_drop_icmp"]), "sec", "xdp")
+    elif holder == "netlink-attach-type-0":  # the chain's programs must then be loaded alike
+        subprocess.run([sys.executable, "-c", RAW_LOADER, lab.gateway, "drv"], check=True, env=env)
     else:
-        env = {**os.environ, "PYTHONPATH": str(HERE.parents[1] / "src")}
         subprocess.run([sys.executable, "-c", LINK_LOADER, lab.gateway, str(progs["xdp_drop_icmp"]),
                         str(link_pin), "drv"], check=True, env=env)
     try:
