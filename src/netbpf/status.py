@@ -394,7 +394,8 @@ def _detach_link(entry: Entry) -> str:
             original = fd_by_id("prog", entry.restores)
             ours = fd_by_id("prog", entry.prog_id)
             try:
-                opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=1 << 4,
+                # BPF_F_REPLACE (1 << 2): only if the link still holds our program.
+                opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=1 << 2,
                                         old_prog_fd=ours)
                 check(L.lib.bpf_link_update(fd, original, ctypes.byref(opts)),
                       f"restore XDP program id {entry.restores} in link {entry.link_id}")
@@ -437,16 +438,24 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
                 done.append(_detach_link(entry))
             elif entry.kind == "xdp-netlink":
                 done.append(_restore_or_detach_xdp_netlink(entry))
-                # The pinned PROG_ARRAY that kept the original alive has done its job.
-                for path, kind, obj_id, _ in pins:
-                    if kind == "map" and obj_id in entry.map_ids and os.path.exists(path):
-                        os.unlink(path)
-                        done.append(f"unpinned map id {obj_id} at {path}")
             elif entry.kind == "cls_bpf":
                 done.append(_delete_cls_bpf(entry))
             elif entry.link_id and not entry.pinned and entry.holders:
                 failed.append(f"{entry.kind} {entry.program} ({entry.target}) is held by "
                               f"{', '.join(entry.holders)}: stop that process")
+            if entry.kind in ("xdp", "xdp-netlink"):
+                # Our XDP program is off the hook (the original back, netlink or in its
+                # link): its pins (the PROG_ARRAY that kept the original alive behind it,
+                # a chain's maps and dispatcher) have done their job.
+                for path, kind, obj_id, _ in pins:
+                    ours = obj_id in entry.map_ids if kind == "map" else kind == "prog" and obj_id == entry.prog_id
+                    if ours and os.path.exists(path):
+                        os.unlink(path)
+                        done.append(f"unpinned {kind} id {obj_id} at {path}")
+                        try:
+                            os.rmdir(os.path.dirname(path))  # the tool's own directory, if now empty
+                        except OSError:
+                            pass
         except NetbpfError as e:
             failed.append(str(e))
     if only_netns is None and fs.PIN_ROOT.is_dir():

@@ -18,7 +18,7 @@ from .. import _libbpf as L
 from ..errors import BpfError, NotSupported, check, from_errno
 from ..info import close_quietly, fd_by_id, link_ids, link_info
 from ..program import Program
-from .base import Link, NetlinkAttachment
+from .base import Attachment, Link, NetlinkAttachment
 
 BPF_XDP = 37
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
@@ -26,6 +26,7 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
 XDP_FLAGS_REPLACE = 1 << 4
+BPF_F_REPLACE = 1 << 2  # bpf_link_update(): only if the link still holds old_prog_fd
 
 Mode = Literal["auto", "skb", "drv", "hw"]
 MODE_FLAGS = {"auto": 0, "skb": XDP_FLAGS_SKB_MODE, "drv": XDP_FLAGS_DRV_MODE, "hw": XDP_FLAGS_HW_MODE}
@@ -151,3 +152,51 @@ def attach_xdp_netlink(prog: Program, options: XdpOptions, replace: Program | No
     flags = MODE_FLAGS[options.mode]
     swap(index, prog, expected=replace, flags=flags)
     return XdpNetlinkAttachment(index, prog, flags, replace if restore_on_close else None)
+
+
+class XdpLinkUpdate(Attachment):
+    """Our program inside somebody else's XDP link, in place of ``restore``.
+
+    The link stays theirs (same id, same mode); ``close()`` puts ``restore``
+    back with BPF_F_REPLACE against ours, so a third party that updated the
+    link meanwhile is never overwritten.
+    """
+
+    kind = "xdp-link-update"
+
+    def __init__(self, link_fd: int, prog: Program, restore: Program | None, description: str) -> None:
+        super().__init__(description)
+        self.link_fd, self.prog, self.restore = link_fd, prog, restore
+
+    def _detach(self) -> None:
+        try:
+            if self.restore is not None:
+                _link_update(self.link_fd, self.restore, self.prog, self.description)
+        finally:
+            close_quietly(self.link_fd)
+
+
+def _link_update(link_fd: int, new: Program, expected: Program, what: str) -> None:
+    opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=BPF_F_REPLACE,
+                            old_prog_fd=expected.require_fd())
+    ret = L.lib.bpf_link_update(link_fd, new.require_fd(), ctypes.byref(opts))
+    if ret == -_errno.EPERM:
+        raise BpfError(f"update {what}", -ret, "the link's program changed under us: "
+                       "another tool updated it")
+    check(ret, f"update {what}")
+
+
+def replace_in_link(link_id: int, prog: Program, expected: Program,
+                    restore_on_close: bool = True) -> XdpLinkUpdate:
+    """Atomically put ``prog`` into the XDP link ``link_id`` in place of ``expected``
+    (bpf_link_update); ``close()`` puts ``expected`` back (unless told not to)."""
+    fd = fd_by_id("link", link_id)
+    try:
+        info = link_info(fd)
+        what = f"XDP link {link_id} on {netdev.ifname(info.ifindex)}"
+        _link_update(fd, prog, expected, what)
+    except BaseException:
+        close_quietly(fd)
+        raise
+    return XdpLinkUpdate(fd, prog, expected if restore_on_close else None, f"xdp {prog.name} in link {link_id} "
+                         f"on {netdev.ifname(info.ifindex)}")

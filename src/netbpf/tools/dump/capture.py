@@ -1,0 +1,273 @@
+"""Load the capture program, put it on the hook, hand out the ring; undo it all on close.
+
+At XDP, an interface may already run a program. The capture program then
+stands in front of it: it takes the original by id (never reloading a file),
+keeps it in slot 0 of its ``xdp_original`` PROG_ARRAY and tail-calls it after
+each packet, and replaces it atomically (netlink XDP_FLAGS_REPLACE, or
+bpf_link_update when a BPF link holds it), in the original's own mode. The
+PROG_ARRAY is pinned, so a SIGKILL leaves the original running behind the
+capture program, and ``netbpf cleanup`` puts it back. On close the original
+goes back the same way: same program id, same mode, no moment without it.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+import shutil
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ... import netdev, netns
+from ...bpf import BpfObject, object_path
+from ...bpf.attach import tc, xdp
+from ...bpf.attach.base import Attachment
+from ...bpf.errors import BpfError, NotSupported, UsageError
+from ...bpf.fs import pin_dir
+from ...bpf.maps import possible_cpus
+from ...bpf.program import Program
+from .ring import BlockRing, DumpBlock, DumpRing, Geometry
+
+BPF_OBJECT = "dump.bpf.o"
+SHARED_STRUCTS = (DumpRing, DumpBlock)
+
+Hook = Literal["xdp", "tc-ingress", "tc-egress"]
+HOOKS = ("xdp", "tc-ingress", "tc-egress")
+MAX_SNAPLEN = 262144
+BPF_XDP = 37
+DUMP_PCAP, DUMP_PCAPNG = 0, 1
+SEEN, MATCHED, LOST = 0, 1, 2
+ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
+_TAG_WORDS = {"vlan"}
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOptions:
+    interface: str
+    hook: Hook = "xdp"
+    snaplen: int = MAX_SNAPLEN
+    expression: str = ""
+    pcapng: bool = False
+    nano: bool = False
+    buffer_bytes: int = 4 << 20  # per CPU
+    xdp_mode: xdp.Mode = "auto"  # when the hook is empty; else the original's mode
+
+    def __post_init__(self) -> None:
+        if self.hook not in HOOKS:
+            raise UsageError(f"--hook must be one of {', '.join(HOOKS)}")
+        if self.hook != "xdp" and _TAG_WORDS & set(self.expression.replace("(", " ").replace(")", " ").split()):
+            # On receive (and with TX offload) the kernel keeps the VLAN tag in the skb,
+            # outside the frame a tc program's filter reads; libpcap compiles "vlan" for
+            # tags inside it. The capture puts the tag back, the filter cannot see it.
+            raise UsageError("at tc the kernel holds VLAN tags outside the frame, where the filter "
+                             "cannot see them: use --hook xdp for vlan expressions")
+        if self.snaplen <= 0:
+            raise UsageError("snap length must be positive")
+
+    @property
+    def snap(self) -> int:
+        return min(self.snaplen, MAX_SNAPLEN)
+
+
+def compile_expression(expression: str, snaplen: int) -> bytes | None:
+    """The eBPF body for netbpf_filter(), or None to keep every packet."""
+    if not expression.strip():
+        return None
+    from ...packet.filter import compile_filter  # libpcap, loaded only when needed
+
+    return compile_filter(expression, snaplen).ebpf
+
+
+def link_type(interface: str) -> int:
+    """Only Ethernet framing is captured (and filtered) as tcpdump's DLT_EN10MB."""
+    try:
+        arphrd = int(Path(f"/sys/class/net/{interface}/type").read_text())
+    except (OSError, ValueError):
+        return ARPHRD_ETHER  # sysfs of another namespace: the attach will tell
+    if arphrd not in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+        raise UsageError(f"{interface} is not an Ethernet interface (ARPHRD {arphrd}): "
+                         "netbpf dump captures Ethernet frames")
+    return 1
+
+
+class Capture:
+    """One capture session. ``start()``, then ``ring``/``counters()``; ``stop()`` detaches."""
+
+    def __init__(self, options: CaptureOptions) -> None:
+        self.options = options
+        self.geometry = Geometry(options.snap, options.buffer_bytes, possible_cpus())
+        self.ring: BlockRing | None = None
+        self.obj: BpfObject | None = None
+        self.original: Program | None = None  # the XDP program we stand in front of
+        self.original_mode = ""
+        self.attachment: Attachment | None = None
+        self.pin_path: Path | None = None
+        self._stack = ExitStack()
+        self._code = compile_expression(options.expression, options.snap)
+
+    # -- loading ------------------------------------------------------------------------
+    def _open(self, expected_attach_type: int | None = None) -> BpfObject:
+        o, g = self.options, self.geometry
+        obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
+        try:
+            name = "netbpf_dump_xdp" if o.hook == "xdp" else "netbpf_dump_tc"
+            for prog in obj.programs.values():
+                prog.set_autoload(prog.name == name)
+            prog = obj.program(name)
+            obj.set_rodata(snap=g.snap, fill_limit=g.fill_limit, block_mask=g.blocks_per_cpu - 1,
+                           format=DUMP_PCAPNG if o.pcapng else DUMP_PCAP, nano=int(o.nano),
+                           pull_len=g.snap if self._code is not None and o.hook != "xdp" else 0)
+            obj.set_map_size("rings", g.cpus)
+            obj.set_map_size("blocks", g.cpus * g.blocks_per_cpu)
+            _set_value_size(obj, "blocks", g.block_size)
+            if self._code is not None:
+                from ...bpf.inject import set_code
+
+                set_code(prog, self._code)
+            if expected_attach_type is not None:
+                prog.set_expected_attach_type(expected_attach_type)
+            obj.load()
+        except BaseException:
+            obj.close()
+            raise
+        return obj
+
+    def load_only(self) -> BpfObject:
+        """The capture object loaded but attached nowhere (for probes); the caller closes it."""
+        return self._open()
+
+    @property
+    def program(self) -> Program:
+        assert self.obj is not None
+        return self.obj.program("netbpf_dump_xdp" if self.options.hook == "xdp" else "netbpf_dump_tc")
+
+    def start(self) -> Capture:
+        try:
+            if self.options.hook == "xdp":
+                self._start_xdp()
+            else:
+                self._start_tc()
+            assert self.obj is not None
+            self.ring = BlockRing(self.obj.map("rings"), self.obj.map("blocks"),
+                                  self.obj.map("wakeups"), self.geometry)
+        except BaseException:
+            self.stop()
+            self.close()
+            raise
+        return self
+
+    def _start_tc(self) -> None:
+        self.obj = self._open()
+        direction: tc.Direction = "ingress" if self.options.hook == "tc-ingress" else "egress"
+        self.attachment = tc.attach_tc(self.program, tc.TcOptions(self.options.interface, direction))
+
+    def _start_xdp(self) -> None:
+        iface = self.options.interface
+        state = xdp.query(iface)
+        if not state.prog_id:
+            self.obj = self._open()
+            self.attachment = xdp.attach_xdp(self.program, xdp.XdpOptions(iface, self.options.xdp_mode))
+            return
+        if state.mode not in ("drv", "skb"):
+            raise NotSupported(f"capture in front of an XDP program attached in {state.mode} mode")
+        mode: xdp.Mode = "drv" if state.mode == "drv" else "skb"
+        self.original = Program.from_id(state.prog_id)
+        self.original_mode = state.mode
+        self.obj = self._front_of(self.original)
+        self.pin_path = self._pin_original()
+        if state.link_id:
+            self.attachment = xdp.replace_in_link(state.link_id, self.program, self.original)
+        else:
+            self.attachment = xdp.attach_xdp_netlink(self.program, xdp.XdpOptions(iface, mode),
+                                                     replace=self.original)
+
+    def _front_of(self, original: Program) -> BpfObject:
+        """A capture program whose tail call accepts ``original``.
+
+        The kernel lets a PROG_ARRAY hold only programs loaded with the same
+        expected attach type as the one that uses it (BPF_XDP, or 0 for
+        loaders that never set it) and answers EINVAL otherwise; the
+        original's type is not in its info, so try BPF_XDP, then 0.
+        """
+        for attach_type in (BPF_XDP, 0):
+            obj = self._open(attach_type)
+            try:
+                obj.map("xdp_original").update(0, original.require_fd())
+                return obj
+            except BpfError as e:
+                obj.close()
+                if e.errno != _errno.EINVAL or attach_type == 0:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _pin_original(self) -> Path:
+        """Pin xdp_original: the kernel empties a PROG_ARRAY with its last user,
+        and after a SIGKILL the original must still run through the tail call."""
+        assert self.obj is not None
+        index = netdev.ifindex(self.options.interface)
+        label = netns.label(netns.current_inode()).replace("/", "_")
+        directory = pin_dir("dump", f"{label}_{self.options.interface}_{index}_{os.getpid()}")
+        path = directory / "xdp_original"
+        if path.exists():
+            path.unlink()  # a previous process with our pid: stale
+        self.obj.map("xdp_original").pin(path)
+        return path
+
+    # -- running --------------------------------------------------------------------------
+    def counters(self) -> tuple[int, int, int]:
+        """(seen, matched, lost) so far, exact (per-CPU counters of the program)."""
+        assert self.obj is not None
+        counters = self.obj.map("counters")
+        return counters.sum_u64(SEEN), counters.sum_u64(MATCHED), counters.sum_u64(LOST)
+
+    def stop(self) -> None:
+        """Detach (XDP: put the original back as it was). Records already
+        committed stay in the ring for a last drain."""
+        if self.attachment is not None and not self.attachment.closed:
+            self.attachment.close()
+            # A program that started before the detach may still be writing
+            # its record on another CPU: let it finish before the last drain.
+            time.sleep(0.05)
+        if self.pin_path is not None:
+            try:
+                self.pin_path.unlink()
+                self.pin_path.parent.rmdir()
+                self.pin_path.parent.parent.rmdir()  # .../netbpf/dump, when no other dump runs
+            except FileNotFoundError:
+                pass
+            except OSError:
+                shutil.rmtree(self.pin_path.parent, ignore_errors=True)
+            self.pin_path = None
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.release()
+            self.ring = None
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+        if self.original is not None:
+            self.original.close()
+            self.original = None
+
+    def __enter__(self) -> Capture:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.stop()
+        finally:
+            self.close()
+
+
+def _set_value_size(obj: BpfObject, name: str, size: int) -> None:
+    import ctypes
+
+    from ...bpf import _libbpf as L
+    from ...bpf.errors import check
+
+    fn = L.lib.bpf_map__set_value_size
+    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32]
+    check(fn(obj.map(name).handle, size), f"set value size of map {name}")

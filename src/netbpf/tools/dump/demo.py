@@ -1,0 +1,83 @@
+"""The demo scene of ``netbpf dump``: capture what an XDP program drops, beside it.
+
+The gateway's c0 gets an XDP program that netbpf did not write (a stand-in
+for a DDoS filter: it drops ICMP). tcpdump on c0 cannot see the pings it
+drops; ``netbpf dump`` does, while the filter keeps dropping them, and puts
+it back as it was when it exits.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import tempfile
+from typing import Any
+
+from ... import netns
+from ...bpf import _libbpf as L
+from ...bpf.attach import xdp
+from ...bpf.program import Program
+
+# if data + 24 > data_end: pass; if ethertype != IPv4 or protocol != ICMP: pass; drop
+DROP_ICMP = bytes.fromhex(
+    "61120000000000006113040000000000bf2400000000000007040000180000002d34060000000000"
+    "69250c0000000000550504000800000071251700000000005505020001000000b700000001000000"
+    "9500000000000000b7000000020000009500000000000000")
+
+
+def _attach_ddos_filter(gateway: str) -> None:
+    def attach() -> None:
+        insns = (L.BpfInsn * (len(DROP_ICMP) // 8)).from_buffer_copy(DROP_ICMP)
+        opts = L.ProgLoadOpts(sz=ctypes.sizeof(L.ProgLoadOpts), expected_attach_type=37)
+        fd = L.lib.bpf_prog_load(6, b"ddos_filter", b"GPL", insns, len(insns), ctypes.byref(opts))
+        if fd < 0:
+            raise OSError(-fd, os.strerror(-fd))
+        xdp.attach_xdp_netlink(Program("ddos_filter", fd=fd), xdp.XdpOptions("c0", "drv"), None)
+        os.close(fd)  # netlink holds it now, as if another tool had attached it
+
+    netns.run_in(f"/run/netns/{gateway}", attach)
+
+
+def scene(demo: Any) -> None:
+    lab = demo.lab
+    gw, client = lab.gateway, lab.client
+    demo.title("netbpf dump: capture at XDP, in front of the XDP program already there")
+    demo.say("The gateway's c0 runs an XDP program netbpf did not write (a DDoS filter, here")
+    demo.say("dropping ICMP). Pings die before the stack, so tcpdump never sees them:")
+    _attach_ddos_filter(gw)
+    capture = tcpdump = None
+    pcap = os.path.join(tempfile.mkdtemp(prefix="netbpf-demo-"), "c0.pcapng")
+    try:
+        demo.run(["ip", "link", "show", "dev", "c0"], netns=gw)
+        tcpdump = demo.start(["tcpdump", "-i", "c0", "-nn", "icmp"], netns=gw)
+        demo.wait(1.0)
+        demo.run(["ping", "-c", "3", "-i", "0.3", "-W", "1", lab.GATEWAY_IP], netns=client, max_lines=8)
+        demo.finish(tcpdump)
+        tcpdump = None
+        demo.say("netbpf dump puts its capture program in front and tail-calls the filter; the")
+        demo.say("tcpdump expression runs in the kernel:")
+        capture = demo.start(["netbpf", "dump", "-i", "c0", "icmp"], netns=gw)
+        demo.wait(2.5)
+        demo.run(["ping", "-c", "3", "-i", "0.3", "-W", "1", lab.GATEWAY_IP], netns=client, max_lines=8)
+        demo.finish(capture)
+        capture = None
+        demo.say("Same program id, same mode (drv) as before:")
+        demo.run(["ip", "link", "show", "dev", "c0"], netns=gw)
+        demo.say("pcapng for Wireshark, and what the gateway sends (tc egress, which XDP cannot see):")
+        capture = demo.start(["netbpf", "dump", "-i", "c0", "--hook", "tc-egress", "-w", pcap, "-c", "4"],
+                             netns=gw)
+        demo.wait(2.5)
+        demo.run(["ping", "-c", "2", "-i", "0.3", "-W", "1", lab.GATEWAY_IP6], netns=client, max_lines=3)
+        demo.finish(capture)
+        capture = None
+        demo.run(["tshark", "-r", pcap], max_lines=6)
+    finally:
+        for proc in (capture, tcpdump):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=10)
+        demo.lab.run(gw, "ip", "link", "set", "dev", "c0", "xdp", "off", check=False)
+        try:
+            os.unlink(pcap)
+            os.rmdir(os.path.dirname(pcap))
+        except OSError:
+            pass

@@ -1,0 +1,138 @@
+"""Where captured records go: a pcap/pcapng file (as they are), tcpdump lines, JSON lines.
+
+The ring hands out spans of whole records, per CPU. A file sink writes them
+as they are (one ``write()`` per span); only ``-c`` makes it count records.
+Text and JSON sinks decode every packet, and sort each batch by time stamp,
+since the CPUs' blocks interleave.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from ...packet import pcap
+from ...packet.tcpdump import TcpdumpPrinter, format_time
+from .ring import write_all
+
+
+class Sink:
+    """Receives spans during a drain; ``flush()`` after it. ``done`` once -c is reached."""
+
+    def __init__(self, count: int | None) -> None:
+        self.limit = count
+        self.written = 0  # packets handed to the output
+
+    @property
+    def done(self) -> bool:
+        return self.limit is not None and self.written >= self.limit
+
+    def write(self, span: memoryview) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def counts_packets(self) -> bool:
+        """Whether ``written`` is exact (else it comes from the kernel's counters)."""
+        return True
+
+
+class FileSink(Sink):
+    """pcap or pcapng records, exactly as the kernel wrote them."""
+
+    def __init__(self, fd: int, header: bytes, pcapng: bool, count: int | None) -> None:
+        super().__init__(count)
+        self.fd, self.pcapng = fd, pcapng
+        write_all(fd, memoryview(header))
+
+    @property
+    def counts_packets(self) -> bool:
+        return self.limit is not None
+
+    def write(self, span: memoryview) -> None:
+        if self.limit is not None:
+            if self.done:
+                return
+            n, size = pcap.count_records(span, self.pcapng, self.limit - self.written)
+            self.written += n
+            span = span[:size]
+        write_all(self.fd, span)
+
+
+class DecodingSink(Sink):
+    """Decodes each record (pcap, little-endian, as the kernel wrote it)."""
+
+    def __init__(self, nano_records: bool, pcapng: bool, count: int | None) -> None:
+        super().__init__(count)
+        self._walk = pcap.pcapng_records if pcapng else pcap.pcap_records
+        self._nano = nano_records
+        self._batch: list[tuple[int, bytes, int]] = []
+
+    def write(self, span: memoryview) -> None:
+        # The span's block is given back to the kernel after this call: copy.
+        for ts_ns, offset, caplen, length in self._walk(span, self._nano):
+            self._batch.append((ts_ns, bytes(span[offset:offset + caplen]), length))
+
+    def flush(self) -> None:
+        batch, self._batch = self._batch, []
+        batch.sort(key=lambda r: r[0])
+        for i, (ts_ns, data, length) in enumerate(batch):
+            if self.done:
+                break
+            self.written += 1
+            try:
+                self.emit(ts_ns, data, length)
+            except BaseException:
+                # Ctrl-C while the output blocks: the rest goes out in the last flush,
+                # and nothing twice.
+                self._batch = batch[i + 1:]
+                raise
+        self.flush_output()
+
+    def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        raise NotImplementedError
+
+    def flush_output(self) -> None:
+        pass
+
+
+class TextSink(DecodingSink):
+    def __init__(self, printer: TcpdumpPrinter, stream: TextIO, nano_records: bool, pcapng: bool,
+                 count: int | None) -> None:
+        super().__init__(nano_records, pcapng, count)
+        self.printer, self.stream = printer, stream
+
+    def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        self.stream.write(self.printer.line(ts_ns, data, length) + "\n")
+
+    def flush_output(self) -> None:
+        self.stream.flush()
+
+
+class JsonSink(DecodingSink):
+    def __init__(self, printer: TcpdumpPrinter, stream: TextIO, nano_records: bool, pcapng: bool,
+                 count: int | None, context: dict[str, Any]) -> None:
+        super().__init__(nano_records, pcapng, count)
+        self.printer, self.stream, self.context = printer, stream, context
+
+    def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        summary, fields = self.printer.describe(data, length)
+        record = {"ts": ts_ns / 1e9, "time": format_time(ts_ns, nano=True), **self.context,
+                  **fields, "summary": summary}
+        self.stream.write(json.dumps(record) + "\n")
+
+    def flush_output(self) -> None:
+        self.stream.flush()
+
+
+def open_output(path: str) -> tuple[int, Callable[[], None]]:
+    """An fd for ``-w PATH`` (``-`` is stdout) and how to close it."""
+    if path == "-":
+        sys.stdout.flush()
+        return sys.stdout.fileno(), lambda: None
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    return fd, lambda: os.close(fd)
