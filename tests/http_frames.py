@@ -11,16 +11,9 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from .packets import checksum
+
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _ip(text: str) -> bytes:

@@ -13,6 +13,7 @@ IPV4_MCAST_MAC = bytes.fromhex("01005e000001")
 
 
 def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071); every frame builder in tests/ uses this one."""
     if len(data) % 2:
         data += b"\0"
     total = sum(struct.unpack(f"!{len(data) // 2}H", data))

@@ -7,17 +7,10 @@ from __future__ import annotations
 import socket
 import struct
 
+from ..packets import checksum
+
 CLIENT_MAC = bytes.fromhex("020000000002")
 SERVER_MAC = bytes.fromhex("020000000001")
-
-
-def checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def ether(payload: bytes, ethertype: int, vlans: tuple[int, ...] = (), src: bytes = CLIENT_MAC,
