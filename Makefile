@@ -11,7 +11,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup deps venv build demo test test-unit test-kernel bench clean
+.PHONY: setup deps venv build demo test test-unit test-kernel bench lint clean
 
 setup: deps venv build
 
@@ -47,3 +47,8 @@ bench: setup
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
 	find src tests -name '*.bpf.o' -delete
+
+lint: venv
+	$(PY) -m pip install -q -e '.[dev]'
+	$(VENV)/bin/ruff check src tests bench buildbpf.py setup.py
+	$(VENV)/bin/mypy src/netbpf

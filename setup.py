@@ -10,7 +10,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import buildbpf  # noqa: E402
+import buildbpf
 
 
 class BuildPyWithBpf(build_py):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from netbpf.bpf import selftest  # noqa: E402
-from netbpf.bpf.ringbuf import RingBuffer  # noqa: E402
+from netbpf.bpf import selftest
+from netbpf.bpf.ringbuf import RingBuffer
 
 RECORD = 64
 _seq = struct.Struct("<Q")

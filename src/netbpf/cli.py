@@ -49,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _tool_modules():
         module = importlib.import_module(f".tools.{name}.cli", __package__)
         module.register(sub)
-    from .lab import cli as lab_cli
     from . import status_cli
+    from .lab import cli as lab_cli
 
     status_cli.register(sub)
     lab_cli.register(sub)

@@ -16,8 +16,9 @@ from .bpf.errors import UsageError
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help: str, examples: str,  # type: ignore[type-arg]
                func: Callable[[argparse.Namespace], int], needs_root: bool = True) -> argparse.ArgumentParser:
-    parser = sub.add_parser(name, help=help, description=help, epilog=examples,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help, epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.set_defaults(func=func, needs_root=needs_root)
     return parser
 

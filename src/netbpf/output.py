@@ -41,7 +41,7 @@ class Table:
 
     def _join(self, cells: Iterable[str]) -> str:
         parts = []
-        for column, cell in zip(self.columns, cells):
+        for column, cell in zip(self.columns, cells, strict=True):
             parts.append(f"{cell:{column.align}{column.width}}" if column.width else cell)
         return "  ".join(parts).rstrip()
 

@@ -19,8 +19,11 @@ import shutil
 import socket
 import subprocess
 from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import netns
 from .bpf import _libbpf as L
@@ -60,7 +63,7 @@ class Entry:
     pinned: str = ""
     restores: int = 0  # prog id of the original XDP program it keeps in xdp_original
     map_ids: tuple[int, ...] = ()
-    tc: dict[str, object] = field(default_factory=dict)
+    tc: dict[str, Any] = field(default_factory=dict)  # how to find it again: tc filter, XDP flags
 
     def as_dict(self) -> dict[str, object]:
         d = asdict(self)
@@ -118,12 +121,9 @@ def _holders() -> tuple[dict[int, list[str]], dict[int, list[str]]]:
                 continue
             for line in text.splitlines():
                 key, _, value = line.partition(":")
-                if key == "prog_id":
-                    if who not in progs[int(value)]:
-                        progs[int(value)].append(who)
-                elif key == "link_id":
-                    if who not in links[int(value)]:
-                        links[int(value)].append(who)
+                table = progs if key == "prog_id" else links if key == "link_id" else None
+                if table is not None and who not in table[int(value)]:
+                    table[int(value)].append(who)
     return progs, links
 
 
@@ -157,7 +157,7 @@ class _NamespaceView:
     interfaces: dict[int, str]
     xdp: dict[int, tuple[int, int]]  # ifindex -> (prog id, xdp flags of its mode)
     tcx: dict[tuple[int, int], list[int]]  # (ifindex, attach type) -> prog ids
-    cls_bpf: list[dict[str, object]]
+    cls_bpf: list[dict[str, Any]]
 
 
 def _scan_namespace() -> _NamespaceView:
@@ -175,13 +175,13 @@ def _scan_namespace() -> _NamespaceView:
         for attach_type in (BPF_TCX_INGRESS, BPF_TCX_EGRESS):
             ids = (ctypes.c_uint32 * 64)()
             count = ctypes.c_uint32(64)
-            flags = ctypes.c_uint32(0)
-            if L.lib.bpf_prog_query(index, attach_type, 0, ctypes.byref(flags), ids,
+            attach_flags = ctypes.c_uint32(0)
+            if L.lib.bpf_prog_query(index, attach_type, 0, ctypes.byref(attach_flags), ids,
                                     ctypes.byref(count)) == 0 and count.value:
                 tcx[(index, attach_type)] = list(ids[:count.value])
-    cls_bpf = []
+    cls_bpf: list[dict[str, Any]] = []
     qdiscs = _tc_json(["qdisc", "show"])
-    for dev in sorted({q.get("dev") for q in qdiscs if q.get("kind") == "clsact"}):
+    for dev in sorted({str(q.get("dev")) for q in qdiscs if q.get("kind") == "clsact"}):
         for parent in ("ingress", "egress"):
             for f in _tc_json(["filter", "show", "dev", str(dev), parent]):
                 options = f.get("options") or {}
@@ -193,7 +193,7 @@ def _scan_namespace() -> _NamespaceView:
     return _NamespaceView(netns.current_inode(), "", interfaces, xdp, tcx, cls_bpf)
 
 
-def _tc_json(args: list[str]) -> list[dict[str, object]]:
+def _tc_json(args: list[str]) -> list[dict[str, Any]]:
     if not shutil.which("tc"):
         return []
     out = subprocess.run(["tc", "-j", *args], capture_output=True, text=True, check=False).stdout
@@ -206,7 +206,7 @@ def _tc_json(args: list[str]) -> list[dict[str, object]]:
 
 def _scan_all_namespaces() -> list[_NamespaceView]:
     views = []
-    for inode, path in netns.all_namespaces().items():
+    for path in netns.all_namespaces().values():
         try:
             view = netns.run_in(path, _scan_namespace)
         except NetbpfError:
@@ -214,6 +214,14 @@ def _scan_all_namespaces() -> list[_NamespaceView]:
         view.path = path
         views.append(view)
     return views
+
+
+def _holds_xdp(view: _NamespaceView, ifindex: int, prog_id: int) -> bool:
+    return view.xdp.get(ifindex, (0, 0))[0] == prog_id
+
+
+def _holds_tcx(view: _NamespaceView, key: tuple[int, int], prog_id: int) -> bool:
+    return prog_id in view.tcx.get(key, [])
 
 
 def _cgroup_path(cgroup_id: int) -> str:
@@ -232,7 +240,7 @@ def _cgroup_path(cgroup_id: int) -> str:
 
 def _pins() -> list[tuple[str, str, int, str]]:
     """(path, object kind, id, name) of everything pinned under /sys/fs/bpf/netbpf."""
-    pins = []
+    pins: list[tuple[str, str, int, str]] = []
     root = fs.PIN_ROOT
     if not root.is_dir():
         return pins
@@ -274,9 +282,10 @@ def collect() -> list[Entry]:
     pins = _pins()
     pinned_links = {obj_id: path for path, kind, obj_id, _ in pins if kind == "link"}
 
-    def where(ifindex: int, match: object) -> tuple[_NamespaceView | None, str]:
+    def where(ifindex: int, holds: Callable[[_NamespaceView], bool]) -> tuple[_NamespaceView | None, str]:
+        """The namespace whose interface ``ifindex`` holds the program, and its name."""
         for view in views:
-            if match(view) and ifindex in view.interfaces:  # type: ignore[operator]
+            if ifindex in view.interfaces and holds(view):
                 return view, view.interfaces[ifindex]
         return None, f"ifindex {ifindex}"
 
@@ -296,12 +305,13 @@ def collect() -> list[Entry]:
         covered.add(prog.id)
         view: _NamespaceView | None = None
         target = info.target
+        index, pid = info.ifindex, prog.id
         if info.type == "xdp":
-            view, target = where(info.ifindex, lambda v: v.xdp.get(info.ifindex, (0,))[0] == prog.id)
-            linked_xdp.add((view.inode if view else 0, info.ifindex))
+            view, target = where(index, partial(_holds_xdp, ifindex=index, prog_id=pid))
+            linked_xdp.add((view.inode if view else 0, index))
         elif info.type == "tcx":
-            attach = BPF_TCX_INGRESS if info.attach_type == "tcx_ingress" else BPF_TCX_EGRESS
-            view, target = where(info.ifindex, lambda v: prog.id in v.tcx.get((info.ifindex, attach), []))
+            key = (index, BPF_TCX_INGRESS if info.attach_type == "tcx_ingress" else BPF_TCX_EGRESS)
+            view, target = where(index, partial(_holds_tcx, key=key, prog_id=pid))
             target += " " + info.attach_type.removeprefix("tcx_")
         elif info.type == "cgroup":
             target = f"{_cgroup_path(int(info.target.split()[-1]))} ({info.attach_type.removeprefix('cgroup_')})"
@@ -327,7 +337,7 @@ def collect() -> list[Entry]:
                 map_ids=prog.map_ids,
             ))
         for f in view.cls_bpf:
-            prog = progs.get(int(f["prog_id"]))  # type: ignore[arg-type]
+            prog = progs.get(int(f["prog_id"]))
             if prog is None:
                 continue
             covered.add(prog.id)
@@ -355,8 +365,6 @@ def collect() -> list[Entry]:
 
 def _restore_or_detach_xdp_netlink(entry: Entry) -> str:
     def act() -> str:
-        current = L.XdpQueryOpts(sz=ctypes.sizeof(L.XdpQueryOpts))
-        check(L.lib.bpf_xdp_query(entry.ifindex, 0, ctypes.byref(current)), "query XDP")
         ours = fd_by_id("prog", entry.prog_id)
         try:
             flags = int(entry.tc.get("xdp_flags", 0)) | (1 << 4)  # | XDP_FLAGS_REPLACE

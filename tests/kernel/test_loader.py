@@ -70,7 +70,7 @@ def test_xdp_netlink_replace_is_atomic_and_restores(pair, obj) -> None:
     assert xdp_prog_on(pair, pair.gateway, "c0") == dropping.id
     assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 0
     # Replacing a program that is no longer there must fail, not overwrite.
-    with pytest.raises(Exception, match="changed under us|exists|busy"):
+    with pytest.raises(Exception, match=r"changed under us|exists|busy"):
         in_ns(pair.gateway, lambda: xdp.attach_xdp_netlink(counting, xdp.XdpOptions("c0"), counting))
     swapped.close()  # puts the counting program back, from the main thread's namespace
     assert xdp_prog_on(pair, pair.gateway, "c0") == counting.id

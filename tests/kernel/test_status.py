@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 from netbpf.bpf.fs import PIN_ROOT
 

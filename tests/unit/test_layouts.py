@@ -16,15 +16,18 @@ from netbpf.bpf.info import BpfMapInfo, BpfProgInfo
 
 def _shared_struct_modules() -> list[tuple[str, type[ctypes.Structure], Path]]:
     """Every (module, struct, object) pair a tool declares in SHARED_STRUCTS."""
-    found = []
     names = ["netbpf.bpf.selftest"]
-    for m in pkgutil.walk_packages(netbpf.tools.__path__, "netbpf.tools."):
-        names.append(m.name)
+    names += [m.name for m in pkgutil.walk_packages(netbpf.tools.__path__, "netbpf.tools.")]
+    found = []
     for name in names:
         module = importlib.import_module(name)
-        for struct in getattr(module, "SHARED_STRUCTS", ()):
-            found.append((name, struct, Path(module.__file__).parent / module.BPF_OBJECT)
-                         if hasattr(module, "BPF_OBJECT") else (name, struct, module.path()))
+        if hasattr(module, "BPF_OBJECT"):
+            path = Path(module.__file__).parent / module.BPF_OBJECT
+        elif hasattr(module, "path"):
+            path = module.path()
+        else:
+            continue
+        found += [(name, struct, path) for struct in getattr(module, "SHARED_STRUCTS", ())]
     return found
 
 

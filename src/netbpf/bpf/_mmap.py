@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+from typing import cast
 
 from . import _libbpf as L
 from .errors import from_errno
@@ -38,7 +39,8 @@ class Mapping:
         return ctypes.c_uint64.from_address(self.address + offset)
 
     def read(self, start: int, end: int) -> bytes:
-        return self.bytes[start:end]
+        """A copy of [start, end): one memcpy (slicing a c_char array gives bytes)."""
+        return cast(bytes, self.bytes[start:end])
 
     def close(self) -> None:
         if self.address:

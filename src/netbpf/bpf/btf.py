@@ -60,7 +60,8 @@ class Btf:
 
     # -- low level -----------------------------------------------------------------
     def _type(self, type_id: int) -> L.BtfType:
-        return L.lib.btf__type_by_id(self._handle, type_id).contents
+        t: L.BtfType = L.lib.btf__type_by_id(self._handle, type_id).contents
+        return t
 
     def _name(self, offset: int) -> str:
         raw = L.lib.btf__name_by_offset(self._handle, offset)
@@ -68,11 +69,11 @@ class Btf:
 
     @staticmethod
     def _kind(t: L.BtfType) -> int:
-        return (t.info >> 24) & 0x1F
+        return int(t.info >> 24) & 0x1F
 
     @staticmethod
     def _vlen(t: L.BtfType) -> int:
-        return t.info & 0xFFFF
+        return int(t.info) & 0xFFFF
 
     def _trailing(self, t: L.BtfType, count: int, width: int) -> list[tuple[int, ...]]:
         """The ``count`` records of ``width`` u32 words that follow a btf_type."""

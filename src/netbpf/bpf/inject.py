@@ -82,7 +82,6 @@ def splice(final: bytes, main_len: int, code: bytes) -> bytes:
     return final[:main_len * 8] + JA_0 * padding + code
 
 
-@_PREPARE_FN
 def _prepare(prog: int, opts: int, cookie: int) -> int:
     with _lock:
         patch = _patches.get(prog)
@@ -103,12 +102,13 @@ def _prepare(prog: int, opts: int, cookie: int) -> int:
         return -_errno.EINVAL
 
 
+_prepare_c = _PREPARE_FN(_prepare)  # kept referenced: libbpf calls it for the process lifetime
 _handler_ids: list[int] = []
 
 
 def _register_sections() -> None:
     for section, (prog_type, attach_type) in SECTIONS.items():
-        opts = _HandlerOpts(sz=ctypes.sizeof(_HandlerOpts), prog_prepare_load_fn=_prepare)
+        opts = _HandlerOpts(sz=ctypes.sizeof(_HandlerOpts), prog_prepare_load_fn=_prepare_c)
         handler = L.lib.libbpf_register_prog_handler(section.encode(), prog_type, attach_type,
                                                      ctypes.byref(opts))
         if handler < 0:

@@ -37,10 +37,7 @@ def possible_cpus() -> int:
 
 
 def _raw(value: KeyLike, size: int, what: str) -> ctypes.Array[ctypes.c_char]:
-    if isinstance(value, int):
-        data = value.to_bytes(size, "little")
-    else:
-        data = bytes(value)
+    data = value.to_bytes(size, "little") if isinstance(value, int) else bytes(value)
     if len(data) != size:
         raise ValueError(f"{what}: {len(data)} bytes given, map wants {size}")
     return ctypes.create_string_buffer(data, size)

@@ -38,7 +38,6 @@ _messages: deque[str] = deque(maxlen=200)
 _messages_lock = threading.Lock()
 
 
-@L.PRINT_FN
 def _libbpf_print(level: int, fmt: bytes, args: int) -> int:
     buf = ctypes.create_string_buffer(4096)
     L.libc.vsnprintf(buf, len(buf), fmt, args)
@@ -49,7 +48,8 @@ def _libbpf_print(level: int, fmt: bytes, args: int) -> int:
     return 0
 
 
-L.lib.libbpf_set_print(_libbpf_print)
+_libbpf_print_c = L.PRINT_FN(_libbpf_print)  # kept referenced for the process lifetime
+L.lib.libbpf_set_print(_libbpf_print_c)
 
 
 def recent_libbpf_messages(limit: int = 5) -> list[str]:

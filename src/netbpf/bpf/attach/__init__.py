@@ -13,6 +13,6 @@ link was pinned on purpose.
     sockmap.attach_sk_msg   sk_msg verdict on a sockhash/sockmap
     trace.attach_tracepoint / attach_tp_btf
 """
-from .base import Attachment, Link, LibbpfLink
+from .base import Attachment, LibbpfLink, Link
 
-__all__ = ["Attachment", "Link", "LibbpfLink"]
+__all__ = ["Attachment", "LibbpfLink", "Link"]

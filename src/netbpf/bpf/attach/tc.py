@@ -16,8 +16,8 @@ from typing import Literal
 
 from ... import netdev
 from .. import _libbpf as L
-from ..errors import NotSupported, check, from_errno
 from .. import features
+from ..errors import NotSupported, check, from_errno
 from ..program import Program
 from .base import Attachment, Link, NetlinkAttachment
 
@@ -52,7 +52,7 @@ class TcxLink(Link):
 class ClsBpfAttachment(NetlinkAttachment):
     kind = "cls_bpf"
 
-    def __init__(self, hook: L.TcHook, opts: L.TcOptions, created_qdisc: bool, description: str) -> None:
+    def __init__(self, hook: L.TcHook, opts: L.TcOpts, created_qdisc: bool, description: str) -> None:
         super().__init__(description)
         self._hook, self._opts, self.created_qdisc = hook, opts, created_qdisc
 

@@ -18,7 +18,7 @@ from .. import _libbpf as L
 from ..errors import BpfError, NotSupported, check, from_errno
 from ..info import close_quietly, fd_by_id, link_ids, link_info
 from ..program import Program
-from .base import Attachment, Link, NetlinkAttachment
+from .base import Link, NetlinkAttachment
 
 BPF_XDP = 37
 XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0

@@ -1,0 +1,115 @@
+"""libpcap through ctypes: compile tcpdump expressions, run its own interpreter.
+
+``pcap_compile`` on a "dead" handle for the link type gives exactly the
+classic BPF that tcpdump would use; ``pcap_offline_filter`` is libpcap's own
+interpreter, the reference the translated eBPF is tested against.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+from ctypes import POINTER, Structure, c_char_p, c_int, c_long, c_uint, c_uint8, c_uint16, c_uint32, c_void_p
+from dataclasses import dataclass
+
+from ..bpf.errors import BuildMissing, FilterError
+
+DLT_EN10MB = 1
+PCAP_NETMASK_UNKNOWN = 0xFFFFFFFF
+
+
+class CInsn(Structure):
+    """A classic BPF instruction (``struct bpf_insn`` of libpcap)."""
+
+    _fields_ = [("code", c_uint16), ("jt", c_uint8), ("jf", c_uint8), ("k", c_uint32)]
+
+
+class BpfProgram(Structure):
+    _fields_ = [("bf_len", c_uint), ("bf_insns", POINTER(CInsn))]
+
+
+class Timeval(Structure):
+    _fields_ = [("tv_sec", c_long), ("tv_usec", c_long)]
+
+
+class PktHdr(Structure):
+    _fields_ = [("ts", Timeval), ("caplen", c_uint32), ("len", c_uint32)]
+
+
+def _load() -> ctypes.CDLL:
+    for name in ("libpcap.so.0.8", "libpcap.so.1", ctypes.util.find_library("pcap")):
+        if name:
+            try:
+                return ctypes.CDLL(name)
+            except OSError:
+                continue
+    raise BuildMissing("libpcap not found (apt-get install libpcap0.8)")
+
+
+_lib: ctypes.CDLL | None = None
+_lock = threading.Lock()  # pcap_compile was not thread-safe before libpcap 1.8
+
+
+def lib() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        pcap = _load()
+        pcap.pcap_open_dead.restype = c_void_p
+        pcap.pcap_open_dead.argtypes = [c_int, c_int]
+        pcap.pcap_compile.restype = c_int
+        pcap.pcap_compile.argtypes = [c_void_p, POINTER(BpfProgram), c_char_p, c_int, c_uint32]
+        pcap.pcap_geterr.restype = c_char_p
+        pcap.pcap_geterr.argtypes = [c_void_p]
+        pcap.pcap_freecode.argtypes = [POINTER(BpfProgram)]
+        pcap.pcap_close.argtypes = [c_void_p]
+        pcap.pcap_offline_filter.restype = c_int
+        pcap.pcap_offline_filter.argtypes = [POINTER(BpfProgram), POINTER(PktHdr), c_char_p]
+        pcap.pcap_lib_version.restype = c_char_p
+        _lib = pcap
+    return _lib
+
+
+@dataclass(frozen=True, slots=True)
+class ClassicProgram:
+    expression: str
+    linktype: int
+    snaplen: int
+    insns: tuple[tuple[int, int, int, int], ...]  # (code, jt, jf, k)
+
+    def to_c(self) -> BpfProgram:
+        array = (CInsn * len(self.insns))(*[CInsn(*i) for i in self.insns])
+        prog = BpfProgram(len(self.insns), array)
+        prog._keep = array
+        return prog
+
+    def matches(self, packet: bytes, wire_len: int | None = None) -> int:
+        """libpcap's own verdict for a packet: 0, or how many bytes to keep."""
+        hdr = PktHdr(Timeval(0, 0), len(packet), wire_len if wire_len is not None else len(packet))
+        return int(lib().pcap_offline_filter(ctypes.byref(self.to_c()), ctypes.byref(hdr), packet))
+
+
+def compile_classic(expression: str, snaplen: int = 262144, linktype: int = DLT_EN10MB,
+                    optimize: bool = True) -> ClassicProgram:
+    """Compile a tcpdump expression as tcpdump would; FilterError carries libpcap's message."""
+    pcap = lib()
+    with _lock:
+        handle = pcap.pcap_open_dead(linktype, snaplen)
+        if not handle:
+            raise FilterError(expression, "libpcap could not open a handle for this link type")
+        try:
+            prog = BpfProgram()
+            if pcap.pcap_compile(handle, ctypes.byref(prog), expression.encode(), int(optimize),
+                                 PCAP_NETMASK_UNKNOWN) != 0:
+                raise FilterError(expression, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
+            try:
+                insns = tuple((prog.bf_insns[i].code, prog.bf_insns[i].jt, prog.bf_insns[i].jf,
+                               prog.bf_insns[i].k) for i in range(prog.bf_len))
+            finally:
+                pcap.pcap_freecode(ctypes.byref(prog))
+        finally:
+            pcap.pcap_close(handle)
+    return ClassicProgram(expression, linktype, snaplen, insns)
+
+
+def version() -> str:
+    return (lib().pcap_lib_version() or b"").decode()
