@@ -12,8 +12,7 @@ from ... import cliutil
 from ...bpf.errors import NotPermitted
 from ...output import LiveView, Table
 from . import tcpcli
-from .events import (STAT_FILTERED, STAT_STACK_LOST, STAT_SUMMARY_FULL, DropFilter, DropOptions,
-                     DropTracer)
+from .events import STAT_FILTERED, STAT_STACK_LOST, STAT_SUMMARY_FULL, DropFilter, DropOptions, DropTracer
 from .kallsyms import Kallsyms
 from .names import parse_protocol
 from .reasons import DropReasons
@@ -134,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     tracer = DropTracer(options, reasons)
     formatter = DropFormatter(reasons, kallsyms)
     tracer.start()
+    cliutil.stderr(f"netbpf: watching drops ({tracer.hook} kfree_skb) {_scope_text(drop_filter, formatter)}; "
+                   "Ctrl-C to stop")
     shown = [0]
     try:
         if args.metrics:
@@ -149,11 +150,20 @@ def run(args: argparse.Namespace) -> int:
         full = tracer.stat(STAT_SUMMARY_FULL) if options.summary else 0
         tracer.close()
         if not args.summary:
-            cliutil.stderr(f"{shown[0]} drops shown, {lost} lost")
+            cliutil.stderr(f"{shown[0]} drop{'' if shown[0] == 1 else 's'} shown, {lost} lost")
         if full:
             cliutil.stderr(f"netbpf: {full} drops not counted: the summary table was full")
         if stack_lost:
             cliutil.stderr(f"netbpf: {stack_lost} stacks not recorded")
+
+
+def _scope_text(f: DropFilter, formatter: DropFormatter) -> str:
+    if not f.netns:
+        return "in every network namespace"
+    where = f"in {formatter.names.netns(f.netns)}"
+    if f.ifindex:
+        where += f" on {formatter.names.interface(f.netns, f.ifindex)}"
+    return where
 
 
 def _stream_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFormatter,
@@ -233,7 +243,7 @@ def _render_summary(table: Table, rows: list[dict[str, Any]], tracer: DropTracer
     if stacks:
         lines = text.splitlines()
         out = [lines[0]]
-        for line, row in zip(lines[1:], rows):
+        for line, row in zip(lines[1:], rows, strict=True):
             out.append(line)
             out.extend(f"        {frame}" for frame in row.get("stack", []))
         text = "\n".join(out)

@@ -18,6 +18,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import trace
@@ -194,7 +195,7 @@ def has_tp_btf() -> bool:
 class DropTracer:
     """drops.bpf.o loaded and attached to skb:kfree_skb, with its readers."""
 
-    PROGRAMS = {"tp_btf": "netbpf_drop_btf", "tracepoint": "netbpf_drop_tp"}
+    PROGRAMS: ClassVar[dict[str, str]] = {"tp_btf": "netbpf_drop_btf", "tracepoint": "netbpf_drop_tp"}
 
     def __init__(self, options: DropOptions, drop_reasons: _reasons.DropReasons | None = None) -> None:
         self.options = options
@@ -219,7 +220,7 @@ class DropTracer:
                 stream=opts.stream, summarise=opts.summary, summary_flows=opts.summary_flows,
                 want_stack=opts.stack, has_rx_sk="rx_sk;" in fmt,
                 not_a_drop=struct.pack("<2I", *not_drops),
-                **opts.filter.rodata(),  # type: ignore[arg-type]
+                **opts.filter.rodata(),
             )
             obj.set_map_size("events", opts.ring_bytes if opts.stream else 4096)
             obj.set_map_size("summary", opts.summary_entries if opts.summary else 1)
