@@ -47,6 +47,10 @@ struct sock {
 	unsigned short sk_protocol;
 } __core;
 
+struct inet_sock {
+	__be16 inet_sport;
+} __core;
+
 struct tcp_sock {
 	__u32 total_retrans;
 	__u64 bytes_received;
