@@ -320,7 +320,7 @@ int BPF_PROG(netbpf_tcp_rstr, struct sock *sk)
 }
 
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(netbpf_tcp_state, const struct sock *sk, const int oldstate, const int newstate)
+int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const int newstate)
 {
 	struct tcp_event e = {};
 	__u64 key = (__u64)sk;

@@ -145,7 +145,7 @@ EVENT_KINDS = {
 PROGRAMS = {
     Kind.RETRANS: "netbpf_tcp_rtx", Kind.SYNACK_RETRANS: "netbpf_tcp_synr",
     Kind.RESET_SENT: "netbpf_tcp_rsts", Kind.RESET_RECEIVED: "netbpf_tcp_rstr",
-    Kind.STATE: "netbpf_tcp_state", Kind.CLOSE: "netbpf_tcp_state",
+    Kind.STATE: "netbpf_tcp_stat", Kind.CLOSE: "netbpf_tcp_stat",
 }
 
 
