@@ -174,7 +174,7 @@ def _stream_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFo
     limit = args.count or 0
     if not args.json:
         print(formatter.table.header(), flush=True)
-    render = (lambda raw: json.dumps(formatter.json_object(raw))) if args.json else formatter.text
+    render = formatter.json_line if args.json else formatter.text
     while not deadline.expired():
         batch = tracer.poll(deadline.remaining(0.2))
         if not batch:

@@ -20,17 +20,39 @@
 #include "drops.h"
 
 NETBPF_BTF_EXPORT(drop_event);
+NETBPF_BTF_EXPORT(drop_where);
 NETBPF_BTF_EXPORT(drop_key);
 NETBPF_BTF_EXPORT(drop_count);
+NETBPF_BTF_EXPORT(drop_slot);
 NETBPF_RINGBUF(events, 32 << 20);
 NETBPF_COUNTERS(stats, DROP_STATS);
+
+/* Counts by (reason, location, namespace, interface[, stack]), or with
+ * --by-flow by flow too; Python sizes the one not in use to a single entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct drop_where);
+	__type(value, struct drop_count);
+} summary SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct drop_key);
 	__type(value, struct drop_count);
-} summary SEC(".maps");
+} flow_summary SEC(".maps");
+
+/* In front of both: a direct-mapped cache per CPU. A drop storm repeats a few
+ * keys; each finds its slot with an array index and adds there, without the
+ * hash map's lookup. A key whose slot another key owns goes to the hash map.
+ * Each packet is counted in exactly one place; Python adds them up. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DROP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct drop_slot);
+} slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
@@ -38,6 +60,8 @@ struct {
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, DROP_MAX_STACK * sizeof(__u64));
 } stacks SEC(".maps");
+
+_Static_assert(sizeof(struct drop_key) % 8 == 0, "slot_of() and same_key() read whole words");
 
 struct drop_event_stack {
 	struct drop_event e;
@@ -95,42 +119,100 @@ static __always_inline void parse_l4(const unsigned char *l4, struct drop_event 
 	}
 }
 
-/* IPv4 or IPv6 header at skb->head + network_header, then TCP/UDP/ICMP. */
-static __always_inline void parse_packet(struct sk_buff *skb, struct drop_event *e)
+/* What the handler needs from the skb, loaded once, the cheapest way each hook allows. */
+struct skb_fields {
+	unsigned char *head;
+	__u32 ifindex;
+	__u32 netns;
+	__u32 len;
+	__u16 network_header;
+	__u16 protocol;
+};
+
+/* tp_btf: the arguments are typed kernel pointers. Plain loads through them are
+ * checked by the verifier and made fault-safe by the JIT (a NULL or stale
+ * pointer reads as 0), without a helper call each: a drop storm costs less. */
+static __always_inline void load_btf(struct sk_buff *skb, struct sock *rx_sk, struct skb_fields *f)
 {
-	unsigned char *head = BPF_CORE_READ(skb, head);
-	__u16 nh = BPF_CORE_READ(skb, network_header);
-	unsigned char *ip = head + nh;
-	__u8 first;
+	struct net_device *dev = skb->dev;
+	struct sock *sk;
 
-	e->eth_proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
-	if (!head || nh == 0xffff || bpf_probe_read_kernel(&first, 1, ip))
+	f->head = skb->head;
+	f->network_header = skb->network_header;
+	f->protocol = bpf_ntohs(skb->protocol);
+	f->len = skb->len;
+	if (dev) {
+		f->ifindex = dev->ifindex;
+		f->netns = dev->nd_net.net->ns.inum;
+	}
+	/* No device (a socket's queue, a packet being built): the socket's namespace. */
+	if (!f->netns && rx_sk)
+		f->netns = rx_sk->__sk_common.skc_net.net->ns.inum;
+	sk = skb->sk;
+	if (!f->netns && sk)
+		f->netns = sk->__sk_common.skc_net.net->ns.inum;
+}
+
+/* The classic tracepoint hands out addresses only: every read is a probe read. */
+static __always_inline void load_probe(struct sk_buff *skb, struct sock *rx_sk, struct skb_fields *f)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+
+	f->head = BPF_CORE_READ(skb, head);
+	f->network_header = BPF_CORE_READ(skb, network_header);
+	f->protocol = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	f->len = BPF_CORE_READ(skb, len);
+	if (dev) {
+		f->ifindex = BPF_CORE_READ(dev, ifindex);
+		f->netns = dev_netns(dev);
+	}
+	if (!f->netns)
+		f->netns = sock_netns(rx_sk);
+	if (!f->netns)
+		f->netns = sock_netns(BPF_CORE_READ(skb, sk));
+}
+
+/* IPv4 or IPv6 header at skb->head + network_header; with `ports`, TCP/UDP/ICMP too. */
+static __always_inline void parse_packet(const struct skb_fields *f, struct drop_event *e, int ports)
+{
+	unsigned char *ip = f->head + f->network_header;
+	union {
+		struct iphdr v4;
+		struct ipv6hdr v6;
+		__u8 first;
+	} h;
+
+	e->eth_proto = f->protocol;
+	if (!f->head || f->network_header == 0xffff)
 		return;
-	if ((first >> 4) == 4 && (e->eth_proto == ETH_P_IP || !e->eth_proto)) {
-		struct iphdr iph;
-
-		if (bpf_probe_read_kernel(&iph, sizeof(iph), ip) || iph.ihl < 5)
+	/* One read covers either header; a short one (end of the buffer) fails and says nothing. */
+	if (bpf_probe_read_kernel(&h, sizeof(h.v4), ip))
+		return;
+	if ((h.first >> 4) == 4 && (e->eth_proto == ETH_P_IP || !e->eth_proto)) {
+		if (h.v4.ihl < 5)
 			return;
 		e->family = 4;
-		e->ip_len = bpf_ntohs(iph.tot_len);
-		e->l4_proto = iph.protocol;
-		__builtin_memcpy(e->saddr, &iph.saddr, 4);
-		__builtin_memcpy(e->daddr, &iph.daddr, 4);
-		if (bpf_ntohs(iph.frag_off) & 0x1fff)
+		e->ip_len = bpf_ntohs(h.v4.tot_len);
+		e->l4_proto = h.v4.protocol;
+		__builtin_memcpy(e->saddr, &h.v4.saddr, 4);
+		__builtin_memcpy(e->daddr, &h.v4.daddr, 4);
+		if (!ports || (bpf_ntohs(h.v4.frag_off) & 0x1fff))
 			return; /* not the first fragment: no L4 header */
-		parse_l4(ip + iph.ihl * 4, e);
-	} else if ((first >> 4) == 6 && (e->eth_proto == ETH_P_IPV6 || !e->eth_proto)) {
-		struct ipv6hdr ip6;
-		unsigned char *l4 = ip + sizeof(ip6);
+		parse_l4(ip + h.v4.ihl * 4, e);
+	} else if ((h.first >> 4) == 6 && (e->eth_proto == ETH_P_IPV6 || !e->eth_proto)) {
+		unsigned char *l4 = ip + sizeof(h.v6);
 		__u8 next, ext[2];
 
-		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), ip))
+		if (bpf_probe_read_kernel(&h, sizeof(h.v6), ip))
 			return;
 		e->family = 6;
-		e->ip_len = bpf_ntohs(ip6.payload_len) + sizeof(ip6);
-		__builtin_memcpy(e->saddr, &ip6.saddr, 16);
-		__builtin_memcpy(e->daddr, &ip6.daddr, 16);
-		next = ip6.nexthdr;
+		e->ip_len = bpf_ntohs(h.v6.payload_len) + sizeof(h.v6);
+		__builtin_memcpy(e->saddr, &h.v6.saddr, 16);
+		__builtin_memcpy(e->daddr, &h.v6.daddr, 16);
+		next = h.v6.nexthdr;
+		e->l4_proto = next;
+		if (!ports)
+			return;
 		/* A few extension headers (hop-by-hop, routing, destination options). */
 #pragma unroll
 		for (int i = 0; i < 4; i++) {
@@ -178,16 +260,41 @@ static __always_inline int flow_match(const struct drop_event *e)
 	return 1;
 }
 
+static __always_inline __u32 slot_of(const struct drop_key *k)
+{
+	const __u64 *w = (const __u64 *)k;
+	__u64 h = w[0];
+
+#pragma unroll
+	for (int i = 1; i < sizeof(*k) / 8; i++)
+		h = (h ^ w[i]) * 0x9E3779B97F4A7C15ULL;
+	return (h >> 32) & (DROP_SLOTS - 1);
+}
+
+static __always_inline int same_key(const struct drop_key *a, const struct drop_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+	__u64 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < sizeof(*a) / 8; i++)
+		diff |= x[i] ^ y[i];
+	return !diff;
+}
+
 static __always_inline void add_to_summary(void *ctx, const struct drop_event *e)
 {
 	struct drop_key key = {};
 	struct drop_count *count, zero = {};
+	void *map = summary_flows ? (void *)&flow_summary : (void *)&summary;
+	struct drop_slot *slot;
+	__u32 slot_index;
 
-	key.location = e->location;
-	key.reason = e->reason;
-	key.netns = e->netns;
-	key.ifindex = e->ifindex;
-	key.stack_id = -1;
+	key.where.location = e->location;
+	key.where.reason = e->reason;
+	key.where.netns = e->netns;
+	key.where.ifindex = e->ifindex;
+	key.where.stack_id = -1;
 	if (summary_flows) {
 		key.family = e->family;
 		key.l4_proto = e->l4_proto;
@@ -197,19 +304,34 @@ static __always_inline void add_to_summary(void *ctx, const struct drop_event *e
 		__builtin_memcpy(key.daddr, e->daddr, 16);
 	}
 	if (want_stack) {
-		key.stack_id = bpf_get_stackid(ctx, &stacks, 0);
-		if (key.stack_id < 0)
+		key.where.stack_id = bpf_get_stackid(ctx, &stacks, 0);
+		if (key.where.stack_id < 0)
 			netbpf_inc(stats, DROP_STAT_STACK_LOST);
 	}
-	count = bpf_map_lookup_elem(&summary, &key);
+	slot_index = slot_of(&key);
+	slot = bpf_map_lookup_elem(&slots, &slot_index);
+	if (slot) {
+		if (!slot->count.packets) {
+			slot->key = key; /* free: take it */
+			count = &slot->count;
+			goto add;
+		}
+		if (same_key(&slot->key, &key)) {
+			count = &slot->count;
+			goto add;
+		}
+	}
+	/* summary's key is key.where, the first bytes of key. */
+	count = bpf_map_lookup_elem(map, &key);
 	if (!count) {
-		bpf_map_update_elem(&summary, &key, &zero, BPF_NOEXIST);
-		count = bpf_map_lookup_elem(&summary, &key);
+		bpf_map_update_elem(map, &key, &zero, BPF_NOEXIST);
+		count = bpf_map_lookup_elem(map, &key);
 		if (!count) {
 			netbpf_inc(stats, DROP_STAT_SUMMARY_FULL);
 			return;
 		}
 	}
+add:
 	/* Per-CPU values: plain adds, no atomics. */
 	count->packets++;
 	count->bytes += e->ip_len ? e->ip_len : e->len;
@@ -236,47 +358,51 @@ static __always_inline void emit(void *ctx, struct drop_event *e)
 	netbpf_output(events, e, sizeof(*e));
 }
 
-static __always_inline int handle(void *ctx, struct sk_buff *skb, __u64 location,
-				  __u32 reason, struct sock *rx_sk, __u8 hook)
+static __always_inline int handle(void *ctx, const struct skb_fields *f, __u64 location,
+				  __u32 reason, __u8 hook)
 {
 	struct drop_event e = {};
-	struct net_device *dev;
 
-	if (reason == not_a_drop[0] || reason == not_a_drop[1])
-		return 0;
-	if (filter_reasons &&
-	    (reason >= DROP_MAX_REASON || !((reason_mask[reason / 64] >> (reason % 64)) & 1)))
+	if (filter_netns && f->netns != filter_netns)
 		goto filtered;
-	dev = BPF_CORE_READ(skb, dev);
-	if (dev) {
-		e.ifindex = BPF_CORE_READ(dev, ifindex);
-		e.netns = dev_netns(dev);
-	}
-	/* No device (a socket's queue, a packet being built): the socket's namespace. */
-	if (!e.netns)
-		e.netns = sock_netns(rx_sk);
-	if (!e.netns)
-		e.netns = sock_netns(BPF_CORE_READ(skb, sk));
-	if (filter_netns && e.netns != filter_netns)
+	if (filter_ifindex && f->ifindex != filter_ifindex)
 		goto filtered;
-	if (filter_ifindex && e.ifindex != filter_ifindex)
-		goto filtered;
-	parse_packet(skb, &e);
+	/* Ports are read only when something needs them. */
+	parse_packet(f, &e, stream || summary_flows || filter_port || filter_proto);
 	if (!flow_match(&e))
 		goto filtered;
 
-	e.ts_ns = bpf_ktime_get_ns();
 	e.location = location;
 	e.reason = reason;
-	e.len = BPF_CORE_READ(skb, len);
+	e.netns = f->netns;
+	e.ifindex = f->ifindex;
+	e.len = f->len;
 	e.hook = hook;
 	netbpf_inc(stats, DROP_STAT_SEEN);
 	if (summarise)
 		add_to_summary(ctx, &e);
-	if (stream)
+	if (stream) {
+		e.ts_ns = bpf_ktime_get_ns();
 		emit(ctx, &e);
+	}
 	return 0;
 filtered:
+	netbpf_inc(stats, DROP_STAT_FILTERED);
+	return 0;
+}
+
+static __always_inline int is_drop(__u32 reason)
+{
+	__u32 word;
+
+	if (reason == not_a_drop[0] || reason == not_a_drop[1])
+		return 0;
+	if (!filter_reasons)
+		return 1;
+	word = reason / 64;
+	barrier_var(word); /* index with the value just checked, not its 64-bit source */
+	if (word < DROP_MAX_REASON / 64 && ((reason_mask[word] >> (reason % 64)) & 1))
+		return 1;
 	netbpf_inc(stats, DROP_STAT_FILTERED);
 	return 0;
 }
@@ -289,21 +415,29 @@ filtered:
 SEC("tp_btf/kfree_skb")
 int netbpf_drop_btf(__u64 *ctx)
 {
+	struct skb_fields f = {};
 	struct sock *rx_sk = NULL;
+	__u32 reason = ctx[2];
 
+	if (!is_drop(reason))
+		return 0;
 	if (has_rx_sk)
 		rx_sk = (struct sock *)((volatile __u64 *)ctx)[3];
-	return handle(ctx, (struct sk_buff *)ctx[0], ctx[1], (__u32)ctx[2], rx_sk,
-		      DROP_HOOK_TP_BTF);
+	load_btf((struct sk_buff *)ctx[0], rx_sk, &f);
+	return handle(ctx, &f, ctx[1], reason, DROP_HOOK_TP_BTF);
 }
 
 SEC("tracepoint/skb/kfree_skb")
 int netbpf_drop_tp(struct trace_event_raw_kfree_skb *args)
 {
+	struct skb_fields f = {};
 	struct sock *rx_sk = NULL;
+	__u32 reason = BPF_CORE_READ(args, reason);
 
+	if (!is_drop(reason))
+		return 0;
 	if (bpf_core_field_exists(args->rx_sk))
 		rx_sk = BPF_CORE_READ(args, rx_sk);
-	return handle(args, BPF_CORE_READ(args, skbaddr), (__u64)BPF_CORE_READ(args, location),
-		      BPF_CORE_READ(args, reason), rx_sk, DROP_HOOK_TRACEPOINT);
+	load_probe(BPF_CORE_READ(args, skbaddr), rx_sk, &f);
+	return handle(args, &f, (__u64)BPF_CORE_READ(args, location), reason, DROP_HOOK_TRACEPOINT);
 }

@@ -28,14 +28,20 @@ struct drop_event {
 	__u8 daddr[16];
 };
 
-/* Key of the in-kernel summary (--summary, --metrics). Flow fields stay zero
- * unless the summary is by flow; stack_id is -1 unless --stack. */
-struct drop_key {
+/* Key of the in-kernel summary (--summary, --metrics): where and why.
+ * stack_id is -1 unless --stack. A small key hashes faster: a drop storm
+ * pays for one hash lookup per packet, nothing else. */
+struct drop_where {
 	__u64 location;
 	__u32 reason;
 	__u32 netns;
 	__u32 ifindex;
 	__s32 stack_id;
+};
+
+/* Key of the summary by flow (--by-flow): where, why and what. */
+struct drop_key {
+	struct drop_where where;
 	__u8 family;
 	__u8 l4_proto;
 	__u16 sport;
@@ -48,6 +54,14 @@ struct drop_key {
 struct drop_count {
 	__u64 packets;
 	__u64 bytes;
+};
+
+/* A slot of the per-CPU summary cache: a key that owns it, and its counts.
+ * A slot, once taken, keeps its key: counts never move between places. */
+#define DROP_SLOTS 256
+struct drop_slot {
+	struct drop_key key;
+	struct drop_count count;
 };
 
 enum drop_hook {

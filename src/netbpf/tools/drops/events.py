@@ -49,11 +49,18 @@ class DropEvent(ctypes.Structure):
     ]
 
 
-class DropKey(ctypes.Structure):
-    _c_name_ = "drop_key"
+class DropWhere(ctypes.Structure):
+    _c_name_ = "drop_where"
     _fields_ = [
         ("location", ctypes.c_uint64), ("reason", ctypes.c_uint32), ("netns", ctypes.c_uint32),
         ("ifindex", ctypes.c_uint32), ("stack_id", ctypes.c_int32),
+    ]
+
+
+class DropKey(ctypes.Structure):
+    _c_name_ = "drop_key"
+    _fields_ = [
+        ("where", DropWhere),
         ("family", ctypes.c_uint8), ("l4_proto", ctypes.c_uint8),
         ("sport", ctypes.c_uint16), ("dport", ctypes.c_uint16), ("_pad", ctypes.c_uint16),
         ("saddr", ctypes.c_uint8 * 16), ("daddr", ctypes.c_uint8 * 16),
@@ -65,7 +72,12 @@ class DropCount(ctypes.Structure):
     _fields_ = [("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
 
 
-SHARED_STRUCTS = (DropEvent, DropKey, DropCount)
+class DropSlot(ctypes.Structure):
+    _c_name_ = "drop_slot"
+    _fields_ = [("key", DropKey), ("count", DropCount)]
+
+
+SHARED_STRUCTS = (DropEvent, DropWhere, DropKey, DropCount, DropSlot)
 
 # The same layouts as struct formats, for decoding a flood without ctypes objects.
 _EVENT = struct.Struct("<QQIIIIHBBHHBBHI16s16s")
@@ -123,6 +135,8 @@ class SummaryKey:
 
 
 def decode_key(raw: bytes) -> SummaryKey:
+    """A key of `flow_summary`, or of `summary` (its first bytes: no flow)."""
+    raw = raw.ljust(_KEY.size, b"\0")
     (loc, reason, netns, ifindex, stack_id, family, l4, sport, dport, _pad,
      saddr, daddr) = _KEY.unpack_from(raw)
     alen = 4 if family == 4 else 16 if family == 6 else 0
@@ -223,7 +237,8 @@ class DropTracer:
                 **opts.filter.rodata(),
             )
             obj.set_map_size("events", opts.ring_bytes if opts.stream else 4096)
-            obj.set_map_size("summary", opts.summary_entries if opts.summary else 1)
+            obj.set_map_size("summary", opts.summary_entries if opts.summary and not opts.summary_flows else 1)
+            obj.set_map_size("flow_summary", opts.summary_entries if opts.summary_flows else 1)
             if not opts.stack:
                 obj.set_map_size("stacks", 1)
             obj.load()
@@ -261,19 +276,31 @@ class DropTracer:
         return self.stat(STAT_SEEN)
 
     def summary(self) -> list[tuple[SummaryKey, int, int]]:
-        """(key, packets, bytes) of every row of the in-kernel summary, summed over CPUs."""
+        """(key, packets, bytes) of every row of the in-kernel summary, summed over CPUs.
+
+        Each drop was counted in one place: a slot of its CPU's cache, or the hash map.
+        Counts only grow where they are, so two reads never go backwards.
+        """
         assert self.obj is not None
-        m = self.obj.map("summary")
+        totals: dict[bytes, list[int]] = {}
+        m = self.obj.map("flow_summary" if self.options.summary_flows else "summary")
         step = (ctypes.sizeof(DropCount) + 7) & ~7
-        rows = []
         for key, value in m.lookup_batch():
-            packets = nbytes = 0
+            total = totals.setdefault(key.ljust(_KEY.size, b"\0"), [0, 0])
             for off in range(0, len(value), step):
                 p, b = struct.unpack_from("<QQ", value, off)
-                packets += p
-                nbytes += b
-            rows.append((decode_key(key), packets, nbytes))
-        return rows
+                total[0] += p
+                total[1] += b
+        slot_size = ctypes.sizeof(DropSlot)
+        step = (slot_size + 7) & ~7
+        for _, value in self.obj.map("slots").lookup_batch():
+            for off in range(0, len(value), step):
+                p, b = struct.unpack_from("<QQ", value, off + _KEY.size)
+                if p:
+                    total = totals.setdefault(value[off:off + _KEY.size], [0, 0])
+                    total[0] += p
+                    total[1] += b
+        return [(decode_key(k), p, b) for k, (p, b) in totals.items()]
 
     def stack(self, stack_id: int) -> tuple[int, ...]:
         """The frames of a stack id from the summary's stack map."""

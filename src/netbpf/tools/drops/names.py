@@ -73,20 +73,20 @@ class Clock:
     """bpf_ktime_get_ns() (CLOCK_MONOTONIC) to wall-clock text, one strftime per second."""
 
     def __init__(self) -> None:
-        self.offset = time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)
+        self.offset_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self.offset = self.offset_ns / 1e9
         self._second = -1
         self._prefix = ""
 
     def epoch(self, ts_ns: int) -> float:
-        return self.offset + ts_ns / 1e9
+        return (self.offset_ns + ts_ns) / 1e9
 
     def text(self, ts_ns: int) -> str:
-        wall = self.offset + ts_ns / 1e9
-        second = int(wall)
+        second, ns = divmod(self.offset_ns + ts_ns, 1_000_000_000)
         if second != self._second:
             self._second = second
             self._prefix = time.strftime("%H:%M:%S", time.localtime(second))
-        return f"{self._prefix}.{int((wall - second) * 1e6):06d}"
+        return f"{self._prefix}.{ns // 1000:06d}"
 
 
 class Names:

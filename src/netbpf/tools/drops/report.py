@@ -7,13 +7,23 @@ computed once per distinct value, the time once per second.
 """
 from __future__ import annotations
 
+import json
+import struct
 from typing import Any
 
 from ...output import Column, Table
-from .events import Drop, SummaryKey, decode
+from .events import Drop, DropEvent, SummaryKey, decode
 from .kallsyms import Kallsyms
 from .names import Clock, Names, endpoint, has_ports, protocol_name, tcp_flags
 from .reasons import DropReasons
+
+# Byte ranges of struct drop_event (drops.h), used as cache keys.
+_ts = struct.Struct("<Q").unpack_from
+_WHERE = slice(8, 28)  # location, reason, netns, ifindex
+_FLOW = slice(28, 80)  # len, eth_proto ... ip_len, saddr, daddr: everything about the packet
+_STACK_BYTES = slice(42, 44)
+assert (DropEvent.location.offset, DropEvent.ifindex.offset + 4, DropEvent.len.offset,
+        DropEvent.daddr.offset + 16, DropEvent.stack_bytes.offset) == (8, 28, 28, 80, 42)
 
 STREAM_COLUMNS = [
     Column("time", "TIME", 15),
@@ -37,9 +47,12 @@ SUMMARY_COLUMNS = [
 ]
 FLOW_COLUMNS = [Column("protocol", "PROTO"), Column("flow", "FLOW")]
 
-# Keys of the JSON object of a streamed drop (beyond the text columns).
-JSON_KEYS = ["time", "reason", "reason_code", "location", "netns", "netns_inode", "interface",
-             "ifindex", "protocol", "src", "sport", "dst", "dport", "tcp_flags", "len", "skb_len"]
+
+
+def _cells(columns: list[Column], values: tuple[Any, ...]) -> str:
+    """Cells as Table.text() aligns them, without its final rstrip (more columns follow)."""
+    return "  ".join(f"{'-' if v is None or v == '' else c.text(v):{c.align}{c.width}}"
+                     for c, v in zip(columns, values, strict=True))
 
 
 class DropFormatter:
@@ -51,6 +64,12 @@ class DropFormatter:
         self.table = Table(STREAM_COLUMNS)
         self._where: dict[tuple[int, int, int, int], tuple[str, str, str, str]] = {}
         self._flows: dict[tuple[Any, ...], tuple[str, str]] = {}
+        # The stream's columns in two runs: where the drop happened, and what was dropped.
+        self._flow_table = Table(STREAM_COLUMNS[5:])
+        self._where_text_cache: dict[bytes, str] = {}
+        self._flow_text_cache: dict[bytes, str] = {}
+        self._where_json_cache: dict[bytes, str] = {}
+        self._flow_json_cache: dict[bytes, str] = {}
 
     def where(self, reason: int, location: int, netns: int, ifindex: int) -> tuple[str, str, str, str]:
         """(reason, location, netns, interface) as text."""
@@ -100,30 +119,90 @@ class DropFormatter:
             row["stack"] = [self.kallsyms.symbolise(a) for a in d.stack]
         return row
 
-    def text(self, raw: bytes) -> str:
+    # -- the fast path: one line from cached pieces --------------------------------------------
+    # A flood repeats a few (reason, location, namespace, interface) and a few flows: each
+    # piece of the line (or of the JSON object) is made once, with the same columns and
+    # keys as row() and json_object(), which the unit tests hold them to. The cache keys
+    # are slices of the record itself (see drops.h): no decoding until a piece is new.
+
+    def _new_where_text(self, raw: bytes) -> str:
         d = decode(raw)
-        line = self.table.text(self.row(d))
-        if d.stack:
-            line += "".join(f"\n        {self.kallsyms.symbolise(a)}" for a in d.stack)
+        text = _cells(STREAM_COLUMNS[1:5], self.where(d.reason, d.location, d.netns, d.ifindex))
+        self._remember(self._where_text_cache, raw[_WHERE], text)
+        return text
+
+    def _new_flow_text(self, raw: bytes) -> str:
+        d = decode(raw)
+        proto, flow = self.flow(d.family, d.l4_proto, d.eth_proto, d.saddr, d.sport, d.daddr, d.dport,
+                                d.tcp_flags)
+        text = self._flow_table.text({"protocol": proto, "len": d.ip_len or d.length, "flow": flow})
+        self._remember(self._flow_text_cache, raw[_FLOW], text)
+        return text
+
+    @staticmethod
+    def _remember(cache: dict[bytes, str], key: bytes, text: str) -> None:
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key] = text
+
+    def text(self, raw: bytes) -> str:
+        where = self._where_text_cache.get(raw[_WHERE]) or self._new_where_text(raw)
+        flow = self._flow_text_cache.get(raw[_FLOW]) or self._new_flow_text(raw)
+        line = f"{self.clock.text(_ts(raw, 0)[0])}  {where}  {flow}"
+        if raw[_STACK_BYTES] != b"\0\0":
+            line += "".join(f"\n        {self.kallsyms.symbolise(a)}" for a in decode(raw).stack)
         return line
+
+    def _new_where_json(self, raw: bytes) -> str:
+        d = decode(raw)
+        text = json.dumps(self._where_object(d.reason, d.location, d.netns, d.ifindex))[1:-1]
+        self._remember(self._where_json_cache, raw[_WHERE], text)
+        return text
+
+    def _new_flow_json(self, raw: bytes) -> str:
+        d = decode(raw)
+        obj = self._flow_object(d.family, d.l4_proto, d.eth_proto, d.saddr, d.sport, d.daddr, d.dport,
+                                d.tcp_flags)
+        obj.update(len=d.ip_len or d.length, skb_len=d.length)
+        text = json.dumps(obj)[1:-1]
+        self._remember(self._flow_json_cache, raw[_FLOW], text)
+        return text
+
+    def json_line(self, raw: bytes) -> str:
+        """json.dumps(self.json_object(raw)), made from cached pieces."""
+        if raw[_STACK_BYTES] != b"\0\0":
+            return json.dumps(self.json_object(raw))
+        where = self._where_json_cache.get(raw[_WHERE]) or self._new_where_json(raw)
+        flow = self._flow_json_cache.get(raw[_FLOW]) or self._new_flow_json(raw)
+        return f'{{"time": {round(self.clock.epoch(_ts(raw, 0)[0]), 6)}, {where}, {flow}}}'
+
+    def _where_object(self, reason: int, location: int, netns: int, ifindex: int) -> dict[str, Any]:
+        reason_name, location_text, netns_name, interface = self.where(reason, location, netns, ifindex)
+        return {"reason": reason_name, "reason_code": reason, "location": location_text,
+                "netns": netns_name, "netns_inode": netns or None, "interface": interface or None,
+                "ifindex": ifindex or None}
+
+    def _flow_object(self, family: int, l4: int, eth: int, saddr: bytes, sport: int, daddr: bytes,
+                     dport: int, flags: int) -> dict[str, Any]:
+        proto, _ = self.flow(family, l4, eth, saddr, sport, daddr, dport, flags)
+        ports = has_ports(l4)
+        obj: dict[str, Any] = {
+            "protocol": proto or None,
+            "src": endpoint(saddr, 0, False) or None, "sport": sport if ports else None,
+            "dst": endpoint(daddr, 0, False) or None, "dport": dport if ports else None,
+            "tcp_flags": tcp_flags(flags) if l4 == 6 and family else None,
+        }
+        if l4 in (1, 58) and family:
+            obj["icmp_type"], obj["icmp_code"] = sport, dport
+        return obj
 
     def json_object(self, raw: bytes) -> dict[str, Any]:
         d = decode(raw)
-        reason, location, netns, interface = self.where(d.reason, d.location, d.netns, d.ifindex)
-        proto, _ = self.flow(d.family, d.l4_proto, d.eth_proto, d.saddr, d.sport, d.daddr, d.dport,
-                             d.tcp_flags)
-        ports = has_ports(d.l4_proto)
-        obj: dict[str, Any] = {
-            "time": round(self.clock.epoch(d.ts_ns), 6), "reason": reason, "reason_code": d.reason,
-            "location": location, "netns": netns, "netns_inode": d.netns or None,
-            "interface": interface or None, "ifindex": d.ifindex or None, "protocol": proto or None,
-            "src": endpoint(d.saddr, 0, False) or None, "sport": d.sport if ports else None,
-            "dst": endpoint(d.daddr, 0, False) or None, "dport": d.dport if ports else None,
-            "tcp_flags": tcp_flags(d.tcp_flags) if d.l4_proto == 6 and d.family else None,
-            "len": d.ip_len or d.length, "skb_len": d.length,
-        }
-        if d.l4_proto in (1, 58) and d.family:
-            obj["icmp_type"], obj["icmp_code"] = d.sport, d.dport
+        obj: dict[str, Any] = {"time": round(self.clock.epoch(d.ts_ns), 6)}
+        obj.update(self._where_object(d.reason, d.location, d.netns, d.ifindex))
+        obj.update(self._flow_object(d.family, d.l4_proto, d.eth_proto, d.saddr, d.sport, d.daddr,
+                                     d.dport, d.tcp_flags))
+        obj.update(len=d.ip_len or d.length, skb_len=d.length)
         if d.stack:
             obj["stack"] = [self.kallsyms.symbolise(a) for a in d.stack]
         return obj

@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""A drop storm in the lab: a UDP flood to a closed port, watched by ``netbpf drops``.
+
+Two floods of 1-byte UDP datagrams to the gateway's closed port 9, each
+dropped by the gateway's UDP stack (NO_SOCKET); the kernel's own count of
+them (UdpNoPorts, nstat) is the truth every figure is checked against:
+
+- ``sendmmsg``: from the client namespace through the veth (256 datagrams per
+  call), the way an application floods; about 6 us of kernel work per packet
+  on this machine, sending and receiving on the same CPU.
+- ``xdp-live``: the kernel's own packet generator, the one xdp-trafficgen
+  uses: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES and an XDP program
+  that returns XDP_PASS injects the frame on the gateway's c0 as if received,
+  and it goes up the real receive path (ip_rcv, udp_rcv) to its drop. Only
+  the receive half: the highest drop rate this machine can offer.
+
+1. Streaming: ``netbpf drops --in-netns GW --port 9 > /dev/null`` (text lines):
+   events consumed and lost per offered rate; consumed + lost must equal the
+   kernel's count.
+2. Summary: the flood's throughput (UdpNoPorts per second, one sender per CPU)
+   without the tool, then with ``netbpf drops --summary``, alternating, several
+   rounds; the ratio of medians. The tool's final count must equal the kernel's.
+
+    sudo .venv/bin/python bench/drops_flood.py [--duration 5] [--rounds 3]
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ctypes.util
+import json
+import os
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from netbpf.lab import Lab  # noqa: E402
+
+PREFIX = "nbflood"
+PORT = 9
+BATCH = 256
+
+
+# -- the sender (runs inside the client namespace) -------------------------------------------
+class Iovec(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+
+
+class Msghdr(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_void_p), ("namelen", ctypes.c_uint32), ("iov", ctypes.POINTER(Iovec)),
+                ("iovlen", ctypes.c_size_t), ("control", ctypes.c_void_p), ("controllen", ctypes.c_size_t),
+                ("flags", ctypes.c_int)]
+
+
+class Mmsghdr(ctypes.Structure):
+    _fields_ = [("hdr", Msghdr), ("len", ctypes.c_uint32)]
+
+
+def send(dst: str, rate: float, duration: float) -> None:
+    """Send 1-byte datagrams to dst:9 at `rate` per second (0: as fast as possible)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # Unconnected: the ICMP port unreachable replies must not turn into send errors.
+    addr = struct.pack("<H", socket.AF_INET) + struct.pack(">H", PORT) + socket.inet_aton(dst) + bytes(8)
+    name = ctypes.create_string_buffer(addr, len(addr))
+    payload = ctypes.create_string_buffer(b"x", 1)
+    iov = Iovec(ctypes.cast(payload, ctypes.c_void_p), 1)
+    msgs = (Mmsghdr * BATCH)()
+    for m in msgs:
+        m.hdr.name = ctypes.cast(name, ctypes.c_void_p)
+        m.hdr.namelen = len(addr)
+        m.hdr.iov = ctypes.pointer(iov)
+        m.hdr.iovlen = 1
+    fd = sock.fileno()
+    sent = 0
+    start = time.monotonic()
+    end = start + duration
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if rate:
+            ahead = sent / rate - (now - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        n = libc.sendmmsg(fd, msgs, BATCH, 0)
+        if n > 0:
+            sent += n
+    print(sent, cpu_self(), flush=True)
+
+
+def cpu_self() -> float:
+    """CPU seconds this process used: the kernel's work for its packets is charged to it
+    (this kernel has no IRQ time accounting: softirqs count to the task they interrupt)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def inject(rate: float, duration: float) -> None:
+    """Inside the gateway namespace: XDP live frames on c0, `rate` per second (0: unpaced)."""
+    from netbpf.bpf import _libbpf as L
+    from netbpf.bpf import features
+
+    mac = Path("/sys/class/net/c0/address").read_text().strip()
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 29, 0, 0x4000, 64, 17, 0, socket.inet_aton(Lab.CLIENT_IP),
+                     socket.inet_aton(Lab.GATEWAY_IP))
+    total = sum(struct.unpack("!10H", ip))
+    total = (total >> 16) + (total & 0xFFFF)
+    ip = ip[:10] + struct.pack("!H", ~(total + (total >> 16)) & 0xFFFF) + ip[12:]
+    frame = (bytes.fromhex(mac.replace(":", "")) + bytes.fromhex("020000000001") + b"\x08\x00" + ip
+             + struct.pack("!HHHH", 40000, PORT, 9, 0) + b"x").ljust(60, b"\0")
+    prog = features.load_trivial(6, verdict=2, name="netbpf_b_gen")  # XDP_PASS
+    data = ctypes.create_string_buffer(frame, len(frame))
+    ctx = ctypes.create_string_buffer(struct.pack("<6I", 0, len(frame), 0, socket.if_nametoindex("c0"), 0, 0), 24)
+    chunk = max(1000, int(rate / 100)) if rate else 20000
+    sent = 0
+    start = time.monotonic()
+    end = start + duration
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        if rate:
+            ahead = sent / rate - (now - start)
+            if ahead > 0:
+                time.sleep(ahead)
+        opts = L.TestRunOpts(sz=ctypes.sizeof(L.TestRunOpts), repeat=chunk, flags=1 << 1, batch_size=64)
+        opts.data_in = ctypes.cast(data, ctypes.c_void_p)
+        opts.data_size_in = len(frame)
+        opts.ctx_in = ctypes.cast(ctx, ctypes.c_void_p)
+        opts.ctx_size_in = 24
+        if L.lib.bpf_prog_test_run_opts(prog, ctypes.byref(opts)) == 0:
+            sent += chunk
+    os.close(prog)
+    print(sent, cpu_self(), flush=True)
+
+
+# -- the measurement ---------------------------------------------------------------------------
+def no_ports(lab: Lab) -> int:
+    out = lab.run(lab.gateway, "nstat", "-asz", "--json", "UdpNoPorts").stdout
+    data = json.loads(out)
+    return int(data.get("kernel", data)["UdpNoPorts"])
+
+
+def flood(lab: Lab, how: str, rate: float, duration: float, senders: int) -> tuple[int, float]:
+    """Run `senders` senders (each on its own CPU), each at rate/senders: (packets sent, their CPU s)."""
+    procs = []
+    cpus = sorted(os.sched_getaffinity(0))
+    for i in range(senders):
+        if how == "sendmmsg":
+            ns, tail = lab.client, ["--send", lab.GATEWAY_IP]
+        else:
+            ns, tail = lab.gateway, ["--inject"]
+        argv = ["taskset", "-c", str(cpus[i % len(cpus)]), sys.executable, __file__, *tail,
+                str(rate / senders), str(duration)]
+        procs.append(lab.popen(ns, *argv, stdout=subprocess.PIPE, text=True))
+    results = [p.communicate(timeout=duration + 60)[0].split() for p in procs]
+    return sum(int(r[0]) for r in results), sum(float(r[1]) for r in results)
+
+
+def netbpf(lab: Lab, *args: str, stdout: int | None = None, cpu: int | None = None) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "netbpf", "drops", "--in-netns", lab.gateway, "--port", str(PORT), *args]
+    if cpu is not None:
+        argv = ["taskset", "-c", str(cpu), *argv]
+    proc = subprocess.Popen(argv, stdout=stdout if stdout is not None else subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    if "watching" not in line:
+        raise SystemExit(f"netbpf drops did not start: {line}{proc.stderr.read()}")
+    return proc
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int) -> float:
+    """Seconds until a process stops using CPU (it has read everything)."""
+    start = time.monotonic()
+    last = cpu_seconds(pid)
+    while True:
+        time.sleep(0.05)
+        now = cpu_seconds(pid)
+        if now == last:
+            return max(0.0, time.monotonic() - start - 0.05)
+        last = now
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    return out or "", err
+
+
+def streaming(lab: Lab, how: str, rate: float, duration: float) -> dict[str, float]:
+    """The tool on the last CPU, one sender on the first."""
+    cpus = sorted(os.sched_getaffinity(0))
+    with open(os.devnull, "w") as devnull:
+        proc = netbpf(lab, stdout=devnull.fileno(), cpu=cpus[-1])
+        cpu_before = cpu_seconds(proc.pid)
+        before = no_ports(lab)
+        sent, _ = flood(lab, how, rate, duration, senders=1)
+        drain = wait_idle(proc.pid)  # the reader's backlog when the flood ended, in seconds
+        kernel = no_ports(lab) - before
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        _, err = stop(proc)
+    last = [ln for ln in err.splitlines() if "shown" in ln][-1]  # "N drops shown, M lost"
+    shown, lost = int(last.split()[0]), int(last.split(",")[1].split()[0])
+    return {"offered": rate, "sent": sent, "kernel": kernel, "shown": shown, "lost": lost,
+            "rate": shown / (duration + drain), "drain": drain, "accounted": shown + lost == kernel,
+            "cpu_us": cpu / max(shown, 1) * 1e6}
+
+
+def throughput(lab: Lab, how: str, duration: float, with_tool: bool) -> tuple[float, float, bool]:
+    """(drops per second, flood CPU ns per drop, tool's count equals the kernel's)."""
+    proc = netbpf(lab, "--summary", "--json") if with_tool else None
+    before = no_ports(lab)
+    _sent, cpu = flood(lab, how, 0, duration, senders=len(os.sched_getaffinity(0)))
+    kernel = no_ports(lab) - before
+    exact = True
+    if proc is not None:
+        out, _ = stop(proc)
+        rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+        counted = sum(r["count"] for r in rows if r["reason"] == "NO_SOCKET")
+        exact = counted == kernel
+    return kernel / duration, cpu / max(kernel, 1) * 1e9, exact
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--send":
+        send(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "--inject":
+        inject(float(sys.argv[2]), float(sys.argv[3]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rates", default="100000,200000,300000,400000,0",
+                        help="offered rates for streaming, 0 = as fast as one sender goes")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("run as root")
+    lab = Lab(PREFIX, backends=0).up()
+    try:
+        lab.wait_reachable()
+        print(f"## netbpf drops: UDP flood to a closed port ({len(os.sched_getaffinity(0))} CPUs, "
+              f"{args.duration:.0f} s per run)\n")
+        print("### Streaming (`netbpf drops --in-netns GW --port 9 > /dev/null`: text lines; "
+              "the tool on one CPU, one flood on the other)\n")
+        print("| flood | offered drops/s | dropped (kernel) | shown | lost | consumed drops/s "
+              "| backlog at end (s) | tool CPU us per drop | all accounted |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
+        for how, rates in (("xdp-live", args.rates), ("sendmmsg", "0")):
+            for rate in (float(r) for r in rates.split(",")):
+                r = streaming(lab, how, rate, args.duration)
+                offered = f"{rate:,.0f}" if rate else "max"
+                print(f"| {how} | {offered} | {r['kernel']:,} | {r['shown']:,} | {r['lost']:,} | "
+                      f"{r['rate']:,.0f} | {r['drain']:.2f} | {r['cpu_us']:.2f} | "
+                      f"{'yes' if r['accounted'] else 'NO'} |",
+                      flush=True)
+        print("\n### Summary mode: the flood's throughput with and without `netbpf drops --summary` "
+              "(one flood per CPU, as fast as they go)\n")
+        print("| flood | round | without: drops/s | with: drops/s | without: flood CPU ns per drop "
+              "| with: flood CPU ns per drop | tool's count = kernel's |")
+        print("|---|---:|---:|---:|---:|---:|:---:|")
+        results = {}
+        for how in ("xdp-live", "sendmmsg"):
+            rows = []
+            for i in range(args.rounds):
+                a, a_ns, _ = throughput(lab, how, args.duration, with_tool=False)
+                b, b_ns, exact = throughput(lab, how, args.duration, with_tool=True)
+                rows.append((a, b, a_ns, b_ns))
+                print(f"| {how} | {i + 1} | {a:,.0f} | {b:,.0f} | {a_ns:,.0f} | {b_ns:,.0f} | "
+                      f"{'yes' if exact else 'NO'} |", flush=True)
+            results[how] = rows
+        print("\n| flood | throughput with / without (medians of drops/s) "
+              "| throughput with / without (medians of CPU per drop) |")
+        print("|---|---:|---:|")
+        for how, rows in results.items():
+            rate_ratio = statistics.median(r[1] for r in rows) / statistics.median(r[0] for r in rows)
+            cpu_ratio = statistics.median(r[2] for r in rows) / statistics.median(r[3] for r in rows)
+            print(f"| {how} | {rate_ratio:.3f} | {cpu_ratio:.3f} |")
+    finally:
+        lab.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
