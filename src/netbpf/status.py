@@ -20,8 +20,8 @@ import socket
 import subprocess
 from collections import defaultdict
 from collections.abc import Callable
-from functools import partial
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 

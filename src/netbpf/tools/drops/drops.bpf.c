@@ -61,7 +61,8 @@ struct {
 	__uint(value_size, DROP_MAX_STACK * sizeof(__u64));
 } stacks SEC(".maps");
 
-_Static_assert(sizeof(struct drop_key) % 8 == 0, "slot_of() and same_key() read whole words");
+_Static_assert(sizeof(struct drop_key) % 8 == 0 && sizeof(struct drop_where) % 8 == 0,
+	       "slot_of() and same_key() read whole words");
 
 struct drop_event_stack {
 	struct drop_event e;
@@ -124,10 +125,25 @@ struct skb_fields {
 	unsigned char *head;
 	__u32 ifindex;
 	__u32 netns;
-	__u32 len;
+	__u32 len;		/* skb->len */
+	__u32 l3_len;		/* bytes from the network header to the end of the data */
 	__u16 network_header;
 	__u16 protocol;
 };
+
+/* The summary counts bytes without reading the packet: from the network header
+ * to the end of the data (the IP packet; before ip_rcv() trims it, a short
+ * frame's link-layer padding too). */
+static __always_inline __u32 l3_len(const unsigned char *head, const unsigned char *data,
+				    __u16 network_header, __u32 len)
+{
+	long before = (long)(head + network_header) - (long)data;
+
+	if (!head || network_header == 0xffff || before < -0xffff || before > 0xffff ||
+	    (long)len - before < 0)
+		return len;
+	return len - before;
+}
 
 /* tp_btf: the arguments are typed kernel pointers. Plain loads through them are
  * checked by the verifier and made fault-safe by the JIT (a NULL or stale
@@ -141,6 +157,7 @@ static __always_inline void load_btf(struct sk_buff *skb, struct sock *rx_sk, st
 	f->network_header = skb->network_header;
 	f->protocol = bpf_ntohs(skb->protocol);
 	f->len = skb->len;
+	f->l3_len = l3_len(f->head, skb->data, f->network_header, f->len);
 	if (dev) {
 		f->ifindex = dev->ifindex;
 		f->netns = dev->nd_net.net->ns.inum;
@@ -162,6 +179,7 @@ static __always_inline void load_probe(struct sk_buff *skb, struct sock *rx_sk, 
 	f->network_header = BPF_CORE_READ(skb, network_header);
 	f->protocol = bpf_ntohs(BPF_CORE_READ(skb, protocol));
 	f->len = BPF_CORE_READ(skb, len);
+	f->l3_len = l3_len(f->head, BPF_CORE_READ(skb, data), f->network_header, f->len);
 	if (dev) {
 		f->ifindex = BPF_CORE_READ(dev, ifindex);
 		f->netns = dev_netns(dev);
@@ -260,14 +278,20 @@ static __always_inline int flow_match(const struct drop_event *e)
 	return 1;
 }
 
+/* Words of the key in use: without flows, only `where` (the rest stays zero). */
+#define KEY_WORDS (summary_flows ? sizeof(struct drop_key) / 8 : sizeof(struct drop_where) / 8)
+
 static __always_inline __u32 slot_of(const struct drop_key *k)
 {
 	const __u64 *w = (const __u64 *)k;
-	__u64 h = w[0];
+	__u64 h = 0;
 
 #pragma unroll
-	for (int i = 1; i < sizeof(*k) / 8; i++)
+	for (int i = 0; i < sizeof(*k) / 8; i++) {
+		if (i >= KEY_WORDS)
+			break;
 		h = (h ^ w[i]) * 0x9E3779B97F4A7C15ULL;
+	}
 	return (h >> 32) & (DROP_SLOTS - 1);
 }
 
@@ -277,12 +301,15 @@ static __always_inline int same_key(const struct drop_key *a, const struct drop_
 	__u64 diff = 0;
 
 #pragma unroll
-	for (int i = 0; i < sizeof(*a) / 8; i++)
+	for (int i = 0; i < sizeof(*a) / 8; i++) {
+		if (i >= KEY_WORDS)
+			break;
 		diff |= x[i] ^ y[i];
+	}
 	return !diff;
 }
 
-static __always_inline void add_to_summary(void *ctx, const struct drop_event *e)
+static __always_inline void add_to_summary(void *ctx, const struct drop_event *e, __u32 bytes)
 {
 	struct drop_key key = {};
 	struct drop_count *count, zero = {};
@@ -312,7 +339,7 @@ static __always_inline void add_to_summary(void *ctx, const struct drop_event *e
 	slot = bpf_map_lookup_elem(&slots, &slot_index);
 	if (slot) {
 		if (!slot->count.packets) {
-			slot->key = key; /* free: take it */
+			__builtin_memcpy(&slot->key, &key, sizeof(key)); /* free: take it */
 			count = &slot->count;
 			goto add;
 		}
@@ -334,7 +361,7 @@ static __always_inline void add_to_summary(void *ctx, const struct drop_event *e
 add:
 	/* Per-CPU values: plain adds, no atomics. */
 	count->packets++;
-	count->bytes += e->ip_len ? e->ip_len : e->len;
+	count->bytes += bytes;
 }
 
 static __always_inline void emit(void *ctx, struct drop_event *e)
@@ -367,10 +394,13 @@ static __always_inline int handle(void *ctx, const struct skb_fields *f, __u64 l
 		goto filtered;
 	if (filter_ifindex && f->ifindex != filter_ifindex)
 		goto filtered;
-	/* Ports are read only when something needs them. */
-	parse_packet(f, &e, stream || summary_flows || filter_port || filter_proto);
-	if (!flow_match(&e))
-		goto filtered;
+	/* The packet is read only when something needs it: a summary by reason
+	 * and location never does, so a drop storm costs no read at all. */
+	if (stream || summary_flows || filter_family || filter_proto || filter_port) {
+		parse_packet(f, &e, stream || summary_flows || filter_port || filter_proto);
+		if (!flow_match(&e))
+			goto filtered;
+	}
 
 	e.location = location;
 	e.reason = reason;
@@ -380,7 +410,7 @@ static __always_inline int handle(void *ctx, const struct skb_fields *f, __u64 l
 	e.hook = hook;
 	netbpf_inc(stats, DROP_STAT_SEEN);
 	if (summarise)
-		add_to_summary(ctx, &e);
+		add_to_summary(ctx, &e, f->l3_len);
 	if (stream) {
 		e.ts_ns = bpf_ktime_get_ns();
 		emit(ctx, &e);

@@ -68,6 +68,7 @@ struct sk_buff {
 	__u16 network_header;
 	__u16 mac_header;
 	unsigned char *head;
+	unsigned char *data;
 	char cb[48];
 } __core;
 
