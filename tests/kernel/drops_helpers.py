@@ -34,9 +34,9 @@ class Tool:
                 return
         raise AssertionError(f"netbpf {' '.join(args)} never became ready")
 
-    def stop(self, sig: int = signal.SIGTERM) -> tuple[str, str]:
+    def stop(self, sig: int = signal.SIGTERM, settle: float = 0.3) -> tuple[str, str]:
         """Stop as a user or a service manager would; the command must exit 0."""
-        time.sleep(0.3)  # let the last events reach the ring
+        time.sleep(settle)  # let the last events reach the ring
         self.proc.send_signal(sig)
         return self.wait()
 

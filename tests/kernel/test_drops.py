@@ -72,6 +72,21 @@ def test_udp_to_a_closed_port_counted_like_the_kernel(pair: Lab) -> None:
     assert "50 drops shown, 0 lost" in err or f"{len(json_lines(out))} drops shown, 0 lost" in err
 
 
+def test_stopped_in_a_flood_every_drop_is_shown_or_counted(pair: Lab) -> None:
+    """SIGTERM while the ring is full of events: what it holds is printed before exit."""
+    before = nstat(pair, pair.gateway, "UdpNoPorts")["UdpNoPorts"]
+    tool = Tool("drops", "--in-netns", pair.gateway, "--port", "9")
+    python(pair, pair.client, "import socket\n"
+                              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                              f"for _ in range(20000): s.sendto(b'x', ('{GW}', 9))\n")
+    out, err = tool.stop(settle=0)
+    kernel = nstat(pair, pair.gateway, "UdpNoPorts")["UdpNoPorts"] - before
+    last = [ln for ln in err.splitlines() if "shown" in ln][-1]
+    shown, lost = int(last.split()[0]), int(last.split(",")[1].split()[0])
+    assert shown + lost == kernel > 1000
+    assert len(out.splitlines()) == 1 + shown
+
+
 def summary(out: str) -> list[dict]:
     return json_lines(out)
 

@@ -11,7 +11,7 @@ from typing import Any
 from ... import cliutil
 from ...bpf.errors import NotPermitted
 from ...output import LiveView, Table
-from . import tcpcli
+from . import stream, tcpcli
 from .events import STAT_FILTERED, STAT_STACK_LOST, STAT_SUMMARY_FULL, DropFilter, DropOptions, DropTracer
 from .kallsyms import Kallsyms
 from .names import parse_protocol
@@ -169,23 +169,10 @@ def _scope_text(f: DropFilter, formatter: DropFormatter) -> str:
 def _stream_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFormatter,
                  shown: list[int]) -> int:
     """Print drops as they come; ``shown[0]`` counts them (read at exit, even on ^C)."""
-    deadline = cliutil.Deadline(args.duration)
-    out = sys.stdout
-    limit = args.count or 0
     if not args.json:
         print(formatter.table.header(), flush=True)
-    render = formatter.json_line if args.json else formatter.text
-    while not deadline.expired():
-        batch = tracer.poll(deadline.remaining(0.2))
-        if not batch:
-            continue
-        if limit and shown[0] + len(batch) > limit:
-            batch = batch[:limit - shown[0]]
-        out.write("\n".join(map(render, batch)) + "\n")
-        out.flush()
-        shown[0] += len(batch)
-        if limit and shown[0] >= limit:
-            break
+    stream.run(tracer, formatter.json_line if args.json else formatter.text, sys.stdout,
+               args.count or 0, cliutil.Deadline(args.duration), shown)
     return 0
 
 

@@ -471,3 +471,11 @@ int netbpf_drop_tp(struct trace_event_raw_kfree_skb *args)
 	load_probe(BPF_CORE_READ(args, skbaddr), rx_sk, &f);
 	return handle(args, &f, (__u64)BPF_CORE_READ(args, location), reason, DROP_HOOK_TRACEPOINT);
 }
+
+/* The hook alone: attached by bench/drops_flood.py to measure what any program
+ * on kfree_skb costs (the tracepoint's dispatch), the anchor for ours. */
+SEC("tp_btf/kfree_skb")
+int netbpf_drop_nop(__u64 *ctx)
+{
+	return 0;
+}

@@ -256,6 +256,16 @@ class DropTracer:
             raise NetbpfError("drops: not streaming")
         return self.ring.poll(timeout)
 
+    def read(self) -> list[bytes]:
+        """What the ring holds now, without waiting."""
+        return self.ring.read() if self.ring is not None else []
+
+    def detach(self) -> None:
+        """Stop producing events (the maps and the ring stay readable)."""
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
     def wake(self) -> None:
         """Unblock a poll() in another thread (the tracer stays attached)."""
         if self.ring is not None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ... import cliutil
 from ...output import Column, LiveView, Table
+from . import stream
 from .names import TCP_STATES, Clock, Names, endpoint
 from .scope import add_scope_arguments, scope_netns
 from .tcpevents import EVENT_KINDS, FlowCounts, FlowKey, Kind, Tcp, TcpOptions, TcpTracer, Total, decode
@@ -222,22 +223,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _stream_loop(args: argparse.Namespace, tracer: TcpTracer, formatter: TcpFormatter,
                  shown: list[int]) -> int:
-    deadline = cliutil.Deadline(args.duration)
-    limit = args.count or 0
     if not args.json:
         print(formatter.table.header(), flush=True)
     render = (lambda raw: json.dumps(formatter.json_object(raw))) if args.json else formatter.text
-    while not deadline.expired():
-        batch = tracer.poll(deadline.remaining(0.2))
-        if not batch:
-            continue
-        if limit and shown[0] + len(batch) > limit:
-            batch = batch[:limit - shown[0]]
-        sys.stdout.write("\n".join(map(render, batch)) + "\n")
-        sys.stdout.flush()
-        shown[0] += len(batch)
-        if limit and shown[0] >= limit:
-            break
+    stream.run(tracer, render, sys.stdout, args.count or 0, cliutil.Deadline(args.duration), shown)
     return 0
 
 

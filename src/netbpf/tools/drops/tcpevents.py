@@ -221,6 +221,20 @@ class TcpTracer:
         assert self.ring is not None
         return self.ring.poll(timeout)
 
+    def read(self) -> list[bytes]:
+        return self.ring.read() if self.ring is not None else []
+
+    def wake(self) -> None:
+        """Unblock a poll() (the tracer stays attached)."""
+        if self.ring is not None:
+            self.ring.close()
+
+    def detach(self) -> None:
+        """Stop producing events (the maps and the ring stay readable)."""
+        for link in self.links:
+            link.close()
+        self.links = []
+
     @property
     def lost(self) -> int:
         return self.ring.lost if self.ring is not None else 0
