@@ -55,7 +55,7 @@ def writer(out: TextIO) -> Callable[[str], None]:
     try:
         fd = out.fileno()
     except (AttributeError, OSError, ValueError):  # not a file (a test's StringIO)
-        return out.write
+        return lambda text: None if out.write(text) is None else None
     out.flush()
 
     def write(text: str) -> None:
