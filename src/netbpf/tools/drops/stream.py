@@ -55,7 +55,10 @@ def writer(out: TextIO) -> Callable[[str], None]:
     try:
         fd = out.fileno()
     except (AttributeError, OSError, ValueError):  # not a file (a test's StringIO)
-        return lambda text: None if out.write(text) is None else None
+        def write_text(text: str) -> None:
+            out.write(text)
+
+        return write_text
     out.flush()
 
     def write(text: str) -> None:
