@@ -228,9 +228,32 @@ def streaming(lab: Lab, how: str, rate: float, duration: float) -> dict[str, flo
             "cpu_us": cpu / max(shown, 1) * 1e6}
 
 
-def throughput(lab: Lab, how: str, duration: float, with_tool: bool) -> tuple[float, float, bool]:
-    """(drops per second, flood CPU ns per drop, tool's count equals the kernel's)."""
-    proc = netbpf(lab, "--summary", "--json") if with_tool else None
+class HookOnly:
+    """The anchor: drops.bpf.o's empty program on tp_btf/kfree_skb, what any tool pays."""
+
+    def __enter__(self) -> HookOnly:
+        from netbpf.bpf import BpfObject, object_path
+        from netbpf.bpf.attach import trace
+        from netbpf.tools.drops import events
+
+        self.obj = BpfObject.open(object_path(events.__file__, events.BPF_OBJECT))
+        for name, prog in self.obj.programs.items():
+            prog.set_autoload(name == "netbpf_drop_nop")
+        self.obj.load()
+        self.link = trace.attach_tp_btf(self.obj.program("netbpf_drop_nop"))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.link.close()
+        self.obj.close()
+
+
+def throughput(lab: Lab, how: str, duration: float, mode: str) -> tuple[float, float, bool]:
+    """mode none | hook | tool: (drops per second, flood CPU ns per drop, tool's count = kernel's)."""
+    if mode == "hook":
+        with HookOnly():
+            return throughput(lab, how, duration, "none")
+    proc = netbpf(lab, "--summary", "--json") if mode == "tool" else None
     before = no_ports(lab)
     _sent, cpu, elapsed = flood(lab, how, 0, duration, senders=len(os.sched_getaffinity(0)))
     kernel = no_ports(lab) - before
@@ -241,6 +264,60 @@ def throughput(lab: Lab, how: str, duration: float, with_tool: bool) -> tuple[fl
         counted = sum(r["count"] for r in rows if r["reason"] == "NO_SOCKET")
         exact = counted == kernel
     return kernel / elapsed, cpu / max(kernel, 1) * 1e9, exact
+
+
+class BpfStats:
+    """kernel.bpf_stats_enabled on, for run_time_ns/run_cnt (restored afterwards)."""
+
+    PATH = Path("/proc/sys/kernel/bpf_stats_enabled")
+
+    def __enter__(self) -> BpfStats:
+        self.before = self.PATH.read_text().strip()
+        self.PATH.write_text("1")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.PATH.write_text(self.before)
+
+
+def ns_per_run(prog_id: int) -> float:
+    from netbpf.bpf.info import fd_by_id, prog_info
+
+    fd = fd_by_id("prog", prog_id)
+    try:
+        info = prog_info(fd)
+        return info.run_time_ns / max(info.run_cnt, 1)
+    finally:
+        os.close(fd)
+
+
+def program_cost(lab: Lab, duration: float, mode: str) -> float:
+    """ns per run of the program on kfree_skb under the xdp-live flood (bpf_stats)."""
+    from netbpf import netns
+    from netbpf.tools.drops.events import DropFilter, DropOptions, DropTracer
+
+    with BpfStats():
+        if mode == "hook":
+            with HookOnly() as hook:
+                flood(lab, "xdp-live", 0, duration, senders=1)
+                return ns_per_run(hook.obj.program("netbpf_drop_nop").id)
+        scope = DropFilter(netns=netns.inode_of(lab.gateway))
+        if mode == "stream":  # the command itself, so that the ring is read as it fills
+            with open(os.devnull, "w") as devnull:
+                proc = netbpf(lab, stdout=devnull.fileno())
+                try:
+                    ids = subprocess.run(["bpftool", "-j", "prog", "show", "name", "netbpf_drop_btf"],
+                                         capture_output=True, text=True).stdout
+                    found = json.loads(ids)
+                    prog_id = max(p["id"] for p in (found if isinstance(found, list) else [found]))
+                    flood(lab, "xdp-live", 0, duration, senders=1)
+                    return ns_per_run(prog_id)
+                finally:
+                    stop(proc)
+        options = DropOptions(filter=scope, stream=False, summary=True, summary_flows=mode == "flows")
+        with DropTracer(options) as tracer:
+            flood(lab, "xdp-live", 0, duration, senders=1)
+            return ns_per_run(tracer.program_id())
 
 
 def main() -> int:
@@ -255,7 +332,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rates", default="100000,200000,300000,400000,0",
                         help="offered rates for streaming, 0 = as fast as one sender goes")
+    parser.add_argument("--only", choices=["stream", "summary", "cost"], action="append",
+                        help="run only this part (repeatable; default: all)")
     args = parser.parse_args()
+    parts = set(args.only or ["stream", "summary", "cost"])
     if os.geteuid() != 0:
         raise SystemExit("run as root")
     lab = Lab(PREFIX, backends=0).up()
@@ -263,44 +343,69 @@ def main() -> int:
         lab.wait_reachable()
         print(f"## netbpf drops: UDP flood to a closed port ({len(os.sched_getaffinity(0))} CPUs, "
               f"{args.duration:.0f} s per run)\n")
-        print("### Streaming (`netbpf drops --in-netns GW --port 9 > /dev/null`: text lines; "
-              "the tool on one CPU, one flood on the other)\n")
-        print("| flood | offered drops/s | dropped (kernel) | shown | lost | consumed drops/s "
-              "| backlog at end (s) | tool CPU us per drop | all accounted |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
-        for how, rates in (("xdp-live", args.rates), ("sendmmsg", "0")):
-            for rate in (float(r) for r in rates.split(",")):
-                r = streaming(lab, how, rate, args.duration)
-                offered = f"{rate:,.0f}" if rate else "max"
-                print(f"| {how} | {offered} | {r['kernel']:,} | {r['shown']:,} | {r['lost']:,} | "
-                      f"{r['rate']:,.0f} | {r['drain']:.2f} | {r['cpu_us']:.2f} | "
-                      f"{'yes' if r['accounted'] else 'NO'} |",
-                      flush=True)
-        print("\n### Summary mode: the flood's throughput with and without `netbpf drops --summary` "
-              "(one flood per CPU, as fast as they go)\n")
-        print("| flood | round | without: drops/s | with: drops/s | without: flood CPU ns per drop "
-              "| with: flood CPU ns per drop | tool's count = kernel's |")
-        print("|---|---:|---:|---:|---:|---:|:---:|")
-        results = {}
-        for how in ("xdp-live", "sendmmsg"):
-            rows = []
-            for i in range(args.rounds):
-                a, a_ns, _ = throughput(lab, how, args.duration, with_tool=False)
-                b, b_ns, exact = throughput(lab, how, args.duration, with_tool=True)
-                rows.append((a, b, a_ns, b_ns))
-                print(f"| {how} | {i + 1} | {a:,.0f} | {b:,.0f} | {a_ns:,.0f} | {b_ns:,.0f} | "
-                      f"{'yes' if exact else 'NO'} |", flush=True)
-            results[how] = rows
-        print("\n| flood | throughput with / without (medians of drops/s) "
-              "| throughput with / without (medians of CPU per drop) |")
-        print("|---|---:|---:|")
-        for how, rows in results.items():
-            rate_ratio = statistics.median(r[1] for r in rows) / statistics.median(r[0] for r in rows)
-            cpu_ratio = statistics.median(r[2] for r in rows) / statistics.median(r[3] for r in rows)
-            print(f"| {how} | {rate_ratio:.3f} | {cpu_ratio:.3f} |")
+        if "stream" in parts:
+            streaming_table(lab, args)
+        if "summary" in parts:
+            summary_table(lab, args)
+        if "cost" in parts:
+            cost_table(lab, args)
     finally:
         lab.down()
     return 0
+
+
+def streaming_table(lab: Lab, args: argparse.Namespace) -> None:
+    print("### Streaming (`netbpf drops --in-netns GW --port 9 > /dev/null`: text lines; "
+          "the tool on one CPU, one flood on the other)\n")
+    print("| flood | offered drops/s | dropped (kernel) | shown | lost | consumed drops/s "
+          "| backlog at end (s) | tool CPU us per drop | all accounted |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    for how, rates in (("xdp-live", args.rates), ("sendmmsg", "0")):
+        for rate in (float(r) for r in rates.split(",")):
+            r = streaming(lab, how, rate, args.duration)
+            offered = f"{rate:,.0f}" if rate else "max"
+            print(f"| {how} | {offered} | {r['kernel']:,} | {r['shown']:,} | {r['lost']:,} | "
+                  f"{r['rate']:,.0f} | {r['drain']:.2f} | {r['cpu_us']:.2f} | "
+                  f"{'yes' if r['accounted'] else 'NO'} |",
+                  flush=True)
+
+
+def summary_table(lab: Lab, args: argparse.Namespace) -> None:
+    print("\n### Summary mode: the flood's throughput without a program on kfree_skb, with an empty "
+          "one (the hook alone), with `netbpf drops --summary` (one flood per CPU, as fast as they go)\n")
+    print("| flood | round | none: drops/s | hook: drops/s | netbpf: drops/s | none: flood CPU ns/drop "
+          "| hook: ns/drop | netbpf: ns/drop | netbpf's count = kernel's |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
+    results = {}
+    for how in ("xdp-live", "sendmmsg"):
+        rows = []
+        for i in range(args.rounds):
+            runs = [throughput(lab, how, args.duration, mode) for mode in ("none", "hook", "tool")]
+            rows.append(runs)
+            (a, a_ns, _), (h, h_ns, _), (b, b_ns, exact) = runs
+            print(f"| {how} | {i + 1} | {a:,.0f} | {h:,.0f} | {b:,.0f} | {a_ns:,.0f} | {h_ns:,.0f} | "
+                  f"{b_ns:,.0f} | {'yes' if exact else 'NO'} |", flush=True)
+        results[how] = rows
+    print("\n| flood | netbpf / none: drops/s | netbpf / none: CPU per drop | netbpf / hook alone: "
+          "drops/s | netbpf / hook alone: CPU per drop |")
+    print("|---|---:|---:|---:|---:|")
+    for how, rows in results.items():
+        def med(mode: int, field: int, rows: list = rows) -> float:  # type: ignore[type-arg]
+            return statistics.median(r[mode][field] for r in rows)
+        print(f"| {how} | {med(2, 0) / med(0, 0):.3f} | {med(0, 1) / med(2, 1):.3f} | "
+              f"{med(2, 0) / med(1, 0):.3f} | {med(1, 1) / med(2, 1):.3f} |")
+
+
+def cost_table(lab: Lab, args: argparse.Namespace) -> None:
+    print("\n### What the program itself costs per drop (bpf_stats run_time_ns / run_cnt, xdp-live "
+          "flood; the empty program's figure is the clock reads bpf_stats adds)\n")
+    print("| program on tp_btf/kfree_skb | ns per drop (median) | rounds |")
+    print("|---|---:|---|")
+    for mode, label in (("hook", "empty (`netbpf_drop_nop`)"), ("summary", "`--summary`"),
+                        ("flows", "`--summary --by-flow`"), ("stream", "streaming (ring buffer)")):
+        costs = [program_cost(lab, min(args.duration, 3), mode) for _ in range(3)]
+        print(f"| {label} | {statistics.median(costs):.0f} | {', '.join(f'{c:.0f}' for c in costs)} |",
+              flush=True)
 
 
 if __name__ == "__main__":

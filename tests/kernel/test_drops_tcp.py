@@ -150,6 +150,19 @@ def test_resets_sent_and_received(pair: Lab) -> None:
         ("rst_recv", 81, "SYN_SENT"), ("rst_recv", 7200, "ESTABLISHED")]
 
 
+def test_ipv6_resets_carry_ipv6_endpoints(pair: Lab) -> None:
+    gw_tool = Tool("tcp", "--json", "--events", "reset,life", netns=pair.gateway)
+    cl_tool = Tool("tcp", "--json", "--events", "reset,life", netns=pair.client)
+    assert pair.run(pair.client, "curl", "-s", "--max-time", "2", f"http://[{Lab.GATEWAY_IP6}]:81/",
+                    check=False).returncode == 7
+    sent = json_lines(gw_tool.stop()[0])
+    got = json_lines(cl_tool.stop()[0])
+    assert [(e["event"], e["local"], e["lport"], e["remote"], e["reason"]) for e in sent] == [
+        ("rst_sent", Lab.GATEWAY_IP6, 81, Lab.CLIENT_IP6, "NO_SOCKET")]
+    assert [(e["event"], e["local"], e["remote"], e["rport"]) for e in got] == [
+        ("rst_recv", Lab.CLIENT_IP6, Lab.GATEWAY_IP6, 81), ("close", Lab.CLIENT_IP6, Lab.GATEWAY_IP6, 81)]
+
+
 NGINX_CONF = """
 daemon off;
 master_process off;

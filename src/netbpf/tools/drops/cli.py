@@ -38,20 +38,22 @@ examples:
 
   $ sudo netbpf --netns nb-gw drops
   TIME             REASON            LOCATION                            NETNS       IFACE    PROTO    LEN  FLOW
-  15:02:11.418342  NO_SOCKET         tcp_v4_rcv+0x99                     nb-gw       c0       tcp       60  10.0.1.2:59428 > 10.0.1.1:81 [S]
-  15:02:11.903127  NO_SOCKET         __udp4_lib_rcv+0x4bc                nb-gw       c0       udp       29  10.0.1.2:37638 > 10.0.1.1:9
-  15:02:12.210044  NETFILTER_DROP    nft_do_chain+0x46f                  nb-gw       c0       udp       29  10.0.1.2:51565 > 10.0.1.1:5555
-  15:02:12.771520  TC_INGRESS        __netif_receive_skb_core+0x4dc      nb-gw       c0       udp       29  10.0.1.2:43175 > 10.0.1.1:9
-  15:02:13.002131  SOCKET_RCVBUFF    __udp_enqueue_schedule_skb+0x2b7    nb-gw       c0       udp      128  10.0.1.2:40211 > 10.0.1.1:7000
+  16:07:16.969966  NO_SOCKET         tcp_v4_rcv+0x99                     nb-gw       c0       tcp       60  10.0.1.2:50324 > 10.0.1.1:81 [S]
+  16:07:17.414456  NO_SOCKET         __udp4_lib_rcv+0x4bc                nb-gw       c0       udp       29  10.0.1.2:40383 > 10.0.1.1:9
+  16:07:17.922929  NETFILTER_DROP    nft_do_chain+0x46f                  nb-gw       c0       udp       29  10.0.1.2:55006 > 10.0.1.1:5555
+  16:07:18.438278  TC_INGRESS        __netif_receive_skb_core.constprop.0+0x4dc  nb-gw       c0       udp       29  10.0.1.2:41321 > 10.0.1.1:9
+  16:07:18.807645  SOCKET_RCVBUFF    udp_queue_rcv_one_skb+0x437         nb-gw       c0       udp     1028  10.0.1.2:34941 > 10.0.1.1:7000
   ^C
   5 drops shown, 0 lost
-      (SYN to a closed port; UDP to a closed port; an nftables `drop` rule;
+      (a SYN to a closed port; UDP to a closed port; an nftables `drop` rule;
        a tc program returning TC_ACT_SHOT; a UDP socket whose receive buffer is full)
 
-  $ sudo netbpf drops --summary --in-netns nb-gw
-  COUNT  PER_S  BYTES  REASON          LOCATION                        NETNS  IFACE
-    500    100  14500  NETFILTER_DROP  nft_do_chain+0x46f              nb-gw  c0
-     12      0    348  NO_SOCKET       __udp4_lib_rcv+0x4bc            nb-gw  c0
+  $ sudo netbpf --netns nb-gw drops --summary --by-flow -p udp
+  341 drops, 2 rows, filtered out 0
+  COUNT  PER_S  BYTES  REASON          LOCATION              NETNS  IFACE  PROTO  FLOW
+    300     39  38400  NETFILTER_DROP  nft_do_chain+0x46f    nb-gw  c0     udp    10.0.1.2:45446 > 10.0.1.1:5555
+     41     41   5248  NO_SOCKET       __udp4_lib_rcv+0x4bc  nb-gw  c0     udp    10.0.1.2:36997 > 10.0.1.1:9
+      (counted in the kernel; "filtered out": drops elsewhere that the filters left out)
 
 What it cannot see: packets that never became an skb. An XDP program on a
 NIC driver (native mode) drops frames before the kernel allocates an skb, so
@@ -203,15 +205,10 @@ def _summary_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropF
         last = now
         return rows
 
-    try:
-        while True:
-            time.sleep(deadline.remaining(args.interval))
-            if deadline.expired():
-                break
+    with stream.StopSignals(lambda: None) as stop:
+        while not stop.stopped.wait(deadline.remaining(args.interval)) and not deadline.expired():
             if not args.json:
                 view.show(_render_summary(table, read(), tracer, args.stack))
-    except KeyboardInterrupt:
-        pass
     rows = read()
     if args.json:
         for row in rows:

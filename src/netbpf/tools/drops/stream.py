@@ -1,6 +1,8 @@
 """The streaming loop both commands share: print events as they come, stop cleanly.
 
-Ctrl-C and SIGTERM do not raise in the middle of a write here: they set a
+The BPF programs write events without waking the reader, which reads the
+ring every POLL_S: a wake-up per event cost a storm of drops more than the
+event itself. Ctrl-C and SIGTERM do not raise in the middle of a write here: they set a
 flag and wake the reader. The programs are then detached, and what the ring
 still holds is printed, so at exit every event the kernel produced was shown
 or counted as lost (or left out by -c).
@@ -14,6 +16,9 @@ from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
 from ... import cliutil
+
+# How often the reader looks at the ring: an event shows up at most this late.
+POLL_S = 0.02
 
 
 class Source(Protocol):
@@ -85,7 +90,8 @@ def run(source: Source, render: Callable[[bytes], str], out: TextIO, limit: int,
 
     with StopSignals(source.wake) as stop:
         while not stop.stopped.is_set() and not deadline.expired():
-            if not write(source.poll(deadline.remaining(0.2))):
+            # The programs do not wake the reader (BPF_RB_NO_WAKEUP): it looks every POLL_S.
+            if not write(source.poll(deadline.remaining(POLL_S))):
                 return
         source.detach()  # no new events; the ring's content is what is left
         while batch := source.read():

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from ... import cliutil
@@ -248,15 +247,10 @@ def _summary_loop(args: argparse.Namespace, tracer: TcpTracer, formatter: TcpFor
                 f"connections closed {tracer.total(Total.CLOSED)}")
         return head + "\n" + (table.render(current) if current else "(nothing yet)")
 
-    try:
-        while True:
-            time.sleep(deadline.remaining(args.interval))
-            if deadline.expired():
-                break
+    with stream.StopSignals(lambda: None) as stop:
+        while not stop.stopped.wait(deadline.remaining(args.interval)) and not deadline.expired():
             if not args.json:
                 view.show(render(rows()))
-    except KeyboardInterrupt:
-        pass
     final = rows()
     if args.json:
         for row in final:
