@@ -266,6 +266,7 @@ def test_metrics_are_read_by_prometheus_tools(pair: Lab, tmp_path) -> None:
     (["--host", "10.0.0.300"], 2, "not an IP address"),
     (["-p", "bogus"], 2, "unknown protocol"),
     (["--by-flow"], 2, "--by-flow goes with --summary"),
+    (["--reason", "CONSUMED"], 2, "CONSUMED is not a drop"),
 ])
 def test_bad_input_is_one_clear_line(args: list[str], code: int, message: str) -> None:
     from .conftest import netbpf

@@ -229,6 +229,22 @@ def test_tcp_events_read_as_documented() -> None:
     assert rst["has_socket"] is False and rst["state"] is None
 
 
+def test_namespace_names() -> None:
+    import os
+
+    from netbpf.tools.drops.scope import netns_inode, network, port
+
+    here = os.stat("/proc/thread-self/ns/net").st_ino
+    assert netns_inode("all") == 0 and netns_inode(".") == here and netns_inode("4026531840") == 4026531840
+    assert netns_inode("/proc/self/ns/net") == os.stat("/proc/self/ns/net").st_ino
+    with pytest.raises(UsageError, match="no such network namespace: nosuch"):
+        netns_inode("nosuch")
+    assert str(network("10.0.1.7/24")) == "10.0.1.0/24" and port("443") == 443
+    for bad in ("0", "65536", "http"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            port(bad)
+
+
 def test_event_lists() -> None:
     assert event_list("retrans") == {Kind.RETRANS, Kind.SYNACK_RETRANS}
     assert event_list("all") == set(Kind)

@@ -103,9 +103,13 @@ def build_filter(args: argparse.Namespace, reasons: DropReasons) -> DropFilter:
 
             inode = netns.current_inode()  # an interface index means something in one namespace
         ifindex = interface_index(args.interface, inode)
+    wanted = tuple(reasons.value(r) for r in (args.reason or ()))
+    for value in wanted:
+        cliutil.require(value not in reasons.not_drops,
+                        f"{reasons.name(value)} is not a drop (a normal free): nothing would match")
     return DropFilter(
         netns=inode, ifindex=ifindex,
-        reasons=tuple(reasons.value(r) for r in (args.reason or ())),
+        reasons=wanted,
         protocol=parse_protocol(args.proto) if args.proto else None,
         network=args.host, port=args.port,
     )

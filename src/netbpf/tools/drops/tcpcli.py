@@ -34,20 +34,26 @@ examples:
   netbpf tcp --port 443 --json | jq .          one JSON object per event
   netbpf tcp --metrics :9465                   Prometheus counters (retransmits, resets...)
 
-  $ sudo netbpf --netns nb-client tcp --events retrans,reset,state,life
-  TIME             EVENT     NETNS      PID    COMM      LOCAL              REMOTE           DETAIL
-  15:40:02.114007  STATE     nb-client  5121   curl      10.0.1.2:51432     10.0.11.2:80     CLOSE -> SYN_SENT
-  15:40:02.114093  STATE     nb-client  5121   curl      10.0.1.2:51432     10.0.11.2:80     SYN_SENT -> ESTABLISHED
-  15:40:02.321540  RETRANS   nb-client  -      -         10.0.1.2:51432     10.0.11.2:80     ESTABLISHED segs 1 (total 1) srtt 0.1 ms
-  15:40:02.931118  STATE     nb-client  5121   curl      10.0.1.2:51432     10.0.11.2:80     ESTABLISHED -> FIN_WAIT1
-  15:40:02.931270  STATE     nb-client  0      swapper/1 10.0.1.2:51432     10.0.11.2:80     FIN_WAIT1 -> FIN_WAIT2
-  15:40:02.931301  STATE     nb-client  0      swapper/1 10.0.1.2:51432     10.0.11.2:80     FIN_WAIT2 -> CLOSE
-  15:40:02.931302  CLOSE     nb-client  5121   curl      10.0.1.2:51432     10.0.11.2:80     tx 78 B rx 853 B 817.2 ms retrans 1
-  15:40:03.402711  RST_RECV  nb-client  -      -         10.0.1.2:38810     10.0.1.1:81      SYN_SENT
+  $ sudo netbpf --netns nb-client tcp --events all    (a tc program shot the gateway's ingress for 1.5 s)
+  TIME             EVENT      NETNS       PID     COMM       LOCAL               REMOTE              DETAIL
+  16:20:09.674475  STATE      nb-client   15923   python     10.0.1.2:0          10.0.1.1:7100       CLOSE -> SYN_SENT
+  16:20:09.674595  STATE      nb-client   15923   python     10.0.1.2:36926      10.0.1.1:7100       SYN_SENT -> ESTABLISHED
+  16:20:09.684659  RETRANS    nb-client   -       -          10.0.1.2:36926      10.0.1.1:7100       ESTABLISHED segs 1 (total 1) srtt 0.1 ms
+  16:20:09.892646  RETRANS    nb-client   -       -          10.0.1.2:36926      10.0.1.1:7100       ESTABLISHED segs 1 (total 2) srtt 0.1 ms
+  16:20:10.308642  RETRANS    nb-client   -       -          10.0.1.2:36926      10.0.1.1:7100       ESTABLISHED segs 1 (total 3) srtt 0.1 ms
+  16:20:11.140704  RETRANS    nb-client   -       -          10.0.1.2:36926      10.0.1.1:7100       ESTABLISHED segs 1 (total 4) srtt 0.1 ms
+  16:20:12.804678  RETRANS    nb-client   -       -          10.0.1.2:36926      10.0.1.1:7100       ESTABLISHED segs 1 (total 5) srtt 0.1 ms
+  16:20:12.804773  RETRANS    nb-client   -       -          10.0.1.2:36926      10.0.1.1:7100       ESTABLISHED segs 4 (total 9) srtt 0.2 ms
+  16:20:12.806926  STATE      nb-client   15923   python     10.0.1.2:36926      10.0.1.1:7100       ESTABLISHED -> FIN_WAIT1
+  16:20:12.814981  STATE      nb-client   15919   python     10.0.1.2:36926      10.0.1.1:7100       FIN_WAIT1 -> FIN_WAIT2
+  16:20:12.815000  STATE      nb-client   15919   python     10.0.1.2:36926      10.0.1.1:7100       FIN_WAIT2 -> CLOSE
+  16:20:12.815002  CLOSE      nb-client   15923   python     10.0.1.2:36926      10.0.1.1:7100       tx 20002 B rx 2 B 3140.5 ms retrans 11
   ^C
-  8 events shown, 0 lost
-      (PID and COMM are whoever ran when the kernel changed the state: the
-       process for connect() and close(), often an idle CPU for the rest)
+  12 events shown, 0 lost
+      (the RTO doubling 0.2, 0.4, 0.8, 1.6 s; "segs 4": one retransmitted skb carried 4 segments,
+       counted as the kernel's RetransSegs counts them. PID and COMM are whoever ran when the
+       kernel changed the state: the process for connect() and close(), often another task for
+       the rest. tx/rx count sequence space, as tcplife does: a SYN and a FIN count one each)
 """
 
 COLUMNS = [
