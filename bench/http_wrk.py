@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""``netbpf http`` under wrk, against ``tshark -Y http`` on the same traffic.
+
+A lab with one backend (nginx answering "ok\\n", so the backend is never the
+bottleneck); wrk in the client namespace, keep-alive, to the backend through
+the gateway, which routes. The tracer watches the gateway's client-side
+interface (c0). Each configuration runs ``--rounds`` times, alternating:
+
+- no tracer: wrk's requests/s is the anchor;
+- the socket filter alone (a port nothing uses): what the kernel side costs
+  the traffic (a copy of each frame to the packet socket, the BPF program);
+- ``netbpf http -i c0 --port 8080 --summary --json``: transactions traced
+  (complete ones) / wrk's completed requests, requests/s vs the anchor, CPU
+  seconds of netbpf per 100k traced transactions;
+- the same with one JSON line per transaction (to a file);
+- ``tshark -i c0 -f 'tcp port 8080' -Y http -T fields -e http.response.code``:
+  HTTP responses it printed / wrk's, requests/s, CPU seconds (tshark and its
+  dumpcap) per 100k transactions.
+
+CPU is each tool's own (user + system, from wait4, children included), minus
+what the same tool spends started and stopped with no traffic (start-up:
+loading dissectors, compiling and loading BPF). Prints a markdown table.
+
+    sudo .venv/bin/python bench/http_wrk.py [--duration 10] [--rounds 3] [--connections 16]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from netbpf.lab import Lab
+from netbpf.lab.servers import NginxBackend
+
+
+def wrk(lab: Lab, url: str, duration: int, connections: int) -> tuple[float, int]:
+    out = lab.run(lab.client, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", url,
+                  timeout=duration + 60).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return rate, done
+
+
+class Tool:
+    """A capture process whose CPU time is read with wait4 when it exits."""
+
+    def __init__(self, argv: list[str], out: Path, stop_signal: int) -> None:
+        self.out = out
+        self.stop_signal = stop_signal
+        self.err = out.with_suffix(".err")
+        self.proc = subprocess.Popen(argv, stdout=out.open("w"), stderr=self.err.open("w"))
+
+    def wait_ready(self, marker: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while marker not in self.err.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.proc.args}: not ready: {self.err.read_text()[-500:]}")
+            time.sleep(0.05)
+        time.sleep(0.5)
+
+    def stop(self, settle: float = 2.0, timeout: float = 120) -> float:
+        """Stop once the output has stopped growing; CPU seconds used."""
+        deadline = time.monotonic() + timeout
+        size, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.out.stat().st_size
+            if now != size:
+                size, since = now, time.monotonic()
+            elif time.monotonic() - since >= settle:
+                break
+            time.sleep(0.2)
+        self.proc.send_signal(self.stop_signal)
+        _, status, usage = os.wait4(self.proc.pid, 0)
+        self.proc.returncode = os.waitstatus_to_exitcode(status)
+        return usage.ru_utime + usage.ru_stime
+
+
+def netbpf_argv(lab: Lab, kind: str) -> list[str]:
+    port = "9" if kind == "netbpf-filter" else "8080"  # port 9: the filter keeps nothing
+    argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "http", "-i", "c0", "--port", port,
+            "--json", "-B", "65536"]
+    return argv if kind == "netbpf-json" else [*argv, "--summary"]
+
+
+def tshark_argv(lab: Lab) -> list[str]:
+    return ["ip", "netns", "exec", lab.gateway, "tshark", "-i", "c0", "-n", "-l", "-f", "tcp port 8080",
+            "-Y", "http", "-T", "fields", "-e", "http.response.code"]
+
+
+def traced_netbpf(out: Path, json_lines: bool) -> int:
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    if json_lines:
+        return sum(1 for t in lines if t.get("status") and not t.get("error"))
+    return sum(r["requests"] - r["unanswered"] for r in lines if r.get("type") == "backend")
+
+
+def traced_tshark(out: Path) -> int:
+    return sum(1 for line in out.read_text().splitlines() if line.strip())
+
+
+def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, work: Path,
+             idle: bool = False) -> dict[str, float]:
+    out = work / f"{kind}-{time.monotonic_ns()}.out"
+    if kind == "tshark":
+        tool = Tool(tshark_argv(lab), out, signal.SIGINT)
+        tool.wait_ready("Capturing on")
+    else:
+        tool = Tool(netbpf_argv(lab, kind), out, signal.SIGTERM)
+        tool.wait_ready("tracing HTTP")
+    if idle:
+        time.sleep(2)
+        return {"cpu": tool.stop(settle=0.5)}
+    rate, done = wrk(lab, url, duration, connections)
+    cpu = tool.stop()
+    traced = traced_tshark(out) if kind == "tshark" else traced_netbpf(out, kind == "netbpf-json")
+    return {"rate": rate, "done": done, "traced": traced, "cpu": cpu}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench/http_wrk.py: run as root (namespaces, BPF)")
+    lab = Lab("nbhb", backends=1).up()
+    backend = NginxBackend(lab, 1)
+    kinds = ["none", "netbpf-filter", "netbpf", "netbpf-json", "tshark"]
+    results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
+    try:
+        lab.wait_reachable()
+        backend.start()
+        url = f"http://{lab.backends[0].ip}:8080/"
+        wrk(lab, url, 2, args.connections)  # warm up
+        with tempfile.TemporaryDirectory(prefix="netbpf-bench-") as d:
+            work = Path(d)
+            idle = {k: statistics.median(run_tool(k, lab, url, 0, 0, work, idle=True)["cpu"] for _ in range(2))
+                    for k in kinds[1:]}
+            for r in range(args.rounds):
+                for kind in kinds:
+                    if kind == "none":
+                        rate, done = wrk(lab, url, args.duration, args.connections)
+                        results[kind].append({"rate": rate, "done": done})
+                    else:
+                        results[kind].append(run_tool(kind, lab, url, args.duration, args.connections, work))
+                    print(f"round {r + 1} {kind}: {results[kind][-1]}", file=sys.stderr, flush=True)
+    finally:
+        backend.stop()
+        lab.down()
+
+    anchor = statistics.median(x["rate"] for x in results["none"])
+    labels = {"none": "no tracer (anchor)",
+              "netbpf-filter": "socket filter only (`--port 9`: keeps no frame)",
+              "netbpf": "`netbpf http --summary`",
+              "netbpf-json": "`netbpf http --json` (a line per transaction)", "tshark": "`tshark -Y http`"}
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses; "
+          f"median of {args.rounds} rounds; CPU net of start-up (idle run: "
+          + ", ".join(f"{k} {v:.2f} s" for k, v in idle.items()) + ")\n")
+    print("| tracer | wrk req/s | vs no tracer | completed | traced | traced/completed | CPU s | CPU s per 100k transactions |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    per100k = {}
+    for kind in kinds:
+        rows = results[kind]
+        rate = statistics.median(x["rate"] for x in rows)
+        done = statistics.median(x["done"] for x in rows)
+        if kind == "none":
+            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - |")
+            continue
+        if kind == "netbpf-filter":
+            cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
+            print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - |")
+            continue
+        traced = statistics.median(x["traced"] for x in rows)
+        ratio = statistics.median(x["traced"] / x["done"] for x in rows)
+        cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
+        per100k[kind] = statistics.median((x["cpu"] - idle[kind]) / max(1, x["traced"]) * 1e5 for x in rows)
+        print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | {traced:,.0f} | "
+              f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} |")
+    if "tshark" in per100k:
+        print(f"\nCPU per transaction, netbpf / tshark: --summary {per100k['netbpf'] / per100k['tshark']:.2f}, "
+              f"--json {per100k['netbpf-json'] / per100k['tshark']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,766 @@
+"""HTTP/1.x on reassembled TCP streams: requests paired with their responses.
+
+One :class:`HttpConversation` per TCP connection takes the bytes of each
+direction (it is a :class:`~netbpf.packet.tcp.StreamConsumer`) and emits an
+:class:`Exchange` per request: the request, its final response, and an error
+when the pair could not be completed (connection closed first, capture gap).
+
+Who parses what:
+
+- the start line and header block of every message are parsed by llhttp
+  (through httptools): methods, targets, versions, header syntax, duplicate
+  or malformed Content-Length, Transfer-Encoding rules;
+- the message *framing* (where a body ends, RFC 9112 section 6.3) is done
+  here, because it depends on things llhttp cannot know or httptools does not
+  expose: a response to HEAD has no body whatever its Content-Length says,
+  a response read until the connection closes ends at the FIN, a 2xx to
+  CONNECT or a 101 ends HTTP on that connection, and pipelined messages must
+  be cut at exact byte positions. Content-Length bodies are only counted
+  (never copied), chunked bodies are decoded by a small state machine.
+
+Pairing: responses answer requests in order (pipelining included); 1xx
+responses are interim and kept with the final one. A response can never
+start before its request: one that does answers a request the capture lost,
+and is counted as an orphan instead of being paired with the wrong request.
+After a gap the stream skips to the next segment that starts a message.
+
+Speed, because a gateway sends tens of thousands of these a second: a header
+block already seen is not parsed again (:class:`HeadCache`: llhttp's result is
+a function of the bytes), a segment that is exactly one such message takes a
+one-step path (``_Stream._whole_message``, tested equal to the general one),
+and the events are NamedTuples (immutable, and three times cheaper to build
+than frozen dataclasses).
+
+No I/O; nothing here raises on bad input.
+"""
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import httptools
+
+# Stream states.
+HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, RESYNC, WAIT, DEAD = range(10)
+
+_REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{0,19} [^ \r\n]+ HTTP/\d\.\d\r?\n")
+_RESPONSE_START = re.compile(rb"HTTP/\d\.\d \d\d\d[ \r]")
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
+_CRLF2 = b"\r\n\r\n"
+FAST_PATH = True  # _Stream._whole_message; the tests also run with it off
+
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+
+Headers = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_header_bytes: int = 64 << 10  # a longer header block makes the stream unparseable
+    header_cache: int = 4096  # parsed header blocks remembered (per direction), then forgotten
+    max_waiting_bytes: int = 1 << 20  # response bytes held while their request is not seen yet
+    max_in_flight: int = 1024  # pipelined requests waiting for responses
+
+
+class Request(NamedTuple):
+    method: str
+    target: str
+    version: str
+    host: str
+    headers: Headers  # empty unless asked for (keep_headers)
+    body_size: int  # decoded: chunked framing not counted
+    wire_size: int  # start line, headers and body as sent
+    chunked: bool
+    first_ts: float
+    last_ts: float
+    tag: str | None = None
+
+
+class Response(NamedTuple):
+    status: int
+    reason: str
+    version: str
+    headers: Headers
+    body_size: int
+    wire_size: int
+    chunked: bool
+    first_ts: float
+    last_ts: float
+    interim: tuple[int, ...] = ()  # 1xx responses before this one
+    until_close: bool = False  # the body ran to the end of the connection
+
+
+class Exchange(NamedTuple):
+    request: Request
+    response: Response | None
+    error: str = ""  # why the exchange is incomplete; "" when it is whole
+
+    @property
+    def latency(self) -> float | None:
+        """First request byte to last response byte, in seconds."""
+        return self.response.last_ts - self.request.first_ts if self.response else None
+
+    @property
+    def ttfb(self) -> float | None:
+        """First request byte to first response byte, in seconds."""
+        return self.response.first_ts - self.request.first_ts if self.response else None
+
+
+@dataclass(slots=True)
+class HttpStats:
+    requests: int = 0
+    responses: int = 0
+    exchanges: int = 0
+    incomplete: int = 0  # exchanges emitted with an error
+    orphan_responses: int = 0  # responses whose request the capture did not see
+    unparseable_streams: int = 0  # directions where llhttp or the framing failed at least once
+    parse_errors: int = 0
+    resyncs: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+class _Slot:
+    """One request in flight, waiting for its final response."""
+
+    __slots__ = ("answered", "error", "first_ts", "interim", "method", "request", "response", "tunnel")
+
+    def __init__(self, method: str, first_ts: float) -> None:
+        self.method = method
+        self.first_ts = first_ts
+        self.request: Request | None = None  # set when the request is whole (or lost midway)
+        self.response: Response | None = None
+        self.answered = False  # the final response is whole, or known lost
+        self.interim: list[int] = []
+        self.error = ""
+        self.tunnel = False  # CONNECT or Upgrade: HTTP may stop after the response
+
+
+class _Stream:
+    """One direction of a conversation: bytes in, messages out."""
+
+    def __init__(self, conv: HttpConversation, direction: int, is_request: bool) -> None:
+        self.conv = conv
+        self.direction = direction
+        self.is_request = is_request
+        self.state = HEAD
+        self.buf = bytearray()
+        self.buf_ts = 0.0
+        self.broken = False  # counted once as an unparseable stream
+        self.after_gap = False
+        self.until_close = False
+        # What llhttp's callbacks collect from one header block.
+        self._url = b""
+        self._reason = b""
+        self._cl: bytes | None = None
+        self._te: list[bytes] | None = None
+        self._host = b""
+        self._tag: bytes | None = None
+        self._headers: list[tuple[str, str]] | None = None
+        self._reset_message()
+
+    def _reset_message(self) -> None:
+        self.first_ts = 0.0
+        self.wire = 0
+        self.body = 0
+        self.remaining = 0
+        self.chunked = False
+        self.slot: _Slot | None = None
+        self.head: tuple[Any, ...] | None = None
+
+    # -- llhttp callbacks (header block only) ------------------------------------------
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Called for every header of every message: compare lengths before bytes.
+        size = len(name)
+        if size == 14 or size == 17 or size == 4:
+            lname = name.lower()
+            if lname == b"content-length":
+                self._cl = value
+            elif lname == b"transfer-encoding":
+                if self._te is None:
+                    self._te = []
+                self._te.append(value)
+            elif lname == b"host":
+                self._host = value
+        tag = self.conv.tag_header
+        if tag is not None and size == len(tag) and name.lower() == tag:
+            self._tag = value
+        if self._headers is not None:
+            self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    # -- input --------------------------------------------------------------------------
+    def feed(self, data: bytes, ts: float) -> None:
+        if self.state == HEAD and not self.buf and FAST_PATH and self._whole_message(data, ts):
+            return
+        pos, n = 0, len(data)
+        while pos < n:
+            state = self.state
+            if state in (LENGTH, CHUNK_DATA):
+                take = min(self.remaining, n - pos)
+                pos += take
+                self.remaining -= take
+                self.body += take
+                self.wire += take
+                if not self.remaining:
+                    if state == LENGTH:
+                        self._complete(ts)
+                    else:
+                        self.state = CHUNK_END
+            elif state == HEAD:
+                pos = self._head(data, pos, ts)
+            elif state == UNTIL_CLOSE:
+                self.body += n - pos
+                self.wire += n - pos
+                return
+            elif state == RESYNC:
+                pos = self._resync(data, pos, ts)
+            elif state == WAIT:
+                self._hold(data[pos:], ts)
+                return
+            elif state == DEAD:
+                return
+            else:
+                pos = self._chunk_line(data, pos, ts)
+
+    def _whole_message(self, data: bytes, ts: float) -> bool:
+        """The common case in one step: this segment is exactly one message with a
+        Content-Length body (or none), whose header block was parsed before.
+
+        Does what the general path (feed -> _head -> _message_head -> _framing ->
+        _complete) does for such a message, with a fraction of the calls; anything
+        else returns False and takes the general path. The tests run every case
+        both ways and compare."""
+        end = data.find(_CRLF2)
+        if end <= 0 or data[0] == 13 or data[0] == 10:
+            return False
+        conv = self.conv
+        block = data[:end + 4]
+        if self.is_request:
+            parsed = conv.heads.requests.get(block)
+            if parsed is None or isinstance(parsed, str):
+                return False
+            method, target, version, host, headers, tag, length, te, _, tunnel = parsed
+            size = length or 0
+            if te or tunnel or end + 4 + size != len(data) or len(conv.slots) >= conv.limits.max_in_flight:
+                return False
+            slot = conv._open_slot(method, ts)
+            assert slot is not None
+            slot.request = Request(method, target, version, host, headers, size, len(data), False, ts, ts, tag)
+            conv.stats.requests += 1
+            if slot.answered:
+                conv._flush()
+            return True
+        parsed = conv.heads.responses.get(block)
+        if parsed is None or isinstance(parsed, str) or self.after_gap:
+            return False
+        status, reason, version, headers, length, te, _ = parsed
+        if te or length is None or status < 200 or status == 204 or status == 304 \
+                or end + 4 + length != len(data):
+            return False
+        slot = None
+        for candidate in conv.slots:  # the oldest request not answered yet
+            if not candidate.answered:
+                slot = candidate
+                break
+        if slot is None or slot.first_ts > ts or slot.tunnel or slot.method == "HEAD" \
+                or slot.method == "CONNECT":
+            return False
+        slot.response = Response(status, reason, version, headers, length, len(data), False, ts, ts,
+                                 tuple(slot.interim) if slot.interim else (), False)
+        slot.answered = True
+        conv.unanswered -= 1
+        conv.stats.responses += 1
+        conv._flush()
+        return True
+
+    def _hold(self, data: bytes, ts: float) -> None:
+        if not self.buf:
+            self.buf_ts = ts
+        self.buf += data
+        if len(self.buf) > self.conv.limits.max_waiting_bytes:
+            self.buf.clear()
+            self._fail("waited too long for the request", ts)
+
+    def resume(self, ts: float) -> None:
+        """Parse what was held while waiting for the other direction."""
+        if self.state != WAIT:
+            return
+        self.state = HEAD
+        if self.buf:
+            held, held_ts = bytes(self.buf), self.buf_ts
+            self.buf.clear()
+            self.feed(held, held_ts if held_ts else ts)
+
+    def _head(self, data: bytes, pos: int, ts: float) -> int:
+        n = len(data)
+        if not self.buf:
+            # Empty lines between messages are allowed (RFC 9112 section 2.2).
+            while data[pos] == 13 or data[pos] == 10:
+                pos += 1
+                if pos == n:
+                    return n
+            if not self.is_request and not self.conv.unanswered:
+                self.state = WAIT
+                self._hold(data[pos:], ts)
+                return n
+            end = data.find(_CRLF2, pos)
+            if end < 0:
+                self.buf += data[pos:]
+                self.buf_ts = ts
+                return self._check_head_size(n, ts)
+            self.first_ts = ts
+            self._message_head(data[pos:end + 4], ts)
+            return end + 4
+        start = max(0, len(self.buf) - 3)
+        before = len(self.buf)
+        self.buf += data[pos:]
+        end = self.buf.find(_CRLF2, start)
+        if end < 0:
+            return self._check_head_size(n, ts)
+        block = bytes(self.buf[:end + 4])
+        self.buf.clear()
+        self.first_ts = self.buf_ts
+        self._message_head(block, ts)
+        return pos + end + 4 - before
+
+    def _check_head_size(self, n: int, ts: float) -> int:
+        if len(self.buf) > self.conv.limits.max_header_bytes:
+            self.buf.clear()
+            self._fail("header block too long", ts)
+        return n
+
+    def _message_head(self, block: bytes, ts: float) -> None:
+        cache = self.conv.heads.requests if self.is_request else self.conv.heads.responses
+        parsed = cache.get(block)
+        if parsed is None:
+            parsed = self._parse_head(block)
+            if len(cache) >= self.conv.heads.size:
+                cache.clear()
+            cache[block] = parsed
+        if isinstance(parsed, str):
+            self._fail(parsed, ts)
+            return
+        self.wire = len(block)
+        self.body = 0
+        if self.is_request:
+            self._request_head(parsed, ts)
+        else:
+            self._response_head(parsed, ts)
+
+    def _parse_head(self, block: bytes) -> tuple[Any, ...] | str:
+        """llhttp's reading of a header block, or why it refused it.
+
+        A pure function of the bytes (and of the conversation's settings), so its
+        result is cached: at high rates most header blocks repeat (same client,
+        same server, same second in Date) and are not parsed again."""
+        self._url = b""
+        self._reason = b""
+        self._cl = None
+        self._te = None
+        self._host = b""
+        self._tag = None
+        self._headers = [] if self.conv.keep_headers else None
+        parser: httptools.HttpRequestParser | httptools.HttpResponseParser = (
+            httptools.HttpRequestParser(self) if self.is_request else httptools.HttpResponseParser(self))
+        try:
+            parser.feed_data(block)
+        except httptools.HttpParserUpgrade:
+            pass  # Upgrade or CONNECT: llhttp stops after the header block, as we want
+        except httptools.HttpParserError as e:
+            return f"unparseable {'request' if self.is_request else 'response'}: {str(e).split(':')[0]}"
+        version = parser.get_http_version()
+        if self._te is None:
+            te, chunked = b"", False
+        else:
+            te = b",".join(self._te).lower()
+            chunked = te.rsplit(b",", 1)[-1].strip() == b"chunked"
+        headers = tuple(self._headers) if self._headers else ()
+        length: int | None = None
+        if self._cl is not None:
+            try:
+                length = int(self._cl)
+            except ValueError:  # llhttp checks it; this only guards against lenient parsers
+                return "bad Content-Length"
+        if isinstance(parser, httptools.HttpRequestParser):
+            method = parser.get_method().decode("latin-1")
+            return (method, self._url.decode("latin-1"), version, self._host.decode("latin-1"), headers,
+                    None if self._tag is None else self._tag.decode("latin-1"), length, te, chunked,
+                    method == "CONNECT" or parser.should_upgrade())
+        return (parser.get_status_code(), self._reason.decode("latin-1"), version, headers, length, te,
+                chunked)
+
+    def _framing(self, cl: int | None, te: bytes, chunked: bool, ts: float, until_close_ok: bool) -> None:
+        """Where the body ends (RFC 9112 section 6.3), once the no-body cases are out."""
+        if te:
+            if chunked:
+                self.chunked = True
+                self.state = CHUNK_SIZE
+            elif until_close_ok:
+                self.state = UNTIL_CLOSE
+            else:
+                self._fail("request with a Transfer-Encoding other than chunked", ts)
+        elif cl is not None:
+            self.remaining = cl
+            if self.remaining:
+                self.state = LENGTH
+            else:
+                self._complete(ts)
+        elif until_close_ok:
+            self.state = UNTIL_CLOSE
+        else:
+            self._complete(ts)
+
+    def _request_head(self, parsed: tuple[Any, ...], ts: float) -> None:
+        method, target, version, host, headers, tag, cl, te, chunked, tunnel = parsed
+        slot = self.conv._open_slot(method, self.first_ts)
+        if slot is None:
+            self._fail("too many pipelined requests", ts)
+            return
+        slot.tunnel = tunnel
+        self.slot = slot
+        self.head = (method, target, version, host, headers, tag)
+        self.state = HEAD
+        self._framing(cl, te, chunked, ts, until_close_ok=False)
+
+    def _response_head(self, parsed: tuple[Any, ...], ts: float) -> None:
+        status, reason, version, headers, cl, te, chunked = parsed
+        slot = self.conv._slot_for_response(self.first_ts, self.after_gap)
+        self.after_gap = False
+        if slot is None:
+            # A response that started before every request in flight: its own
+            # request is one the capture missed. Skip it, framing and all.
+            self.conv.stats.orphan_responses += 1
+        self.slot = slot
+        self.head = (status, reason, version, headers)
+        self.state = HEAD
+        method = slot.method if slot else ""
+        if 100 <= status < 200 and status != 101:
+            if slot is not None:
+                slot.interim.append(status)
+            self._reset_message()  # interim: no body, the final response follows
+            return
+        if status == 101 or method == "HEAD" or status in (204, 304) or (
+                method == "CONNECT" and 200 <= status < 300):
+            self._complete(ts)
+            return
+        self._framing(cl, te, chunked, ts, until_close_ok=True)
+
+    def _chunk_line(self, data: bytes, pos: int, ts: float) -> int:
+        """CHUNK_SIZE, CHUNK_END (the CRLF after chunk data) and TRAILERS: line by line."""
+        n = len(data)
+        nl = -1
+        # Lines are short: look for LF in a small window first.
+        window = data[pos:pos + 256]
+        nl = window.find(b"\n")
+        if nl < 0:
+            if len(self.buf) + len(window) > 4096:
+                self._fail("chunk framing line too long", ts)
+                return n
+            if n - pos > 256:  # a long run of bytes without LF: not a chunk line
+                self._fail("bad chunk framing", ts)
+                return n
+            self.buf += window
+            self.wire += len(window)
+            return n
+        line = bytes(self.buf) + window[:nl + 1] if self.buf else window[:nl + 1]
+        self.buf.clear()
+        self.wire += nl + 1
+        pos += nl + 1
+        state = self.state
+        if state == CHUNK_END:
+            if line != b"\r\n":
+                self._fail("chunk data not followed by CRLF", ts)
+                return n
+            self.state = CHUNK_SIZE
+        elif state == CHUNK_SIZE:
+            match = _CHUNK_SIZE.fullmatch(line)
+            if match is None:
+                self._fail("bad chunk size line", ts)
+                return n
+            size = int(match.group(1), 16)
+            if size:
+                self.remaining = size
+                self.state = CHUNK_DATA
+            else:
+                self.state = TRAILERS
+        elif line == b"\r\n":  # TRAILERS: an empty line ends the message
+            self._complete(ts)
+        elif not line.endswith(b"\r\n") or b":" not in line:
+            self._fail("bad trailer line", ts)
+            return n
+        return pos
+
+    def _resync(self, data: bytes, pos: int, ts: float) -> int:
+        """After a gap or an error: wait for a segment that starts a message."""
+        pattern = _REQUEST_START if self.is_request else _RESPONSE_START
+        if pattern.match(data, pos, pos + 4096):
+            self.state = HEAD
+            self.conv.stats.resyncs += 1
+            return pos
+        return len(data)
+
+    # -- message boundaries --------------------------------------------------------------
+    def _complete(self, ts: float) -> None:
+        """The current message ended with the byte seen at ``ts``."""
+        slot, head = self.slot, self.head
+        self.state = HEAD
+        if head is not None:
+            conv = self.conv
+            if self.is_request:
+                conv.stats.requests += 1
+                if slot is not None:
+                    slot.request = Request(head[0], head[1], head[2], head[3], head[4], self.body,
+                                           self.wire, self.chunked, self.first_ts, ts, head[5])
+                    if slot.tunnel and not slot.answered:
+                        self.state = WAIT  # what follows may not be HTTP: wait for the answer
+                    conv._flush()
+            else:
+                conv.stats.responses += 1
+                if slot is not None:
+                    slot.response = self._response(ts)
+                    conv._answered(slot)
+                    conv._response_done(slot, ts)
+        self.slot = None
+        self.head = None
+        self.chunked = False
+
+    def _request(self, ts: float) -> Request:
+        method, target, version, host, headers, tag = self.head  # type: ignore[misc]
+        return Request(method, target, version, host, headers, self.body, self.wire, self.chunked,
+                       self.first_ts, ts, tag)
+
+    def _response(self, ts: float) -> Response:
+        status, reason, version, headers = self.head  # type: ignore[misc]
+        interim = tuple(self.slot.interim) if self.slot is not None and self.slot.interim else ()
+        return Response(status, reason, version, headers, self.body, self.wire, self.chunked,
+                        self.first_ts, ts, interim, self.until_close)
+
+    def gap(self, size: int, ts: float) -> None:
+        state = self.state
+        if state in (LENGTH, CHUNK_DATA) and size <= self.remaining:
+            self.remaining -= size
+            self.body += size
+            self.wire += size
+            if not self.remaining:
+                if state == LENGTH:
+                    self._complete(ts)
+                else:
+                    self.state = CHUNK_END
+            return
+        if state == UNTIL_CLOSE:
+            self.body += size
+            self.wire += size
+            return
+        if state in (DEAD, RESYNC):
+            return
+        self._lost("capture gap", ts)
+
+    def end(self, ts: float) -> None:
+        """The sender closed its half of the connection (FIN)."""
+        if self.state == UNTIL_CLOSE:
+            self.state = HEAD
+            self._complete_until_close(ts)
+        elif self.state == WAIT and self.buf and not self.is_request:
+            self.conv.stats.orphan_responses += 1
+        elif self.state not in (HEAD, RESYNC, DEAD, WAIT) or self.buf:
+            self._lost("connection closed mid-message", ts)
+        self.buf.clear()
+        self.state = DEAD
+
+    def interrupted(self, error: str, ts: float) -> None:
+        """The connection is gone (RST, idle, end of capture) while this side was mid-message."""
+        if self.state == UNTIL_CLOSE:
+            self._complete_until_close(ts)
+        elif self.state not in (HEAD, RESYNC, DEAD, WAIT):
+            self._lost(error, ts)
+        self.state = DEAD
+
+    def _complete_until_close(self, ts: float) -> None:
+        self.until_close = True
+        self._complete(ts)
+        self.until_close = False
+
+    def _lost(self, error: str, ts: float) -> None:
+        """The current message cannot be finished: report what there is, skip to the next one."""
+        slot = self.slot
+        if slot is not None and self.head is not None:
+            slot.error = slot.error or error
+            if self.is_request:
+                slot.request = self._request(ts)
+                self.conv._flush()
+            else:
+                slot.response = self._response(ts)
+                self.conv._answered(slot)
+                self.conv._response_done(slot, ts)
+        self.buf.clear()
+        self._reset_message()
+        self.state = RESYNC
+        self.after_gap = True
+
+    def _fail(self, error: str, ts: float) -> None:
+        self.conv.stats.parse_errors += 1
+        self.conv.stats.errors[error] = self.conv.stats.errors.get(error, 0) + 1
+        if not self.broken:
+            self.broken = True
+            self.conv.stats.unparseable_streams += 1
+        self._lost(error, ts)
+
+
+class HeadCache:
+    """Header blocks already parsed, shared by the conversations of one tracer."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self.requests: dict[bytes, tuple[Any, ...] | str] = {}
+        self.responses: dict[bytes, tuple[Any, ...] | str] = {}
+
+
+def _closed(exchange: Exchange) -> None:
+    raise AssertionError("exchange emitted after the connection was closed")
+
+
+class HttpConversation:
+    """The HTTP exchanges of one TCP connection (a StreamConsumer)."""
+
+    def __init__(self, emit: Callable[[Exchange], None], client_direction: int | None = None,
+                 tag_header: str | None = None, keep_headers: bool = False,
+                 stats: HttpStats | None = None, limits: Limits = Limits(),
+                 midstream: bool = False, heads: HeadCache | None = None) -> None:
+        self.emit = emit
+        self.heads = heads if heads is not None else HeadCache(limits.header_cache)
+        self.midstream = midstream  # joined an open connection: wait for message starts
+        self.tag_header = tag_header.lower().encode() if tag_header else None
+        self.keep_headers = keep_headers
+        self.stats = stats if stats is not None else HttpStats()
+        self.limits = limits
+        self.slots: deque[_Slot] = deque()
+        self.unanswered = 0  # slots waiting for their final response
+        self.client_direction = client_direction
+        self.streams: list[_Stream] | None = None
+        if client_direction is not None:
+            self._set_client(client_direction)
+        self.closed = False
+
+    def _set_client(self, direction: int) -> None:
+        self.client_direction = direction
+        streams = [_Stream(self, 0, direction == 0), _Stream(self, 1, direction == 1)]
+        if self.midstream:
+            for stream in streams:
+                stream.state = RESYNC
+                stream.after_gap = True
+        self.streams = streams
+
+    # -- StreamConsumer ---------------------------------------------------------------------
+    def on_data(self, direction: int, data: bytes, ts: float) -> None:
+        if type(data) is not bytes:
+            data = bytes(data)
+        if self.streams is None:
+            # Neither SYN nor port told who the client is: the first bytes do.
+            head = data[:4096]
+            if _REQUEST_START.match(head):
+                self._set_client(direction)
+            elif _RESPONSE_START.match(head):
+                self._set_client(1 - direction)
+            else:
+                return
+            assert self.streams is not None
+            if self.streams[direction].state == RESYNC:
+                self.streams[direction].state = HEAD  # these bytes start a message
+        self.streams[direction].feed(data, ts)
+
+    def on_gap(self, direction: int, size: int, ts: float) -> None:
+        if self.streams is not None:
+            self.streams[direction].gap(size, ts)
+
+    def on_end(self, direction: int, ts: float) -> None:
+        if self.streams is not None:
+            self.streams[direction].end(ts)
+
+    def on_close(self, reason: str, ts: float) -> None:
+        if self.closed:
+            return
+        error = {"reset": "connection reset", "fin": "no response", "idle": "connection idle",
+                 "shutdown": "capture ended"}.get(reason, f"connection {reason}")
+        if self.streams is not None:
+            for stream in self.streams:
+                stream.interrupted(error, ts)
+        self.closed = True
+        while self.slots:
+            slot = self.slots.popleft()
+            if slot.request is not None:
+                self._emit(slot, slot.error or error)
+        # Break the conversation <-> stream cycles: refcounting frees it now, not the GC.
+        self.streams = None
+        self.emit = _closed
+
+    # -- pairing --------------------------------------------------------------------------
+    def _open_slot(self, method: str, first_ts: float) -> _Slot | None:
+        if len(self.slots) >= self.limits.max_in_flight:
+            return None
+        slot = _Slot(method, first_ts)
+        self.slots.append(slot)
+        self.unanswered += 1
+        server = self.streams[1 - self.client_direction]  # type: ignore[index, operator]
+        if server.state == WAIT:
+            server.resume(first_ts)  # its answer came first: parse it now
+        return slot
+
+    def _answered(self, slot: _Slot) -> None:
+        if not slot.answered:
+            slot.answered = True
+            self.unanswered -= 1
+
+    def _slot_for_response(self, first_ts: float, after_gap: bool) -> _Slot | None:
+        if not after_gap:
+            for slot in self.slots:  # the oldest request not answered yet
+                if not slot.answered:
+                    return slot if slot.first_ts <= first_ts else None
+            return None
+        eligible = [s for s in self.slots if not s.answered and s.first_ts <= first_ts]
+        if not eligible:
+            return None
+        if after_gap:
+            # The responses to the earlier requests were lost in the gap (without
+            # pipelining, a request is only sent once the previous answer came).
+            for s in eligible[:-1]:
+                s.error = s.error or "response lost in a capture gap"
+                self._answered(s)
+            return eligible[-1]
+        return eligible[0]
+
+    def _response_done(self, slot: _Slot, ts: float) -> None:
+        if not slot.tunnel:
+            self._flush()
+            return
+        status = slot.response.status if slot.response is not None else 0
+        if slot.tunnel and (status == 101 or (slot.method == "CONNECT" and 200 <= status < 300)):
+            # Not HTTP any more on this connection.
+            assert self.streams is not None
+            for stream in self.streams:
+                stream.state = DEAD
+                stream.buf.clear()
+        elif slot.tunnel and self.streams is not None:
+            self.streams[self.client_direction].resume(ts)  # type: ignore[index]
+        self._flush()
+
+    def _flush(self) -> None:
+        """Emit, in order, the exchanges whose request and response are both done."""
+        slots = self.slots
+        while slots and slots[0].answered and slots[0].request is not None:
+            slot = slots.popleft()
+            self._emit(slot, slot.error)
+
+    def _emit(self, slot: _Slot, error: str) -> None:
+        assert slot.request is not None
+        self.stats.exchanges += 1
+        if error:
+            self.stats.incomplete += 1
+        self.emit(Exchange(slot.request, slot.response, error))

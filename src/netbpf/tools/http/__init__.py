@@ -1,0 +1,102 @@
+"""``netbpf http``: trace HTTP through a load-balancing gateway.
+
+Kernel side (``http.bpf.c``): a socket filter on an AF_PACKET socket keeps the
+TCP segments of the target ports, also inside IPIP and VXLAN. User side:
+frames come through a TPACKET_V3 ring (``ring.py``), are decapsulated,
+reassembled and parsed by the I/O-free code of ``netbpf.packet``, and paired
+into transactions (``tracer.py``) that are printed, summarised per backend
+(``summary.py``) and exported to Prometheus (``exporter.py``).
+"""
+from __future__ import annotations
+
+import ctypes
+import enum
+from collections.abc import Iterable
+
+from ...bpf import BpfObject
+from ...bpf.errors import UsageError
+from ...bpf.object import object_path
+
+BPF_OBJECT = "http.bpf.o"
+MAX_PORTS, MAX_IFINDEXES, MAX_VXLAN_PORTS = 16, 8, 4
+DEFAULT_VXLAN_PORTS = (4789, 8472)  # IANA's, and Linux's/Flannel's default
+
+
+class Counter(enum.IntEnum):
+    """``enum http_counter`` of http.h."""
+
+    FRAMES_SEEN = 0
+    FRAMES_KEPT = 1
+    BYTES_KEPT = 2
+    ACKS_SKIPPED = 3
+    OTHER_IFACE = 4
+    KEPT_IPIP = 5
+    KEPT_VXLAN = 6
+    PROTO_TCP = 7
+    PROTO_UDP = 8
+    PROTO_ICMP = 9
+    PROTO_OTHER = 10
+    NOT_IP = 11
+    MALFORMED = 12
+
+
+N_COUNTERS = len(Counter)
+
+
+class Config(ctypes.Structure):
+    """``struct http_config``: what the filter keeps, frozen at load."""
+
+    _c_name_ = "http_config"
+    _fields_ = [
+        ("ports", ctypes.c_uint16 * MAX_PORTS),
+        ("n_ports", ctypes.c_uint32),
+        ("ifindexes", ctypes.c_uint32 * MAX_IFINDEXES),
+        ("n_ifindexes", ctypes.c_uint32),
+        ("vxlan_ports", ctypes.c_uint16 * MAX_VXLAN_PORTS),
+        ("n_vxlan_ports", ctypes.c_uint32),
+        ("keep_acks", ctypes.c_uint32),
+    ]
+
+
+SHARED_STRUCTS = (Config,)
+
+
+def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
+                vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, keep_acks: bool = False) -> Config:
+    ports, ifindexes, vxlan_ports = list(dict.fromkeys(ports)), list(ifindexes), list(vxlan_ports)
+    if not ports:
+        raise UsageError("--port: at least one TCP port")
+    if len(ports) > MAX_PORTS:
+        raise UsageError(f"--port: at most {MAX_PORTS} ports")
+    if len(ifindexes) > MAX_IFINDEXES:
+        raise UsageError(f"-i: at most {MAX_IFINDEXES} interfaces (or any)")
+    if len(vxlan_ports) > MAX_VXLAN_PORTS:
+        raise UsageError(f"--vxlan-port: at most {MAX_VXLAN_PORTS} ports")
+    config = Config()
+    config.n_ports = len(ports)
+    for i, port in enumerate(ports):
+        config.ports[i] = port
+    config.n_ifindexes = len(ifindexes)
+    for i, index in enumerate(ifindexes):
+        config.ifindexes[i] = index
+    config.n_vxlan_ports = len(vxlan_ports)
+    for i, port in enumerate(vxlan_ports):
+        config.vxlan_ports[i] = port
+    config.keep_acks = int(keep_acks)
+    return config
+
+
+def open_object(config: Config) -> BpfObject:
+    """The socket filter, configured (not yet loaded)."""
+    obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
+    try:
+        obj.set_rodata(config=bytes(config))
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def read_counters(obj: BpfObject) -> dict[Counter, int]:
+    counters = obj.map("counters")
+    return {c: counters.sum_u64(int(c)) for c in Counter}

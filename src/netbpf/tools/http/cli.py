@@ -1,0 +1,254 @@
+"""``netbpf http``: every HTTP request through a gateway, which backend got it, how it went."""
+from __future__ import annotations
+
+import argparse
+import gc
+import signal
+import sys
+import time
+from typing import Any
+
+from ... import cliutil, netdev
+from ...bpf.errors import UsageError
+from ...output import LiveView
+from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
+from .report import Report
+from .summary import Summary
+from .tracer import HttpTracer, Transaction
+
+EXAMPLES = """\
+examples:
+  netbpf http -i any --port 8080
+        every transaction to or from port 8080, one line each; the per-backend table at exit
+  netbpf http -i b1,b2,b3 --port 8080 --summary --duration 60
+        only the table: requests, share, status classes, latency per backend, and the
+        verdict on the spread (max/min share, chi-square against an even spread)
+  netbpf http -i u1 --port 8080 --tag-header X-Test-Id --json | jq 'select(.tag)'
+        tagged test requests, through VXLAN (the TUNNEL column shows the outer addresses)
+  netbpf http -i any --port 8080 --metrics :9464
+        Prometheus metrics for every gateway node; sum(netbpf_http_requests_total) in PromQL
+  netbpf --netns nb-gw http -i any --port 8080 -c 100
+        inside a network namespace (a container's, a lab's)
+
+  A real run on the lab's gateway (nginx proxying to three backends, weights 5:1:1):
+  $ sudo netbpf --netns nb-gw http -i any --port 8080 --tag-header X-Test-Id -c 6
+  TIME             CLIENT           BACKEND         METHOD  PATH              STATUS  REQ  RESP  LAT ms  TTFB ms  TAG
+  16:00:45.804292  10.0.11.1:34232  10.0.11.2:8080  GET     /api/1?size=1000     200    0  1000    1.00     0.96  probe-1
+  16:00:45.861149  10.0.12.1:39738  10.0.12.2:8080  GET     /api/3?size=3000     200    0  3000    4.58     4.40  probe-3
+  (CLIENT is the gateway's side of the upstream connection; REQ/RESP are body bytes)
+  ...and at exit, on stderr, the per-backend table:
+  BACKEND         REQUESTS  SHARE    2XX  3XX  4XX  5XX  NO-RESP  P50 ms  P90 ms  P99 ms
+  10.0.11.2:8080     11533  71.4%  11533    0    0    0        0    0.44    1.61    5.62
+  10.0.12.2:8080      2307  14.3%   2307    0    0    0        0    0.23    0.95    3.70
+  10.0.13.2:8080      2306  14.3%   2306    0    0    0        0    0.26    0.92    3.49
+  balance: 3 backends, 16146 requests, max/min share 71.4%/14.3% = 5.00; chi-square 10544.8
+  (df 2), p = < 1e-12: UNEVEN: the gateway does not spread requests evenly
+  netbpf http: 16146 transactions (0 incomplete), ... 0 lost in the ring; 0 reassembly gaps ...
+
+Frames are taken by a socket filter on an AF_PACKET socket (a copy of each frame: the
+gateway's traffic is never touched), also inside IPIP and VXLAN; pure ACKs and other
+ports are dropped in the kernel. TCP is reassembled (out of order, retransmissions,
+gaps counted), HTTP/1.x parsed by llhttp (keep-alive, pipelining, chunked, HEAD, 1xx).
+At exit: frames seen/kept/lost in the ring, gaps and unparseable streams, never hidden.
+"""
+
+VXLAN_HELP = ",".join(map(str, DEFAULT_VXLAN_PORTS))
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = cliutil.add_parser(sub, "http", "trace HTTP through a load-balancing gateway: which backend "
+                           "served each request, the spread over backends", EXAMPLES, run)
+    p.add_argument("-i", "--interface", required=True, metavar="IFACE",
+                   help=f"interface, comma-separated interfaces (at most {MAX_IFINDEXES}) or any")
+    p.add_argument("--port", required=True, type=port_list, metavar="PORT[,PORT...]",
+                   help="TCP port(s) of the HTTP servers to trace (the backends' port)")
+    p.add_argument("--tag-header", metavar="NAME",
+                   help="show this request header's value (test requests) and which backend served it")
+    cliutil.add_json(p)
+    cliutil.add_summary(p, "print only the per-backend table (refreshed on a terminal), not each transaction")
+    cliutil.add_count(p, "transactions")
+    cliutil.add_duration(p)
+    cliutil.add_metrics(p)
+    p.add_argument("-H", "--headers", action="store_true", help="print request and response headers")
+    p.add_argument("--show-secrets", action="store_true",
+                   help="do not redact Authorization, Proxy-Authorization, Cookie, Set-Cookie")
+    p.add_argument("--backends", type=lambda s: [b for b in s.split(",") if b], metavar="ADDR:PORT,...",
+                   default=[], help="backends expected to serve (counted in the balance test even "
+                                    "when they get nothing), as printed in BACKEND")
+    p.add_argument("--vxlan-port", type=port_list, metavar="PORT[,PORT...]", default=list(DEFAULT_VXLAN_PORTS),
+                   help=f"UDP ports carrying VXLAN (default {VXLAN_HELP})")
+    p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=65536, metavar="KiB",
+                   help="size of the capture ring in KiB (default 65536)")
+
+
+def port_list(text: str) -> list[int]:
+    ports = []
+    for part in text.split(","):
+        if not part.isdigit() or not 0 < int(part) < 65536:
+            raise argparse.ArgumentTypeError(f"not a TCP port: {part!r}")
+        ports.append(int(part))
+    return ports
+
+
+def resolve_interfaces(text: str) -> tuple[int, list[int]]:
+    """(ifindex to bind, ifindexes for the filter): one interface is bound, several
+    are chosen in the filter on a socket bound to all."""
+    if text == "any":
+        return 0, []
+    names = [n for n in text.split(",") if n]
+    if not names:
+        raise UsageError("-i: an interface name, a comma-separated list, or any")
+    if "any" in names:
+        raise UsageError("-i: any cannot be combined with other interfaces")
+    if len(names) > MAX_IFINDEXES:
+        raise UsageError(f"-i: at most {MAX_IFINDEXES} interfaces (or any)")
+    indexes = [netdev.ifindex(name) for name in names]
+    return (indexes[0], []) if len(indexes) == 1 else (0, indexes)
+
+
+class Capture:
+    """The running tool: kernel filter, ring, tracer and outputs."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from .exporter import HttpCollector, TransactionCounts
+        from .ring import PacketRing
+
+        self.args = args
+        bind_ifindex, filter_ifindexes = resolve_interfaces(args.interface)
+        self.obj = open_object(make_config(args.port, filter_ifindexes, args.vxlan_port))
+        self.ring: PacketRing | None = None
+        try:
+            self.obj.load()
+            self.summary = Summary(args.backends)
+            self.counts = TransactionCounts()
+            self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
+            self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
+                                     args.vxlan_port)
+            self.printed = 0
+            self.stop = False
+            self.live: LiveView | None = None
+            if args.metrics:
+                from ... import metrics
+
+                registry = metrics.serve(args.metrics)
+                registry.register(HttpCollector(self.counts, self.snapshot))
+            self.ring = PacketRing(self.obj.program("netbpf_http"), bind_ifindex,
+                                   ring_bytes=args.buffer_size << 10)
+        except BaseException:
+            self.close()
+            raise
+
+    def on_transaction(self, tx: Transaction) -> None:
+        args = self.args
+        if args.count and self.printed >= args.count:
+            return
+        self.printed += 1
+        self.summary.add(tx)
+        self.counts.add(tx)
+        if not args.summary:
+            sys.stdout.write((self.report.json(tx) if args.json else self.report.text(tx)) + "\n")
+        if args.count and self.printed >= args.count:
+            self.stop = True
+
+    def snapshot(self) -> dict[str, Any]:
+        stats = self.tracer.reassembler.stats
+        return {"kernel": read_counters(self.obj), "ring_drops": self.ring.drops if self.ring else 0,
+                "flows": self.tracer.active_flows, "flows_opened": stats.flows_opened,
+                "gaps": stats.gaps, "gap_bytes": stats.gap_bytes,
+                "unparseable": self.tracer.http.unparseable_streams,
+                "orphans": self.tracer.http.orphan_responses}
+
+    def loop(self) -> None:
+        assert self.ring is not None
+        # Per-frame work allocates many small objects; collections of everything
+        # set up so far (libbpf, argparse, prometheus) would only cost time.
+        gc.freeze()
+        gc.set_threshold(20000, 50, 100)
+        args = self.args
+        deadline = cliutil.Deadline(args.duration)
+        live = LiveView(sys.stdout) if args.summary and not args.json and sys.stdout.isatty() else None
+        self.live = live
+        if not args.summary and not args.json:
+            sys.stdout.write(self.report.header_line() + "\n")
+        feed = self.tracer.feed
+        ports = ",".join(map(str, args.port))
+        cliutil.stderr(f"netbpf http: tracing HTTP on TCP port {ports}, interface {args.interface} "
+                       "(Ctrl-C to stop)")
+        last_tick = time.monotonic()
+        while not self.stop and not deadline.expired():
+            self.ring.read(feed, deadline.remaining(0.1))
+            sys.stdout.flush()
+            now = time.monotonic()
+            if now - last_tick >= 1.0:
+                last_tick = now
+                self.tracer.tick(time.time())
+                self.ring.update_stats()
+                if live is not None:
+                    live.show(self.summary.text())
+
+    def finish(self) -> None:
+        """Take what is still in the ring, report open exchanges, print the summary."""
+        if self.ring is not None:
+            self.ring.stop()
+            if not (self.args.count and self.printed >= self.args.count):
+                self.ring.drain(self.tracer.feed)
+            self.ring.update_stats()
+        self.tracer.close(time.time())
+        sys.stdout.flush()
+        args = self.args
+        if args.summary:
+            if args.json:
+                for row in self.summary.json_rows():
+                    sys.stdout.write(_json(row) + "\n")
+            elif self.live is not None:
+                self.live.show(self.summary.text())  # the last refresh is the final table
+            else:
+                sys.stdout.write(self.summary.text() + "\n")
+            sys.stdout.flush()
+        else:
+            cliutil.stderr(self.summary.text())
+        cliutil.stderr(self.accounting())
+
+    def accounting(self) -> str:
+        k = read_counters(self.obj)
+        t, r, h = self.tracer, self.tracer.reassembler.stats, self.tracer.http
+        drops = self.ring.drops if self.ring else 0
+        incomplete = h.incomplete
+        return (
+            f"netbpf http: {self.printed} transactions ({incomplete} incomplete), "
+            f"{r.flows_opened} connections; frames: {k[Counter.FRAMES_SEEN]} seen by the filter "
+            f"(tcp {k[Counter.PROTO_TCP]}, udp {k[Counter.PROTO_UDP]}, icmp {k[Counter.PROTO_ICMP]}, "
+            f"other {k[Counter.PROTO_OTHER]}, not IP {k[Counter.NOT_IP]}), {k[Counter.FRAMES_KEPT]} kept "
+            f"({k[Counter.KEPT_IPIP]} via IPIP, {k[Counter.KEPT_VXLAN]} via VXLAN; "
+            f"{k[Counter.ACKS_SKIPPED]} bare ACKs skipped), {drops} lost in the ring; "
+            f"{r.gaps} reassembly gaps ({r.gap_bytes} bytes), {h.unparseable_streams} unparseable "
+            f"streams, {h.orphan_responses} responses without their request, "
+            f"{t.undecodable} undecodable frames")
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+        self.obj.close()
+
+
+def _json(row: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(row)
+
+
+def run(args: argparse.Namespace) -> int:
+    capture = Capture(args)
+
+    def stop(signum: int, frame: object) -> None:
+        capture.stop = True  # the loop ends within 0.1 s; what is in the ring is still read
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        capture.loop()
+        capture.finish()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        capture.close()
+    return 0

@@ -1,0 +1,413 @@
+"""``netbpf http`` on real traffic: nginx balancing over logging backends, replayed IPIP
+frames, the kernel filter against the Python decoder, Prometheus over two gateways."""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netbpf import netns
+from netbpf.lab import Lab
+from netbpf.lab.servers import Backend, NginxGateway, client_in_lab, make_plan
+from tests.http_frames import (
+    FIN,
+    RST,
+    SYN,
+    TcpFlow,
+    ethernet,
+    ethertype_of,
+    ipip,
+    random_sizes,
+)
+
+from .conftest import bpftool_json, netbpf, unique_prefix
+
+REQUESTS = 3000
+
+
+# -- helpers --------------------------------------------------------------------------------
+class Tracer:
+    """``netbpf http`` running as a user would run it, in a namespace."""
+
+    def __init__(self, netns_name: str, *args: str, workdir: Path) -> None:
+        self.out_path, self.err_path = workdir / "out", workdir / "err"
+        self.before = http_prog_ids()
+        self.proc = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", netns_name, "http", *args],
+                                     stdout=self.out_path.open("w"), stderr=self.err_path.open("w"))
+        deadline = time.monotonic() + 30
+        while "tracing HTTP" not in self.err_path.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"netbpf http did not start: {self.err_path.read_text()}")
+            time.sleep(0.05)
+        self.prog_ids = http_prog_ids() - self.before
+        assert len(self.prog_ids) == 1, "the socket filter should be loaded once"
+
+    def stop(self) -> tuple[str, str]:
+        time.sleep(0.3)  # the last frames reach the ring
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=120) == 0, self.err_path.read_text()
+        # Nothing left behind: the filter went with its socket.
+        deadline = time.monotonic() + 3
+        while self.prog_ids & http_prog_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not self.prog_ids & http_prog_ids()
+        return self.out_path.read_text(), self.err_path.read_text()
+
+
+def http_prog_ids() -> set[int]:
+    return {int(p["id"]) for p in bpftool_json("prog", "show") if p.get("name") == "netbpf_http"}  # type: ignore[arg-type]
+
+
+def summary_counts(stderr: str) -> dict[str, int]:
+    """BACKEND -> REQUESTS from the table printed at exit."""
+    counts: dict[str, int] = {}
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("BACKEND "))
+    for line in lines[start + 1:]:
+        if not line.strip():
+            break
+        backend, requests = line.split()[:2]
+        counts[backend] = int(requests)
+    return counts
+
+
+def accounting(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if line.startswith("netbpf http: ") and "frames" in line)
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="netbpf-http-test-") as d:
+        yield Path(d)
+
+
+class HttpLab:
+    """A lab with nginx balancing over three logging backends."""
+
+    def __init__(self, vxlan_: bool, weights: list[int], backends: int = 3) -> None:
+        self.lab = Lab(unique_prefix(), backends=backends, vxlan=vxlan_).up()
+        self.gateway = NginxGateway(self.lab, weights=weights, family="mixed")
+        self.backends = [Backend(self.lab, i) for i in range(1, backends + 1)]
+
+    def __enter__(self) -> HttpLab:
+        try:
+            self.lab.wait_reachable()
+            for b in self.backends:
+                b.start()
+            self.gateway.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.gateway.stop()
+        for b in self.backends:
+            b.stop()
+        self.lab.down()
+
+
+# -- the lab test of the issue ----------------------------------------------------------------
+@pytest.mark.parametrize("tunnel", ["plain", "vxlan"])
+def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, workdir: Path) -> None:
+    with HttpLab(tunnel == "vxlan", weights=[3, 2, 1]) as h:
+        # Plain: every interface of the gateway. VXLAN: the client side, and the
+        # backends only through the underlay, so every backend frame is decapsulated.
+        interfaces = "any" if tunnel == "plain" else "c0,u1,u2,u3"
+        tracer = Tracer(h.lab.gateway, "-i", interfaces, "--port", "80,8080", "--tag-header", "X-Test-Id",
+                        "--json", "-B", "131072", workdir=workdir)
+        plan = make_plan(REQUESTS, seed=11)
+        results = client_in_lab(h.lab, plan, workers=4)
+        out, err = tracer.stop()
+        logs = {h.gateway.backend_address(i): b.transactions() for i, b in enumerate(h.backends, start=1)}
+
+    traced = [json.loads(line) for line in out.splitlines()]
+    by_path: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    for t in traced:
+        by_path[("backend" if t["backend"].endswith(":8080") else "gateway", t["path"])].append(t)
+
+    # What the client got: every request it sent, seen once between client and gateway.
+    planned = {p.id: p for p in plan}
+    assert len(results) == REQUESTS and all(r["status"] == planned[r["id"]].status for r in results)
+    for r in results:
+        p = planned[r["id"]]
+        (t,) = by_path[("gateway", p.path)]
+        assert (t["method"], t["status"], t["request_body"], t["response_body"], t["error"]) == \
+            (p.method, r["status"], p.body, r["response_body"], None), t
+        assert t["tag"] == p.tag
+        assert t["client"].startswith("[fd00:1::2]:" if p.ipv6 else "10.0.1.2:")
+
+    # What each backend logged: the same transaction, with the right backend, status and sizes.
+    logged = 0
+    for index, (address, entries) in enumerate(logs.items(), start=1):
+        for entry in entries:
+            logged += 1
+            (t,) = by_path[("backend", entry["path"])]
+            assert (t["backend"], t["method"], t["status"], t["request_body"], t["response_body"],
+                    t["error"]) == (address, entry["method"], entry["status"], entry["request_body"],
+                                    entry["response_body"], None), (entry, t)
+            assert t["tag"] == entry["tag"]
+            if tunnel == "vxlan":
+                assert t["tunnel"] == f"vxlan 172.16.{index}.1>172.16.{index}.2 vni {100 + index}" or \
+                    t["tunnel"] == f"vxlan 172.16.{index}.2>172.16.{index}.1 vni {100 + index}", t
+            else:
+                assert t["tunnel"] is None
+    assert logged == REQUESTS
+    assert len(traced) == 2 * REQUESTS  # nothing else, no duplicate
+
+    # The table at exit counts per backend what the backends counted.
+    counts = summary_counts(err)
+    for address, entries in logs.items():
+        assert counts[address] == len(entries)
+    assert "UNEVEN" in err  # weights 3:2:1 are found out
+    line = accounting(err)
+    assert " 0 lost in the ring" in line and " 0 reassembly gaps" in line and " 0 unparseable" in line
+    if tunnel == "vxlan":
+        assert " 0 via VXLAN" not in line
+
+
+def test_a_backend_that_gets_nothing_counts_against_the_spread(workdir: Path) -> None:
+    with HttpLab(False, weights=[1, 1, 1]) as h:
+        tracer = Tracer(h.lab.gateway, "-i", "any", "--port", "8080", "--summary", "--json",
+                        "--backends", ",".join(h.gateway.backend_address(i) for i in (1, 2, 3)) + ",10.9.9.9:8080",
+                        workdir=workdir)
+        client_in_lab(h.lab, make_plan(300, seed=3, tag_share=0), workers=2)
+        out, _ = tracer.stop()
+        logs = {h.gateway.backend_address(i): b.transactions() for i, b in enumerate(h.backends, start=1)}
+    rows = [json.loads(line) for line in out.splitlines()]
+    backends = {r["backend"]: r["requests"] for r in rows if r["type"] == "backend"}
+    assert backends["10.9.9.9:8080"] == 0 and sum(backends.values()) == 300
+    (balance,) = [r for r in rows if r["type"] == "balance"]
+    assert balance["backends"] == 4 and not balance["even"]  # the silent fourth backend is a skew
+    served = [n for b, n in backends.items() if b != "10.9.9.9:8080"]
+    assert max(served) - min(served) <= 1  # nginx's round robin with equal weights
+    for address, entries in logs.items():
+        assert backends[address] == len(entries)
+
+
+# -- IPIP, replayed (this kernel has no ipip module) ---------------------------------------------
+def _replay(lab: Lab, frames: list[bytes]) -> None:
+    def send() -> None:
+        with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+            sock.bind((lab.CLIENT_DEV, 0))
+            for frame in frames:
+                sock.send(frame)
+                time.sleep(0.001)
+    netns.run_in(f"/run/netns/{lab.client}", send)
+
+
+def _mac(lab: Lab, ns: str, dev: str) -> bytes:
+    link = json.loads(lab.run(ns, "ip", "-j", "link", "show", "dev", dev).stdout)[0]
+    return bytes.fromhex(link["address"].replace(":", ""))
+
+
+@pytest.mark.parametrize("outer,inner", [
+    (("10.0.1.2", "10.0.1.1"), (("192.168.10.2", 40000), ("192.168.20.2", 8080))),  # IPIP
+    (("10.0.1.2", "10.0.1.1"), (("fd10::2", 40000), ("fd20::2", 8080))),  # IPv6 in IPv4 (41)
+    (("fd00:1::2", "fd00:1::1"), (("192.168.10.2", 40000), ("192.168.20.2", 8080))),  # IPv4 in IPv6
+], ids=["ipip", "ipv6-in-ipv4", "ipv4-in-ipv6"])
+def test_replayed_ipip_frames_are_traced(pair: Lab, workdir: Path, outer, inner) -> None:
+    rng = random.Random(5)
+    flows, expected = [], []
+    for n in range(5):
+        client = (inner[0][0], inner[0][1] + n)
+        flow = TcpFlow(client, inner[1], isn=(rng.getrandbits(32), rng.getrandbits(32))).handshake()
+        body = bytes(rng.randbytes(rng.choice([0, 10, 3000, 20000])))
+        request = (f"POST /ipip/{n} HTTP/1.1\r\nHost: svc\r\nX-Test-Id: ipip-{n}\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+        response = f"HTTP/1.1 200 OK\r\nContent-Length: {n * 100}\r\n\r\n".encode() + b"r" * (n * 100)
+        flow.send(0, request, random_sizes(rng, len(request), 1400))
+        flow.send(1, response, random_sizes(rng, len(response), 1400))
+        flow.fin(0).fin(1)
+        flows.append(flow)
+        expected.append((f"/ipip/{n}", 200, len(body), n * 100, f"ipip-{n}"))
+    src_mac, dst_mac = _mac(pair, pair.client, "eth0"), _mac(pair, pair.gateway, "c0")
+    wrap = ipip(*outer)
+    frames = []
+    for flow in flows:
+        for pkt in flow.packets:
+            packet = flow.render(pkt, wrap)
+            frames.append(ethernet(packet, ethertype_of(packet), dst=dst_mac, src=src_mac))
+    tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--json", "--tag-header", "X-Test-Id",
+                    workdir=workdir)
+    _replay(pair, frames)
+    out, err = tracer.stop()
+    traced = [json.loads(line) for line in out.splitlines()]
+    assert sorted((t["path"], t["status"], t["request_body"], t["response_body"], t["tag"]) for t in traced) \
+        == expected
+    for t in traced:
+        assert t["tunnel"] == f"ipip {outer[0]}>{outer[1]}"
+        assert t["backend"].startswith(f"[{inner[1][0]}]" if ":" in inner[1][0] else inner[1][0])
+    kept = len([p for f in flows for p in f.packets if p.payload or p.flags & (SYN | FIN | RST)])
+    assert f"{kept} kept ({kept} via IPIP" in accounting(err)
+
+
+# -- the kernel filter and the Python decoder agree -------------------------------------------
+def ip_length(packet: bytes) -> int:
+    if packet[0] >> 4 == 4:
+        return int.from_bytes(packet[2:4], "big")
+    payload = int.from_bytes(packet[4:6], "big")
+    return 40 + payload if payload else len(packet)
+
+
+def test_kernel_filter_keeps_exactly_what_the_decoder_accepts() -> None:
+    from netbpf.packet.decap import decode_ip
+    from netbpf.tools.http import Counter, make_config, open_object, read_counters
+    from tests.unit.test_http_fuzz import corpus, mutate
+
+    rng = random.Random(99)
+    # BPF_PROG_TEST_RUN takes at most a page minus skb head and tail room.
+    valid = [p for p in corpus(rng) if len(p) <= 3000]
+    frames = valid[:3000] + [m for m in (mutate(rng.choice(valid), rng) for _ in range(6000)) if len(m) <= 3000]
+    frames += [rng.randbytes(rng.randint(20, 120)) for _ in range(1000)]
+    # Link-layer padding after the IP packet: the filter keeps the packet only.
+    frames += [f + bytes(rng.randint(1, 30)) for f in valid[:500]]
+    with open_object(make_config([8080], vxlan_ports=[4789, 8472])) as obj:
+        obj.load()
+        prog = obj.program("netbpf_http")
+        kept = 0
+        for frame in frames:
+            l3 = ethertype_of(frame) if frame else 0x0800
+            if len(frame) < (20 if l3 == 0x0800 else 40):
+                continue  # BPF_PROG_TEST_RUN refuses an IP frame shorter than its fixed header
+            result = prog.test_run(ethernet(frame, l3))
+            seg = decode_ip(frame, 0, l3)
+            wanted = seg is not None and 8080 in (seg.sport, seg.dport) and bool(
+                len(seg.payload) + seg.missing or seg.flags & (SYN | FIN | RST))
+            assert (result.retval > 0) == wanted, frame.hex()
+            if wanted:
+                assert result.retval == min(len(frame), ip_length(frame)), frame.hex()
+                kept += 1
+        assert read_counters(obj)[Counter.FRAMES_KEPT] == kept > 1000
+
+
+def test_bare_acks_and_other_ports_stay_in_the_kernel(pair: Lab, workdir: Path) -> None:
+    server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080", "--bind", "0.0.0.0",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--json", workdir=workdir)
+        for _ in range(3):
+            pair.run(pair.client, "curl", "-s", "-o", "/dev/null", "http://10.0.1.1:8080/")
+        pair.run(pair.client, "ping", "-c", "3", "-i", "0.05", pair.GATEWAY_IP)
+        out, err = tracer.stop()
+    finally:
+        server.kill()
+    assert len(out.splitlines()) == 3
+    numbers = {k: int(v) for v, k in re.findall(r"(\d+) (kept|bare ACKs)", accounting(err))}
+    numbers.update({k: int(v) for k, v in re.findall(r"(tcp|icmp) (\d+)", accounting(err))})
+    assert numbers["icmp"] >= 6  # 3 pings and their replies (and IPv6 neighbour discovery)
+    assert numbers["bare ACKs"] >= 3 and numbers["kept"] + numbers["bare ACKs"] == numbers["tcp"]
+
+
+# -- command line ------------------------------------------------------------------------------
+def test_count_stops_after_n_transactions_and_errors_are_one_line(pair: Lab) -> None:
+    server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        proc = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "http", "-i", "c0",
+                                 "--port", "8080", "-c", "2", "--json"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(2)
+        for _ in range(4):
+            pair.run(pair.client, "curl", "-s", "-o", "/dev/null", "http://10.0.1.1:8080/")
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        server.kill()
+    assert proc.returncode == 0 and len(out.splitlines()) == 2
+    bad = netbpf("http", "-i", "nosuch0", "--port", "80", netns=pair.gateway)
+    assert bad.returncode == 1 and bad.stderr.strip() == "netbpf: no such interface: nosuch0"
+    bad = netbpf("http", "-i", "c0", "--port", "99999")
+    assert bad.returncode == 2 and "not a TCP port" in bad.stderr
+    bad = netbpf("http", "-i", "c0,any", "--port", "80")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    if os.path.exists("/usr/sbin/runuser"):
+        bad = subprocess.run(["/usr/sbin/runuser", "-u", "nobody", "--", sys.executable, "-m", "netbpf",
+                              "http", "-i", "lo", "--port", "80"], capture_output=True, text=True, check=False,
+                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")})
+        assert bad.returncode == 1 and "permission denied" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- Prometheus over two gateways ---------------------------------------------------------------
+def test_prometheus_sums_the_requests_of_two_gateways(workdir: Path) -> None:
+    if not os.path.exists("/usr/bin/prometheus"):
+        pytest.fail("Debian's prometheus package is part of the test set-up")
+    mon = f"{unique_prefix()}-mon"
+    labs = [HttpLab(False, weights=[2, 1], backends=2), HttpLab(False, weights=[1, 1], backends=2)]
+    tracers: list[Tracer] = []
+    prometheus = None
+    subprocess.run(["ip", "netns", "add", mon], check=True)
+    try:
+        subprocess.run(["ip", "-n", mon, "link", "set", "lo", "up"], check=True)
+        targets = []
+        for n, h in enumerate(labs, start=1):
+            h.__enter__()
+            # A veth from the monitoring namespace to each gateway: Prometheus reaches both.
+            subprocess.run(["ip", "link", "add", f"m{n}", "netns", mon, "type", "veth", "peer", "name", "mon",
+                            "netns", h.lab.gateway], check=True)
+            subprocess.run(["ip", "-n", mon, "addr", "add", f"10.99.{n}.2/24", "dev", f"m{n}"], check=True)
+            subprocess.run(["ip", "-n", mon, "link", "set", f"m{n}", "up"], check=True)
+            subprocess.run(["ip", "-n", h.lab.gateway, "addr", "add", f"10.99.{n}.1/24", "dev", "mon"], check=True)
+            subprocess.run(["ip", "-n", h.lab.gateway, "link", "set", "mon", "up"], check=True)
+            d = workdir / f"gw{n}"
+            d.mkdir()
+            tracers.append(Tracer(h.lab.gateway, "-i", "any", "--port", "8080", "--summary",
+                                  "--metrics", f"10.99.{n}.1:9464", workdir=d))
+            targets.append(f"10.99.{n}.1:9464")
+        config = workdir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: netbpf-http\n"
+                          f"    static_configs:\n      - targets: {json.dumps(targets)}\n")
+        prometheus = subprocess.Popen(["ip", "netns", "exec", mon, "prometheus", f"--config.file={config}",
+                                       f"--storage.tsdb.path={workdir / 'tsdb'}",
+                                       "--web.listen-address=127.0.0.1:9090"],
+                                      stdout=subprocess.DEVNULL, stderr=(workdir / "prom.log").open("w"))
+        sent = [200, 150]
+        for h, count in zip(labs, sent, strict=True):
+            client_in_lab(h.lab, make_plan(count, seed=count, tag_share=0), workers=2)
+        served = sum(len(b.transactions()) for h in labs for b in h.backends)
+        assert served == sum(sent)
+
+        def query(promql: str) -> list[dict[str, Any]]:
+            out = subprocess.run(["ip", "netns", "exec", mon, "curl", "-sf", "--get", "--data-urlencode",
+                                  f"query={promql}", "http://127.0.0.1:9090/api/v1/query"],
+                                 capture_output=True, text=True, timeout=10, check=False)
+            if out.returncode != 0:
+                return []
+            return json.loads(out.stdout)["data"]["result"]
+
+        deadline = time.monotonic() + 90
+        total = None
+        while time.monotonic() < deadline:
+            result = query("sum(netbpf_http_requests_total)")
+            total = float(result[0]["value"][1]) if result else None
+            if total == served:
+                break
+            time.sleep(1)
+        assert total == served, (workdir / "prom.log").read_text()[-2000:]
+        per_instance = {r["metric"]["instance"]: float(r["value"][1])
+                        for r in query("sum by (instance) (netbpf_http_requests_total)")}
+        assert per_instance == {"10.99.1.1:9464": 200.0, "10.99.2.1:9464": 150.0}
+        assert float(query("sum(netbpf_http_frames_lost_total)")[0]["value"][1]) == 0
+    finally:
+        if prometheus is not None:
+            prometheus.terminate()
+            prometheus.wait(timeout=30)
+        for t in tracers:
+            t.stop()
+        for h in labs:
+            h.__exit__()
+        subprocess.run(["ip", "netns", "del", mon], check=False)

@@ -1,0 +1,164 @@
+"""What ``netbpf http`` prints: lines, JSON, the per-backend table, the balance verdict,
+secrets redacted, Prometheus metrics (no root)."""
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from netbpf.packet.decap import Tunnel
+from netbpf.packet.http import Exchange, Request, Response
+from netbpf.tools.http import Counter
+from netbpf.tools.http.exporter import HttpCollector, TransactionCounts
+from netbpf.tools.http.report import COLUMNS, Report
+from netbpf.tools.http.summary import Summary, chi2_sf, percentile
+from netbpf.tools.http.tracer import Transaction
+
+
+def tx(backend: str = "10.0.11.2:8080", status: int | None = 200, latency: float = 0.01,
+       tag: str | None = None, error: str = "", path: str = "/x", headers: tuple = (),
+       response_headers: tuple = (), tunnel: Tunnel | None = None, interim: tuple = ()) -> Transaction:
+    request = Request("GET", path, "1.1", "gw", headers, 5, 80, False, 1000.0, 1000.001, tag)
+    response = None if status is None else Response(status, "OK", "1.1", response_headers, 7, 90, False,
+                                                    1000.0 + latency / 2, 1000.0 + latency, interim)
+    return Transaction(Exchange(request, response, error), "10.0.1.2:40000", backend, tunnel)
+
+
+def test_fast_json_is_exactly_json_dumps_of_the_row() -> None:
+    rng = random.Random(1)
+    report = Report(tag=True, headers=False, show_secrets=False, tag_header="X-Test-Id")
+    for _ in range(500):
+        t = tx(status=rng.choice([None, 200, 304, 503]), latency=rng.random(),
+               tag=rng.choice([None, "t\u00e9st", 'q"uote', "\\back"]), error=rng.choice(["", "capture gap"]),
+               path=rng.choice(["/", "/a b", "/\u2603?x=\"1\"", "/%00\x01"]),
+               tunnel=rng.choice([None, Tunnel("vxlan", b"\xac\x10\x01\x01", b"\xac\x10\x01\x02", 101)]),
+               interim=rng.choice([(), (100,), (100, 103)]))
+        fast = report.json(t)
+        assert fast == json.dumps(report.row(t)), fast
+        assert list(json.loads(fast)) == [c.key for c in COLUMNS if not c.key.endswith("_headers")]
+
+
+def test_secrets_are_redacted_unless_asked() -> None:
+    headers = (("Authorization", "Bearer abc"), ("Cookie", "s=1"), ("X-Test-Id", "t1"),
+               ("Proxy-Authorization", "Basic x"))
+    t = tx(headers=headers, response_headers=(("Set-Cookie", "s=2"), ("Server", "nginx")))
+    shown = json.loads(Report(True, True, False, "X-Test-Id").json(t))
+    assert shown["request_headers"] == {"Authorization": "<redacted>", "Cookie": "<redacted>",
+                                        "X-Test-Id": "t1", "Proxy-Authorization": "<redacted>"}
+    assert shown["response_headers"] == {"Set-Cookie": "<redacted>", "Server": "nginx"}
+    text = Report(True, True, False, "X-Test-Id").text(t)
+    assert "Bearer" not in text and "s=1" not in text and "> X-Test-Id: t1" in text
+    assert "Bearer abc" in Report(True, True, True, "X-Test-Id").text(t)
+    # A tag header that is a secret is redacted too.
+    t = tx(tag="Bearer abc")
+    assert json.loads(Report(True, False, False, "Authorization").json(t))["tag"] == "<redacted>"
+    assert json.loads(Report(True, False, True, "Authorization").json(t))["tag"] == "Bearer abc"
+
+
+def test_text_line_has_the_columns() -> None:
+    report = Report(tag=True, headers=False, show_secrets=False, tag_header="X-Test-Id")
+    header = report.header_line().split()
+    assert header[:5] == ["TIME", "CLIENT", "BACKEND", "METHOD", "PATH"] and "TAG" in header
+    line = report.text(tx(tag="probe", latency=0.0123))
+    assert "10.0.11.2:8080" in line and " GET " in line and " 200 " in line and "12.30" in line
+    assert "probe" in line
+    assert "TAG" not in Report(False, False, False, None).header_line()
+
+
+@pytest.mark.parametrize("x,df,expected", [(3.841, 1, 0.05), (5.991, 2, 0.05), (9.210, 2, 0.01),
+                                           (0.0, 2, 1.0), (1.0, 1, 0.3173), (50.0, 2, 1.389e-11),
+                                           (11.07, 5, 0.05)])
+def test_chi_square_tail_matches_tables(x: float, df: int, expected: float) -> None:
+    assert math.isclose(chi2_sf(x, df), expected, rel_tol=2e-3, abs_tol=1e-20)
+
+
+@pytest.mark.parametrize("df", [2, 4, 10, 30])
+@pytest.mark.parametrize("x", [0.5, 3.0, 12.0, 40.0, 100.0, 400.0])
+def test_chi_square_tail_matches_the_closed_form_for_even_df(x: float, df: int) -> None:
+    # For even df: P(X >= x) = exp(-x/2) * sum_{i < df/2} (x/2)^i / i!
+    half = x / 2
+    exact = math.exp(-half) * sum(half ** i / math.factorial(i) for i in range(df // 2))
+    assert math.isclose(chi2_sf(x, df), exact, rel_tol=1e-9, abs_tol=1e-300)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    from array import array
+
+    values = array("d", range(1, 101))
+    assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (50, 90, 99)
+    assert percentile(array("d"), 50) is None
+
+
+def test_summary_counts_shares_statuses_and_verdict() -> None:
+    summary = Summary(expected_backends=["10.0.13.2:8080"])
+    for _ in range(60):
+        summary.add(tx("10.0.11.2:8080", latency=0.002))
+    for _ in range(30):
+        summary.add(tx("[fd00:12::2]:8080", status=503, latency=0.004))
+    for _ in range(10):
+        summary.add(tx("[fd00:12::2]:8080", status=None, error="no response"))
+    rows = {r["backend"]: r for r in summary.backend_rows()}
+    assert rows["10.0.11.2:8080"]["requests"] == 60 and rows["10.0.11.2:8080"]["share"] == 0.6
+    assert rows["[fd00:12::2]:8080"]["5xx"] == 30 and rows["[fd00:12::2]:8080"]["unanswered"] == 10
+    assert rows["[fd00:12::2]:8080"]["p50_ms"] == 4.0
+    assert rows["10.0.13.2:8080"]["requests"] == 0
+    balance = summary.balance()
+    assert balance.backends == 3 and not balance.even and balance.min_share == 0
+    assert "UNEVEN" in summary.text()
+    even = Summary()
+    for i in range(300):
+        even.add(tx(f"10.0.1{i % 3 + 1}.2:8080"))
+    assert even.balance().even and even.balance().chi2 == 0 and "even" in even.balance().text()
+
+
+def test_tags_say_which_backend_served_them() -> None:
+    summary = Summary()
+    summary.add(tx("10.0.11.2:8080", tag="probe-1"))
+    summary.add(tx("10.0.12.2:8080", tag="probe-1", status=502))
+    summary.add(tx("10.0.12.2:8080", tag="probe-2"))
+    rows = {r["tag"]: r for r in summary.tag_rows()}
+    assert rows["probe-1"]["backends"] == "10.0.11.2:8080, 10.0.12.2:8080"
+    assert rows["probe-1"]["statuses"] == "200, 502" and rows["probe-2"]["requests"] == 1
+    assert "probe-2" in summary.text()
+
+
+def test_prometheus_metrics() -> None:
+    counts = TransactionCounts()
+    for latency in (0.0004, 0.003, 0.2):
+        counts.add(tx(latency=latency))
+    counts.add(tx(status=None, error="no response"))
+    kernel = {c: 0 for c in Counter}
+    kernel[Counter.FRAMES_SEEN], kernel[Counter.FRAMES_KEPT], kernel[Counter.PROTO_TCP] = 100, 40, 90
+    registry = CollectorRegistry()
+    registry.register(HttpCollector(counts, lambda: {
+        "kernel": kernel, "ring_drops": 2, "flows": 3, "flows_opened": 9, "gaps": 1, "gap_bytes": 1460,
+        "unparseable": 0, "orphans": 0}))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    requests = {tuple(sorted(s.labels.items())): s.value for s in families["netbpf_http_requests"].samples
+                if s.name.endswith("_total")}
+    assert requests == {(("backend", "10.0.11.2:8080"), ("method", "GET"), ("status", "200")): 3.0,
+                        (("backend", "10.0.11.2:8080"), ("method", "GET"), ("status", "none")): 1.0}
+    hist = {s.labels.get("le"): s.value for s in families["netbpf_http_request_duration_seconds"].samples
+            if s.name.endswith("_bucket")}
+    assert hist["0.0005"] == 1 and hist["0.005"] == 2 and hist["0.25"] == 3 and hist["+Inf"] == 3
+    assert families["netbpf_http_frames_lost"].samples[0].value == 2
+    assert families["netbpf_http_frames_seen"].samples[0].value == 100
+    protocols = {s.labels["protocol"]: s.value for s in families["netbpf_http_frames_by_protocol"].samples
+                 if s.name.endswith("_total")}
+    assert protocols["tcp"] == 90
+    assert families["netbpf_http_flows"].samples[0].value == 3
+
+
+def test_fast_text_is_exactly_the_table_line() -> None:
+    rng = random.Random(2)
+    for tag in (True, False):
+        report = Report(tag=tag, headers=False, show_secrets=False, tag_header="X-Test-Id" if tag else None)
+        for _ in range(300):
+            t = tx(status=rng.choice([None, 200, 503]), latency=rng.random(), tag=rng.choice([None, "", "x"]),
+                   error=rng.choice(["", "capture gap"]), path=rng.choice(["/", "/" + "p" * 50]),
+                   tunnel=rng.choice([None, Tunnel("ipip", b"\x01\x02\x03\x04", b"\x05\x06\x07\x08")]))
+            assert report.text(t) == report.text_table.text(report.row(t))
