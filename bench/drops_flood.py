@@ -125,9 +125,11 @@ def inject(rate: float, duration: float, count: int = 0) -> None:
     ctx = ctypes.create_string_buffer(struct.pack("<6I", 0, len(frame), 0, socket.if_nametoindex("c0"), 0, 0), 24)
     # Each call costs ~50 ms of set-up here (the live-frame page pool), whatever its
     # size: calls are big, and paced ones come in bursts of a quarter of a second's worth.
-    chunk = max(1000, int(rate / 4)) if rate else 200_000
+    chunk = max(1000, int(rate / 4)) if rate else 100_000
     if count:
         chunk = min(chunk, count)
+        while count % chunk:
+            chunk -= 1  # exactly `count` frames
     sent = kernel_ns = 0
     start = time.monotonic()
     end = start + duration

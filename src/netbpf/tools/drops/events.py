@@ -28,6 +28,9 @@ from ...bpf.fs import ensure_tracefs
 from ...bpf.ringbuf import RingBuffer
 from . import reasons as _reasons
 
+# At most this much of the ring per read: a reader that fell behind takes it in steps.
+READ_BYTES = 1 << 20
+
 BPF_OBJECT = "drops.bpf.o"
 MAX_STACK = 32
 MAX_REASON = 512
@@ -254,11 +257,11 @@ class DropTracer:
     def poll(self, timeout: float | None) -> list[bytes]:
         if self.ring is None:
             raise NetbpfError("drops: not streaming")
-        return self.ring.poll(timeout)
+        return self.ring.poll(timeout, READ_BYTES)
 
     def read(self) -> list[bytes]:
         """What the ring holds now, without waiting."""
-        return self.ring.read() if self.ring is not None else []
+        return self.ring.read(READ_BYTES) if self.ring is not None else []
 
     def detach(self) -> None:
         """Stop producing events (the maps and the ring stay readable)."""

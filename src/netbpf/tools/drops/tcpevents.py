@@ -17,6 +17,9 @@ from ...bpf.errors import NotSupported
 from ...bpf.ringbuf import RingBuffer
 from .scope import IPNetwork
 
+# At most this much of the ring per read: a reader that fell behind takes it in steps.
+READ_BYTES = 1 << 20
+
 BPF_OBJECT = "tcp.bpf.o"
 
 
@@ -219,10 +222,10 @@ class TcpTracer:
 
     def poll(self, timeout: float | None) -> list[bytes]:
         assert self.ring is not None
-        return self.ring.poll(timeout)
+        return self.ring.poll(timeout, READ_BYTES)
 
     def read(self) -> list[bytes]:
-        return self.ring.read() if self.ring is not None else []
+        return self.ring.read(READ_BYTES) if self.ring is not None else []
 
     def wake(self) -> None:
         """Unblock a poll() (the tracer stays attached)."""
