@@ -66,6 +66,8 @@ class DropFormatter:
         self._flows: dict[tuple[Any, ...], tuple[str, str]] = {}
         # The stream's columns in two runs: where the drop happened, and what was dropped.
         self._flow_table = Table(STREAM_COLUMNS[5:])
+        self._offset_ns = self.clock.offset_ns
+        self._seconds: dict[int, str] = {}
         self._where_text_cache: dict[bytes, str] = {}
         self._flow_text_cache: dict[bytes, str] = {}
         self._where_json_cache: dict[bytes, str] = {}
@@ -148,10 +150,18 @@ class DropFormatter:
     def text(self, raw: bytes) -> str:
         where = self._where_text_cache.get(raw[_WHERE]) or self._new_where_text(raw)
         flow = self._flow_text_cache.get(raw[_FLOW]) or self._new_flow_text(raw)
-        line = f"{self.clock.text(_ts(raw, 0)[0])}  {where}  {flow}"
+        second, ns = divmod(self._offset_ns + _ts(raw)[0], 1_000_000_000)
+        clock = self._seconds.get(second) or self._new_second(second)  # Clock.text(), inlined
+        line = f"{clock}.{ns // 1000:06d}  {where}  {flow}"
         if raw[_STACK_BYTES] != b"\0\0":
             line += "".join(f"\n        {self.kallsyms.symbolise(a)}" for a in decode(raw).stack)
         return line
+
+    def _new_second(self, second: int) -> str:
+        if len(self._seconds) > 1000:
+            self._seconds.clear()
+        text = self._seconds[second] = self.clock.text(second * 1_000_000_000 - self._offset_ns)[:-7]
+        return text
 
     def _new_where_json(self, raw: bytes) -> str:
         d = decode(raw)
