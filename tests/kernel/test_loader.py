@@ -210,6 +210,17 @@ def test_ring_buffer_hands_out_every_record_in_order(obj) -> None:
         assert ring.read() == [] and ring.lost == 0
 
 
+def test_ring_buffer_reads_in_bounded_batches(obj) -> None:
+    obj.load()
+    with RingBuffer(obj.map("records"), obj.map("records_lost")) as ring:
+        _produce(obj, 1000)
+        sizes, seqs = [], []
+        while batch := ring.read(max_bytes=1000):  # 13 records of 72 bytes, the 14th cut
+            sizes.append(len(batch))
+            seqs += [struct.unpack_from("<Q", r)[0] for r in batch]
+        assert seqs == list(range(1000)) and max(sizes) == 13 and ring.lost == 0
+
+
 def test_ring_buffer_counts_what_did_not_fit(obj) -> None:
     obj.set_map_size("records", 4096)  # 56 records of 72 bytes
     obj.load()

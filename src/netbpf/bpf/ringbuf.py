@@ -69,12 +69,16 @@ class RingBuffer:
         """Bytes committed or reserved but not yet consumed."""
         return self._prod_pos.value - self._cons_pos.value
 
-    def read(self) -> list[bytes]:
-        """All committed records available now, without waiting."""
+    def read(self, max_bytes: int | None = None) -> list[bytes]:
+        """All committed records available now, without waiting; with ``max_bytes``, the
+        first records only, up to about that many bytes (a full ring read at once costs a
+        copy of all of it, and a list as long)."""
         cons = self._cons_pos.value
         prod = self._prod_pos.value
         if cons == prod:
             return []
+        if max_bytes is not None and prod - cons > max_bytes:
+            prod = cons + max_bytes  # records are parsed up to here; one may straddle it
         start = self._data_start + (cons & self.mask)
         end = start + (prod - cons)  # contiguous: the data area is mapped twice
         # Two copies of the span. Headers are read from the first; records are
@@ -87,11 +91,13 @@ class RingBuffer:
         append = out.append
         unpack = _u32.unpack_from
         pos, size = 0, len(headers)
-        while pos < size:
+        while pos + HEADER <= size:
             header = unpack(headers, pos)[0]
             if header & BUSY:
                 break  # reserved, not yet committed: later records must wait
             length = header & ~(BUSY | DISCARD)
+            if pos + HEADER + length > size:
+                break  # cut by max_bytes: the next read() takes it whole
             if not header & DISCARD:
                 append(records[pos + HEADER:pos + HEADER + length])
             pos += (length + HEADER + 7) & ~7
@@ -101,13 +107,13 @@ class RingBuffer:
             self.bytes += pos
         return out
 
-    def poll(self, timeout: float | None = None) -> list[bytes]:
+    def poll(self, timeout: float | None = None, max_bytes: int | None = None) -> list[bytes]:
         """Wait up to ``timeout`` seconds (None: forever) for records, then read them."""
-        batch = self.read()
+        batch = self.read(max_bytes)
         if batch or self._closed.is_set():
             return batch
         self._epoll.poll(-1 if timeout is None else timeout)
-        return self.read()
+        return self.read(max_bytes)
 
     def close(self) -> None:
         """Stop: wakes a thread blocked in ``poll()``; then releases the mappings."""

@@ -1,0 +1,238 @@
+"""``netbpf drops`` (why packets are dropped) and ``netbpf tcp`` (what TCP is doing)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from ... import cliutil
+from ...bpf.errors import NotPermitted
+from ...output import LiveView, Table
+from . import stream, tcpcli
+from .events import STAT_FILTERED, STAT_STACK_LOST, STAT_SUMMARY_FULL, DropFilter, DropOptions, DropTracer
+from .kallsyms import Kallsyms
+from .names import parse_protocol
+from .reasons import DropReasons
+from .reasons import load as load_reasons
+from .report import FLOW_COLUMNS, SUMMARY_COLUMNS, DropFormatter
+from .scope import add_scope_arguments, interface_index, scope_netns
+
+HELP = "why the kernel dropped packets: reason, kernel function, interface, namespace, flow"
+
+EXAMPLES = """\
+Every packet the kernel frees as a drop (tracepoint skb:kfree_skb) with its
+reason, the kernel function that dropped it, where (namespace, interface) and
+the flow read from the packet. Filters run in the kernel.
+
+examples:
+  netbpf drops                                 every drop on the host, as it happens
+  netbpf --netns nb-gw drops -i c0             drops in namespace nb-gw on c0
+  netbpf drops --reason NO_SOCKET --port 81    connection attempts to a closed port 81
+  netbpf drops --summary                       counts by reason and location, refreshed in place
+  netbpf drops --summary --by-flow --duration 10 --json | jq .
+  netbpf drops --stack -c 1                    one drop and the kernel stack that made it
+  netbpf drops --list-reasons                  the drop reasons this kernel knows
+
+  $ sudo netbpf --netns nb-gw drops
+  TIME             REASON            LOCATION                            NETNS       IFACE    PROTO    LEN  FLOW
+  16:07:16.969966  NO_SOCKET         tcp_v4_rcv+0x99                     nb-gw       c0       tcp       60  10.0.1.2:50324 > 10.0.1.1:81 [S]
+  16:07:17.414456  NO_SOCKET         __udp4_lib_rcv+0x4bc                nb-gw       c0       udp       29  10.0.1.2:40383 > 10.0.1.1:9
+  16:07:17.922929  NETFILTER_DROP    nft_do_chain+0x46f                  nb-gw       c0       udp       29  10.0.1.2:55006 > 10.0.1.1:5555
+  16:07:18.438278  TC_INGRESS        __netif_receive_skb_core.constprop.0+0x4dc  nb-gw       c0       udp       29  10.0.1.2:41321 > 10.0.1.1:9
+  16:07:18.807645  SOCKET_RCVBUFF    udp_queue_rcv_one_skb+0x437         nb-gw       c0       udp     1028  10.0.1.2:34941 > 10.0.1.1:7000
+  ^C
+  5 drops shown, 0 lost
+      (a SYN to a closed port; UDP to a closed port; an nftables `drop` rule;
+       a tc program returning TC_ACT_SHOT; a UDP socket whose receive buffer is full)
+
+  $ sudo netbpf --netns nb-gw drops --summary --by-flow -p udp
+  341 drops, 2 rows, filtered out 0
+  COUNT  PER_S  BYTES  REASON          LOCATION              NETNS  IFACE  PROTO  FLOW
+    300     39  38400  NETFILTER_DROP  nft_do_chain+0x46f    nb-gw  c0     udp    10.0.1.2:45446 > 10.0.1.1:5555
+     41     41   5248  NO_SOCKET       __udp4_lib_rcv+0x4bc  nb-gw  c0     udp    10.0.1.2:36997 > 10.0.1.1:9
+      (counted in the kernel; "filtered out": drops elsewhere that the filters left out)
+
+What it cannot see: packets that never became an skb. An XDP program on a
+NIC driver (native mode) drops frames before the kernel allocates an skb, so
+kfree_skb never fires: use `netbpf dump` on that interface, which captures at
+XDP. On veth, and in generic (skb) mode, XDP drops do reach kfree_skb, as
+NOT_SPECIFIED at veth_xdp_rcv_skb or do_xdp_generic (this kernel does not use
+the XDP reason for them). Drops in NIC hardware or rings are counters only:
+`ip -s link`, `ethtool -S`.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = cliutil.add_parser(sub, "drops", HELP, EXAMPLES, run, needs_root=False)
+    p.add_argument("-i", "--interface", metavar="IFACE",
+                   help="only drops on this interface (of the namespace watched, else of this one)")
+    p.add_argument("--reason", nargs="+", metavar="NAME", action="extend",
+                   help="only these drop reasons (names as this kernel has them: NO_SOCKET, "
+                        "NETFILTER_DROP, TC_INGRESS...)")
+    p.add_argument("-p", "--proto", metavar="PROTO",
+                   help="only this IP protocol: tcp, udp, icmp, icmp6, sctp or a number")
+    add_scope_arguments(p)
+    cliutil.add_summary(p, "counts aggregated in the kernel by reason and location, "
+                           "a table refreshed every second (with --json: once, at exit)")
+    p.add_argument("--by-flow", action="store_true",
+                   help="--summary: one row per flow too (protocol, addresses, ports)")
+    p.add_argument("--interval", type=cliutil.positive_float, default=1.0, metavar="S",
+                   help="--summary: seconds between refreshes (default 1)")
+    p.add_argument("--stack", action="store_true", help="the kernel stack of each drop, symbolised")
+    cliutil.add_json(p)
+    cliutil.add_count(p, "drops")
+    cliutil.add_duration(p)
+    cliutil.add_metrics(p)
+    p.add_argument("--hook", choices=["auto", "tp_btf", "tracepoint"], default="auto",
+                   help="tp_btf/kfree_skb (typed, default where the kernel has BTF) or the classic "
+                        "tracepoint skb/kfree_skb")
+    p.add_argument("--list-reasons", action="store_true",
+                   help="print the drop reasons of the running kernel and exit")
+    tcpcli.register(sub)
+
+
+def build_filter(args: argparse.Namespace, reasons: DropReasons) -> DropFilter:
+    inode = scope_netns(args)
+    ifindex = 0
+    if args.interface:
+        if not inode:
+            from ... import netns
+
+            inode = netns.current_inode()  # an interface index means something in one namespace
+        ifindex = interface_index(args.interface, inode)
+    wanted = tuple(reasons.value(r) for r in (args.reason or ()))
+    for value in wanted:
+        cliutil.require(value not in reasons.not_drops,
+                        f"{reasons.name(value)} is not a drop (a normal free): nothing would match")
+    return DropFilter(
+        netns=inode, ifindex=ifindex,
+        reasons=wanted,
+        protocol=parse_protocol(args.proto) if args.proto else None,
+        network=args.host, port=args.port,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    reasons = load_reasons()
+    if args.list_reasons:
+        for value, name in sorted(reasons.by_value.items()):
+            note = "  (not a drop)" if value in reasons.not_drops else ""
+            print(f"{value:5d}  {name}{note}")
+        print(f"(from the kernel's {'BTF' if reasons.source == 'btf' else 'tracefs format'})",
+              file=sys.stderr)
+        return 0
+    if os.geteuid() != 0:
+        raise NotPermitted("netbpf drops")
+    cliutil.require(not args.by_flow or args.summary, "--by-flow goes with --summary")
+    cliutil.require(not (args.count and args.summary), "-c counts streamed drops; use --duration with --summary")
+    drop_filter = build_filter(args, reasons)
+    options = DropOptions(filter=drop_filter, stream=not args.summary,
+                          summary=args.summary or bool(args.metrics),
+                          summary_flows=args.by_flow, stack=args.stack, hook=args.hook)
+    kallsyms = Kallsyms.load()
+    if not kallsyms.usable:
+        cliutil.stderr("netbpf: /proc/kallsyms hides addresses (kernel.kptr_restrict): "
+                       "locations print as addresses")
+    tracer = DropTracer(options, reasons)
+    formatter = DropFormatter(reasons, kallsyms)
+    tracer.start()
+    cliutil.stderr(f"netbpf: watching drops ({tracer.hook} kfree_skb) {_scope_text(drop_filter, formatter)}; "
+                   "Ctrl-C to stop")
+    shown = [0]
+    try:
+        if args.metrics:
+            from .metrics import serve_drops
+
+            serve_drops(args.metrics, tracer, formatter)
+        if args.summary:
+            return _summary_loop(args, tracer, formatter)
+        return _stream_loop(args, tracer, formatter, shown)
+    finally:
+        lost = tracer.lost
+        stack_lost = tracer.stat(STAT_STACK_LOST) if args.stack else 0
+        full = tracer.stat(STAT_SUMMARY_FULL) if options.summary else 0
+        tracer.close()
+        if not args.summary:
+            cliutil.stderr(f"{shown[0]} drop{'' if shown[0] == 1 else 's'} shown, {lost} lost")
+        if full:
+            cliutil.stderr(f"netbpf: {full} drops not counted: the summary table was full")
+        if stack_lost:
+            cliutil.stderr(f"netbpf: {stack_lost} stacks not recorded")
+
+
+def _scope_text(f: DropFilter, formatter: DropFormatter) -> str:
+    if not f.netns:
+        return "in every network namespace"
+    where = f"in {formatter.names.netns(f.netns)}"
+    if f.ifindex:
+        where += f" on {formatter.names.interface(f.netns, f.ifindex)}"
+    return where
+
+
+def _stream_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFormatter,
+                 shown: list[int]) -> int:
+    """Print drops as they come; ``shown[0]`` counts them (read at exit, even on ^C)."""
+    if not args.json:
+        print(formatter.table.header(), flush=True)
+    stream.run(tracer, formatter.json_line if args.json else formatter.text, sys.stdout,
+               args.count or 0, cliutil.Deadline(args.duration), shown)
+    return 0
+
+
+def _summary_rows(tracer: DropTracer, formatter: DropFormatter, previous: dict[Any, int],
+                  elapsed: float, stacks: bool) -> list[dict[str, Any]]:
+    rows = []
+    for key, packets, nbytes in tracer.summary():
+        rate = (packets - previous.get(key, 0)) / elapsed if elapsed > 0 else 0.0
+        previous[key] = packets
+        stack = tracer.stack(key.stack_id) if stacks else ()
+        rows.append(formatter.summary_row(key, packets, nbytes, rate, stack))
+    rows.sort(key=lambda r: (-r["count"], r["reason"], r["location"]))
+    return rows
+
+
+def _summary_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFormatter) -> int:
+    """Redraw the in-kernel counts every interval; the last table (or JSON) at exit."""
+    table = Table(SUMMARY_COLUMNS + (FLOW_COLUMNS if args.by_flow else []))
+    view = LiveView()
+    deadline = cliutil.Deadline(args.duration)
+    previous: dict[Any, int] = {}
+    last = time.monotonic()
+
+    def read() -> list[dict[str, Any]]:
+        nonlocal last
+        now = time.monotonic()
+        rows = _summary_rows(tracer, formatter, previous, now - last, args.stack)
+        last = now
+        return rows
+
+    with stream.StopSignals(lambda: None) as stop:
+        while not stop.stopped.wait(deadline.remaining(args.interval)) and not deadline.expired():
+            if not args.json:
+                view.show(_render_summary(table, read(), tracer, args.stack))
+    rows = read()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+    else:
+        view.show(_render_summary(table, rows, tracer, args.stack))
+    return 0
+
+
+def _render_summary(table: Table, rows: list[dict[str, Any]], tracer: DropTracer, stacks: bool) -> str:
+    total = sum(r["count"] for r in rows)
+    head = f"{total} drops, {len(rows)} rows, filtered out {tracer.stat(STAT_FILTERED)}"
+    if not rows:
+        return head + "\n(no drops yet)"
+    text = table.render(rows)
+    if stacks:
+        lines = text.splitlines()
+        out = [lines[0]]
+        for line, row in zip(lines[1:], rows, strict=True):
+            out.append(line)
+            out.extend(f"        {frame}" for frame in row.get("stack", []))
+        text = "\n".join(out)
+    return head + "\n" + text
