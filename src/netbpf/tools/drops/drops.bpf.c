@@ -168,6 +168,11 @@ static __always_inline void load_btf(struct sk_buff *skb, struct sock *rx_sk, st
 	sk = skb->sk;
 	if (!f->netns && sk)
 		f->netns = sk->__sk_common.skc_net.net->ns.inum;
+	/* Neither: a drop in a system call that already took the packet off its
+	 * socket (udp_recvmsg's checksum check, for one). That runs in the
+	 * receiving process, whose namespace is the packet's. */
+	if (!f->netns)
+		f->netns = bpf_get_current_task_btf()->nsproxy->net_ns->ns.inum;
 }
 
 /* The classic tracepoint hands out addresses only: every read is a probe read. */
@@ -188,6 +193,8 @@ static __always_inline void load_probe(struct sk_buff *skb, struct sock *rx_sk, 
 		f->netns = sock_netns(rx_sk);
 	if (!f->netns)
 		f->netns = sock_netns(BPF_CORE_READ(skb, sk));
+	if (!f->netns)	/* see load_btf */
+		f->netns = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), nsproxy, net_ns, ns.inum);
 }
 
 /* IPv4 or IPv6 header at skb->head + network_header; with `ports`, TCP/UDP/ICMP too. */

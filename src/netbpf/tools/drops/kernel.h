@@ -21,6 +21,14 @@ struct net {
 	struct ns_common ns;
 } __core;
 
+struct nsproxy {
+	struct net *net_ns;
+} __core;
+
+struct task_struct {
+	struct nsproxy *nsproxy;
+} __core;
+
 struct net_device {
 	int ifindex;
 	struct {
