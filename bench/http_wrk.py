@@ -43,8 +43,12 @@ from netbpf.lab import Lab
 from netbpf.lab.servers import NginxBackend
 
 
+TRAFFIC_CPU = ""  # with --spare-core: wrk, nginx and their softirqs on CPU 0, the tracer on CPU 1
+
+
 def wrk(lab: Lab, url: str, duration: int, connections: int) -> tuple[float, int]:
-    out = lab.run(lab.client, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", url,
+    pin = ["taskset", "-c", TRAFFIC_CPU] if TRAFFIC_CPU else []
+    out = lab.run(lab.client, *pin, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", url,
                   timeout=duration + 60).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -55,6 +59,8 @@ class Tool:
     """A capture process whose CPU time is read with wait4 when it exits."""
 
     def __init__(self, argv: list[str], out: Path, stop_signal: int) -> None:
+        if TRAFFIC_CPU:
+            argv = ["taskset", "-c", "1", *argv]
         self.out = out
         self.stop_signal = stop_signal
         self.err = out.with_suffix(".err")
@@ -131,7 +137,11 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--spare-core", action="store_true",
+                        help="wrk and nginx on CPU 0, the tracer on CPU 1: a gateway with a core to spare")
     args = parser.parse_args()
+    global TRAFFIC_CPU
+    TRAFFIC_CPU = "0" if args.spare_core else ""
     if os.geteuid() != 0:
         sys.exit("bench/http_wrk.py: run as root (namespaces, BPF)")
     lab = Lab("nbhb", backends=1).up()
@@ -141,6 +151,11 @@ def main() -> int:
     try:
         lab.wait_reachable()
         backend.start()
+        if TRAFFIC_CPU:
+            for ns in lab.namespaces:
+                for pid in subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                                          check=True).stdout.split():
+                    os.sched_setaffinity(int(pid), {int(TRAFFIC_CPU)})
         url = f"http://{lab.backends[0].ip}:8080/"
         wrk(lab, url, 2, args.connections)  # warm up
         with tempfile.TemporaryDirectory(prefix="netbpf-bench-") as d:
@@ -164,7 +179,9 @@ def main() -> int:
               "netbpf-filter": "socket filter only (`--port 9`: keeps no frame)",
               "netbpf": "`netbpf http --summary`",
               "netbpf-json": "`netbpf http --json` (a line per transaction)", "tshark": "`tshark -Y http`"}
-    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses; "
+    where = ("wrk, nginx and their softirqs pinned to CPU 0, the tracer to CPU 1" if TRAFFIC_CPU
+             else "everything shares both CPUs")
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses, {where}; "
           f"median of {args.rounds} rounds; CPU net of start-up (idle run: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in idle.items()) + ")\n")
     print("| tracer | wrk req/s | vs no tracer | completed | traced | traced/completed | CPU s | CPU s per 100k transactions |")
