@@ -17,6 +17,7 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include "kernel.h"
+#include "scope.h"
 #include "drops.h"
 
 NETBPF_BTF_EXPORT(drop_event);
@@ -80,17 +81,11 @@ const volatile __u8 has_rx_sk = 0;	/* tp_btf/kfree_skb has its 4th argument */
 const volatile __u32 not_a_drop[2] = { ~0U, ~0U };
 
 /* Filters; each is off until Python turns it on. */
-const volatile __u32 filter_netns = 0;
 const volatile __u32 filter_ifindex = 0;
 const volatile __u8 filter_reasons = 0;
 const volatile __u64 reason_mask[DROP_MAX_REASON / 64] = {};
 const volatile __u8 filter_proto = 0;
 const volatile __u8 proto_value = 0;
-const volatile __u8 filter_family = 0;	/* 4 or 6: an address filter is on */
-const volatile __u8 filter_prefix = 0;
-const volatile __u8 filter_addr[16] = {};
-const volatile __u8 filter_port = 0;
-const volatile __u16 port_value = 0;
 
 static __always_inline void parse_l4(const unsigned char *l4, struct drop_event *e)
 {
@@ -253,24 +248,6 @@ static __always_inline void parse_packet(const struct skb_fields *f, struct drop
 			return;
 		parse_l4(l4, e);
 	}
-}
-
-static __always_inline int addr_match(const __u8 *addr)
-{
-	int prefix = filter_prefix;
-
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		int bits = prefix - i * 8;
-		__u8 mask;
-
-		if (bits <= 0)
-			break;
-		mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
-		if ((addr[i] ^ filter_addr[i]) & mask)
-			return 0;
-	}
-	return 1;
 }
 
 static __always_inline int flow_match(const struct drop_event *e)

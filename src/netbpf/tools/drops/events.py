@@ -27,6 +27,7 @@ from ...bpf.errors import NetbpfError, NotSupported
 from ...bpf.fs import ensure_tracefs
 from ...bpf.ringbuf import RingBuffer
 from . import reasons as _reasons
+from .scope import scope_rodata
 
 # At most this much of the ring per read: a reader that fell behind takes it in steps.
 READ_BYTES = 1 << 20
@@ -159,7 +160,8 @@ class DropFilter:
     port: int | None = None  # src or dst port
 
     def rodata(self) -> dict[str, object]:
-        values: dict[str, object] = {"filter_netns": self.netns, "filter_ifindex": self.ifindex}
+        values = scope_rodata(self.netns, self.network, self.port)
+        values["filter_ifindex"] = self.ifindex
         if self.reasons:
             mask = [0] * (MAX_REASON // 64)
             for r in self.reasons:
@@ -170,11 +172,6 @@ class DropFilter:
             values["reason_mask"] = struct.pack(f"<{len(mask)}Q", *mask)
         if self.protocol is not None:
             values.update(filter_proto=1, proto_value=self.protocol)
-        if self.network is not None:
-            values.update(filter_family=self.network.version, filter_prefix=self.network.prefixlen,
-                          filter_addr=self.network.network_address.packed.ljust(16, b"\0"))
-        if self.port is not None:
-            values.update(filter_port=1, port_value=self.port)
         return values
 
 

@@ -41,6 +41,17 @@ def port(text: str) -> int:
     return int(text)
 
 
+def scope_rodata(inode: int, network: IPNetwork | None, port: int | None) -> dict[str, object]:
+    """The values of scope.h's globals (``BpfObject.set_rodata``) for these filters."""
+    values: dict[str, object] = {"filter_netns": inode}
+    if network is not None:
+        values.update(filter_family=network.version, filter_prefix=network.prefixlen,
+                      filter_addr=network.network_address.packed.ljust(16, b"\0"))
+    if port is not None:
+        values.update(filter_port=1, port_value=port)
+    return values
+
+
 def netns_inode(text: str) -> int:
     """The inode of the namespace a user named; 0 for all."""
     if text == "all":

@@ -19,6 +19,7 @@
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
 #include "kernel.h"
+#include "scope.h"
 #include "tcp.h"
 
 #define AF_INET 2
@@ -62,30 +63,6 @@ struct {
 const volatile __u32 stream_kinds = 0;	/* bit (1 << kind): stream this kind */
 const volatile __u8 summarise = 0;
 const volatile __u8 by_remote = 0;	/* summary key: remote endpoint only */
-const volatile __u32 filter_netns = 0;
-const volatile __u8 filter_family = 0;
-const volatile __u8 filter_prefix = 0;
-const volatile __u8 filter_addr[16] = {};
-const volatile __u8 filter_port = 0;
-const volatile __u16 port_value = 0;
-
-static __always_inline int addr_match(const __u8 *addr)
-{
-	int prefix = filter_prefix;
-
-#pragma unroll
-	for (int i = 0; i < 16; i++) {
-		int bits = prefix - i * 8;
-		__u8 mask;
-
-		if (bits <= 0)
-			break;
-		mask = bits >= 8 ? 0xff : (__u8)(0xff << (8 - bits));
-		if ((addr[i] ^ filter_addr[i]) & mask)
-			return 0;
-	}
-	return 1;
-}
 
 /* An IPv4-mapped IPv6 address (::ffff:a.b.c.d, a dual-stack socket talking IPv4) as IPv4. */
 static __always_inline void unmap_v4(struct tcp_event *e)

@@ -15,7 +15,7 @@ from ...bpf.attach import trace
 from ...bpf.attach.base import Attachment
 from ...bpf.errors import NotSupported
 from ...bpf.ringbuf import RingBuffer
-from .scope import IPNetwork
+from .scope import IPNetwork, scope_rodata
 
 # At most this much of the ring per read: a reader that fell behind takes it in steps.
 READ_BYTES = 1 << 20
@@ -199,16 +199,11 @@ class TcpTracer:
                         vmlinux().find(f"btf_trace_{tracepoint}", KIND_TYPEDEF)
                     except KeyError:
                         raise NotSupported(f"tp_btf/{tracepoint}", "this kernel has no such tracepoint") from None
-            values: dict[str, object] = {
-                "stream_kinds": sum(1 << k for k in opts.kinds) if opts.stream else 0,
-                "summarise": opts.summary, "by_remote": opts.by_remote, "filter_netns": opts.netns,
-            }
-            if opts.network is not None:
-                values.update(filter_family=opts.network.version, filter_prefix=opts.network.prefixlen,
-                              filter_addr=opts.network.network_address.packed.ljust(16, b"\0"))
-            if opts.port is not None:
-                values.update(filter_port=1, port_value=opts.port)
-            obj.set_rodata(**values)
+            obj.set_rodata(
+                stream_kinds=sum(1 << k for k in opts.kinds) if opts.stream else 0,
+                summarise=opts.summary, by_remote=opts.by_remote,
+                **scope_rodata(opts.netns, opts.network, opts.port),
+            )
             obj.set_map_size("events", opts.ring_bytes if opts.stream else 4096)
             obj.set_map_size("summary", 16384 if opts.summary else 1)
             obj.load()
