@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from netbpf.lab import Lab
 from netbpf.lab.servers import NginxBackend
 
-
 TRAFFIC_CPU = ""  # with --spare-core: wrk, nginx and their softirqs on CPU 0, the tracer on CPU 1
 
 
