@@ -191,6 +191,17 @@ class Lab:
         return "\n".join(lines)
 
 
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 10) -> None:
+    """Signal a process we started and wait for it; kill it if it has not gone after `timeout`."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _named_namespaces() -> list[str]:
     from ..netns import named
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import Lab, LabError
+from . import Lab, LabError, stop_process
 
 BACKEND_PORT = 8080
 GATEWAY_PORT = 80
@@ -176,13 +176,8 @@ http {{
         raise LabError("nginx did not reload within {timeout} s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish the requests in flight
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGQUIT)  # graceful: finish the requests in flight
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -213,13 +208,8 @@ class Backend:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -267,13 +257,8 @@ http {{
         return self
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGQUIT)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from ...bpf import fs
 from ...bpf.errors import BuildMissing, NetbpfError
+from ...lab import stop_process
 from ...output import Column
 from . import accel
 from .sandbox import Sandbox
@@ -161,7 +162,7 @@ class Bench:
                 raise BenchError(f"iperf3 -l {length} in cgroup {mode}: nothing received")
             gbits = float(received["bits_per_second"]) / 1e9
         finally:
-            _stop(server)
+            stop_process(server, timeout=5)
         return gbits, self._redirected_share(mode, before)
 
     def request_response(self, mode: str) -> tuple[dict[str, float], float]:
@@ -182,7 +183,7 @@ class Bench:
                 raise BenchError(f"request/response in cgroup {mode}: "
                                  f"{result.get('error') or out.stderr.strip()}")
         finally:
-            _stop(server)
+            stop_process(server, timeout=5)
         return result, self._redirected_share(mode, before)
 
     def _redirected_share(self, mode: str, before: dict[str, int]) -> float:
@@ -227,16 +228,6 @@ class Bench:
     def _note(self, r: int, what: str, mode: str, value: str, share: float) -> None:
         extra = f" ({share:.0%} of bytes redirected)" if mode != "plain" else ""
         self.progress(f"round {r + 1}/{self.rounds}: {what}, {mode}: {value}{extra}")
-
-
-def _stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _package_root() -> str:

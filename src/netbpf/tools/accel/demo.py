@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ...bpf import fs
+from ...lab import stop_process
 from . import accel
 
 PORT = 5201
@@ -52,12 +53,8 @@ def scene(demo: Any) -> None:
         demo.run(["netbpf", "accel", "disable"])
     finally:
         for proc in (capture, server):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+            if proc is not None:
+                stop_process(proc, timeout=5)
         subprocess.run([*demo.netbpf, "accel", "disable"], capture_output=True, check=False)
         try:
             cgroup.rmdir()
