@@ -271,25 +271,37 @@ def _compare(before: list[Segment], after: list[Segment]) -> list[int]:
 
     Segments are matched by (source port, seq, length), not by position: one flow's
     packets ride on both CPUs' backlogs, so two capture points may see them
-    interleaved differently. Repeats of a key (retransmissions) pair up in order.
+    interleaved differently. Repeats of a key (a spurious retransmission, which may
+    differ from the original in PSH) are matched as a multiset: equal flags first,
+    then each remaining copy must be a remaining original with PSH added.
     """
     assert len(before) == len(after), (len(before), len(after))
-    positions: dict[tuple[int, int, int], list[int]] = defaultdict(list)
+    assert all(s[4] == "1" for s in before + after)  # tshark: TCP checksum good, everywhere
+    originals: dict[tuple[int, int, int], list[int]] = defaultdict(list)
     for i, s in enumerate(before):
-        positions[s[:3]].append(i)
-    taken: Counter[tuple[int, int, int]] = Counter()
-    added = []
+        originals[s[:3]].append(i)
+    copies: dict[tuple[int, int, int], list[int]] = defaultdict(list)
     for a in after:
-        key = a[:3]
-        assert taken[key] < len(positions[key]), f"{a} after the fault, not before it"
-        i = positions[key][taken[key]]
-        taken[key] += 1
-        b = before[i]
-        if a[3] != b[3]:
-            assert a[3] == b[3] | PSH and not b[3] & (PSH | SYN | FIN | RST), (i, hex(b[3]), hex(a[3]))
+        assert a[:3] in originals, f"{a} after the fault, not before it"
+        copies[a[:3]].append(a[3])
+    added = []
+    for key, flags in copies.items():
+        left = list(originals[key])
+        assert len(flags) == len(left), (key, flags, [before[i][3] for i in left])
+        changed = []
+        for f in flags:
+            same = next((i for i in left if before[i][3] == f), None)
+            if same is None:
+                changed.append(f)
+            else:
+                left.remove(same)
+        for f in changed:
+            i = next((i for i in left if f == before[i][3] | PSH and not before[i][3] & (PSH | SYN | FIN | RST)),
+                     None)
+            assert i is not None, (key, hex(f), [hex(before[j][3]) for j in left])
+            left.remove(i)
             added.append(i)
-        assert a[4] == "1" and b[4] == "1", (i, b, a)  # tshark: TCP checksum good
-    return added
+    return sorted(added)
 
 
 def test_psh_ratio_on_iperf3(lab: Lab, tmp_path: Path) -> None:
