@@ -4,9 +4,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +101,25 @@ def ping(lab: Lab, src: str, dst: str, count: int = 3, interval: float = 0.05) -
         if "received" in line:
             return int(line.split(",")[1].split()[0])
     return 0
+
+
+def wait_until_settled(path: Path, quiet: float = 0.5, timeout: float = 60) -> None:
+    """Until a capture file (tcpdump -U writes each packet as it takes it) has not
+    grown for ``quiet`` seconds: on SIGINT tcpdump leaves what its ring still holds
+    unwritten, and the last packets of a test may still be on their way."""
+    size, since = -1, time.monotonic()
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        now = path.stat().st_size if path.exists() else 0
+        if now != size:
+            size, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.1)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on in this namespace just now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -67,6 +67,19 @@ class Tracer:
         return self.out_path.read_text(), self.err_path.read_text()
 
 
+def backend_logs(h: HttpLab, expected: int) -> dict[str, list[dict[str, Any]]]:
+    """Each backend's log, by address, once they hold ``expected`` records in all (or
+    10 s have passed): a backend logs a request just after sending its last byte, so
+    the client may be done a moment before the log is."""
+    deadline = time.monotonic() + 10
+    while True:
+        logs = {h.gateway.backend_address(i): b.transactions()
+                for i, b in enumerate(h.backends, start=1)}
+        if sum(map(len, logs.values())) >= expected or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.1)
+
+
 def http_prog_ids() -> set[int]:
     return {int(p["id"]) for p in bpftool_json("prog", "show") if p.get("name") == "netbpf_http"}  # type: ignore[arg-type]
 
@@ -131,8 +144,8 @@ def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, w
                         "--json", "-B", "131072", workdir=workdir)
         plan = make_plan(REQUESTS, seed=11)
         results = client_in_lab(h.lab, plan, workers=4)
+        logs = backend_logs(h, REQUESTS)
         out, err = tracer.stop()
-        logs = {h.gateway.backend_address(i): b.transactions() for i, b in enumerate(h.backends, start=1)}
 
     traced = [json.loads(line) for line in out.splitlines()]
     by_path: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
@@ -185,8 +198,8 @@ def test_a_backend_that_gets_nothing_counts_against_the_spread(workdir: Path) ->
                         "--backends", ",".join(h.gateway.backend_address(i) for i in (1, 2, 3)) + ",10.9.9.9:8080",
                         workdir=workdir)
         client_in_lab(h.lab, make_plan(300, seed=3, tag_share=0), workers=2)
+        logs = backend_logs(h, 300)
         out, _ = tracer.stop()
-        logs = {h.gateway.backend_address(i): b.transactions() for i, b in enumerate(h.backends, start=1)}
     rows = [json.loads(line) for line in out.splitlines()]
     backends = {r["backend"]: r["requests"] for r in rows if r["type"] == "backend"}
     assert backends["10.9.9.9:8080"] == 0 and sum(backends.values()) == 300
@@ -298,7 +311,7 @@ def test_bare_acks_and_other_ports_stay_in_the_kernel(pair: Lab, workdir: Path) 
     server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080", "--bind", "0.0.0.0",
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)
+        pair.wait_listening(pair.gateway, 8080)
         tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--json", workdir=workdir)
         for _ in range(3):
             pair.run(pair.client, "curl", "-s", "-o", "/dev/null", "http://10.0.1.1:8080/")
@@ -318,11 +331,15 @@ def test_count_stops_after_n_transactions_and_errors_are_one_line(pair: Lab) -> 
     server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080",
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(1)
+        pair.wait_listening(pair.gateway, 8080)
         proc = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "http", "-i", "c0",
                                  "--port", "8080", "-c", "2", "--json"], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        time.sleep(2)
+        assert proc.stderr is not None
+        header = [proc.stderr.readline()]
+        while header[-1] and "tracing HTTP" not in header[-1]:
+            header.append(proc.stderr.readline())
+        assert "tracing HTTP" in header[-1], header
         for _ in range(4):
             pair.run(pair.client, "curl", "-s", "-o", "/dev/null", "http://10.0.1.1:8080/")
         out, _ = proc.communicate(timeout=30)
@@ -378,7 +395,8 @@ def test_prometheus_sums_the_requests_of_two_gateways(workdir: Path) -> None:
         sent = [200, 150]
         for h, count in zip(labs, sent, strict=True):
             client_in_lab(h.lab, make_plan(count, seed=count, tag_share=0), workers=2)
-        served = sum(len(b.transactions()) for h in labs for b in h.backends)
+        served = sum(len(log) for h, count in zip(labs, sent, strict=True)
+                     for log in backend_logs(h, count).values())
         assert served == sum(sent)
 
         def query(promql: str) -> list[dict[str, Any]]:

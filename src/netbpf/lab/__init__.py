@@ -182,6 +182,15 @@ class Lab:
                     raise LabError(f"{ip} not reachable from {self.client}")
                 time.sleep(0.1)
 
+    def wait_listening(self, netns: str, port: int, timeout: float = 20) -> None:
+        """Wait until a TCP socket listens on ``port`` in ``netns`` (read with ss, so
+        no probe connection shows up in what a test counts)."""
+        deadline = time.monotonic() + timeout
+        while not self.run(netns, "ss", "-Hltn", f"sport = :{port}").stdout.strip():
+            if time.monotonic() > deadline:
+                raise LabError(f"nothing listens on port {port} in {netns}")
+            time.sleep(0.05)
+
     def describe(self) -> str:
         lines = [f"lab {self.prefix}: client {self.client} ({self.CLIENT_IP}, {self.CLIENT_IP6}) -> "
                  f"gateway {self.gateway} ({self.GATEWAY_IP} on {self.GATEWAY_CLIENT_DEV})"]
