@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ class Tool:
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
         self.stderr_head = []
+        self.stdout_head = b""  # what wait_lines() read before stop()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()
@@ -40,8 +42,21 @@ class Tool:
         self.proc.send_signal(sig)
         return self.wait()
 
+    def wait_lines(self, count: int, timeout: float = 30) -> None:
+        """Until the tool has printed ``count`` lines on stdout (kept for ``stop()``)."""
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()  # read raw: the text wrapper's buffer stays empty
+        deadline = time.monotonic() + timeout
+        while self.stdout_head.count(b"\n") < count:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(fd, 1 << 16) if ready else b""
+            if not chunk:
+                raise AssertionError(f"fewer than {count} lines: {self.stdout_head!r}")
+            self.stdout_head += chunk
+
     def wait(self, timeout: float = 60) -> tuple[str, str]:
         out, err = self.proc.communicate(timeout=timeout)
+        out = self.stdout_head.decode() + out
         err = "".join(self.stderr_head) + err
         assert self.proc.returncode == 0, err
         assert "Traceback" not in err, err

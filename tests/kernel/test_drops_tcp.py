@@ -23,6 +23,7 @@ from netbpf.bpf.attach import tc
 from netbpf.bpf.program import Program
 from netbpf.lab import Lab
 
+from .conftest import free_port
 from .drops_helpers import Tool, json_lines, nstat, wait_gone
 
 GW, CLIENT = Lab.GATEWAY_IP, Lab.CLIENT_IP
@@ -236,7 +237,7 @@ def test_state_changes_and_lifetime_of_a_curl_to_nginx(pair: Lab, tmp_path: Path
 def test_summary_by_flow_and_metrics(pair: Lab) -> None:
     import urllib.request
 
-    port = 19900 + (hash(pair.client) % 90)
+    port = free_port()
     tool = Tool("tcp", "--summary", "--json", "--metrics", f"127.0.0.1:{port}", "--in-netns", pair.client)
     for _ in range(3):
         assert pair.run(pair.client, "curl", "-s", "--max-time", "2", f"http://{GW}:81/",

@@ -261,18 +261,16 @@ def test_pcapng_time_stamps_interface_and_snap_length(pair: Lab, tmp_path: Path)
         assert t0 <= float(epoch) <= t1  # wall clock, converted from the kernel's monotonic clock
         assert (int(length), int(caplen), name) == (1042, 100, "c0")
     packets = pcap.read(str(path))
-    assert all(p.ts_ns % 1000 for p in packets)  # nanoseconds are really there
+    assert any(p.ts_ns % 1000 for p in packets)  # nanoseconds are really there (each is 0 once in 1000)
 
 
 def test_stream_to_tshark_through_a_pipe(pair: Lab) -> None:
-    dump = subprocess.Popen([*ARGV, "--netns", pair.gateway, "dump", "-i", "c0", "-w", "-", "-c", "4", "icmp"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    dump = start(pair, "-i", "c0", "-w", "-", "-c", "4", "icmp")  # the pipe holds what comes before tshark reads
     reader = subprocess.Popen(["tshark", "-r", "-", "-T", "fields", "-e", "icmp.seq"], stdin=dump.stdout,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert dump.stdout is not None
     dump.stdout.close()
-    time.sleep(3)  # dump attaches meanwhile; its -c ends it
-    ping(pair, 5)
+    ping(pair, 5)  # -c 4 ends the capture
     out, _ = reader.communicate(timeout=30)
     dump.wait(timeout=30)
     assert dump.returncode == 0
@@ -317,6 +315,7 @@ def test_live_lines_match_tcpdump_on_the_same_packets(pair: Lab, tmp_path: Path)
     expression = ["arp", "or", "host", pair.CLIENT_IP, "or", "host", pair.CLIENT_IP6]
     tcpdump = pair.popen(pair.gateway, "tcpdump", "-i", "c0", "-Q", "in", "--immediate-mode", "-U",
                          "-w", str(tcpdump_file), *expression, stderr=subprocess.PIPE)
+    assert tcpdump.stderr is not None and b"listening on" in tcpdump.stderr.readline()
     proc = start(pair, "-i", "c0", *expression)
     server = pair.popen(pair.gateway, sys.executable, "-c", TCP_SERVER, pair.GATEWAY_IP, stdout=subprocess.PIPE)
     assert server.stdout is not None and b"ready" in server.stdout.readline()
@@ -372,11 +371,14 @@ def test_every_lost_packet_is_counted(pair: Lab) -> None:
     mac = bytes.fromhex(json.loads(pair.run(pair.gateway, "ip", "-j", "link", "show", "c0").stdout)[0]
                         ["address"].replace(":", ""))
 
+    def veth_counter(ns: str, dev: str, prefix: str, suffix: str) -> int:
+        stats = pair.run(ns, "ethtool", "-S", dev).stdout
+        return sum(int(line.split(":")[1]) for line in stats.splitlines()
+                   if line.strip().startswith(prefix) and line.split(":")[0].endswith(suffix))
+
     def delivered() -> int:
         """Frames the client's veth handed to the gateway's (ethtool -S): what reached c0's XDP hook."""
-        stats = pair.run(pair.client, "ethtool", "-S", "eth0").stdout
-        return sum(int(line.split(":")[1]) for line in stats.splitlines()
-                   if line.strip().startswith("tx_queue_") and line.split(":")[0].endswith("_xdp_xmit"))
+        return veth_counter(pair.client, "eth0", "tx_queue_", "_xdp_xmit")
 
     def flood(frame: bytes, count: int) -> None:
         f = Flood("eth0")
@@ -392,11 +394,18 @@ def test_every_lost_packet_is_counted(pair: Lab) -> None:
     arrived = delivered() - before  # 200,000 unless the gateway's veth ring overflowed
     netns.run_in(client, lambda: flood(udp_frame(bytes(6), mac, pair.CLIENT_IP, pair.GATEWAY_IP, 1234, 9998),
                                        20_000))
-    time.sleep(1)
+    # Let c0's NAPI run the hook on all of them: its XDP packet counter stops moving.
+    seen, still = -1, 0
+    for _ in range(100):
+        now = veth_counter(pair.gateway, "c0", "rx_queue_", "_xdp_packets")
+        seen, still = now, (still + 1 if now == seen else 0)
+        if still >= 3:
+            break
+        time.sleep(0.1)
     out, err = stop(proc)
     captured, matched, lost = summary(err)
     lines = out.decode().count("\n")
-    assert arrived > 150_000
+    assert arrived >= 50_000  # enough to overflow one block many times over
     assert matched == arrived  # the filter ran in the kernel: the 20,000 others never matched
     assert lost > 0 and captured + lost == matched and captured == lines
 
