@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -115,7 +116,10 @@ class Capture:
         self.path = path
         # --immediate-mode: without it, packets still in the ring's current
         # block when tcpdump stops are never written.
-        self.proc = box.popen(["tcpdump", "--immediate-mode", "-i", "lo", "-n", "-U", "-w", str(path), "tcp", "port", str(port)],
+        # Headers are enough (tshark takes tcp.len from the IP header), and a 64 MiB
+        # buffer holds what a descheduled tcpdump has not read yet.
+        self.proc = box.popen(["tcpdump", "--immediate-mode", "-i", "lo", "-n", "-U", "-s", "128", "-B", "65536",
+                               "-w", str(path), "tcp", "port", str(port)],
                               None, stderr=subprocess.PIPE, text=True)
         assert self.proc.stderr is not None
         line = self.proc.stderr.readline()
@@ -124,7 +128,8 @@ class Capture:
     def stop(self) -> list[dict[str, int]]:
         wait_until_settled(self.path)  # the server's FIN may come after the client is done
         self.proc.send_signal(signal.SIGINT)
-        self.proc.wait(timeout=10)
+        _, err = self.proc.communicate(timeout=10)
+        assert re.search(r"^0 packets dropped by kernel", err, re.M), err  # the capture saw everything
         out = subprocess.run(["tshark", "-r", str(self.path), "-T", "fields", "-e", "tcp.stream",
                               "-e", "tcp.flags.syn", "-e", "tcp.flags.fin", "-e", "tcp.len"],
                              capture_output=True, text=True, check=True).stdout
