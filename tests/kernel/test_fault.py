@@ -344,7 +344,7 @@ def test_psh_ratio_on_iperf3(lab: Lab, tmp_path: Path) -> None:
     hit_data = len(set(added) & set(eligible_data))
     print(f"PSH added to {hit_data} of {len(eligible_data)} eligible data segments "
           f"({100 * hit_data / len(eligible_data):.2f}%), {len(added)} in all = tool's hit count {final['hit']}")
-    within_sigmas(hit_data, len(eligible_data), 0.10)  # 1/9 or 1/11 would fail
+    within_sigmas(hit_data, len(eligible_data), 0.10)  # an off-by-one 1/9 or 1/11 fails 95% or 73% of runs
     # The tool's own count is exact: every PSH it added is in the capture, and no other.
     assert final["hit"] == len(added)
     assert not {i for i in added if b[i][3] & (SYN | FIN | RST)}  # control segments untouched
