@@ -216,12 +216,14 @@ def test_iperf3_dual_stack_server(sandbox: Sandbox, pin_dir: Path, enabled: dict
         server.wait(timeout=10)
     report = json.loads(out.stdout)
     assert out.returncode == 0 and "error" not in report, report.get("error", out.stderr)
-    received = report["end"]["sum_received"]["bytes"]
-    assert received == report["end"]["sum_sent"]["bytes"] > 0
+    sent, received = report["end"]["sum_sent"]["bytes"], report["end"]["sum_received"]["bytes"]
+    # iperf3's server stops counting at the end of the test: what it has not read by
+    # then (a loaded machine) is not in sum_received.
+    assert 0 < received <= sent
     c = counters(pin_dir)
     assert c["sockets_added"] == 4  # control and data connection, both ends each
     assert c["sockets_tcp_no_peer"] == 0
-    assert c["bytes_redirected"] >= received
+    assert c["bytes_redirected"] >= sent  # every byte iperf3 wrote went to its peer's socket
     assert c["bytes_tcp"] == 0
     # Two connections (control, data): handshakes and teardowns only.
     assert seen["connections"] == 2 and seen["syn"] == 4, seen
