@@ -452,10 +452,7 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
                     if ours and os.path.exists(path):
                         os.unlink(path)
                         done.append(f"unpinned {kind} id {obj_id} at {path}")
-                        try:
-                            os.rmdir(os.path.dirname(path))  # the tool's own directory, if now empty
-                        except OSError:
-                            pass
+                        fs.remove_empty_dirs(Path(path).parent)  # the tool's own directory, if now empty
         except NetbpfError as e:
             failed.append(str(e))
     if only_netns is None and fs.PIN_ROOT.is_dir():
@@ -463,9 +460,5 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
             os.unlink(path)
             done.append(f"unpinned {kind} id {obj_id} at {path}")
         for dirpath, _, _ in sorted(os.walk(fs.PIN_ROOT), key=lambda w: -len(w[0])):
-            if Path(dirpath) != fs.PIN_ROOT:
-                try:
-                    os.rmdir(dirpath)
-                except OSError:
-                    pass
+            fs.remove_empty_dirs(Path(dirpath))
     return done, failed

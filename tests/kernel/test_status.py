@@ -74,6 +74,7 @@ def test_status_and_cleanup_after_sigkill(pair) -> None:
 
     result = netbpf("cleanup", check=True)
     assert not (PIN_ROOT / pin_name).exists()
+    assert not PIN_ROOT.exists()  # with the last pin, netbpf's directory in bpffs goes too
     again = netbpf("cleanup", check=True)  # idempotent
     assert again.returncode == 0
     left = [json.loads(line) for line in netbpf("status", "--json", check=True).stdout.splitlines()]

@@ -55,6 +55,24 @@ def pin_dir(*parts: str) -> Path:
     return path
 
 
+def remove_empty_dirs(path: Path) -> None:
+    """Remove ``path`` and then each parent that is left empty, up to and with
+    /sys/fs/bpf/netbpf itself: nothing of netbpf stays in bpffs once its last
+    pin is gone. A directory that still holds something ends the climb."""
+    if not path.is_relative_to(PIN_ROOT):
+        raise ValueError(f"{path} is not under {PIN_ROOT}")
+    while True:
+        try:
+            path.rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return  # not empty: another tool's pins live there
+        if path == PIN_ROOT:
+            return
+        path = path.parent
+
+
 def ensure_tracefs() -> Path:
     """The tracefs mount point, mounting it at /sys/kernel/tracing when absent."""
     for _, point, fstype in mounts():

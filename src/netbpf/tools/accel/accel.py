@@ -331,10 +331,13 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
 
 
 def _rmdir(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
+    if path.is_relative_to(fs.PIN_ROOT):
+        fs.remove_empty_dirs(path)
+    else:  # --pin-dir elsewhere in bpffs: only its own directory
+        try:
+            path.rmdir()
+        except OSError:
+            pass
 
 
 # -- disable ------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from ...bpf import BpfObject, object_path
 from ...bpf.attach import tc, xdp
 from ...bpf.attach.base import Attachment
 from ...bpf.errors import BpfError, NotSupported, UsageError
-from ...bpf.fs import pin_dir
+from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
 from .ring import BlockRing, DumpBlock, DumpRing, Geometry
@@ -231,14 +231,8 @@ class Capture:
             # its record on another CPU: let it finish before the last drain.
             time.sleep(0.05)
         if self.pin_path is not None:
-            try:
-                self.pin_path.unlink()
-                self.pin_path.parent.rmdir()
-                self.pin_path.parent.parent.rmdir()  # .../netbpf/dump, when no other dump runs
-            except FileNotFoundError:
-                pass
-            except OSError:
-                shutil.rmtree(self.pin_path.parent, ignore_errors=True)
+            shutil.rmtree(self.pin_path.parent, ignore_errors=True)  # this process's own directory
+            remove_empty_dirs(self.pin_path.parent.parent)  # dump/, netbpf/, unless others live there
             self.pin_path = None
 
     def close(self) -> None:

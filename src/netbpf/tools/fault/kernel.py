@@ -605,10 +605,4 @@ def _delete_cls_bpf(p: PinnedFault) -> None:
 def _remove_dir(directory: Path) -> None:
     for f in directory.iterdir():
         f.unlink()
-    root = pin_root()
-    while directory != root and directory.is_relative_to(root):
-        try:
-            directory.rmdir()
-        except OSError:
-            break
-        directory = directory.parent
+    fs.remove_empty_dirs(directory)

@@ -20,7 +20,7 @@ from ... import netdev, netns
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import xdp
 from ...bpf.errors import BpfError, NetbpfError, UsageError
-from ...bpf.fs import pin_dir
+from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import Map
 from ...bpf.program import Program
 from .wrap import BPF_XDP, load_wrapped, wrapper
@@ -254,11 +254,7 @@ class Chain:
             said = f"XDP program id {original_id} is back" if original_id else "the XDP hook is empty again"
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
-        for parent in (self.directory.parent, self.directory.parent.parent):  # <netns>/, xdp/
-            try:
-                parent.rmdir()
-            except OSError:
-                break  # other chains live there
+        remove_empty_dirs(self.directory.parent)  # <netns>/, xdp/, netbpf/ unless others live there
         return f"{said} on {self.interface}"
 
     def close(self) -> None:
