@@ -452,7 +452,7 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
                     if ours and os.path.exists(path):
                         os.unlink(path)
                         done.append(f"unpinned {kind} id {obj_id} at {path}")
-                        fs.remove_empty_dirs(Path(path).parent)  # the tool's own directory, if now empty
+                        fs.remove_empty_dirs(Path(path).parent)  # the tool's own directory and up, if now empty
         except NetbpfError as e:
             failed.append(str(e))
     if only_netns is None and fs.PIN_ROOT.is_dir():

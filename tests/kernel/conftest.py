@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,19 +103,24 @@ def ping(lab: Lab, src: str, dst: str, count: int = 3, interval: float = 0.05) -
     return 0
 
 
-def wait_until_settled(path: Path, quiet: float = 0.5, timeout: float = 60) -> None:
-    """Until a capture file (tcpdump -U writes each packet as it takes it) has not
-    grown for ``quiet`` seconds: on SIGINT tcpdump leaves what its ring still holds
-    unwritten, and the last packets of a test may still be on their way."""
-    size, since = -1, time.monotonic()
+def settled(read: Callable[[], int], quiet: float = 0.3, timeout: float = 60) -> int:
+    """``read()`` once it has not changed for ``quiet`` seconds (or at ``timeout``):
+    a kernel counter or a file that traffic still on its way would move."""
+    value, since = read(), time.monotonic()
     deadline = since + timeout
-    while time.monotonic() < deadline:
-        now = path.stat().st_size if path.exists() else 0
-        if now != size:
-            size, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
         time.sleep(0.1)
+        now = read()
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
+
+
+def wait_until_settled(path: Path) -> None:
+    """Until a capture file (tcpdump -U writes each packet as it takes it) has not
+    grown for half a second: on SIGINT tcpdump leaves what its ring still holds
+    unwritten, and the last packets of a test may still be on their way."""
+    settled(lambda: path.stat().st_size if path.exists() else 0, quiet=0.5)
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ from netbpf.bpf.attach import tc, xdp
 from netbpf.bpf.program import Program
 from netbpf.lab import Lab
 
-from .conftest import free_port
+from .conftest import free_port, settled
 from .drops_helpers import Tool, inode, json_lines, nstat, python, send_udp, wait_gone
 
 GW, CLIENT = Lab.GATEWAY_IP, Lab.CLIENT_IP
@@ -84,11 +84,7 @@ def test_stopped_in_a_flood_every_drop_is_shown_or_counted(pair: Lab) -> None:
                               f"for _ in range(20000): s.sendto(b'x', ('{GW}', 9))\n")
     # Every datagram has met the closed port (the kernel's counter stands still) while
     # the tool's ring is still full: its text output is far slower than the flood.
-    kernel, still = -1, 0
-    while still < 3:
-        now = nstat(pair, pair.gateway, "UdpNoPorts")["UdpNoPorts"] - before
-        kernel, still = now, (still + 1 if now == kernel else 0)
-        time.sleep(0.1)
+    kernel = settled(lambda: nstat(pair, pair.gateway, "UdpNoPorts")["UdpNoPorts"] - before)
     out, err = tool.stop(settle=0)
     last = [ln for ln in err.splitlines() if "shown" in ln][-1]
     shown, lost = int(last.split()[0]), int(last.split(",")[1].split()[0])

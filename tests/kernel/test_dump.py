@@ -25,7 +25,7 @@ from netbpf.bpf.fs import PIN_ROOT
 from netbpf.lab import Lab
 from netbpf.packet import pcap
 
-from .conftest import netbpf
+from .conftest import netbpf, settled
 
 HERE = Path(__file__).resolve().parent
 ARGV = [sys.executable, "-m", "netbpf"]
@@ -395,13 +395,7 @@ def test_every_lost_packet_is_counted(pair: Lab) -> None:
     netns.run_in(client, lambda: flood(udp_frame(bytes(6), mac, pair.CLIENT_IP, pair.GATEWAY_IP, 1234, 9998),
                                        20_000))
     # Let c0's NAPI run the hook on all of them: its XDP packet counter stops moving.
-    seen, still = -1, 0
-    for _ in range(100):
-        now = veth_counter(pair.gateway, "c0", "rx_queue_", "_xdp_packets")
-        seen, still = now, (still + 1 if now == seen else 0)
-        if still >= 3:
-            break
-        time.sleep(0.1)
+    settled(lambda: veth_counter(pair.gateway, "c0", "rx_queue_", "_xdp_packets"), timeout=10)
     out, err = stop(proc)
     captured, matched, lost = summary(err)
     lines = out.decode().count("\n")
