@@ -80,7 +80,7 @@ class Flood(Protocol):
     def close(self) -> None: ...
 
 
-class _Paced:
+class Paced:
     """What both generators share: pacing, and closing as a context manager."""
 
     def send(self, frame: bytes, count: int) -> int:
@@ -109,14 +109,14 @@ class _Paced:
                             time.sleep(ahead)
         return FloodResult(sent, time.monotonic() - start)
 
-    def __enter__(self) -> _Paced:
+    def __enter__(self) -> Paced:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class LiveFrames(_Paced):
+class LiveFrames(Paced):
     """XDP live frames on ``interface`` (of the calling thread's namespace): ``XDP_TX``
     sends them out of it, ``XDP_PASS`` receives them on it."""
 
@@ -170,7 +170,7 @@ class _Mmsghdr(ctypes.Structure):
     _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint32)]
 
 
-class PacketSocket(_Paced):
+class PacketSocket(Paced):
     """Frames out of ``interface`` (of the calling thread's namespace) from an AF_PACKET
     socket, up to ``batch`` per sendmmsg(2).
 
