@@ -12,6 +12,8 @@ Two generators behind one interface (``send``/``run``/``close``, ``FloodResult``
 - ``af_packet`` (:class:`PacketSocket`): an AF_PACKET socket with
   PACKET_QDISC_BYPASS and sendmmsg(2) of a whole batch per call; needs only
   CAP_NET_RAW. Frames leave as from a NIC driver's xmit, never as if received.
+  (A TPACKET TX ring costs ~0.86x its CPU per frame but cannot count a refused
+  frame exactly: bench/flood_generators.py.)
 
 :func:`open_flood` picks one: ``NETBPF_FLOOD=live|socket|auto`` (default auto:
 live frames where the kernel allows them). Frames only go out of interfaces
@@ -26,7 +28,6 @@ import socket
 import struct
 import time
 from dataclasses import dataclass
-from typing import Protocol
 
 from ... import netdev
 from ...bpf import _libbpf as L
@@ -71,17 +72,10 @@ class FloodResult:
         return self.sent / self.seconds if self.seconds else 0.0
 
 
-class Flood(Protocol):
-    generator: str
-
-    def send(self, frame: bytes, count: int) -> int: ...
-    def run(self, frames: list[tuple[bytes, int]], total: int, rate: float | None = None,
-            batch: int = 1000) -> FloodResult: ...
-    def close(self) -> None: ...
-
-
 class Paced:
     """What both generators share: pacing, and closing as a context manager."""
+
+    generator: str  # xdp-live or af_packet: what a benchmark prints
 
     def send(self, frame: bytes, count: int) -> int:
         raise NotImplementedError
@@ -253,7 +247,7 @@ def choose(choice: str | None = None) -> str:
     return LIVE if features.has_xdp_live_frames() else SOCKET
 
 
-def open_flood(interface: str, generator: str | None = None) -> LiveFrames | PacketSocket:
+def open_flood(interface: str, generator: str | None = None) -> Paced:
     """The flood out of ``interface``: ``generator`` (xdp-live, af_packet) or the
     choice of :func:`choose`."""
     generator = generator or choose()
