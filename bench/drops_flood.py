@@ -8,11 +8,16 @@ them (UdpNoPorts, nstat) is the truth every figure is checked against:
 - ``sendmmsg``: from the client namespace through the veth (256 datagrams per
   call), the way an application floods; about 6 us of kernel work per packet
   on this machine, sending and receiving on the same CPU.
-- ``xdp-live``: the kernel's own packet generator, the one xdp-trafficgen
+- the frame generator of netbpf/tools/dump/flood.py, chosen by ``--flood``
+  (default $NETBPF_FLOOD or auto) and printed first:
+  ``xdp-live``: the kernel's own packet generator, the one xdp-trafficgen
   uses: BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES and an XDP program
   that returns XDP_PASS injects the frame on the gateway's c0 as if received,
   and it goes up the real receive path (ip_rcv, udp_rcv) to its drop. Only
   the receive half: the highest drop rate this machine can offer.
+  ``af_packet`` (where live frames are refused, or forced): the same frame from
+  an AF_PACKET socket on the client's eth0 (sendmmsg, no qdisc): the veth's
+  transmit and the whole receive path, with no UDP/IP send stack.
 
 1. stream: ``netbpf drops --in-netns GW --port 9 > /dev/null`` (text lines) on
    one CPU, the flood on the other: events consumed and lost per offered rate
@@ -25,6 +30,9 @@ them (UdpNoPorts, nstat) is the truth every figure is checked against:
 3. cost: each program's own ns per drop from bpf_stats.
 
     sudo .venv/bin/python bench/drops_flood.py [--duration 5] [--rounds 9] [--only stream|summary|cost]
+                                               [--flood auto|live|socket]
+
+The first error ends the run with one line on stderr and exit status 1.
 """
 from __future__ import annotations
 
@@ -46,11 +54,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from netbpf.bpf.errors import NetbpfError  # noqa: E402
 from netbpf.lab import Lab  # noqa: E402
+from netbpf.tools.dump import flood as floods  # noqa: E402
 
 PREFIX = "nbflood"
 PORT = 9
 BATCH = 256
+GENERATOR = floods.LIVE  # set by main() from --flood; children get it on their command line
+STARTED: list[subprocess.Popen[str]] = []  # netbpf drops processes, stopped on the way out
+
+
+class BenchError(Exception):
+    """The run cannot go on: one line, exit 1."""
 
 
 # -- the sender (runs inside the client namespace) -------------------------------------------
@@ -110,56 +126,59 @@ def cpu_self() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def inject(rate: float, duration: float, count: int = 0) -> None:
-    """Inside the gateway namespace: XDP live frames on c0, `rate` per second (0: unpaced);
-    with `count`, exactly that many frames, as fast as they go."""
-    from netbpf.bpf import _libbpf as L
-    from netbpf.bpf import features
-
-    mac = Path("/sys/class/net/c0/address").read_text().strip()
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 29, 0, 0x4000, 64, 17, 0, socket.inet_aton(Lab.CLIENT_IP),
-                     socket.inet_aton(Lab.GATEWAY_IP))
-    total = sum(struct.unpack("!10H", ip))
-    total = (total >> 16) + (total & 0xFFFF)
-    ip = ip[:10] + struct.pack("!H", ~(total + (total >> 16)) & 0xFFFF) + ip[12:]
-    frame = (bytes.fromhex(mac.replace(":", "")) + bytes.fromhex("020000000001") + b"\x08\x00" + ip
-             + struct.pack("!HHHH", 40000, PORT, 9, 0) + b"x").ljust(60, b"\0")
-    prog = features.load_trivial(6, verdict=2, name="netbpf_b_gen")  # XDP_PASS
-    data = ctypes.create_string_buffer(frame, len(frame))
-    ctx = ctypes.create_string_buffer(struct.pack("<6I", 0, len(frame), 0, socket.if_nametoindex("c0"), 0, 0), 24)
-    # Each call costs ~50 ms of set-up here (the live-frame page pool), whatever its
-    # size: calls are big, and paced ones come in bursts of a quarter of a second's worth.
+def inject(generator: str, mac: bytes, rate: float, duration: float, count: int = 0) -> None:
+    """The generator's flood to the gateway's port 9 (c0's address `mac`), `rate` frames per
+    second (0: unpaced); with `count`, exactly that many frames, as fast as they go. xdp-live
+    runs in the gateway namespace (frames received on c0), af_packet in the client's (sent
+    on eth0)."""
+    frame = floods.udp_frame(bytes.fromhex("020000000001"), mac, Lab.CLIENT_IP, Lab.GATEWAY_IP, 40000, PORT,
+                             size=60, payload=b"x")
+    try:
+        if generator == floods.LIVE:
+            gen: floods.LiveFrames | floods.PacketSocket = floods.LiveFrames("c0", floods.XDP_PASS)
+        else:
+            gen = floods.PacketSocket("eth0")
+    except NetbpfError as e:
+        raise SystemExit(f"{generator}: {e}") from None
+    # xdp-live: each call costs ~50 ms of set-up here (the live-frame page pool), whatever
+    # its size: calls are big, and paced ones come in bursts of a quarter of a second's worth.
     chunk = max(1000, int(rate / 4)) if rate else 100_000
     if count:
         chunk = min(chunk, count)
         while count % chunk:
             chunk -= 1  # exactly `count` frames
-    sent = kernel_ns = 0
+    sent = 0
     start = time.monotonic()
     end = start + duration
-    while True:
-        now = time.monotonic()
-        if (now >= end and not count) or (count and sent >= count):
-            break
-        if rate:
-            ahead = sent / rate - (now - start)
-            if ahead > 0:
-                time.sleep(ahead)
-        opts = L.TestRunOpts(sz=ctypes.sizeof(L.TestRunOpts), repeat=chunk, flags=1 << 1, batch_size=64)
-        opts.data_in = ctypes.cast(data, ctypes.c_void_p)
-        opts.data_size_in = len(frame)
-        opts.ctx_in = ctypes.cast(ctx, ctypes.c_void_p)
-        opts.ctx_size_in = 24
-        if L.lib.bpf_prog_test_run_opts(prog, ctypes.byref(opts)) == 0:
-            sent += chunk
-            kernel_ns += opts.duration * chunk
-    os.close(prog)
-    # The kernel times its test-run loop itself (mean ns per frame), leaving out the
-    # time the task was scheduled away: on a shared machine, the steadiest figure.
-    print(sent, kernel_ns / 1e9, time.monotonic() - start, flush=True)
+    with gen:
+        while (count and sent < count) or (not count and time.monotonic() < end):
+            if rate:
+                ahead = sent / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+            try:
+                sent += gen.send(frame, chunk)
+            except NetbpfError as e:  # the first refusal ends the run: no retry loop
+                raise SystemExit(f"{generator}: {e}") from None
+    # xdp-live: the kernel times its test-run loop itself (mean ns per frame), leaving out
+    # the time the task was scheduled away: on a shared machine, the steadiest figure.
+    # af_packet: the CPU time of this process, which the veth's receive softirq is charged to.
+    seconds = gen.kernel_ns / 1e9 if isinstance(gen, floods.LiveFrames) else cpu_self()
+    print(sent, seconds, time.monotonic() - start, flush=True)
 
 
 # -- the measurement ---------------------------------------------------------------------------
+def c0_mac(lab: Lab) -> str:
+    out = lab.run(lab.gateway, "ip", "-j", "link", "show", "c0").stdout
+    return str(json.loads(out)[0]["address"]).replace(":", "")
+
+
+def inject_argv(lab: Lab, how: str) -> tuple[str, list[str]]:
+    """(namespace, argv tail) of a generator's sender."""
+    ns = lab.gateway if how == floods.LIVE else lab.client
+    return ns, ["--inject", how, c0_mac(lab)]
+
+
 def no_ports(lab: Lab) -> int:
     out = lab.run(lab.gateway, "nstat", "-asz", "--json", "UdpNoPorts").stdout
     data = json.loads(out)
@@ -168,21 +187,31 @@ def no_ports(lab: Lab) -> int:
 
 def flood(lab: Lab, how: str, rate: float, duration: float, senders: int) -> tuple[int, float, float]:
     """Run `senders` senders (each on its own CPU), each at rate/senders: (packets sent, the
-    seconds their packets cost (xdp-live: the kernel's own timing; sendmmsg: CPU time),
-    the longest sender's seconds)."""
+    seconds their packets cost (xdp-live: the kernel's own timing; otherwise CPU time),
+    the longest sender's seconds). `how`: sendmmsg or a flood generator."""
     procs = []
     cpus = sorted(os.sched_getaffinity(0))
     for i in range(senders):
         if how == "sendmmsg":
             ns, tail = lab.client, ["--send", lab.GATEWAY_IP]
         else:
-            ns, tail = lab.gateway, ["--inject"]
+            ns, tail = inject_argv(lab, how)
         argv = ["taskset", "-c", str(cpus[i % len(cpus)]), sys.executable, __file__, *tail,
                 str(rate / senders), str(duration)]
-        procs.append(lab.popen(ns, *argv, stdout=subprocess.PIPE, text=True))
-    results = [p.communicate(timeout=duration + 60)[0].split() for p in procs]
+        procs.append(lab.popen(ns, *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [p.communicate(timeout=duration + 60) for p in procs]
+    failed = [(p, err) for p, (_, err) in zip(procs, outputs, strict=True) if p.returncode != 0]
+    if failed:
+        p, err = failed[0]
+        raise BenchError(f"{how} sender exited {p.returncode}: {last_line(err)}")
+    results = [out.split() for out, _ in outputs]
     return (sum(int(r[0]) for r in results), sum(float(r[1]) for r in results),
             max(float(r[2]) for r in results))
+
+
+def last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no message)"
 
 
 def netbpf(lab: Lab, *args: str, stdout: int | None = None, cpu: int | None = None) -> subprocess.Popen[str]:
@@ -191,11 +220,20 @@ def netbpf(lab: Lab, *args: str, stdout: int | None = None, cpu: int | None = No
         argv = ["taskset", "-c", str(cpu), *argv]
     proc = subprocess.Popen(argv, stdout=stdout if stdout is not None else subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    STARTED.append(proc)
     assert proc.stderr is not None
     line = proc.stderr.readline()
     if "watching" not in line:
-        raise SystemExit(f"netbpf drops did not start: {line}{proc.stderr.read()}")
+        raise BenchError(f"netbpf drops did not start: {last_line(line + proc.stderr.read())}")
     return proc
+
+
+def shown_lost(err: str) -> tuple[int, int]:
+    """(shown, lost) from the tool's exit line "N drops shown, M lost"."""
+    found = [ln for ln in err.splitlines() if "shown" in ln]
+    if not found:
+        raise BenchError(f"netbpf drops ended without its count: {last_line(err)}")
+    return int(found[-1].split()[0]), int(found[-1].split(",")[1].split()[0])
 
 
 def cpu_seconds(pid: int) -> float:
@@ -231,8 +269,9 @@ def burst(lab: Lab, count: int) -> dict[str, float]:
         proc = netbpf(lab, "--port", str(PORT), stdout=devnull.fileno(), cpu=cpus[-1])
         before = no_ports(lab)
         os.kill(proc.pid, signal.SIGSTOP)
-        lab.run(lab.gateway, "taskset", "-c", str(cpus[0]), sys.executable, __file__, "--inject", "0", "0",
-                str(count), timeout=120)
+        ns, tail = inject_argv(lab, GENERATOR)
+        lab.run(ns, "taskset", "-c", str(cpus[0]), sys.executable, __file__, *tail, "0", "0", str(count),
+                timeout=120)
         kernel = no_ports(lab) - before
         cpu_before = cpu_seconds(proc.pid)
         start = time.monotonic()
@@ -240,8 +279,7 @@ def burst(lab: Lab, count: int) -> dict[str, float]:
         drain = wait_idle(proc.pid, start)
         cpu = cpu_seconds(proc.pid) - cpu_before
         _, err = stop(proc)
-    last = [ln for ln in err.splitlines() if "shown" in ln][-1]
-    shown, lost = int(last.split()[0]), int(last.split(",")[1].split()[0])
+    shown, lost = shown_lost(err)
     return {"kernel": kernel, "shown": shown, "lost": lost, "rate": shown / drain, "drain": drain,
             "accounted": shown + lost == kernel, "cpu_us": cpu / max(shown, 1) * 1e6}
 
@@ -258,8 +296,7 @@ def streaming(lab: Lab, how: str, rate: float, duration: float) -> dict[str, flo
         kernel = no_ports(lab) - before
         cpu = cpu_seconds(proc.pid) - cpu_before
         _, err = stop(proc)
-    last = [ln for ln in err.splitlines() if "shown" in ln][-1]  # "N drops shown, M lost"
-    shown, lost = int(last.split()[0]), int(last.split(",")[1].split()[0])
+    shown, lost = shown_lost(err)
     return {"offered": rate, "sent": sent, "kernel": kernel, "shown": shown, "lost": lost,
             "rate": shown / (elapsed + drain), "drain": drain, "accounted": shown + lost == kernel,
             "cpu_us": cpu / max(shown, 1) * 1e6}
@@ -329,14 +366,14 @@ def ns_per_run(prog_id: int) -> float:
 
 
 def program_cost(lab: Lab, duration: float, mode: str) -> float:
-    """ns per run of the program on kfree_skb under the xdp-live flood (bpf_stats)."""
+    """ns per run of the program on kfree_skb under the generator's flood (bpf_stats)."""
     from netbpf import netns
     from netbpf.tools.drops.events import DropFilter, DropOptions, DropTracer
 
     with BpfStats():
         if mode == "hook":
             with HookOnly() as hook:
-                flood(lab, "xdp-live", 0, duration, senders=1)
+                flood(lab, GENERATOR, 0, duration, senders=1)
                 return ns_per_run(hook.obj.program("netbpf_drop_nop").id)
         scope = DropFilter(netns=netns.inode_of(lab.gateway))
         if mode == "stream":  # the command itself, so that the ring is read as it fills
@@ -347,13 +384,13 @@ def program_cost(lab: Lab, duration: float, mode: str) -> float:
                                          capture_output=True, text=True).stdout
                     found = json.loads(ids)
                     prog_id = max(p["id"] for p in (found if isinstance(found, list) else [found]))
-                    flood(lab, "xdp-live", 0, duration, senders=1)
+                    flood(lab, GENERATOR, 0, duration, senders=1)
                     return ns_per_run(prog_id)
                 finally:
                     stop(proc)
         options = DropOptions(filter=scope, stream=False, summary=True, summary_flows=mode == "flows")
         with DropTracer(options) as tracer:
-            flood(lab, "xdp-live", 0, duration, senders=1)
+            flood(lab, GENERATOR, 0, duration, senders=1)
             return ns_per_run(tracer.program_id())
 
 
@@ -362,7 +399,8 @@ def main() -> int:
         send(sys.argv[2], float(sys.argv[3]), float(sys.argv[4]))
         return 0
     if len(sys.argv) > 1 and sys.argv[1] == "--inject":
-        inject(float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 0)
+        inject(sys.argv[2], bytes.fromhex(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]),
+               int(sys.argv[6]) if len(sys.argv) > 6 else 0)
         return 0
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0)
@@ -371,15 +409,38 @@ def main() -> int:
                         help="offered rates for streaming, 0 = as fast as one sender goes")
     parser.add_argument("--only", choices=["stream", "summary", "cost"], action="append",
                         help="run only this part (repeatable; default: all)")
+    parser.add_argument("--flood", choices=floods.CHOICES, default=os.environ.get(floods.ENV) or "auto",
+                        help="the frame generator: live XDP frames, an AF_PACKET socket, or auto "
+                             "(live where the kernel allows them; default: $NETBPF_FLOOD or auto)")
     args = parser.parse_args()
-    parts = set(args.only or ["stream", "summary", "cost"])
     if os.geteuid() != 0:
         raise SystemExit("run as root")
+    try:
+        return measure(args)
+    except (NetbpfError, BenchError, subprocess.TimeoutExpired) as e:
+        print(f"drops_flood: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 1)
+    finally:
+        for proc in STARTED:  # a tool left running by an error: stopped, so that it detaches
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.communicate(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+
+
+def measure(args: argparse.Namespace) -> int:
+    global GENERATOR
+    parts = set(args.only or ["stream", "summary", "cost"])
+    GENERATOR = floods.choose(args.flood)  # before the lab: a refused generator costs nothing
+    print(f"flood generator: {GENERATOR} (--flood {args.flood})\n", flush=True)
     lab = Lab(PREFIX, backends=0).up()
     try:
         lab.wait_reachable()
         print(f"## netbpf drops: UDP flood to a closed port ({len(os.sched_getaffinity(0))} CPUs, "
-              f"{args.duration:.0f} s per run)\n")
+              f"{args.duration:.0f} s per run, generator {GENERATOR})\n")
         if "stream" in parts:
             streaming_table(lab, args)
         if "summary" in parts:
@@ -398,10 +459,10 @@ def streaming_table(lab: Lab, args: argparse.Namespace) -> None:
           "| backlog at end (s) | tool CPU us per drop | all accounted |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|:---:|")
     r = burst(lab, 300_000)
-    print(f"| xdp-live into a stopped reader (SIGSTOP), then SIGCONT | 300,000 at once | {r['kernel']:,} | "
+    print(f"| {GENERATOR} into a stopped reader (SIGSTOP), then SIGCONT | 300,000 at once | {r['kernel']:,} | "
           f"{r['shown']:,} | {r['lost']:,} | {r['rate']:,.0f} | {r['drain']:.2f} (the drain) | "
           f"{r['cpu_us']:.2f} | {'yes' if r['accounted'] else 'NO'} |", flush=True)
-    for how, rates in (("xdp-live", args.rates), ("sendmmsg", "0")):
+    for how, rates in ((GENERATOR, args.rates), ("sendmmsg", "0")):
         for rate in (float(r) for r in rates.split(",")):
             r = streaming(lab, how, rate, args.duration)
             offered = f"{rate:,.0f}" if rate else "max"
@@ -416,7 +477,7 @@ def summary_table(lab: Lab, args: argparse.Namespace) -> None:
           "empty one (the hook alone, what any tool pays), with `netbpf drops --summary`; one flood per "
           "CPU, as fast as they go; the three in a random order each round\n")
     print("ns per drop: the kernel's own timing of its test-run loop for xdp-live, the senders' CPU "
-          "time for sendmmsg (this kernel charges softirqs to the task they interrupt). Ratios are "
+          "time for af_packet and sendmmsg (this kernel charges softirqs to the task they interrupt). Ratios are "
           "throughput ratios (none's ns / netbpf's ns), per round, then their median: the machine's "
           "load drifts between rounds, less within one.\n")
     print("| flood | round | none: drops/s | hook: drops/s | netbpf: drops/s | none: ns/drop "
@@ -424,7 +485,7 @@ def summary_table(lab: Lab, args: argparse.Namespace) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|")
     rng = random.Random(4)
     summary: list[str] = []
-    for how in ("xdp-live", "sendmmsg"):
+    for how in (GENERATOR, "sendmmsg"):
         vs_none, vs_hook = [], []
         for i in range(args.rounds):
             modes = ["none", "hook", "tool"]
@@ -443,7 +504,7 @@ def summary_table(lab: Lab, args: argparse.Namespace) -> None:
 
 
 def cost_table(lab: Lab, args: argparse.Namespace) -> None:
-    print("\n### What the program itself costs per drop (bpf_stats run_time_ns / run_cnt, xdp-live "
+    print(f"\n### What the program itself costs per drop (bpf_stats run_time_ns / run_cnt, {GENERATOR} "
           "flood; the empty program's figure is the clock reads bpf_stats adds)\n")
     print("| program on tp_btf/kfree_skb | ns per drop (median) | rounds |")
     print("|---|---:|---|")

@@ -4,9 +4,11 @@
 Lab: a client and a gateway namespace joined by a veth pair. The gateway's
 c0 runs a trivial XDP program (XDP_PASS, standing for "the program already
 there": netbpf captures in front of it, tcpdump behind it). The client
-floods c0 with 64-byte UDP frames as fast as one CPU can send them
-(BPF_PROG_TEST_RUN live frames, see netbpf/tools/dump/flood.py), pinned to
-CPU 0; the capturing process is pinned to CPU 1.
+floods c0 with 64-byte UDP frames as fast as one CPU can send them, pinned
+to CPU 0; the capturing process is pinned to CPU 1. The generator is
+netbpf/tools/dump/flood.py's choice (printed first): BPF_PROG_TEST_RUN live
+frames (xdp-live) where the kernel allows them, else an AF_PACKET socket
+(af_packet); ``--flood socket`` (or NETBPF_FLOOD=socket) forces the latter.
 
 For each tool, run (the same number of frames, alternating tools, repeated):
   - all:  no filter, everything captured;
@@ -17,7 +19,9 @@ end of the drain; the kernel's per-packet work happens on the sender's CPU
 for both tools. captured/lost are what each tool reports (tcpdump: "packets
 captured", "dropped by kernel"; netbpf: its exit line).
 
-    sudo .venv/bin/python bench/dump_capture.py [--packets 4000000] [--repeat 3]
+    sudo .venv/bin/python bench/dump_capture.py [--packets 4000000] [--repeat 3] [--flood auto|live|socket]
+
+The first error ends the run with one line on stderr and exit status 1.
 """
 from __future__ import annotations
 
@@ -38,12 +42,18 @@ sys.path.insert(0, str(ROOT / "src"))
 from netbpf import netns  # noqa: E402
 from netbpf.bpf import features  # noqa: E402
 from netbpf.bpf.attach import xdp  # noqa: E402
+from netbpf.bpf.errors import NetbpfError  # noqa: E402
 from netbpf.bpf.program import Program  # noqa: E402
 from netbpf.lab import Lab  # noqa: E402
-from netbpf.tools.dump.flood import Flood, udp_frame  # noqa: E402
+from netbpf.tools.dump import flood as floods  # noqa: E402
 
 SENDER_CPU, CAPTURE_CPU = 0, 1
 FILTER = "udp port 7777"
+GENERATOR = floods.LIVE  # set by main() from --flood
+
+
+class BenchError(Exception):
+    """The run cannot go on: one line, exit 1."""
 
 
 def cpu_ns(pid: int) -> int:
@@ -66,18 +76,25 @@ def flood(lab: Lab, packets: int, one_percent: bool) -> tuple[int, float]:
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(r)
-        os.sched_setaffinity(0, {SENDER_CPU})
-        netns.enter(lab.client)
-        mac = bytes.fromhex(json.loads(subprocess.run(
-            ["ip", "-n", lab.gateway, "-j", "link", "show", "c0"], capture_output=True, text=True,
-            check=True).stdout)[0]["address"].replace(":", ""))
-        other = udp_frame(bytes.fromhex("020000000002"), mac, lab.CLIENT_IP, lab.GATEWAY_IP, 1234, 5678)
-        match = udp_frame(bytes.fromhex("020000000002"), mac, lab.CLIENT_IP, lab.GATEWAY_IP, 1234, 7777)
-        frames = [(other, 9900), (match, 100)] if one_percent else [(other, 10_000)]
-        f = Flood("eth0")
-        result = f.run(frames, packets, batch=10_000)
-        os.write(w, json.dumps([result.sent, result.seconds]).encode())
+        # The child must never return into the caller's stack (it would run its
+        # finally clauses: take the lab down); it reports a result or an error.
+        try:
+            os.close(r)
+            os.sched_setaffinity(0, {SENDER_CPU})
+            netns.enter(lab.client)
+            mac = bytes.fromhex(json.loads(subprocess.run(
+                ["ip", "-n", lab.gateway, "-j", "link", "show", "c0"], capture_output=True, text=True,
+                check=True).stdout)[0]["address"].replace(":", ""))
+            src = bytes.fromhex("020000000002")
+            other = floods.udp_frame(src, mac, lab.CLIENT_IP, lab.GATEWAY_IP, 1234, 5678)
+            match = floods.udp_frame(src, mac, lab.CLIENT_IP, lab.GATEWAY_IP, 1234, 7777)
+            frames = [(other, 9900), (match, 100)] if one_percent else [(other, 10_000)]
+            with floods.open_flood("eth0", GENERATOR) as f:
+                result = f.run(frames, packets, batch=10_000)
+            message = {"sent": result.sent, "seconds": result.seconds}
+        except BaseException as e:  # every failure is reported, none escapes the child
+            message = {"error": str(e) or type(e).__name__}
+        os.write(w, json.dumps(message).encode())
         os._exit(0)
     os.close(w)
     data = b""
@@ -85,8 +102,10 @@ def flood(lab: Lab, packets: int, one_percent: bool) -> tuple[int, float]:
         data += chunk
     os.close(r)
     os.waitpid(pid, 0)
-    sent, seconds = json.loads(data)
-    return int(sent), float(seconds)
+    reply = json.loads(data) if data else {"error": "the sender died without a word"}
+    if "error" in reply:
+        raise BenchError(f"flood ({GENERATOR}): {reply['error']}")
+    return int(reply["sent"]), float(reply["seconds"])
 
 
 def wait_for(stream, needle: bytes, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +116,7 @@ def wait_for(stream, needle: bytes, timeout: float = 30) -> None:  # type: ignor
             return
         if not line:
             break
-    raise RuntimeError(f"capture did not start (waiting for {needle!r})")
+    raise BenchError(f"capture did not start (waiting for {needle!r})")
 
 
 def run_tcpdump(lab: Lab, packets: int, one_percent: bool) -> dict[str, float]:
@@ -105,17 +124,25 @@ def run_tcpdump(lab: Lab, packets: int, one_percent: bool) -> dict[str, float]:
     proc = subprocess.Popen(argv + ([FILTER] if one_percent else []), stderr=subprocess.PIPE,
                             preexec_fn=pin(CAPTURE_CPU))
     assert proc.stderr is not None
-    wait_for(proc.stderr, b"listening on")
-    time.sleep(0.5)
-    before = cpu_ns(proc.pid)
-    sent, seconds = flood(lab, packets, one_percent)
+    try:
+        wait_for(proc.stderr, b"listening on")
+        time.sleep(0.5)
+        before = cpu_ns(proc.pid)
+        sent, seconds = flood(lab, packets, one_percent)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     time.sleep(2)  # tcpdump hands over a block after at most 1 s
     used = cpu_ns(proc.pid) - before
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read().decode()
     proc.wait()
-    captured = int(re.search(r"(\d+) packets? captured", err).group(1))  # type: ignore[union-attr]
-    dropped = int(re.search(r"(\d+) packets? dropped by kernel", err).group(1))  # type: ignore[union-attr]
+    captured_m = re.search(r"(\d+) packets? captured", err)
+    dropped_m = re.search(r"(\d+) packets? dropped by kernel", err)
+    if not (captured_m and dropped_m):
+        raise BenchError(f"tcpdump ended without its counts: {err.strip()[-300:]!r}")
+    captured, dropped = int(captured_m.group(1)), int(dropped_m.group(1))
     return {"sent": sent, "seconds": seconds, "captured": captured, "lost": dropped, "cpu": used / 1e9}
 
 
@@ -124,17 +151,27 @@ def run_netbpf(lab: Lab, packets: int, one_percent: bool) -> dict[str, float]:
     proc = subprocess.Popen(argv + ([FILTER] if one_percent else []), stderr=subprocess.PIPE,
                             preexec_fn=pin(CAPTURE_CPU), cwd=ROOT)
     assert proc.stderr is not None
-    wait_for(proc.stderr, b"capturing on")
-    time.sleep(0.5)
-    before = cpu_ns(proc.pid)
-    sent, seconds = flood(lab, packets, one_percent)
+    try:
+        wait_for(proc.stderr, b"capturing on")
+        time.sleep(0.5)
+        before = cpu_ns(proc.pid)
+        sent, seconds = flood(lab, packets, one_percent)
+    except BaseException:
+        proc.send_signal(signal.SIGINT)  # netbpf detaches on SIGINT; then it must be gone
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
     time.sleep(2)  # the same wait as tcpdump's
     used = cpu_ns(proc.pid) - before
     proc.send_signal(signal.SIGINT)
     err = proc.stderr.read().decode()
     proc.wait()
     m = re.search(r"(\d+) packets captured, (\d+) matched in kernel, (\d+) lost", err)
-    assert m, err
+    if not m:
+        raise BenchError(f"netbpf dump ended without its summary: {err.strip()[-300:]!r}")
     return {"sent": sent, "seconds": seconds, "captured": int(m.group(1)), "lost": int(m.group(3)),
             "cpu": used / 1e9}
 
@@ -147,9 +184,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--packets", type=int, default=4_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--flood", choices=floods.CHOICES, default=os.environ.get(floods.ENV) or "auto",
+                        help="the flood generator: live XDP frames, an AF_PACKET socket, or auto "
+                             "(live where the kernel allows them; default: $NETBPF_FLOOD or auto)")
     args = parser.parse_args()
     if os.cpu_count() is None or os.cpu_count() < 2:  # type: ignore[operator]
         sys.exit("needs two CPUs: one sends, one captures")
+    try:
+        return measure(args)
+    except (NetbpfError, BenchError) as e:
+        print(f"dump_capture: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 1)
+
+
+def measure(args: argparse.Namespace) -> int:
+    global GENERATOR
+    GENERATOR = floods.choose(args.flood)  # before the lab: a refused generator costs nothing
+    print(f"flood generator: {GENERATOR} (--flood {args.flood})\n", flush=True)
     lab = Lab(f"bd{os.getpid() % 10000}", backends=0).up()
     try:
         lab.wait_reachable()
@@ -164,7 +215,7 @@ def main() -> int:
             for one_percent in (False, True):
                 for tool, runner in (("tcpdump", run_tcpdump), ("netbpf dump", run_netbpf)):
                     results.setdefault((tool, one_percent), []).append(runner(lab, args.packets, one_percent))
-        print(f"UDP 64-byte frames, {args.packets:,} per run, median of {args.repeat} runs; "
+        print(f"UDP 64-byte frames from {GENERATOR}, {args.packets:,} per run, median of {args.repeat} runs; "
               f"capture pinned to CPU {CAPTURE_CPU}, sender to CPU {SENDER_CPU}\n")
         print("| tool | filter | offered pkt/s | offered | matching | captured | lost "
               "| capture CPU s | CPU s per M captured | CPU ns per offered packet |")

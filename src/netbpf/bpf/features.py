@@ -20,6 +20,10 @@ BPF_PROG_TYPE_XDP = 6
 BPF_PROG_TYPE_SK_MSG = 16
 BPF_MAP_TYPE_SOCKHASH = 18
 BPF_MAP_TYPE_RINGBUF = 27
+BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
+XDP_DROP = 1
+
+XDP_LIVE_FRAMES = "XDP live frames"
 
 
 def _return_insns(value: int) -> ctypes.Array[L.BpfInsn]:
@@ -70,6 +74,38 @@ def has_sockmap_link() -> bool:
     """sk_msg/sk_skb programs on a sockmap as BPF links (Linux 6.10)."""
     # A bad map fd: EBADF once the attach type is understood, EINVAL before.
     return _link_create_errno(BPF_PROG_TYPE_SK_MSG, 0x7FFFFFFF, 7) == _errno.EBADF
+
+
+@cache
+def xdp_live_frames_errno() -> int:
+    """0 where BPF_PROG_TEST_RUN may run XDP frames live, else the errno that refused it.
+
+    Some kernels refuse it with EPERM even to root (lockdown, sandboxed VMs, a
+    missing capability); those before 5.18 do not know the flag (EINVAL). The
+    probe's program returns XDP_DROP: the frame is recycled, nothing is sent.
+    """
+    fd = load_trivial(BPF_PROG_TYPE_XDP, verdict=XDP_DROP, name="netbpf_probe")
+    try:
+        frame = ctypes.create_string_buffer(64)
+        opts = L.TestRunOpts(sz=ctypes.sizeof(L.TestRunOpts), repeat=1, flags=BPF_F_TEST_XDP_LIVE_FRAMES)
+        opts.data_in = ctypes.cast(frame, ctypes.c_void_p)
+        opts.data_size_in = 64
+        return int(-min(0, L.lib.bpf_prog_test_run_opts(fd, ctypes.byref(opts))))
+    finally:
+        os.close(fd)
+
+
+def has_xdp_live_frames() -> bool:
+    """BPF_PROG_TEST_RUN may send XDP frames for real (Linux 5.18, and allowed)."""
+    return xdp_live_frames_errno() == 0
+
+
+def require_xdp_live_frames() -> None:
+    err = xdp_live_frames_errno()
+    if err:
+        name = _errno.errorcode.get(err, str(err))
+        raise NotSupported(XDP_LIVE_FRAMES, f"BPF_PROG_TEST_RUN with BPF_F_TEST_XDP_LIVE_FRAMES: "
+                                            f"{name}, {os.strerror(err)}")
 
 
 def require(feature: str, available: bool, detail: str = "") -> None:
