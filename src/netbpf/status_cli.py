@@ -68,8 +68,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_cleanup(args: argparse.Namespace) -> int:
-    done, failed = cleanup(only_netns=netns.current_inode() if args.this_netns else None)
-    for line in done:
+    done, failed, left = cleanup(only_netns=netns.current_inode() if args.this_netns else None)
+    for line in done + left:
         print(line)
     for line in failed:
         print(f"netbpf: {line}", file=sys.stderr)

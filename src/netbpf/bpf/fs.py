@@ -103,22 +103,23 @@ def _check_ours(path: Path, st: os.stat_result, ours: bool) -> None:
                       "refusing to pin there; remove it as root")
 
 
-def owned_dir(path: Path, create: bool = True) -> Path:
+def owned_dir(path: Path, create: bool = True, base: Path = BPFFS) -> Path:
     """``path`` (in bpffs), each directory of it checked from /sys/fs/bpf down
     with O_NOFOLLOW: root's, not writable by others; from the pin root down
     (or, for a path elsewhere in bpffs, the levels netbpf creates) 0700.
     Missing levels are created with mode 0700 when ``create``.
-    NotOurs (one line naming the path and its owner) otherwise."""
+    NotOurs (one line naming the path and its owner) otherwise.
+    ``base``: another root-only directory (/run) whose levels below are all netbpf's."""
     path = Path(os.path.normpath(path))
-    if path != BPFFS and BPFFS not in path.parents:
-        raise NotOurs(f"{path}: netbpf pins only under {BPFFS}")
+    if path != base and base not in path.parents:
+        raise NotOurs(f"{path}: netbpf pins only under {base}")
     flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(BPFFS, flags | os.O_DIRECTORY)
+    fd = os.open(base, flags | os.O_DIRECTORY)
     try:
-        current = BPFFS
-        for part in path.relative_to(BPFFS).parts:
+        current = base
+        for part in path.relative_to(base).parts:
             current = current / part
-            ours = current == PIN_ROOT or PIN_ROOT in current.parents
+            ours = base != BPFFS or current == PIN_ROOT or PIN_ROOT in current.parents
             made = False
             if create:
                 try:
