@@ -510,7 +510,7 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[s
     record = made.read()
     if only_netns is not None:
         label = netns.label(only_netns)
-        entries = [e for e in entries if e.netns == label or (e.kind == "foreign" and e.pinned)]
+        entries = [e for e in entries if e.netns == label or e.pinned == str(fs.PIN_ROOT)]
     left = [f"left alone: {_describe_foreign(e)}" for e in entries if e.kind == "foreign"]
     entries = [e for e in entries if e.kind != "foreign"]
     pins = [p for p in _pins() if _pin_is_ours(record, p[1], p[2])]
