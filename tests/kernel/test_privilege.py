@@ -6,10 +6,12 @@ tool runs (Uid, CapEff, CapPrm, NoNewPrivs), bpftool and ip after it exits
 """
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -189,3 +191,25 @@ def test_default_user_and_root_on_request(pair: Lab) -> None:
     assert uids == {"0"}
     bad = netbpf("tcp", "-Z", "nosuchuser0", netns=pair.gateway)
     assert bad.returncode == 2 and "no such user" in bad.stderr
+
+
+def test_http_parses_as_nobody(pair: Lab) -> None:
+    """The parser that reads what anyone can send runs with no capability, and
+    still traces: curl's request and the server's answer, paired."""
+    server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080", "--bind", pair.GATEWAY_IP,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pair.wait_listening(pair.gateway, 8080)
+        tool = Tool("http", "-Z", "nobody", "-i", "c0", "--port", "8080", "--json", "-c", "1",
+                    netns=pair.gateway, ready="tracing HTTP")
+        fields = dropped(tool)
+        assert fields["Uid"].split()[0] == str(NOBODY) and caps(fields, "CapPrm") == 0
+        curl = pair.run(pair.client, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}",
+                        f"http://{pair.GATEWAY_IP}:8080/")
+        out, err = tool.wait()
+        assert "Traceback" not in err
+        tx = json.loads(out.splitlines()[0])
+        assert str(tx["status"]) == curl.stdout == "200"
+    finally:
+        server.kill()
+        server.wait()
