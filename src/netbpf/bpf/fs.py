@@ -113,6 +113,17 @@ def owned_dir(path: Path, create: bool = True, base: Path = BPFFS) -> Path:
     path = Path(os.path.normpath(path))
     if path != base and base not in path.parents:
         raise NotOurs(f"{path}: netbpf pins only under {base}")
+    if not create:
+        return _walk(path, False, base)
+    for _ in range(3):
+        try:
+            return _walk(path, True, base)
+        except FileNotFoundError:
+            continue  # another netbpf removed an empty level (remove_empty_dirs) under us: again
+    raise NotOurs(f"{path}: its directories keep vanishing while netbpf creates them")
+
+
+def _walk(path: Path, create: bool, base: Path) -> Path:
     flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(base, flags | os.O_DIRECTORY)
     try:
@@ -127,12 +138,7 @@ def owned_dir(path: Path, create: bool = True, base: Path = BPFFS) -> Path:
                     made = True
                 except FileExistsError:
                     pass
-            try:
-                child = os.open(part, flags, dir_fd=fd)
-            except FileNotFoundError:
-                if create:
-                    raise NotOurs(f"{current} vanished while netbpf created it") from None
-                raise
+            child = os.open(part, flags, dir_fd=fd)
             os.close(fd)
             fd = child
             st = os.fstat(fd)  # O_PATH | O_NOFOLLOW: a symlink is stat'ed, not followed
