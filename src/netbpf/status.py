@@ -513,7 +513,12 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[s
         entries = [e for e in entries if e.netns == label or e.pinned == str(fs.PIN_ROOT)]
     left = [f"left alone: {_describe_foreign(e)}" for e in entries if e.kind == "foreign"]
     entries = [e for e in entries if e.kind != "foreign"]
-    pins = [p for p in _pins() if _pin_is_ours(record, p[1], p[2])]
+    # A netbpf process still running detaches what it loaded at its exit: not a leftover.
+    running = {id(e): record.running_loader({e.prog_id}, set(e.map_ids)) for e in entries if e.prog_id}
+    left += [f"left to pid {running[id(e)]}, the netbpf process still using it (it detaches at "
+             f"exit): {e.kind} {e.program} ({e.target})" for e in entries if running.get(id(e))]
+    entries = [e for e in entries if not running.get(id(e))]
+    pins = [p for p in _pins() if _pin_is_ours(record, p[1], p[2]) and not _pin_in_use(record, p[1], p[2])]
     for entry in entries:
         try:
             if entry.kind in DETACHABLE_LINKS and entry.link_id:
@@ -539,7 +544,7 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[s
             failed.append(str(e))
     if only_netns is None and not _pin_root_problem() and fs.PIN_ROOT.is_dir():
         for path, kind, obj_id, _ in _pins():
-            if _pin_is_ours(record, kind, obj_id):
+            if _pin_is_ours(record, kind, obj_id) and not _pin_in_use(record, kind, obj_id):
                 os.unlink(path)
                 done.append(f"unpinned {kind} id {obj_id} at {path}")
         for dirpath, _, _ in sorted(os.walk(fs.PIN_ROOT), key=lambda w: -len(w[0])):
@@ -547,6 +552,15 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[s
     if only_netns is None:
         made.prune()
     return done, failed, left
+
+
+def _pin_in_use(record: made.Made, kind: str, obj_id: int) -> bool:
+    """A pin of a netbpf process still running (dump's PROG_ARRAY): it unpins at exit."""
+    if kind == "map":
+        return bool(record.running_loader(set(), {obj_id}))
+    if kind == "prog":
+        return bool(record.running_loader({obj_id}, set()))
+    return False  # a pinned link outlives its process on purpose (--pin, accel)
 
 
 def _describe_foreign(entry: Entry) -> str:

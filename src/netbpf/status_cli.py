@@ -37,6 +37,9 @@ examples:
                                 only what sits in that namespace's interfaces
 A netbpf XDP program that stood in front of another one (netbpf dump) is
 replaced by that original program again, atomically, rather than detached.
+Only what netbpf provably made is touched (its record of every object it
+loaded); a program named netbpf_* or a pin it did not make is "left alone",
+and so is what a netbpf process still running holds (it detaches at exit).
 """
 
 

@@ -29,6 +29,7 @@ from .conftest import (
     unique_prefix,
     xdp_prog_on,
 )
+from .drops_helpers import Tool
 
 NOBODY = 65534
 _roots = itertools.count()
@@ -192,7 +193,15 @@ def test_cleanup_removes_only_what_netbpf_made(pair: Lab, pin_root: Path, foreig
         text = netbpf("status", check=True).stdout
         assert "netbpf_mine" in text and "not netbpf's, left alone" in text
 
-        result = netbpf("cleanup", check=True)
+        # A dump still running is not a leftover: cleanup leaves it to that process.
+        running = Tool("dump", "-i", "eth0", "-w", "/dev/null", netns=pair.client, ready="capturing on eth0")
+        try:
+            result = netbpf("cleanup", check=True)
+            assert f"left to pid {running.proc.pid}, the netbpf process still using it" in result.stdout
+            assert xdp_prog_on(pair, pair.client, "eth0") != 0
+        finally:
+            _, err = running.stop()
+        assert "packets captured" in err and xdp_prog_on(pair, pair.client, "eth0") == 0
         assert f"left alone: program netbpf_mine id {mine} in {pair.gateway}" in result.stdout
         assert f"left alone: {planted}" in result.stdout
         assert f"restored XDP program id {mine} on c0" in result.stdout

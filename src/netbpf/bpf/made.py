@@ -91,6 +91,16 @@ class Made:
     def has_map(self, map_id: int) -> bool:
         return map_id in self.maps
 
+    def running_loader(self, prog_ids: set[int], map_ids: set[int]) -> int:
+        """The pid of a netbpf process, still running, that loaded any of these
+        (0: none). What it holds is not left over: it detaches at its exit."""
+        for path, (progs, maps) in self.files.items():
+            if progs & prog_ids or maps & map_ids:
+                pid = _running(path)
+                if pid:
+                    return pid
+        return 0
+
 
 def read() -> Made:
     """The record (empty when there is none); NotOurs when its directory is not netbpf's."""
@@ -140,6 +150,14 @@ def parse(text: str, boot: str, into: Made) -> tuple[set[int], set[int]]:
     return progs, maps
 
 
+def _running(path: Path) -> int:
+    """The pid that wrote this record file if that very process still runs, else 0."""
+    pid, _, start = path.name.partition("-")
+    if pid.isdigit() and start and _start_time(int(pid)) == start:
+        return int(pid)
+    return 0
+
+
 def prog_tag(prog_id: int) -> str:
     """The tag of a loaded program, hex ('' when it is gone)."""
     try:
@@ -161,8 +179,7 @@ def prune() -> list[Path]:
     live_progs, live_maps = set(prog_ids()), set(map_ids())
     removed = []
     for path, (progs, maps) in made.files.items():
-        pid, _, start = path.name.partition("-")
-        if pid.isdigit() and start and _start_time(int(pid)) == start:
+        if _running(path):
             continue  # its process still runs (and may load more)
         if progs & live_progs or maps & live_maps:
             continue
