@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from .bpf.errors import UsageError
 
@@ -47,6 +47,24 @@ def add_summary(parser: argparse.ArgumentParser, what: str) -> None:
 def add_metrics(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", metavar="HOST:PORT", type=host_port,
                         help="serve Prometheus metrics on HOST:PORT (e.g. :9464)")
+
+
+def add_privileges(parser: argparse.ArgumentParser) -> None:
+    """``-Z USER``, as tcpdump: who the tool runs as once attached."""
+    from . import privilege
+
+    privilege.add_option(parser)
+
+
+def relinquish(args: argparse.Namespace, keep: Iterable[int] = (), on_demand: Iterable[int] = ()) -> None:
+    """Once attached, before the first packet is parsed: become ``-Z USER``
+    keeping only ``keep`` (and ``on_demand``, raised when used) (privilege.py)."""
+    import logging
+
+    from . import privilege
+
+    dropped = privilege.drop(getattr(args, "user", None), keep, on_demand)
+    logging.getLogger("netbpf.privilege").info(dropped.describe())
 
 
 def positive_int(text: str) -> int:

@@ -1,9 +1,13 @@
 """``netbpf status`` and ``netbpf cleanup``: what netbpf has in the kernel, and removing it.
 
-Everything is read from the kernel, never from notes netbpf kept: programs
-named ``netbpf_*``, the links that hold them, netlink XDP programs and
-cls_bpf filters in every network namespace, and pins under
-/sys/fs/bpf/netbpf. So a tool killed with SIGKILL is found all the same.
+Everything is read from the kernel: programs named ``netbpf_*``, the links
+that hold them, netlink XDP programs and cls_bpf filters in every network
+namespace, and pins under the pin root (/sys/fs/bpf/netbpf). So a tool
+killed with SIGKILL is found all the same. What is netbpf's is decided by
+the record every netbpf load writes (bpf/made.py: program ids and tags, map
+ids), never by a name or a place: a program named ``netbpf_*`` or a pin
+under the pin root that is not on record is listed as "not netbpf's, left
+alone", and cleanup never touches it.
 
 A netbpf XDP program that took the place of another keeps the original in
 slot 0 of a PROG_ARRAY named ``xdp_original`` (it tail-calls it); cleanup
@@ -27,7 +31,7 @@ from typing import Any
 
 from . import netns
 from .bpf import _libbpf as L
-from .bpf import fs
+from .bpf import fs, made
 from .bpf.errors import BpfError, NetbpfError, check
 from .bpf.info import (
     PROG_TYPES,
@@ -50,7 +54,7 @@ DETACHABLE_LINKS = {"xdp", "tcx", "cgroup", "sockmap", "netns", "netkit"}
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    kind: str  # xdp, xdp-netlink, tcx, cls_bpf, cgroup, sockmap, tracepoint, loaded, pin
+    kind: str  # xdp, xdp-netlink, tcx, cls_bpf, cgroup, sockmap, tracepoint, loaded, pin, foreign
     program: str
     prog_id: int
     target: str
@@ -83,7 +87,12 @@ class _Prog:
 
 # -- reading the kernel ------------------------------------------------------------------
 
-def _netbpf_programs() -> dict[int, _Prog]:
+FOREIGN = "not netbpf's, left alone"
+
+
+def _netbpf_programs(record: made.Made, foreign: dict[int, _Prog] | None = None) -> dict[int, _Prog]:
+    """Programs named netbpf_* that netbpf loaded (on record, same tag); the
+    others named so go to ``foreign``."""
     progs = {}
     for pid in prog_ids():
         try:
@@ -94,8 +103,12 @@ def _netbpf_programs() -> dict[int, _Prog]:
             info = prog_info(fd)
             name = info.name.decode(errors="replace")
             if name.startswith(PREFIX) and name != "netbpf_probe":
-                progs[pid] = _Prog(pid, name, PROG_TYPES.get(info.type, str(info.type)),
-                                   boottime_to_epoch(info.load_time), tuple(prog_map_ids(fd)))
+                prog = _Prog(pid, name, PROG_TYPES.get(info.type, str(info.type)),
+                             boottime_to_epoch(info.load_time), tuple(prog_map_ids(fd)))
+                if record.has_prog(pid, bytes(info.tag).hex()):
+                    progs[pid] = prog
+                elif foreign is not None:
+                    foreign[pid] = prog
         finally:
             close_quietly(fd)
     return progs
@@ -241,10 +254,14 @@ def _cgroup_path(cgroup_id: int) -> str:
 
 
 def _pins() -> list[tuple[str, str, int, str]]:
-    """(path, object kind, id, name) of everything pinned under /sys/fs/bpf/netbpf."""
+    """(path, object kind, id, name) of everything pinned under the pin root
+    (nothing when the root is not netbpf's: see _pin_root_problem)."""
     pins: list[tuple[str, str, int, str]] = []
-    root = fs.PIN_ROOT
-    if not root.is_dir():
+    try:
+        root = fs.check_pin_root()
+    except NetbpfError:
+        return pins
+    if root is None:
         return pins
     for dirpath, _, files in os.walk(root):
         for name in files:
@@ -261,6 +278,34 @@ def _pins() -> list[tuple[str, str, int, str]]:
     return pins
 
 
+def _pin_root_problem() -> str:
+    """Why the pin root is not netbpf's ('' when it is, or is absent)."""
+    try:
+        fs.check_pin_root()
+    except NetbpfError as e:
+        return str(e)
+    return ""
+
+
+def _pin_is_ours(record: made.Made, kind: str, obj_id: int) -> bool:
+    """A pin is netbpf's when the object it holds is on record (a link: its program)."""
+    if kind == "map":
+        return record.has_map(obj_id)
+    if kind == "prog":
+        return record.has_prog(obj_id, made.prog_tag(obj_id))
+    if kind == "link":
+        try:
+            fd = fd_by_id("link", obj_id)
+        except BpfError:
+            return False
+        try:
+            prog_id = link_info(fd).prog_id
+        finally:
+            close_quietly(fd)
+        return record.has_prog(prog_id, made.prog_tag(prog_id))
+    return False
+
+
 def _describe_fd(fd: int) -> tuple[str, int, str]:
     link = Path(f"/proc/self/fd/{fd}").resolve().name  # anon_inode:bpf-prog / bpf-map / bpf-link
     text = Path(f"/proc/self/fdinfo/{fd}").read_text()
@@ -275,13 +320,16 @@ def _describe_fd(fd: int) -> tuple[str, int, str]:
 
 
 def collect() -> list[Entry]:
-    """Everything netbpf has attached, loaded or pinned, across all namespaces."""
-    progs = _netbpf_programs()
+    """Everything netbpf has attached, loaded or pinned, across all namespaces;
+    what only looks like it is last, as kind "foreign"."""
+    record = made.read()
+    foreign: dict[int, _Prog] = {}
+    progs = _netbpf_programs(record, foreign)
     prog_holders, link_holders = _holders()
     views = _scan_all_namespaces()
     entries: list[Entry] = []
     covered: set[int] = set()
-    pins = _pins()
+    pins = [p for p in _pins() if _pin_is_ours(record, p[1], p[2])]
     pinned_links = {obj_id: path for path, kind, obj_id, _ in pins if kind == "link"}
 
     def where(ifindex: int, holds: Callable[[_NamespaceView], bool]) -> tuple[_NamespaceView | None, str]:
@@ -360,6 +408,36 @@ def collect() -> list[Entry]:
     for path, kind, obj_id, _name in pins:
         entries.append(Entry(kind="pin", program="", prog_id=obj_id if kind == "prog" else 0,
                              target=f"{kind} id {obj_id}", pinned=path))
+    return entries + _foreign(record, foreign, views, entries)
+
+
+def _foreign(record: made.Made, progs: dict[int, _Prog], views: list[_NamespaceView],
+             ours: list[Entry]) -> list[Entry]:
+    """What looks like netbpf's and is not on record: programs named netbpf_*,
+    pins under the pin root, a pin root netbpf does not own."""
+    entries = []
+    for prog in progs.values():
+        where = ""
+        label = ""
+        for view in views:
+            for ifindex, (prog_id, _) in view.xdp.items():
+                if prog_id == prog.id:
+                    where, label = f" on {view.interfaces.get(ifindex, ifindex)} (xdp)", netns.label(view.inode)
+        for entry in ours:
+            if entry.restores == prog.id:  # a netbpf front program stands before it
+                where, label = f" behind {entry.program} on {entry.target} (xdp)", entry.netns
+        entries.append(Entry(kind="foreign", program=prog.name, prog_id=prog.id,
+                             target=f"{prog.type}{where}: {FOREIGN} (netbpf did not load it)",
+                             since=prog.since, netns=label))
+    for path, kind, obj_id, _ in _pins():
+        if not _pin_is_ours(record, kind, obj_id):
+            entries.append(Entry(kind="foreign", program="", prog_id=obj_id if kind == "prog" else 0,
+                                 target=f"{kind} id {obj_id}: {FOREIGN} (netbpf did not pin it)",
+                                 pinned=path))
+    problem = _pin_root_problem()
+    if problem:
+        entries.append(Entry(kind="foreign", program="", prog_id=0,
+                             target=f"{FOREIGN}: {problem}", pinned=str(fs.PIN_ROOT)))
     return entries
 
 
@@ -423,15 +501,24 @@ def _delete_cls_bpf(entry: Entry) -> str:
     return f"deleted cls_bpf filter {entry.program} on {entry.target}"
 
 
-def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
-    """Remove everything netbpf left; returns (what was done, what could not be)."""
+def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[str]]:
+    """Remove everything netbpf left; returns (what was done, what could not
+    be, what was left alone because it is not netbpf's)."""
     done: list[str] = []
     failed: list[str] = []
     entries = collect()
+    record = made.read()
     if only_netns is not None:
         label = netns.label(only_netns)
-        entries = [e for e in entries if e.netns == label]
-    pins = _pins()
+        entries = [e for e in entries if e.netns == label or e.pinned == str(fs.PIN_ROOT)]
+    left = [f"left alone: {_describe_foreign(e)}" for e in entries if e.kind == "foreign"]
+    entries = [e for e in entries if e.kind != "foreign"]
+    # A netbpf process still running detaches what it loaded at its exit: not a leftover.
+    running = {id(e): record.running_loader({e.prog_id}, set(e.map_ids)) for e in entries if e.prog_id}
+    left += [f"left to pid {running[id(e)]}, the netbpf process still using it (it detaches at "
+             f"exit): {e.kind} {e.program} ({e.target})" for e in entries if running.get(id(e))]
+    entries = [e for e in entries if not running.get(id(e))]
+    pins = [p for p in _pins() if _pin_is_ours(record, p[1], p[2]) and not _pin_in_use(record, p[1], p[2])]
     for entry in entries:
         try:
             if entry.kind in DETACHABLE_LINKS and entry.link_id:
@@ -455,10 +542,28 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
                         fs.remove_empty_dirs(Path(path).parent)  # the tool's own directory and up, if now empty
         except NetbpfError as e:
             failed.append(str(e))
-    if only_netns is None and fs.PIN_ROOT.is_dir():
+    if only_netns is None and not _pin_root_problem() and fs.PIN_ROOT.is_dir():
         for path, kind, obj_id, _ in _pins():
-            os.unlink(path)
-            done.append(f"unpinned {kind} id {obj_id} at {path}")
+            if _pin_is_ours(record, kind, obj_id) and not _pin_in_use(record, kind, obj_id):
+                os.unlink(path)
+                done.append(f"unpinned {kind} id {obj_id} at {path}")
         for dirpath, _, _ in sorted(os.walk(fs.PIN_ROOT), key=lambda w: -len(w[0])):
             fs.remove_empty_dirs(Path(dirpath))
-    return done, failed
+    if only_netns is None:
+        made.prune()
+    return done, failed, left
+
+
+def _pin_in_use(record: made.Made, kind: str, obj_id: int) -> bool:
+    """A pin of a netbpf process still running (dump's PROG_ARRAY): it unpins at exit."""
+    if kind == "map":
+        return bool(record.running_loader(set(), {obj_id}))
+    if kind == "prog":
+        return bool(record.running_loader({obj_id}, set()))
+    return False  # a pinned link outlives its process on purpose (--pin, accel)
+
+
+def _describe_foreign(entry: Entry) -> str:
+    what = f"program {entry.program} id {entry.prog_id}" if entry.program else entry.pinned
+    where = f" in {entry.netns}" if entry.netns else ""
+    return f"{what}{where}: {entry.target}"

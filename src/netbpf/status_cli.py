@@ -37,6 +37,9 @@ examples:
                                 only what sits in that namespace's interfaces
 A netbpf XDP program that stood in front of another one (netbpf dump) is
 replaced by that original program again, atomically, rather than detached.
+Only what netbpf provably made is touched (its record of every object it
+loaded); a program named netbpf_* or a pin it did not make is "left alone",
+and so is what a netbpf process still running holds (it detaches at exit).
 """
 
 
@@ -68,8 +71,8 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_cleanup(args: argparse.Namespace) -> int:
-    done, failed = cleanup(only_netns=netns.current_inode() if args.this_netns else None)
-    for line in done:
+    done, failed, left = cleanup(only_netns=netns.current_inode() if args.this_netns else None)
+    for line in done + left:
         print(line)
     for line in failed:
         print(f"netbpf: {line}", file=sys.stderr)

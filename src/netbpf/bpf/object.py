@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from . import _libbpf as L
-from . import inject  # registers the netbpf/xdp and netbpf/tc sections with libbpf
+from . import (
+    inject,  # registers the netbpf/xdp and netbpf/tc sections with libbpf
+    made,
+)
 from .btf import Btf
 from .errors import BuildMissing, NetbpfError, NotPermitted, VerifierError, check, from_errno
 from .maps import Map
@@ -180,6 +183,9 @@ class BpfObject:
             p.fd = L.lib.bpf_program__fd(p.handle) if p.handle else -1
         for m in self.maps.values():
             m.fd = L.lib.bpf_map__fd(m.handle)
+        # On record before anything is attached: cleanup removes only what is (bpf/made.py).
+        made.record([p.fd for p in self.programs.values() if p.fd >= 0],
+                    [m.fd for m in self.maps.values() if m.fd >= 0])
         return self
 
     def _raise_load_error(self, err: int) -> None:

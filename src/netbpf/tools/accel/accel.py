@@ -258,6 +258,12 @@ def check_pin_dir(pin_dir: str | Path) -> Path:
 
 
 def _present(pin_dir: Path) -> dict[str, Path]:
+    """The pins there, by role; NotOurs when the directory is not netbpf's
+    (another user's directory could hold anything, and they could unlink it)."""
+    try:
+        fs.owned_dir(pin_dir, create=False)
+    except FileNotFoundError:
+        return {}
     return {role: pin_dir / name for role, name in PINS.items() if (pin_dir / name).exists()}
 
 
@@ -290,7 +296,7 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
         obj.load()
         for port in options.ports:
             obj.map("accel_ports").update(port, b"\x01")
-        pin_dir.mkdir(parents=True, exist_ok=True)
+        fs.owned_dir(pin_dir)  # root's, 0700, every level: else refused
 
         def pin(role: str, thing: Any) -> None:
             path = pin_dir / PINS[role]

@@ -86,6 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_count(p, "drops")
     cliutil.add_duration(p)
     cliutil.add_metrics(p)
+    cliutil.add_privileges(p)
     p.add_argument("--hook", choices=["auto", "tp_btf", "tracepoint"], default="auto",
                    help="tp_btf/kfree_skb (typed, default where the kernel has BTF) or the classic "
                         "tracepoint skb/kfree_skb")
@@ -147,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
             from .metrics import serve_drops
 
             serve_drops(args.metrics, tracer, formatter)
+        formatter.names.prime()  # entering other namespaces to name interfaces needs root
+        cliutil.relinquish(args)  # tracepoint links: closing them detaches
         if args.summary:
             return _summary_loop(args, tracer, formatter)
         return _stream_loop(args, tracer, formatter, shown)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from ... import netns
+from ...bpf.errors import NetbpfError
 
 PROTOCOLS = {
     1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp",
@@ -131,5 +132,22 @@ class Names:
             if path is None:
                 return f"if{ifindex}"
             return netns.run_in(path, lookup)
-        except OSError:
+        except (OSError, NetbpfError):  # gone, or no longer root enough to enter it (-Z)
             return f"if{ifindex}"
+
+    def prime(self) -> None:
+        """Name every interface of every namespace now, while root: after the
+        privilege drop (-Z) other namespaces cannot be entered; an interface
+        that appears later reads ``if<index>``."""
+        try:
+            self._paths = netns.all_namespaces()
+        except OSError:
+            return
+        for inode, path in self._paths.items():
+            self.netns(inode)
+            try:
+                pairs = socket.if_nameindex() if inode == self._here else netns.run_in(path, socket.if_nameindex)
+            except (OSError, NetbpfError):
+                continue
+            for ifindex, name in pairs:
+                self._ifnames[(inode, ifindex)] = name

@@ -100,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_count(p, "events")
     cliutil.add_duration(p)
     cliutil.add_metrics(p)
+    cliutil.add_privileges(p)
 
 
 def event_list(text: str) -> frozenset[Kind]:
@@ -213,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
             from .metrics import serve_tcp
 
             serve_tcp(args.metrics, tracer)
+        formatter.names.prime()  # entering other namespaces to name interfaces needs root
+        cliutil.relinquish(args)  # tracepoint links: closing them detaches
         if args.summary:
             return _summary_loop(args, tracer, formatter)
         return _stream_loop(args, tracer, formatter, shown)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ... import netdev, netns
+from ... import netdev, netns, privilege
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import tc, xdp
 from ...bpf.attach.base import Attachment
@@ -231,8 +231,10 @@ class Capture:
             # its record on another CPU: let it finish before the last drain.
             time.sleep(0.05)
         if self.pin_path is not None:
-            shutil.rmtree(self.pin_path.parent, ignore_errors=True)  # this process's own directory
-            remove_empty_dirs(self.pin_path.parent.parent)  # dump/, netbpf/, unless others live there
+            # The pin directory is root's (0700): after -Z, only CAP_DAC_OVERRIDE unpins.
+            with privilege.raised(privilege.CAP_DAC_OVERRIDE):
+                shutil.rmtree(self.pin_path.parent, ignore_errors=True)  # this process's own directory
+                remove_empty_dirs(self.pin_path.parent.parent)  # dump/, netbpf/, unless others live there
             self.pin_path = None
 
     def close(self) -> None:

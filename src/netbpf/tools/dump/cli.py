@@ -8,7 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from ... import cliutil
+from ... import cliutil, privilege
 from ...bpf.errors import NotSupported, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
@@ -67,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_duration(p)
     cliutil.add_json(p)
     cliutil.add_metrics(p)
+    cliutil.add_privileges(p)
     p.add_argument("expression", nargs="*", metavar="EXPRESSION",
                    help="a tcpdump filter expression (pcap-filter(7)), run in the kernel")
 
@@ -98,24 +99,32 @@ def run(args: argparse.Namespace) -> int:
     if args.verdict:
         _verdict_unsupported(capture)  # before anything is attached
     close_output: Callable[[], None] = _nothing
-    sink: Sink
-    if args.write:
-        fd, close_output = open_output(args.write)
-        header = (pcap.pcapng_file_header([args.interface], options.snap, linktype, nano)
-                  if pcapng_out else pcap.pcap_file_header(options.snap, linktype, nano))
-        sink = FileSink(fd, header, pcapng_out, args.count)
-        immediate = args.write == "-" or args.packet_buffered
-    elif args.json:
-        sink = JsonSink(printer, sys.stdout, True, False, args.count,
-                        {"ifname": args.interface, "hook": args.hook})
-        immediate = True
-    else:
-        sink = TextSink(printer, sys.stdout, True, False, args.count)
-        immediate = True
+    if args.write and args.write != "-":
+        privilege.check_output(args.write, args.user)  # what can be known before attaching
+    sink: Sink = _NoSink()
     started = False
     try:
         capture.start()
         started = True
+        # As tcpdump: drop to -Z USER once attached, then open -w FILE as that user.
+        to_file = bool(args.write and args.write != "-")
+        cliutil.relinquish(args, keep=privilege.to_detach(capture.attachment),
+                           on_demand={privilege.CAP_DAC_OVERRIDE} if capture.pin_path or to_file else ())
+        if args.write:
+            fd, close_output = open_output(args.write)
+            if not capture.pin_path:
+                privilege.forget(privilege.CAP_DAC_OVERRIDE)  # the file is open: no more use for it
+            header = (pcap.pcapng_file_header([args.interface], options.snap, linktype, nano)
+                      if pcapng_out else pcap.pcap_file_header(options.snap, linktype, nano))
+            sink = FileSink(fd, header, pcapng_out, args.count)
+            immediate = args.write == "-" or args.packet_buffered
+        elif args.json:
+            sink = JsonSink(printer, sys.stdout, True, False, args.count,
+                            {"ifname": args.interface, "hook": args.hook})
+            immediate = True
+        else:
+            sink = TextSink(printer, sys.stdout, True, False, args.count)
+            immediate = True
         cliutil.stderr(f"netbpf: capturing on {args.interface} at {args.hook}"
                        f"{_in_front_of(capture)}, link-type EN10MB (Ethernet), "
                        f"snapshot length {options.snap} bytes")
@@ -130,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
             if capture.ring is not None and not sink.done:
                 capture.ring.drain(sink.write)
                 sink.flush()
-            if started and capture.obj is not None:
+            if started and capture.obj is not None and not isinstance(sink, _NoSink):
                 _, matched, lost = capture.counters()
                 captured = sink.written if sink.counts_packets else matched - lost
                 cliutil.stderr(f"{captured} packets captured, {matched} matched in kernel, {lost} lost")
@@ -142,6 +151,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _nothing() -> None:
     pass
+
+
+class _NoSink(Sink):
+    """Until the output is open (after the privilege drop): takes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def write(self, span: memoryview) -> None:
+        pass
 
 
 def _in_front_of(capture: Capture) -> str:

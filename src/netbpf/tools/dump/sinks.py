@@ -134,5 +134,7 @@ def open_output(path: str) -> tuple[int, Callable[[], None]]:
     if path == "-":
         sys.stdout.flush()
         return sys.stdout.fileno(), lambda: None
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    from ...privilege import open_output as open_as_user
+
+    fd = open_as_user(path)  # never through a symlink, never another user's file
     return fd, lambda: os.close(fd)

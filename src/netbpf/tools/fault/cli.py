@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ... import cliutil
+from ... import cliutil, privilege
 from ...bpf.errors import UsageError
 from ...output import Column, LiveView, Table
 from .kernel import (
@@ -154,6 +154,7 @@ def _common_options() -> argparse.ArgumentParser:
                      help="refresh the counters every S seconds (default 1)")
     cliutil.add_json(common)
     cliutil.add_metrics(common)
+    cliutil.add_privileges(common)
     common.add_argument("expression", nargs="*", metavar="EXPRESSION",
                         help="tcpdump filter expression (default: every packet)")
     return common
@@ -232,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
             cliutil.stderr(f"netbpf fault: note: {active.note}")
         if args.metrics:
             _serve_metrics(args.metrics, active)
+        cliutil.relinquish(args, keep=privilege.to_detach(active.attachment))
         cliutil.stderr("netbpf fault: Ctrl-C to stop" + (f" (or after {args.duration:g} s)" if args.duration else ""))
         _watch(active, args, started)
     finally:

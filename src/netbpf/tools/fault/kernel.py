@@ -448,7 +448,7 @@ class ActiveFault:
     def pin(self) -> Path:
         """Keep the fault after this process exits (``stop()`` removes it)."""
         directory = check_pin_free(self.hook.interface, self.hook.direction)
-        directory.mkdir(parents=True, exist_ok=True)
+        fs.owned_dir(directory)  # root's, 0700, every level: else refused
         try:
             if isinstance(self.attachment, Link):
                 self.attachment.pin(directory / "link")
@@ -494,7 +494,11 @@ def pin_path(interface: str, direction: str) -> Path:
 def check_pin_free(interface: str, direction: str) -> Path:
     """The pin directory for a fault there; UsageError if one is pinned there already."""
     directory = pin_path(interface, direction)
-    if directory.exists() and any(directory.iterdir()):
+    try:
+        fs.owned_dir(directory, create=False)
+    except FileNotFoundError:
+        return directory
+    if any(directory.iterdir()):
         raise UsageError(f"a pinned fault is already on {interface} {direction}: "
                          f"netbpf fault stop -i {interface} first")
     return directory
@@ -515,7 +519,9 @@ class PinnedFault:
 
 def pinned() -> list[PinnedFault]:
     root = pin_root()
-    if not root.is_dir():
+    try:
+        fs.owned_dir(root, create=False)  # NotOurs: another user's directory, not read
+    except FileNotFoundError:
         return []
     found = []
     for directory in sorted(root.glob("*/*/*")):

@@ -69,6 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_count(p, "transactions")
     cliutil.add_duration(p)
     cliutil.add_metrics(p)
+    cliutil.add_privileges(p)
     p.add_argument("-H", "--headers", action="store_true", help="print request and response headers")
     p.add_argument("--show-secrets", action="store_true",
                    help="do not redact Authorization, Proxy-Authorization, Cookie, Set-Cookie")
@@ -245,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        cliutil.relinquish(args)  # the socket and its ring are open: nothing to keep
         capture.loop()
         capture.finish()
     finally:
