@@ -13,8 +13,8 @@ How the test runs them (each is one test, named by file, line and command):
   not kill the shell), with ``.venv/bin`` first on PATH, in the repository's directory; where
   ``sudo`` is not installed and the test runs as root, a ``sudo`` that runs its arguments;
 - a command shown with ``^C`` or followed by another terminal's commands is started in a
-  process group of its own; once it has printed something (it is attached) and the other
-  terminal's commands have run, it gets SIGINT as a user's Ctrl-C, then must exit by itself;
+  process group of its own; once it says it is ready (READY below: netbpf's banners, which
+  come after attaching, tcpdump's "listening on") and the other terminal's commands have run, it gets SIGINT as a user's Ctrl-C, then must exit by itself;
 - the lab's prefix: the examples use the default ``nb`` (``nb-gw``...). Another lab under
   ``nb`` may be up on a shared machine, so the test rewrites ``nb-NAME`` to ``P-NAME``
   for a prefix P of its own, and adds ``--prefix P`` to ``netbpf lab`` commands: the only
@@ -56,6 +56,8 @@ VENV_BIN = ROOT / ".venv" / "bin"
 GLOBAL = os.environ.get("NETBPF_README_GLOBAL") == "1"
 ACCEL_PIN = Path("/sys/fs/bpf/netbpf/accel")
 
+# What a command prints once it is attached and watching: netbpf's banners, tcpdump's, iperf3's.
+READY = re.compile(r"capturing on|watching|tracing|Ctrl-C to stop|^listening on|^Connecting to host", re.M)
 _COMMAND = re.compile(r"^ {4}\$ (.*)$")
 _COMMENT = re.compile(r"\s#\s(.*)$")
 _HEADER_WORD = re.compile(r"^[A-Z][A-Z0-9_%/-]*$")
@@ -267,11 +269,12 @@ def _run_background(group: Group, env: dict[str, str]) -> None:
     command = rewrite_command(step.command)
     proc, out = _start(command, env)
     try:
-        # attached once it says something (the tools print their banner after attaching)
+        # as a user would: wait until it says it is ready (the tools print that once attached)
         deadline = time.monotonic() + 30
-        while out.stat().st_size == 0 and proc.poll() is None and time.monotonic() < deadline:
+        while (not READY.search(out.read_text(errors="replace")) and proc.poll() is None
+               and time.monotonic() < deadline):
             time.sleep(0.1)
-        time.sleep(1.5)
+        time.sleep(1)
         for other in group.meanwhile:
             _run(other, env)
         if step.until_ctrl_c:
