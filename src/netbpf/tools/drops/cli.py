@@ -35,7 +35,9 @@ HELP = "why the kernel dropped packets: reason, kernel function, interface, name
 EXAMPLES = """\
 Every packet the kernel frees as a drop (tracepoint skb:kfree_skb) with its
 reason, the kernel function that dropped it, where (namespace, interface) and
-the flow read from the packet. Filters run in the kernel.
+the flow read from the packet. Filters run in the kernel. Frees that are not
+packet loss (QUEUE_PURGE: every closed connection's unread FIN...) are counted
+on the last line and shown with --all.
 
 examples:
   netbpf drops                                 every drop on the host, as it happens
@@ -44,6 +46,7 @@ examples:
   netbpf drops --summary                       counts by reason and location, refreshed in place
   netbpf drops --summary --by-flow --duration 10 --json | jq .
   netbpf drops --stack -c 1                    one drop and the kernel stack that made it
+  netbpf drops --all                           also the frees that are not packet loss (see --all)
   netbpf drops --list-reasons                  the drop reasons this kernel knows
 
   $ sudo netbpf --netns nb-gw drops
