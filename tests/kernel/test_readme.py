@@ -17,9 +17,9 @@ How the test runs them (each is one test, named by file, line and command):
   come after attaching, tcpdump's "listening on") and the other terminal's commands have run, it gets SIGINT as a user's Ctrl-C, then must exit by itself;
 - the lab's prefix: the examples use the default ``nb`` (``nb-gw``...). Another lab under
   ``nb`` may be up on a shared machine, so the test rewrites ``nb-NAME`` to ``P-NAME``
-  for a prefix P of its own, and adds ``--prefix P`` to ``netbpf lab`` commands: the only
-  change made to a command, printed with it. Each file's commands find the lab up
-  (``netbpf lab up`` with its servers, as the READMEs say), removed at the end;
+  for a prefix P of its own (one per file), and adds ``--prefix P`` to ``netbpf lab``
+  commands: the only change made to a command, printed with it. Each file's commands find
+  its lab up (``netbpf lab up`` with its servers, as the READMEs say), removed at the end;
 - commands that act on the whole machine, not on the lab (``netbpf cleanup`` without
   ``--this-netns``; ``netbpf accel`` on a cgroup) run only where they cannot touch
   another user's state: ``cleanup`` only with NETBPF_README_GLOBAL=1 (a machine of your
@@ -51,7 +51,9 @@ from .conftest import unique_prefix
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = [ROOT / "README.md", *sorted((ROOT / "src/netbpf/tools").glob("*/README.md"))]
-PREFIX = unique_prefix()
+# One lab per file, each under a prefix of its own (what one file's examples leave cannot
+# change what the next one sees; the last test checks that they left nothing).
+PREFIXES = {path: unique_prefix() for path in FILES}
 VENV_BIN = ROOT / ".venv" / "bin"
 GLOBAL = os.environ.get("NETBPF_README_GLOBAL") == "1"
 ACCEL_PIN = Path("/sys/fs/bpf/netbpf/accel")
@@ -132,19 +134,19 @@ ALL = [g for path in FILES for g in groups(parse(path))]
 
 
 # -- the one change made to the commands: the lab's prefix ----------------------------------
-def rewrite(text: str) -> str:
-    text = re.sub(r"\bnb-(client|gw|be\d+)\b", rf"{PREFIX}-\1", text)
-    return re.sub(r"\blab nb\b", f"lab {PREFIX}", text)
+def rewrite(text: str, prefix: str) -> str:
+    text = re.sub(r"\bnb-(client|gw|be\d+)\b", rf"{prefix}-\1", text)
+    return re.sub(r"\blab nb\b", f"lab {prefix}", text)
 
 
-def rewrite_command(command: str) -> str:
-    command = rewrite(command)
-    return re.sub(r"(netbpf lab (?:up|down|show))\b", rf"\1 --prefix {PREFIX}", command)
+def rewrite_command(command: str, prefix: str) -> str:
+    command = rewrite(command, prefix)
+    return re.sub(r"(netbpf lab (?:up|down|show))\b", rf"\1 --prefix {prefix}", command)
 
 
 # -- shapes --------------------------------------------------------------------------------
-def shape(line: str) -> str:
-    line = re.sub(r"\b0x[0-9a-f]+\b", "N", rewrite(line))
+def shape(line: str, prefix: str) -> str:
+    line = re.sub(r"\b0x[0-9a-f]+\b", "N", rewrite(line, prefix))
     line = re.sub(r"\d+(?:[.,:]\d+)*", "N", line)
     return " ".join(line.split())
 
@@ -163,9 +165,10 @@ def check_shape(step: Step, actual: str) -> None:
     shown = example_lines(step.output)
     if not shown:
         return
-    have = {shape(ln) for ln in actual.splitlines()}
+    prefix = PREFIXES[step.file]
+    have = {shape(ln, prefix) for ln in actual.splitlines()}
     wanted = [ln for ln in shown if is_header(ln)] + [shown[0], shown[-1]]
-    missing = [ln for ln in dict.fromkeys(wanted) if shape(ln) not in have]
+    missing = [ln for ln in dict.fromkeys(wanted) if shape(ln, prefix) not in have]
     assert not missing, (f"{step.file.name}:{step.line}: the output does not have the example's "
                          f"shape; no line like:\n  " + "\n  ".join(missing) + f"\n--- output:\n{actual}")
 
@@ -188,18 +191,19 @@ def shell_env() -> Iterator[dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def readme_lab(shell_env: dict[str, str]) -> Iterator[dict[Path, bool]]:
-    """The lab, up as each file's reader is told to bring it up; removed at the end."""
+    """Each file's lab, up as its reader is told to bring it up; all removed at the end."""
     up: dict[Path, bool] = {}
     try:
         yield up
     finally:
-        _cleanup_lab(shell_env)
-        subprocess.run([str(VENV_BIN / "netbpf"), "lab", "down", "--prefix", PREFIX],
-                       capture_output=True, check=False)
+        for prefix in PREFIXES.values():
+            _cleanup_lab(shell_env, prefix)
+            subprocess.run([str(VENV_BIN / "netbpf"), "lab", "down", "--prefix", prefix],
+                           capture_output=True, check=False)
 
 
-def _lab_up(env: dict[str, str]) -> None:
-    result = subprocess.run(["netbpf", "lab", "up", "--prefix", PREFIX], env=env, capture_output=True,
+def _lab_up(env: dict[str, str], prefix: str) -> None:
+    result = subprocess.run(["netbpf", "lab", "up", "--prefix", prefix], env=env, capture_output=True,
                             text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
 
@@ -242,7 +246,7 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float, what: str) -> int:
 
 
 def _run(step: Step, env: dict[str, str]) -> str:
-    command = rewrite_command(step.command)
+    command = rewrite_command(step.command, PREFIXES[step.file])
     proc, out = _start(command, env)
     try:
         status = _wait(proc, 180, command)
@@ -266,7 +270,7 @@ def _judge(step: Step, status: int, text: str) -> None:
 
 def _run_background(group: Group, env: dict[str, str]) -> None:
     step = group.step
-    command = rewrite_command(step.command)
+    command = rewrite_command(step.command, PREFIXES[step.file])
     proc, out = _start(command, env)
     try:
         # as a user would: wait until it says it is ready (the tools print that once attached)
@@ -296,26 +300,27 @@ def _run_background(group: Group, env: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("group", ALL, ids=[g.id for g in ALL])
 def test_readme_command(group: Group, shell_env: dict[str, str], readme_lab: dict[Path, bool]) -> None:
+    prefix = PREFIXES[group.step.file]
     if not readme_lab.get(group.step.file):
-        _lab_up(shell_env)
+        _lab_up(shell_env, prefix)
         readme_lab[group.step.file] = True
     for step in (group.step, *group.meanwhile):
         reason = _skip_reason(step.command)
         if reason:
             pytest.skip(f"{step.command}: {reason}")
-    print(f"# {group.step.file.relative_to(ROOT)}:{group.step.line}, lab prefix nb -> {PREFIX}")
+    print(f"# {group.step.file.relative_to(ROOT)}:{group.step.line}, lab prefix nb -> {prefix}")
     try:
         if group.step.until_ctrl_c or group.meanwhile:
             _run_background(group, shell_env)
         else:
             _run(group.step, shell_env)
     except BaseException:
-        _cleanup_lab(shell_env)  # a failed example may have left a fault pinned in the lab
+        _cleanup_lab(shell_env, prefix)  # a failed example may have left a fault pinned in the lab
         raise
 
 
-def _cleanup_lab(env: dict[str, str]) -> None:
-    found = Lab.find(PREFIX)
+def _cleanup_lab(env: dict[str, str], prefix: str) -> None:
+    found = Lab.find(prefix)
     for ns in found.namespaces if found else []:
         subprocess.run(["netbpf", "--netns", ns, "cleanup", "--this-netns"], env=env,
                        capture_output=True, timeout=60, check=False)
@@ -332,11 +337,15 @@ def test_the_examples_left_nothing_behind() -> None:
     for the test's lab remains: the READMEs say `cleanup --this-netns` removes it all.
     What is found is removed here (it is this test's), and the test fails saying what."""
     root = Path("/sys/fs/bpf/netbpf")
-    left = sorted(str(p) for p in root.rglob("*") if p.is_file() and f"{PREFIX}-" in str(p)) \
-        if root.is_dir() else []
+    ours = tuple(f"/{prefix}-" for prefix in PREFIXES.values())
+
+    def is_ours(p: Path) -> bool:
+        return any(mark in f"/{p.relative_to(root)}" or mark in str(p) for mark in ours)
+
+    left = sorted(str(p) for p in root.rglob("*") if p.is_file() and is_ours(p)) if root.is_dir() else []
     for path in left:
         os.unlink(path)
-    for directory in sorted((p for p in root.rglob("*") if p.is_dir() and f"{PREFIX}-" in str(p)),
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir() and is_ours(p)),
                             key=lambda p: -len(p.parts)) if root.is_dir() else []:
         try:
             directory.rmdir()
