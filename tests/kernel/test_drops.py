@@ -327,3 +327,45 @@ def test_python_in_the_namespace_sees_the_same_namespace(pair: Lab) -> None:
     # A sanity check of the fixture the tests rely on: the inode python reports is the lab's.
     got = python(pair, pair.gateway, "import os; print(os.stat('/proc/self/ns/net').st_ino)")
     assert int(got) == inode(pair.gateway)
+
+
+# As a client closing first (curl): its socket, closed and orphaned, still receives the
+# server's FIN, which nobody will read; destroying the socket purges it (QUEUE_PURGE).
+CLOSE_WITH_UNREAD_FIN = """
+import socket, threading
+srv = socket.create_server(('{gw}', {port}))
+def serve():
+    for _ in range({n}):
+        c, _ = srv.accept(); c.sendall(b'hi'); c.recv(1); c.close()
+t = threading.Thread(target=serve); t.start()
+for _ in range({n}):
+    s = socket.create_connection(('{gw}', {port}))
+    s.recv(2)
+    s.close()
+t.join()
+"""
+
+
+@pytest.mark.parametrize("show_all", [False, True], ids=["default", "all"])
+def test_closed_connections_are_not_shown_as_loss(pair: Lab, show_all: bool) -> None:
+    """Closing a socket frees its receive queue as QUEUE_PURGE; by default that is hidden,
+    counted in the summary line by reason, and a real drop in the same run is shown."""
+    n, port = 5, free_port()
+    tool = Tool("drops", "--json", *(["--all"] if show_all else []), netns=pair.gateway)
+    # client and server both in the gateway namespace: one socket pair per connection
+    python(pair, pair.gateway, CLOSE_WITH_UNREAD_FIN.format(gw=GW, port=port, n=n))
+    send_udp(pair, pair.client, GW, 9, count=1, sport=40019)
+    out, err = tool.stop()
+    events = json_lines(out)
+    purged = [e for e in events if e["reason"] == "QUEUE_PURGE" and port in (e["sport"], e["dport"])]
+    closed_port = [e for e in events if e["reason"] == "NO_SOCKET" and e["sport"] == 40019]
+    assert len(closed_port) == 1, out
+    last = [ln for ln in err.splitlines() if "shown" in ln][-1]
+    if show_all:
+        assert len(purged) == n, out
+        assert "not packet loss hidden" not in last
+    else:
+        assert not [e for e in events if e["reason"] == "QUEUE_PURGE"], out
+        hidden = int(last.split("; ")[1].split()[0])
+        assert hidden >= n, last  # other sockets of the namespace may close meanwhile
+        assert f"(QUEUE_PURGE {hidden}; --all shows them)" in last, last

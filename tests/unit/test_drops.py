@@ -85,6 +85,44 @@ def test_kallsyms_symbolises_text_only_and_names_modules() -> None:
     assert k.symbolise(0) == "0x0"
 
 
+BPF_KALLSYMS = """\
+ffffffff81000000 T _stext
+ffffffff81a00000 T tcp_v4_rcv
+ffffffff82200000 T _etext
+ffffffffc0001000 t bpf_dispatcher_xdp\t[bpf]
+ffffffffc0200000 t bpf_prog_0123456789abcdef_rb_orig_pass\t[bpf]
+ffffffffc0200800 t bpf_prog_fedcba9876543210_drop_icmp\t[bpf]
+ffffffffc0300000 t nft_do_chain\t[nf_tables]
+"""
+
+
+def test_kallsyms_names_bpf_frames_by_their_program_and_nothing_outside() -> None:
+    from netbpf.tools.drops.kallsyms import Extent
+
+    extents = [Extent(0xFFFFFFFFC0200000, 0xFFFFFFFFC0200100, "ignored: kallsyms has a name"),
+               Extent(0xFFFFFFFFC0200800, 0xFFFFFFFFC0200900, "x"),
+               Extent(0xFFFFFFFFC0280000, 0xFFFFFFFFC0280040, "bpf_prog_00000000000000aa_late")]
+    k = Kallsyms(BPF_KALLSYMS.splitlines(), lambda: extents)
+    assert k.symbolise(0xFFFFFFFFC0200010) == "bpf_prog_0123456789abcdef_rb_orig_pass+0x10"
+    # past the end of rb_orig_pass (the issue's +0xb19) and before the next image: unknown
+    assert k.symbolise(0xFFFFFFFFC0200B19) == "0xffffffffc0200b19"
+    assert k.symbolise(0xFFFFFFFFC02008FF) == "bpf_prog_fedcba9876543210_drop_icmp+0xff"
+    assert k.symbolise(0xFFFFFFFFC0200900) == "0xffffffffc0200900"
+    # a program kallsyms did not list when read: named from the kernel's extents
+    assert k.symbolise(0xFFFFFFFFC0280008) == "bpf_prog_00000000000000aa_late+0x8"
+    # trampolines and dispatchers: a page at most
+    assert k.symbolise(0xFFFFFFFFC0001010) == "bpf_dispatcher_xdp+0x10 [bpf]"
+    assert k.symbolise(0xFFFFFFFFC0003000) == "0xffffffffc0003000"
+    # vmlinux text ends at _etext; a module's last symbol without /proc/modules: unknown
+    assert k.symbolise(0xFFFFFFFF81A00099) == "tcp_v4_rcv+0x99"
+    assert k.symbolise(0xFFFFFFFF82300000) == "0xffffffff82300000"
+    assert k.symbolise(0xFFFFFFFFC0300046) == "0xffffffffc0300046"
+    k2 = Kallsyms(BPF_KALLSYMS.splitlines(), modules={"[nf_tables]": (0xFFFFFFFFC0300000, 0xFFFFFFFFC0310000)})
+    assert k2.symbolise(0xFFFFFFFFC0300046) == "nft_do_chain+0x46 [nf_tables]"
+    # no extents known at all (not root): a program frame is never given a neighbour's name
+    assert Kallsyms(BPF_KALLSYMS.splitlines()).symbolise(0xFFFFFFFFC0200B19) == "0xffffffffc0200b19"
+
+
 def test_kallsyms_hidden_by_kptr_restrict() -> None:
     assert not Kallsyms(["0000000000000000 T _stext", "0000000000000000 T tcp_v4_rcv"]).usable
 

@@ -62,6 +62,20 @@ class Lab:
             for i in range(1, backends + 1)
         ]
 
+    @classmethod
+    def find(cls, prefix: str = "nb") -> Lab | None:
+        """The lab that is up under ``prefix``, as built (its backends counted, VXLAN
+        seen on the gateway), or None: ``show`` and ``down`` need no ``--backends``."""
+        present = set(_named_namespaces())
+        if f"{prefix}-client" not in present or f"{prefix}-gw" not in present:
+            return None
+        count = 0
+        while f"{prefix}-be{count + 1}" in present and count < 50:
+            count += 1
+        lab = cls(prefix, count)
+        vxlan = count > 0 and lab._gateway_devices() >= {"u1"}
+        return cls(prefix, count, vxlan) if vxlan else lab
+
     @property
     def namespaces(self) -> list[str]:
         return [self.client, self.gateway, *(b.netns for b in self.backends)]
@@ -100,6 +114,9 @@ class Lab:
         """Build the lab; a complete lab already there is left as it is."""
         if self.exists() and self._complete():
             return self
+        found = Lab.find(self.prefix)
+        if found is not None:
+            found.down()  # all of the lab there, also backends this one does not have
         self.down()
         try:
             self._build()
@@ -111,9 +128,14 @@ class Lab:
     def _complete(self) -> bool:
         wanted = {self.GATEWAY_CLIENT_DEV, *(b.gateway_dev for b in self.backends),
                   *(b.underlay_dev for b in self.backends)}
+        have = self._gateway_devices()
+        # one more backend, or VXLAN where none was asked for, is another lab
+        unwanted = {f"b{len(self.backends) + 1}", *(() if self.vxlan else ("u1",))}
+        return wanted <= have and not unwanted & have
+
+    def _gateway_devices(self) -> set[str]:
         out = self.run(self.gateway, "ip", "-o", "link", "show", check=False).stdout
-        have = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
-        return wanted <= have
+        return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
 
     def _build(self) -> None:
         for ns in self.namespaces:

@@ -89,6 +89,10 @@ def scenes() -> list[tuple[str, Any]]:
 def run_demo(lab: Lab, keep: bool = False) -> int:
     demo = Demo(lab)
     demo.title("The lab: network namespaces joined by veth pairs")
+    if Lab.find(lab.prefix) is not None:
+        # the scenes start their own servers, on the ports `lab up`'s servers hold
+        demo.say(f"lab {lab.prefix} was up: built again for the demo, without its servers")
+        lab.down()
     lab.up()
     lab.wait_reachable()
     demo.say(lab.describe().replace("\n", "\n   "))

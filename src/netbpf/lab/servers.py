@@ -82,7 +82,7 @@ class NginxGateway:
 
     def __init__(self, lab: Lab, weights: Sequence[int] | None = None, family: str = "ipv4",
                  backend_port: int = BACKEND_PORT, listen_port: int = GATEWAY_PORT,
-                 workers: int = 1, keepalive: int = 32) -> None:
+                 workers: int = 1, keepalive: int = 32, workdir: Path | None = None) -> None:
         if family not in ("ipv4", "ipv6", "mixed"):
             raise LabError(f"family must be ipv4, ipv6 or mixed, not {family}")
         self.lab = lab
@@ -94,7 +94,7 @@ class NginxGateway:
         self.listen_port = listen_port
         self.workers = workers
         self.keepalive = keepalive
-        self.dir = _workdir(f"{lab.prefix}-gw")
+        self.dir = workdir or _workdir(f"{lab.prefix}-gw")
         self.proc: subprocess.Popen[bytes] | None = None
 
     def backend_address(self, index: int) -> str:
@@ -148,13 +148,14 @@ http {{
         path.write_text(self.config())
         return path
 
-    def start(self) -> NginxGateway:
+    def start(self, detached: bool = False) -> NginxGateway:
         conf = self._write()
         self.lab.run(self.lab.gateway, "nginx", "-t", "-q", "-e", str(self.dir / "error.log"),
                      "-p", str(self.dir), "-c", str(conf))
         self.proc = self.lab.popen(self.lab.gateway, "nginx", "-e", str(self.dir / "error.log"),
                                    "-p", str(self.dir), "-c", str(conf), "-g", "daemon off;",
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, start_new_session=detached)
         _wait_port(self.lab, self.lab.client, self.lab.GATEWAY_IP, self.listen_port, self.proc)
         return self
 
@@ -186,19 +187,21 @@ http {{
 class Backend:
     """The logging HTTP server of this module, in a backend namespace."""
 
-    def __init__(self, lab: Lab, index: int, port: int = BACKEND_PORT) -> None:
+    def __init__(self, lab: Lab, index: int, port: int = BACKEND_PORT, log: Path | None = None) -> None:
         self.lab = lab
         self.index = index
         self.netns = lab.backends[index - 1].netns
         self.port = port
         self.dir = _workdir(f"{self.netns}")
-        self.log = self.dir / "transactions.jsonl"
+        self.log = log or self.dir / "transactions.jsonl"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Backend:
+    def start(self, detached: bool = False) -> Backend:
         self.proc = self.lab.popen(self.netns, sys.executable, "-m", "netbpf.lab.servers", "backend",
                                    "--port", str(self.port), "--log", str(self.log),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL if detached else subprocess.PIPE,
+                                   start_new_session=detached)
         _wait_port(self.lab, self.netns, "127.0.0.1", self.port, self.proc)
         return self
 
@@ -261,6 +264,69 @@ http {{
             stop_process(self.proc, signal.SIGQUIT)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- what `netbpf lab up` leaves running ----------------------------------------------------
+IPERF_PORT = 5201
+SERVICES_DIR = Path("/run/netbpf-lab")
+
+
+def _listening(lab: Lab, netns: str, port: int) -> bool:
+    return bool(lab.run(netns, "ss", "-Hltn", f"sport = :{port}", check=False).stdout.strip())
+
+
+def start_services(lab: Lab, weights: Sequence[int] | None = None) -> None:
+    """Start, detached, what the README's examples talk to: the HTTP server of this module
+    on port 8080 of every backend, nginx on port 80 of the gateway balancing over them
+    (``weights``, even by default) and an iperf3 server on backend 1. What already listens
+    is left alone (``up`` twice starts nothing twice). They run in the lab's namespaces
+    until ``Lab.down()`` kills every process there."""
+    if not lab.backends:
+        return
+    for b in lab.backends:
+        if not _listening(lab, b.netns, BACKEND_PORT):
+            # no transaction log: a lab left up under load would fill /run
+            Backend(lab, b.index, log=Path(os.devnull)).start(detached=True)
+    workdir = SERVICES_DIR / lab.prefix
+    if not _listening(lab, lab.gateway, GATEWAY_PORT):
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, mode=0o755)
+        workdir.chmod(0o755)  # nginx workers run as nobody
+        NginxGateway(lab, weights=weights, workdir=workdir).start(detached=True)
+    elif weights is not None and (workdir / "nginx.pid").exists():
+        NginxGateway(lab, weights=[1] * len(lab.backends), workdir=workdir).set_weights(weights)
+    be1 = lab.backends[0]
+    if not _listening(lab, be1.netns, IPERF_PORT):
+        proc = lab.popen(be1.netns, "iperf3", "-s", "-p", str(IPERF_PORT), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        _wait_port(lab, be1.netns, be1.ip, IPERF_PORT, proc)
+
+
+def remove_services(lab: Lab) -> None:
+    """After ``Lab.down()`` (which stopped the processes): their files."""
+    shutil.rmtree(SERVICES_DIR / lab.prefix, ignore_errors=True)
+    try:
+        SERVICES_DIR.rmdir()
+    except OSError:
+        pass
+
+
+def describe_services(lab: Lab) -> str:
+    """What listens in the lab, read from the kernel (ss), not from what was asked."""
+    lines = []
+    gw = [b for b in lab.backends if _listening(lab, b.netns, BACKEND_PORT)]
+    if gw:
+        lines.append(f"  HTTP on port {BACKEND_PORT} of backend{'s' if len(gw) > 1 else ''} "
+                     + ", ".join(b.ip for b in gw))
+    if _listening(lab, lab.gateway, GATEWAY_PORT):
+        conf = SERVICES_DIR / lab.prefix / "nginx.conf"
+        weights = [line.split("weight=")[1].rstrip(";") for line in
+                   (conf.read_text().splitlines() if conf.exists() else []) if "weight=" in line]
+        spread = f" with weights {':'.join(weights)}" if weights else ""
+        lines.append(f"  nginx on {lab.GATEWAY_IP}:{GATEWAY_PORT} balancing over them{spread}")
+    if lab.backends and _listening(lab, lab.backends[0].netns, IPERF_PORT):
+        lines.append(f"  iperf3 server on {lab.backends[0].ip}:{IPERF_PORT}")
+    return "\n".join(lines) if lines else "  no servers running"
 
 
 # -- the backend server itself (runs as `python -m netbpf.lab.servers backend`) -------------

@@ -6,16 +6,26 @@ import json
 import os
 import sys
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from ... import cliutil
 from ...bpf.errors import NotPermitted
 from ...output import LiveView, Table
 from . import stream, tcpcli
-from .events import STAT_FILTERED, STAT_STACK_LOST, STAT_SUMMARY_FULL, DropFilter, DropOptions, DropTracer
+from .events import (
+    STAT_FILTERED,
+    STAT_STACK_LOST,
+    STAT_SUMMARY_FULL,
+    DropEvent,
+    DropFilter,
+    DropOptions,
+    DropTracer,
+)
 from .kallsyms import Kallsyms
 from .names import parse_protocol
-from .reasons import DropReasons
+from .reasons import NOT_LOSS, DropReasons
 from .reasons import load as load_reasons
 from .report import FLOW_COLUMNS, SUMMARY_COLUMNS, DropFormatter
 from .scope import add_scope_arguments, interface_index, scope_netns
@@ -25,7 +35,9 @@ HELP = "why the kernel dropped packets: reason, kernel function, interface, name
 EXAMPLES = """\
 Every packet the kernel frees as a drop (tracepoint skb:kfree_skb) with its
 reason, the kernel function that dropped it, where (namespace, interface) and
-the flow read from the packet. Filters run in the kernel.
+the flow read from the packet. Filters run in the kernel. Frees that are not
+packet loss (QUEUE_PURGE: every closed connection's unread FIN...) are counted
+on the last line and shown with --all.
 
 examples:
   netbpf drops                                 every drop on the host, as it happens
@@ -34,6 +46,7 @@ examples:
   netbpf drops --summary                       counts by reason and location, refreshed in place
   netbpf drops --summary --by-flow --duration 10 --json | jq .
   netbpf drops --stack -c 1                    one drop and the kernel stack that made it
+  netbpf drops --all                           also the frees that are not packet loss (see --all)
   netbpf drops --list-reasons                  the drop reasons this kernel knows
 
   $ sudo netbpf --netns nb-gw drops
@@ -82,6 +95,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--interval", type=cliutil.positive_float, default=1.0, metavar="S",
                    help="--summary: seconds between refreshes (default 1)")
     p.add_argument("--stack", action="store_true", help="the kernel stack of each drop, symbolised")
+    p.add_argument("--all", action="store_true",
+                   help="also the frees that are not packet loss (hidden by default, and counted): "
+                        + "; ".join(f"{name}: {why}" for name, why in NOT_LOSS.items()))
     cliutil.add_json(p)
     cliutil.add_count(p, "drops")
     cliutil.add_duration(p)
@@ -120,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     reasons = load_reasons()
     if args.list_reasons:
         for value, name in sorted(reasons.by_value.items()):
-            note = "  (not a drop)" if value in reasons.not_drops else ""
+            note = ("  (not a drop)" if value in reasons.not_drops else
+                    "  (not packet loss: hidden unless --all)" if value in reasons.not_loss else "")
             print(f"{value:5d}  {name}{note}")
         print(f"(from the kernel's {'BTF' if reasons.source == 'btf' else 'tracefs format'})",
               file=sys.stderr)
@@ -139,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
                        "locations print as addresses")
     tracer = DropTracer(options, reasons)
     formatter = DropFormatter(reasons, kallsyms)
+    hidden = Hidden(reasons, () if args.all else
+                    tuple(v for v in reasons.not_loss if v not in drop_filter.reasons))
     tracer.start()
     cliutil.stderr(f"netbpf: watching drops ({tracer.hook} kfree_skb) {_scope_text(drop_filter, formatter)}; "
                    "Ctrl-C to stop")
@@ -151,19 +170,61 @@ def run(args: argparse.Namespace) -> int:
         formatter.names.prime()  # entering other namespaces to name interfaces needs root
         cliutil.relinquish(args)  # tracepoint links: closing them detaches
         if args.summary:
-            return _summary_loop(args, tracer, formatter)
-        return _stream_loop(args, tracer, formatter, shown)
+            return _summary_loop(args, tracer, formatter, hidden)
+        return _stream_loop(args, tracer, formatter, shown, hidden)
     finally:
         lost = tracer.lost
         stack_lost = tracer.stat(STAT_STACK_LOST) if args.stack else 0
         full = tracer.stat(STAT_SUMMARY_FULL) if options.summary else 0
         tracer.close()
         if not args.summary:
-            cliutil.stderr(f"{shown[0]} drop{'' if shown[0] == 1 else 's'} shown, {lost} lost")
+            cliutil.stderr(f"{shown[0]} drop{'' if shown[0] == 1 else 's'} shown, {lost} lost"
+                           + hidden.text("; "))
         if full:
             cliutil.stderr(f"netbpf: {full} drops not counted: the summary table was full")
         if stack_lost:
             cliutil.stderr(f"netbpf: {stack_lost} stacks not recorded")
+
+
+REASON_AT = DropEvent.reason.offset  # where a streamed record keeps its reason (drops.h)
+
+
+class Hidden:
+    """The frees that are not packet loss (reasons.NOT_LOSS): left out of what is shown,
+    counted by reason, so the summary says what was left out."""
+
+    def __init__(self, reasons: DropReasons, values: tuple[int, ...]) -> None:
+        self.reasons = reasons
+        self.values = frozenset(values)
+        self._keys = {v.to_bytes(4, "little"): v for v in values}
+        self._at = slice(REASON_AT, REASON_AT + 4)
+        self.counts: Counter[int] = Counter()
+
+    def raw(self, raw: bytes) -> bool:
+        """For the stream: whether to hide this event (counted if so)."""
+        value = self._keys.get(raw[self._at])
+        if value is None:
+            return False
+        self.counts[value] += 1
+        return True
+
+    def rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """For the summary: the rows to show; the others' counts replace the last ones."""
+        self.counts.clear()
+        kept = []
+        for row in rows:
+            if row["reason_code"] in self.values:
+                self.counts[row["reason_code"]] += row["count"]
+            else:
+                kept.append(row)
+        return kept
+
+    def text(self, lead: str) -> str:
+        total = sum(self.counts.values())
+        if not total:
+            return ""
+        each = ", ".join(f"{self.reasons.name(v)} {n}" for v, n in self.counts.most_common())
+        return f"{lead}{total} not packet loss hidden ({each}; --all shows them)"
 
 
 def _scope_text(f: DropFilter, formatter: DropFormatter) -> str:
@@ -176,12 +237,13 @@ def _scope_text(f: DropFilter, formatter: DropFormatter) -> str:
 
 
 def _stream_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFormatter,
-                 shown: list[int]) -> int:
+                 shown: list[int], hidden: Hidden) -> int:
     """Print drops as they come; ``shown[0]`` counts them (read at exit, even on ^C)."""
     if not args.json:
         print(formatter.table.header(), flush=True)
+    hide: Callable[[bytes], bool] | None = hidden.raw if hidden.values else None
     stream.run(tracer, formatter.json_line if args.json else formatter.text, sys.stdout,
-               args.count or 0, cliutil.Deadline(args.duration), shown)
+               args.count or 0, cliutil.Deadline(args.duration), shown, hide)
     return 0
 
 
@@ -197,7 +259,8 @@ def _summary_rows(tracer: DropTracer, formatter: DropFormatter, previous: dict[A
     return rows
 
 
-def _summary_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFormatter) -> int:
+def _summary_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropFormatter,
+                  hidden: Hidden) -> int:
     """Redraw the in-kernel counts every interval; the last table (or JSON) at exit."""
     table = Table(SUMMARY_COLUMNS + (FLOW_COLUMNS if args.by_flow else []))
     view = LiveView()
@@ -208,26 +271,29 @@ def _summary_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropF
     def read() -> list[dict[str, Any]]:
         nonlocal last
         now = time.monotonic()
-        rows = _summary_rows(tracer, formatter, previous, now - last, args.stack)
+        rows = hidden.rows(_summary_rows(tracer, formatter, previous, now - last, args.stack))
         last = now
         return rows
 
     with stream.StopSignals(lambda: None) as stop:
         while not stop.stopped.wait(deadline.remaining(args.interval)) and not deadline.expired():
             if not args.json:
-                view.show(_render_summary(table, read(), tracer, args.stack))
+                view.show(_render_summary(table, read(), tracer, args.stack, hidden))
     rows = read()
     if args.json:
         for row in rows:
             print(json.dumps(row))
+        if hidden.counts:
+            cliutil.stderr("netbpf:" + hidden.text(" "))
     else:
-        view.show(_render_summary(table, rows, tracer, args.stack))
+        view.show(_render_summary(table, rows, tracer, args.stack, hidden))
     return 0
 
 
-def _render_summary(table: Table, rows: list[dict[str, Any]], tracer: DropTracer, stacks: bool) -> str:
+def _render_summary(table: Table, rows: list[dict[str, Any]], tracer: DropTracer, stacks: bool,
+                    hidden: Hidden) -> str:
     total = sum(r["count"] for r in rows)
-    head = f"{total} drops, {len(rows)} rows, filtered out {tracer.stat(STAT_FILTERED)}"
+    head = f"{total} drops, {len(rows)} rows, filtered out {tracer.stat(STAT_FILTERED)}" + hidden.text(", ")
     if not rows:
         return head + "\n(no drops yet)"
     text = table.render(rows)

@@ -17,6 +17,18 @@ from ...bpf.errors import NotSupported, UsageError
 PREFIX = "SKB_DROP_REASON_"
 # Values of the enum that mean "not a drop": a normal free.
 NOT_DROPS = ("SKB_NOT_DROPPED_YET", "SKB_CONSUMED")
+# Reasons this kernel frees packets with that are not packet loss: nothing on its way
+# somewhere failed to get there. `drops` hides them unless --all (or --reason names them),
+# and counts what it hid. (Names from include/net/dropreason-core.h; a kernel without
+# one of them simply has nothing to hide under that name.)
+NOT_LOSS = {
+    "QUEUE_PURGE": "a queue freed in bulk as its socket is destroyed (every closed TCP "
+                   "connection: the FIN, data never read)",
+    "TCP_OLD_DATA": "a TCP segment whose data had already arrived (a spurious retransmission)",
+    "TCP_OFOMERGE": "a TCP segment whose data was already in the out-of-order queue",
+    "UNIX_DISCONNECT": "an AF_UNIX socket's receive queue, freed as it disconnects",
+    "UNIX_SKIP_OOB": "an AF_UNIX out-of-band byte that recv() skipped",
+}
 _SYMBOLIC = re.compile(r"\{\s*(\d+)\s*,\s*\"([A-Z0-9_]+)\"\s*\}")
 
 
@@ -48,6 +60,11 @@ class DropReasons:
         close = difflib.get_close_matches(key, self.by_name, n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise UsageError(f"unknown drop reason {name!r}{hint}; `netbpf drops --list-reasons` lists them")
+
+    @property
+    def not_loss(self) -> tuple[int, ...]:
+        """Values of the reasons in NOT_LOSS that this kernel has."""
+        return tuple(self.by_name[n] for n in NOT_LOSS if n in self.by_name)
 
     def drop_names(self) -> list[str]:
         return [n for v, n in sorted(self.by_value.items()) if v not in self.not_drops]

@@ -75,12 +75,17 @@ def writer(out: TextIO) -> Callable[[str], None]:
 
 
 def run(source: Source, render: Callable[[bytes], str], out: TextIO, limit: int,
-        deadline: cliutil.Deadline, shown: list[int]) -> None:
-    """Print rendered events until a signal, the deadline or ``limit`` events; count them in shown[0]."""
+        deadline: cliutil.Deadline, shown: list[int], hide: Callable[[bytes], bool] | None = None) -> None:
+    """Print rendered events until a signal, the deadline or ``limit`` events; count them in shown[0].
+
+    Events for which ``hide`` is true are neither printed nor counted against ``limit``
+    (``hide`` counts them itself, for the summary)."""
     put = writer(out)
 
     def write(batch: list[bytes]) -> bool:
         """False once the limit is reached."""
+        if hide is not None:
+            batch = [raw for raw in batch if not hide(raw)]
         if limit and shown[0] + len(batch) > limit:
             batch = batch[:limit - shown[0]]
         if batch:
