@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,20 +44,27 @@ def test_fast_json_is_exactly_json_dumps_of_the_row() -> None:
 
 
 def test_secrets_are_redacted_unless_asked() -> None:
-    headers = (("Authorization", "Bearer abc"), ("Cookie", "s=1"), ("X-Test-Id", "t1"),
-               ("Proxy-Authorization", "Basic x"))
-    t = tx(headers=headers, response_headers=(("Set-Cookie", "s=2"), ("Server", "nginx")))
+    headers = (("Authorization", "Bearer abc"), ("Cookie", "s=1; t=2"), ("X-Test-Id", "t1"),
+               ("Proxy-Authorization", "Basic x"), ("X-Api-Key", "k1"))
+    t = tx(headers=headers, response_headers=(("Set-Cookie", "s=2; Path=/; HttpOnly"), ("Server", "nginx")))
     shown = json.loads(Report(True, True, False, "X-Test-Id").json(t))
-    assert shown["request_headers"] == {"Authorization": "<redacted>", "Cookie": "<redacted>",
-                                        "X-Test-Id": "t1", "Proxy-Authorization": "<redacted>"}
-    assert shown["response_headers"] == {"Set-Cookie": "<redacted>", "Server": "nginx"}
+    mark = r"<redacted #[0-9a-f]{8}>"
+    got = shown["request_headers"]
+    assert re.fullmatch(f"Bearer {mark}", got["Authorization"])
+    assert re.fullmatch(f"s={mark}; t={mark}", got["Cookie"])
+    assert re.fullmatch(f"Basic {mark}", got["Proxy-Authorization"])
+    assert re.fullmatch(mark, got["X-Api-Key"]) and got["X-Test-Id"] == "t1"
+    assert re.fullmatch(f"s={mark}; Path=/; HttpOnly", shown["response_headers"]["Set-Cookie"])
+    assert shown["response_headers"]["Server"] == "nginx"
     text = Report(True, True, False, "X-Test-Id").text(t)
-    assert "Bearer" not in text and "s=1" not in text and "> X-Test-Id: t1" in text
+    assert "abc" not in text and "s=1" not in text and "k1" not in text and "> X-Test-Id: t1" in text
     assert "Bearer abc" in Report(True, True, True, "X-Test-Id").text(t)
-    # A tag header that is a secret is redacted too.
-    t = tx(tag="Bearer abc")
-    assert json.loads(Report(True, False, False, "Authorization").json(t))["tag"] == "<redacted>"
-    assert json.loads(Report(True, False, True, "Authorization").json(t))["tag"] == "Bearer abc"
+    # A tag header that is a secret is redacted too; equal values, equal marks.
+    a, b = tx(tag="Bearer abc"), tx(tag="Bearer abd")
+    marks = [json.loads(Report(True, False, False, "Authorization").json(x))["tag"] for x in (a, a, b)]
+    assert marks[0] == marks[1] != marks[2] and all(re.fullmatch(f"Bearer {mark}", m) for m in marks)
+    assert marks[0] in Report(True, False, False, "Authorization").text(a)
+    assert json.loads(Report(True, False, True, "Authorization").json(a))["tag"] == "Bearer abc"
 
 
 def test_text_line_has_the_columns() -> None:

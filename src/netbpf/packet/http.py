@@ -47,6 +47,11 @@ from typing import Any, NamedTuple
 
 import httptools
 
+from .redact import SECRET_HEADERS, redact, redact_target
+
+__all__ = ["SECRET_HEADERS", "Exchange", "HeadCache", "HttpConversation", "HttpStats", "Limits", "Request",
+           "Response"]
+
 # Stream states.
 HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, RESYNC, WAIT, DEAD = range(10)
 
@@ -59,7 +64,6 @@ _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 _CRLF2 = b"\r\n\r\n"
 FAST_PATH = True  # _Stream._whole_message; the tests also run with it off
 
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -421,6 +425,9 @@ class _Stream:
             te = b",".join(self._te).lower()
             chunked = te.rsplit(b",", 1)[-1].strip() == b"chunked"
         headers = tuple(self._headers) if self._headers else ()
+        secret = self.conv.redact
+        if secret and headers:
+            headers = tuple((name, redact(name, value)) for name, value in headers)
         length: int | None = None
         if self._cl is not None:
             try:
@@ -429,8 +436,12 @@ class _Stream:
                 return "bad Content-Length"
         if isinstance(parser, httptools.HttpRequestParser):
             method = parser.get_method().decode("latin-1")
-            return (method, self._url.decode("latin-1"), version, self._host.decode("latin-1"), headers,
-                    None if self._tag is None else self._tag.decode("latin-1"), length, te, chunked,
+            target, tag = self._url.decode("latin-1"), None if self._tag is None else self._tag.decode("latin-1")
+            if secret:
+                target = redact_target(target)
+                if tag is not None:
+                    tag = redact(self.conv.tag_name, tag)
+            return (method, target, version, self._host.decode("latin-1"), headers, tag, length, te, chunked,
                     method == "CONNECT" or parser.should_upgrade())
         return (parser.get_status_code(), self._reason.decode("latin-1"), version, headers, length, te,
                 chunked)
@@ -704,12 +715,16 @@ class HttpConversation:
     def __init__(self, emit: Callable[[Exchange], None], client_direction: int | None = None,
                  tag_header: str | None = None, keep_headers: bool = False,
                  stats: HttpStats | None = None, limits: Limits = Limits(),
-                 midstream: bool = False, heads: HeadCache | None = None) -> None:
+                 midstream: bool = False, heads: HeadCache | None = None, redact: bool = True) -> None:
         self.emit = emit
         self.heads = heads if heads is not None else HeadCache(limits.header_cache)
         self.midstream = midstream  # joined an open connection: wait for message starts
         self.tag_header = tag_header.lower().encode() if tag_header else None
+        self.tag_name = tag_header or ""
         self.keep_headers = keep_headers
+        # Secrets (packet.redact) replaced by marks as header blocks are parsed: no
+        # output made from what comes out of here can show one.
+        self.redact = redact
         self.stats = stats if stats is not None else HttpStats()
         self.limits = limits
         self.slots: deque[_Slot] = deque()

@@ -71,7 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_metrics(p)
     p.add_argument("-H", "--headers", action="store_true", help="print request and response headers")
     p.add_argument("--show-secrets", action="store_true",
-                   help="do not redact Authorization, Proxy-Authorization, Cookie, Set-Cookie")
+                   help="do not redact secrets (Authorization, Proxy-Authorization, Cookie, Set-Cookie, "
+                        "headers and query parameters named like token/secret/key/password) "
+                        "in lines, JSON, the tables and the metrics")
     p.add_argument("--backends", type=lambda s: [b for b in s.split(",") if b], metavar="ADDR:PORT,...",
                    default=[], help="backends expected to serve (counted in the balance test even "
                                     "when they get nothing), as printed in BACKEND")
@@ -123,7 +125,7 @@ class Capture:
             self.counts = TransactionCounts()
             self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
             self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
-                                     args.vxlan_port)
+                                     args.vxlan_port, show_secrets=args.show_secrets)
             self.printed = 0
             self.stop = False
             self.live: LiveView | None = None
