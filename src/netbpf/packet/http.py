@@ -49,7 +49,7 @@ import httptools
 
 from .redact import SECRET_HEADERS, redact, redact_target
 
-__all__ = ["SECRET_HEADERS", "Exchange", "HeadCache", "HttpConversation", "HttpStats", "Limits", "Request",
+__all__ = ["H2C_UPGRADE", "H2_PREFACE", "SECRET_HEADERS", "TLS_HANDSHAKE", "Exchange", "HeadCache", "HttpConversation", "HttpStats", "Limits", "Request",
            "Response"]
 
 # Stream states.
@@ -63,6 +63,24 @@ _RESPONSE_PREFIX = re.compile(rb"H(?:T(?:T(?:P(?:/(?:\d(?:\.(?:\d(?: (?:\d(?:\d(
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 _CRLF2 = b"\r\n\r\n"
 FAST_PATH = True  # _Stream._whole_message; the tests also run with it off
+
+# What a connection may speak instead of HTTP/1.x, told by its first bytes
+# (sniff) or by an upgrade; such connections are counted, never parsed.
+H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE = "HTTP/2 preface", "HTTP/2 upgrade (h2c)", "TLS handshake"
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def sniff(first: bytes) -> str | None:
+    """What the first bytes of a connection say it speaks: a protocol above, "" for
+    HTTP/1.x (or anything else: the parser decides), None when more bytes are needed."""
+    if first[0] == 0x16:  # TLS record: handshake, version 3.x (SSL 3.0 to TLS 1.3)
+        if len(first) < 3:
+            return None if len(first) < 2 or first[1] == 3 else ""
+        return TLS_HANDSHAKE if first[1] == 3 and first[2] <= 4 else ""
+    n = min(len(first), len(_PREFACE))
+    if first[:n] != _PREFACE[:n]:
+        return ""
+    return H2_PREFACE if n == len(_PREFACE) else None
 
 
 Headers = tuple[tuple[str, str], ...]
@@ -131,6 +149,7 @@ class HttpStats:
     parse_errors: int = 0
     resyncs: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    not_http1: dict[str, int] = field(default_factory=dict)  # connections, by what they speak instead
 
 
 class _Slot:
@@ -149,7 +168,7 @@ class _Slot:
         self.answered = False  # the final response is whole, or known lost
         self.interim: list[int] = []
         self.error = ""
-        self.tunnel = False  # CONNECT or Upgrade: HTTP may stop after the response
+        self.tunnel = ""  # "CONNECT" or the Upgrade header (lower case): HTTP may stop after the response
         # Where the request lies in the client's stream, and how much of the server's
         # stream the client had received when it sent it (stream offsets, -1: unknown).
         self.start, self.head_end, self.ack = start, head_end, ack
@@ -185,6 +204,7 @@ class _Stream:
         self._te: list[bytes] | None = None
         self._host = b""
         self._tag: bytes | None = None
+        self._upgrade = b""
         self._headers: list[tuple[str, str]] | None = None
         self._reset_message()
 
@@ -207,7 +227,7 @@ class _Stream:
     def on_header(self, name: bytes, value: bytes) -> None:
         # Called for every header of every message: compare lengths before bytes.
         size = len(name)
-        if size == 14 or size == 17 or size == 4:
+        if size == 14 or size == 17 or size == 4 or size == 7:
             lname = name.lower()
             if lname == b"content-length":
                 self._cl = value
@@ -217,6 +237,8 @@ class _Stream:
                 self._te.append(value)
             elif lname == b"host":
                 self._host = value
+            elif lname == b"upgrade":
+                self._upgrade = value
         tag = self.conv.tag_header
         if tag is not None and size == len(tag) and name.lower() == tag:
             self._tag = value
@@ -409,6 +431,7 @@ class _Stream:
         self._te = None
         self._host = b""
         self._tag = None
+        self._upgrade = b""
         self._headers = [] if self.conv.keep_headers else None
         parser: httptools.HttpRequestParser | httptools.HttpResponseParser = (
             httptools.HttpRequestParser(self) if self.is_request else httptools.HttpResponseParser(self))
@@ -441,8 +464,10 @@ class _Stream:
                 target = redact_target(target)
                 if tag is not None:
                     tag = redact(self.conv.tag_name, tag)
+            tunnel = "CONNECT" if method == "CONNECT" else (
+                self._upgrade.decode("latin-1").lower() or "upgrade") if parser.should_upgrade() else ""
             return (method, target, version, self._host.decode("latin-1"), headers, tag, length, te, chunked,
-                    method == "CONNECT" or parser.should_upgrade())
+                    tunnel)
         return (parser.get_status_code(), self._reason.decode("latin-1"), version, headers, length, te,
                 chunked)
 
@@ -738,6 +763,12 @@ class HttpConversation:
         self.server_holes: list[list[int]] = [[0, -1]] if midstream else []  # end -1: still open
         self.unidentified: list[_Slot] = []  # responses since the loss, their request not proven yet
         self.previous: _Slot | None = None  # the last request seen
+        # The connection's first bytes are held until sniff() can tell what it speaks.
+        self.protocol = ""  # not HTTP/1.x: what it is instead
+        self.sniff_dir = -1 if midstream else None  # None: nothing seen yet; -1: decided
+        self.sniffed = bytearray()
+        self.sniff_ts = 0.0
+        self.sniff_ack = -1
         self.last_answer: _Slot | None = None  # the last final response seen (or its placeholder)
         self.resp_floor = -1  # where the last response paired (proven) ended in the server's stream
         self.client_direction = client_direction
@@ -761,6 +792,37 @@ class HttpConversation:
             data = bytes(data)
         offset = self.offsets[direction]
         self.offsets[direction] = offset + len(data)
+        if self.protocol:
+            return
+        if self.sniff_dir is not None and self.sniff_dir < 0:
+            pass  # the common case: decided long ago
+        elif self.sniff_dir == direction or (self.sniff_dir is None and offset == 0):
+            if not self.sniffed:
+                self.sniff_dir, self.sniff_ts, self.sniff_ack = direction, ts, ack
+            self.sniffed += data
+            verdict = sniff(bytes(self.sniffed[:len(_PREFACE)]))
+            if verdict is None:
+                return  # not enough bytes to tell
+            self.sniff_dir = -1
+            if verdict:
+                self._not_http1(verdict)
+                return
+            data, offset, ts, ack = bytes(self.sniffed), 0, self.sniff_ts, self.sniff_ack
+            self.sniffed.clear()
+        elif self.sniff_dir is None:
+            self.sniff_dir = -1  # the connection's first bytes were not captured
+        self._data(direction, data, offset, ts, ack)
+
+    def _release_sniffed(self) -> None:
+        """The first bytes held, for the parser: they were not enough to tell (gap, end)."""
+        if self.sniff_dir is not None and self.sniff_dir >= 0:
+            direction, self.sniff_dir = self.sniff_dir, -1
+            if self.sniffed and not self.protocol:
+                data = bytes(self.sniffed)
+                self.sniffed.clear()
+                self._data(direction, data, 0, self.sniff_ts, self.sniff_ack)
+
+    def _data(self, direction: int, data: bytes, offset: int, ts: float, ack: int) -> None:
         if self.streams is None:
             # Neither SYN nor port told who the client is: the first bytes do.
             head = data[:4096]
@@ -778,12 +840,14 @@ class HttpConversation:
         stream.feed(data, ts)
 
     def on_gap(self, direction: int, size: int, ts: float) -> None:
-        if self.streams is not None:
+        self._release_sniffed()
+        if self.streams is not None and not self.protocol:
             self.streams[direction].gap(size, ts)
         self.offsets[direction] += size
 
     def on_end(self, direction: int, ts: float) -> None:
-        if self.streams is not None:
+        self._release_sniffed()
+        if self.streams is not None and not self.protocol:
             self.streams[direction].end(ts)
 
     def on_close(self, reason: str, ts: float) -> None:
@@ -791,6 +855,7 @@ class HttpConversation:
             return
         error = {"reset": "connection reset", "fin": "no response", "idle": "connection idle",
                  "shutdown": "capture ended"}.get(reason, f"connection {reason}")
+        self._release_sniffed()
         if self.streams is not None:
             for stream in self.streams:
                 stream.interrupted(error, ts)
@@ -1020,6 +1085,8 @@ class HttpConversation:
             return
         if slot.tunnel and (status == 101 or (slot.method == "CONNECT" and 200 <= status < 300)):
             self._not_http()
+            if status == 101 and "h2c" in slot.tunnel:
+                self._not_http1(H2C_UPGRADE)  # after this exchange, HTTP/2 on this connection
         elif slot.tunnel and self.streams is not None:
             self.streams[self.client_direction].resume(ts)  # type: ignore[index]
         self._flush()
@@ -1030,6 +1097,13 @@ class HttpConversation:
         for stream in self.streams:
             stream.state = DEAD
             stream.buf.clear()
+
+    def _not_http1(self, protocol: str) -> None:
+        """This connection speaks another protocol (from its start, or after an upgrade)."""
+        self.protocol = protocol
+        self.stats.not_http1[protocol] = self.stats.not_http1.get(protocol, 0) + 1
+        if self.streams is not None:
+            self._not_http()
 
     def _flush(self) -> None:
         """Emit, in order, the exchanges whose request and response are both done."""

@@ -11,6 +11,7 @@ from typing import Any
 from ... import cliutil, netdev
 from ...bpf.errors import UsageError
 from ...output import LiveView
+from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
 from .report import Report
 from .summary import Summary
@@ -158,7 +159,7 @@ class Capture:
                 "flows": self.tracer.active_flows, "flows_opened": stats.flows_opened,
                 "gaps": stats.gaps, "gap_bytes": stats.gap_bytes,
                 "unparseable": self.tracer.http.unparseable_streams,
-                "orphans": self.tracer.http.orphan_responses}
+                "orphans": self.tracer.http.orphan_responses, "not_http": dict(self.tracer.http.not_http1)}
 
     def loop(self) -> None:
         assert self.ring is not None
@@ -225,12 +226,19 @@ class Capture:
             f"{k[Counter.ACKS_SKIPPED]} bare ACKs skipped), {drops} lost in the ring; "
             f"{r.gaps} reassembly gaps ({r.gap_bytes} bytes), {h.unparseable_streams} unparseable "
             f"streams, {h.orphan_responses} responses without their request, "
-            f"{t.undecodable} undecodable frames")
+            f"{t.undecodable} undecodable frames; {not_http1_text(h.not_http1)}")
 
     def close(self) -> None:
         if self.ring is not None:
             self.ring.close()
         self.obj.close()
+
+
+def not_http1_text(counts: dict[str, int]) -> str:
+    """'N connections are not HTTP/1.x (HTTP/2 preface: a, ...)': never traced as transactions."""
+    kinds = ", ".join(f"{kind}: {counts.get(kind, 0)}" for kind in (H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE))
+    total = sum(counts.values())
+    return f"{total} connection{'' if total == 1 else 's'} {'is' if total == 1 else 'are'} not HTTP/1.x ({kinds})"
 
 
 def _json(row: dict[str, Any]) -> str:
