@@ -326,6 +326,61 @@ def test_bare_acks_and_other_ports_stay_in_the_kernel(pair: Lab, workdir: Path) 
     assert numbers["bare ACKs"] >= 3 and numbers["kept"] + numbers["bare ACKs"] == numbers["tcp"]
 
 
+# -- what is not HTTP/1.x ------------------------------------------------------------------------
+def test_http2_and_tls_connections_are_named_not_traced(pair: Lab) -> None:
+    """curl speaks HTTP/2 with prior knowledge and TLS to Debian's nginx; only the
+    HTTP/1.1 requests are transactions, the other connections are named."""
+    d = Path(tempfile.mkdtemp(prefix="netbpf-http-h2-"))
+    try:
+        d.chmod(0o755)  # nginx workers run as nobody
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=gw", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+                       check=True, capture_output=True)
+        temp = " ".join(f"{kind}_temp_path {d}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                    "uwsgi", "scgi"))
+        (d / "nginx.conf").write_text(f"""\
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    {temp}
+    server {{ listen 8080; location / {{ return 200 "h1"; }} }}
+    server {{ listen 8081 http2; location / {{ return 200 "h2"; }} }}
+    server {{ listen 8443 ssl; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;
+             location / {{ return 200 "tls"; }} }}
+}}
+""")
+        nginx = pair.popen(pair.gateway, "nginx", "-e", str(d / "error.log"), "-p", str(d), "-c",
+                           str(d / "nginx.conf"), "-g", "daemon off;", stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        try:
+            for port in (8080, 8081, 8443):
+                pair.wait_listening(pair.gateway, port)
+            tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080,8081,8443", "--json", workdir=d)
+            gw = pair.GATEWAY_IP
+            got = [pair.run(pair.client, "curl", "-sS", *flags, url).stdout for flags, url in (
+                ((), f"http://{gw}:8080/h1"),
+                (("--http2",), f"http://{gw}:8080/offer"),  # h2c offered, nginx stays in HTTP/1.1
+                (("--http2-prior-knowledge",), f"http://{gw}:8081/h2"),
+                (("-k",), f"https://{gw}:8443/tls"))]
+            out, err = tracer.stop()
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(timeout=30)
+    finally:
+        subprocess.run(["rm", "-rf", str(d)], check=False)
+    assert got == ["h1", "h1", "h2", "tls"]  # each client got its answer
+    traced = [json.loads(line) for line in out.splitlines()]
+    assert sorted((t["method"], t["path"], t["status"], t["error"]) for t in traced) == \
+        [("GET", "/h1", 200, None), ("GET", "/offer", 200, None)]
+    line = accounting(err)
+    assert "2 connections are not HTTP/1.x (HTTP/2 preface: 1, HTTP/2 upgrade (h2c): 0, TLS handshake: 1)" \
+        in line, line
+    assert " 0 unparseable streams, 0 responses without their request" in line, line
+
+
 # -- command line ------------------------------------------------------------------------------
 def test_count_stops_after_n_transactions_and_errors_are_one_line(pair: Lab) -> None:
     server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080",
