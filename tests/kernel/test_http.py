@@ -186,6 +186,7 @@ def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, w
     for address, entries in logs.items():
         assert counts[address] == len(entries)
     assert "UNEVEN" in err  # weights 3:2:1 are found out
+    assert "balance: 3 backends" in err and "(not compared: front end " in err  # the gateway's port 80
     line = accounting(err)
     assert " 0 lost in the ring" in line and " 0 reassembly gaps" in line and " 0 unparseable" in line
     if tunnel == "vxlan":
@@ -209,6 +210,29 @@ def test_a_backend_that_gets_nothing_counts_against_the_spread(workdir: Path) ->
     assert max(served) - min(served) <= 1  # nginx's round robin with equal weights
     for address, entries in logs.items():
         assert backends[address] == len(entries)
+
+
+def test_both_legs_traced_the_verdict_compares_only_the_backends(workdir: Path) -> None:
+    """--port 80,8080 on the gateway: nginx's own port 80 serves three times what each
+    backend serves; it is the front end (its address is the gateway's, its clients are
+    not), listed but not compared, and equal weights are found even."""
+    with HttpLab(False, weights=[1, 1, 1]) as h:
+        tracer = Tracer(h.lab.gateway, "-i", "any", "--port", "80,8080", "--summary", "--json",
+                        workdir=workdir)
+        client_in_lab(h.lab, make_plan(300, seed=7, tag_share=0), workers=2)
+        logs = backend_logs(h, 300)
+        out, _ = tracer.stop()
+    rows = [json.loads(line) for line in out.splitlines()]
+    backends = {r["backend"]: r for r in rows if r["type"] == "backend"}
+    fronts = {r["backend"]: r for r in rows if r["type"] == "front"}
+    assert {b: r["requests"] for b, r in backends.items()} == {a: len(e) for a, e in logs.items()}
+    assert all(r["role"] == "backend" for r in backends.values())
+    assert set(fronts) <= {f"{h.lab.GATEWAY_IP}:80", f"[{h.lab.GATEWAY_IP6}]:80"} and fronts
+    assert sum(r["requests"] for r in fronts.values()) == 300
+    assert all(r["role"] == "front end" and r["share"] is None for r in fronts.values())
+    (balance,) = [r for r in rows if r["type"] == "balance"]
+    assert balance["backends"] == 3 and balance["even"], balance
+    assert sorted(balance["front_ends"]) == sorted(fronts)
 
 
 # -- IPIP, replayed (this kernel has no ipip module) ---------------------------------------------

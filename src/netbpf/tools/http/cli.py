@@ -14,6 +14,7 @@ from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
 from .report import Report
+from .roles import LocalAddresses, Roles
 from .summary import Summary
 from .tracer import HttpTracer, Transaction
 
@@ -78,6 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--backends", type=lambda s: [b for b in s.split(",") if b], metavar="ADDR:PORT,...",
                    default=[], help="backends expected to serve (counted in the balance test even "
                                     "when they get nothing), as printed in BACKEND")
+    p.add_argument("--front-port", type=port_list, metavar="PORT[,PORT...]", default=[],
+                   help="port(s) of the gateway's own front end, left out of the balance verdict "
+                        "(found without it when its address is this host's and its clients are not)")
     p.add_argument("--vxlan-port", type=port_list, metavar="PORT[,PORT...]", default=list(DEFAULT_VXLAN_PORTS),
                    help=f"UDP ports carrying VXLAN (default {VXLAN_HELP})")
     p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=65536, metavar="KiB",
@@ -122,7 +126,7 @@ class Capture:
         self.ring: PacketRing | None = None
         try:
             self.obj.load()
-            self.summary = Summary(args.backends)
+            self.summary = Summary(args.backends, Roles(args.front_port, LocalAddresses()))
             self.counts = TransactionCounts()
             self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
             self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
