@@ -15,7 +15,7 @@ import random
 import pytest
 
 from netbpf.tools.http.tracer import HttpTracer, Transaction
-from tests.http_frames import Pkt, TcpFlow, random_sizes
+from tests.http_frames import Pkt, TcpFlow, random_sizes, reordered, retransmitted
 from tests.unit.test_http_parser import CLIENT, SERVER, req, resp
 
 SIZES = ["whole", "bytes", "random"]
@@ -160,6 +160,11 @@ def test_random_loss_never_gives_a_wrong_status(pipelining: str, loss: str) -> N
         else:  # single segments lost (each ~5%)
             dropped = {id(p) for m in messages for p in m if rng.random() < 0.05}
         kept = [p for p in flow.packets if id(p) not in dropped]
+        variant = rng.random()  # and what was captured, reordered or retransmitted
+        if variant < 0.25:
+            kept = reordered(kept, rng)
+        elif variant < 0.5:
+            kept = retransmitted(kept, rng)
         out, _ = trace(kept, flow)
         paired, unpaired = check_against_truth(out, truth)
         totals["paired"] += paired
@@ -168,5 +173,5 @@ def test_random_loss_never_gives_a_wrong_status(pipelining: str, loss: str) -> N
     # The test would pass on a tracer that pairs nothing: most answers must still be given.
     # A client that pipelines leaves fewer proofs after a loss (which of the requests
     # sent together did the server answer first?), so fewer are paired there.
-    share = 0.7 if pipelining == "never" else 0.2
+    share = 0.6 if pipelining == "never" else 0.2
     assert totals["paired"] > share * totals["requests"], totals
