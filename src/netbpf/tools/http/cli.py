@@ -39,10 +39,10 @@ examples:
   16:00:45.861149  10.0.12.1:39738  10.0.12.2:8080  GET     /api/3?size=3000     200    0  3000    4.58     4.40  probe-3
   (CLIENT is the gateway's side of the upstream connection; REQ/RESP are body bytes)
   ...and at exit, on stderr, the per-backend table:
-  BACKEND         REQUESTS  SHARE    2XX  3XX  4XX  5XX  NO-RESP  P50 ms  P90 ms  P99 ms
-  10.0.11.2:8080     11533  71.4%  11533    0    0    0        0    0.44    1.61    5.62
-  10.0.12.2:8080      2307  14.3%   2307    0    0    0        0    0.23    0.95    3.70
-  10.0.13.2:8080      2306  14.3%   2306    0    0    0        0    0.26    0.92    3.49
+  BACKEND         REQUESTS  SHARE    2XX  3XX  4XX  5XX  NO-RESP  P50 ms  P90 ms  P99 ms  ROLE
+  10.0.11.2:8080     11533  71.4%  11533    0    0    0        0    0.44    1.61    5.62  backend
+  10.0.12.2:8080      2307  14.3%   2307    0    0    0        0    0.23    0.95    3.70  backend
+  10.0.13.2:8080      2306  14.3%   2306    0    0    0        0    0.26    0.92    3.49  backend
   balance: 3 backends, 16146 requests, max/min share 71.4%/14.3% = 5.00; chi-square 10544.8
   (df 2), p = < 1e-12: UNEVEN: the gateway does not spread requests evenly
   netbpf http: 16146 transactions (0 incomplete), ... 0 lost in the ring; 0 reassembly gaps ...
