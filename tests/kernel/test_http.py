@@ -405,6 +405,50 @@ http {{
     assert " 0 unparseable streams, 0 responses without their request" in line, line
 
 
+# -- secrets ------------------------------------------------------------------------------------
+SECRET_MODES = [("lines",), ("--json", "-H"), ("--summary",), ("--summary", "--json"), ("--json", "--metrics")]
+
+
+@pytest.mark.parametrize("tag", ["Authorization", "Cookie"])
+def test_no_secret_in_any_output_without_show_secrets(pair: Lab, workdir: Path, tag: str) -> None:
+    """curl sends credentials; every output mode of the command is searched for them."""
+    secrets = ["Zm9vOmJhcg-bearer-secret", "cookie-secret-value", "query-secret-value", "api-key-secret"]
+    server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080", "--bind", "0.0.0.0",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pair.wait_listening(pair.gateway, 8080)
+        for n, mode in enumerate([*SECRET_MODES, ("--json", "-H", "--show-secrets")]):
+            args = [a for a in mode if a != "lines"]
+            if "--metrics" in args:
+                args.append(f"{pair.GATEWAY_IP}:{9464 + n}")
+            d = workdir / str(n)
+            d.mkdir()
+            tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--tag-header", tag, *args, workdir=d)
+            for i in range(2):
+                pair.run(pair.client, "curl", "-s", "-o", "/dev/null",
+                         "-H", f"Authorization: Bearer Zm9vOmJhcg-bearer-secret{i}",
+                         "-H", "X-Api-Key: api-key-secret", "-b", f"session=cookie-secret-value{i}; lang=en",
+                         f"http://{pair.GATEWAY_IP}:8080/?access_token=query-secret-value&page=1")
+            scraped = ""
+            if "--metrics" in args:
+                scraped = pair.run(pair.client, "curl", "-s", f"http://{args[-1]}/metrics").stdout
+                assert "netbpf_http_requests_total" in scraped
+            out, err = tracer.stop()
+            everything = out + err + scraped
+            if "--show-secrets" in args:
+                assert all(secret in everything for secret in secrets), everything
+            else:
+                leaked = [secret for secret in secrets if secret in everything]
+                assert not leaked, (mode, leaked, everything)
+                assert "<redacted #" in everything, everything  # the tag is shown, as a mark
+                # Two credentials, two marks: the per-tag table still tells them apart.
+                if "--summary" in args and "--json" in args:
+                    tags = [json.loads(line) for line in out.splitlines() if '"type": "tag"' in line]
+                    assert len(tags) == 2 and all(t["requests"] == 1 for t in tags), out
+    finally:
+        server.kill()
+
+
 # -- command line ------------------------------------------------------------------------------
 def test_count_stops_after_n_transactions_and_errors_are_one_line(pair: Lab) -> None:
     server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080",
