@@ -331,7 +331,10 @@ class _Stream:
         request = slot.request
         if request is not None and ack > slot.start + request.wire_size:
             conv.pipelined = True  # as in _response_head
-        conv._check_pipelining(slot)
+        if len(conv.slots) > 1:
+            conv._check_pipelining(slot)  # (only a later request can tell)
+        elif slot.resp_end > conv.resp_floor:
+            conv.resp_floor = slot.resp_end
         slot.response = Response(status, reason, version, headers, length, len(data), False, ts, ts,
                                  tuple(slot.interim) if slot.interim else (), False)
         slot.answered = True
@@ -790,12 +793,21 @@ class HttpConversation:
     def on_data(self, direction: int, data: bytes, ts: float, ack: int = -1) -> None:
         if type(data) is not bytes:
             data = bytes(data)
-        offset = self.offsets[direction]
-        self.offsets[direction] = offset + len(data)
+        offsets = self.offsets
+        offset = offsets[direction]
+        offsets[direction] = offset + len(data)
+        streams = self.streams
+        if self.sniff_dir == -1 and streams is not None and not self.protocol:
+            # The common case, kept short: what the connection speaks was told long ago.
+            stream = streams[direction]
+            stream.seg_off = offset
+            stream.seg_ack = ack
+            stream.feed(data, ts)
+            return
         if self.protocol:
             return
         if self.sniff_dir is not None and self.sniff_dir < 0:
-            pass  # the common case: decided long ago
+            pass
         elif self.sniff_dir == direction or (self.sniff_dir is None and offset == 0):
             if not self.sniffed:
                 self.sniff_dir, self.sniff_ts, self.sniff_ack = direction, ts, ack

@@ -156,7 +156,8 @@ class Reassembler:
             conn, direction = entry
             half = conn.halves[direction]
             payload = seg.payload
-            peer_next = conn.halves[1 - direction].next_seq
+            peer = conn.halves[1 - direction]
+            peer_next = peer.next_seq
             if (seg.seq == half.next_seq and payload and not seg.missing and not half.pending
                     and half.fin_seq is None and (seg.ack == peer_next or peer_next is None or not flags & ACK)):
                 conn.last_ts = seg.ts
@@ -165,8 +166,8 @@ class Reassembler:
                 size = len(payload)
                 half.offset += size
                 half.next_seq = (seg.seq + size) & SEQ_MASK
-                peer_offset = conn.halves[1 - direction].offset if flags & ACK and peer_next is not None else -1
-                conn.consumer.on_data(direction, payload, seg.ts, peer_offset)  # type: ignore[union-attr]
+                conn.consumer.on_data(direction, payload, seg.ts,  # type: ignore[union-attr]
+                                      peer.offset if flags & ACK and peer_next is not None else -1)
                 return
         if entry is None:
             if flags & RST or not (flags & SYN or len(seg.payload) or seg.missing):
