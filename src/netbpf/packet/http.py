@@ -292,17 +292,18 @@ class _Stream:
             return False
         conv = self.conv
         block = data[:end + 4]
+        n = len(data)
         if self.is_request:
             parsed = conv.heads.requests.get(block)
             if parsed is None or isinstance(parsed, str):
                 return False
             method, target, version, host, headers, tag, length, te, _, tunnel = parsed
             size = length or 0
-            if te or tunnel or end + 4 + size != len(data) or len(conv.slots) >= conv.limits.max_in_flight:
+            if te or tunnel or end + 4 + size != n or len(conv.slots) >= conv.limits.max_in_flight:
                 return False
             slot = conv._open_slot(method, ts, self.seg_off, self.seg_off + end + 4, self.seg_ack)
             assert slot is not None
-            slot.request = Request(method, target, version, host, headers, size, len(data), False, ts, ts, tag)
+            slot.request = Request(method, target, version, host, headers, size, n, False, ts, ts, tag)
             conv.stats.requests += 1
             if slot.answered:
                 conv._flush()
@@ -312,7 +313,7 @@ class _Stream:
             return False
         status, reason, version, headers, length, te, _ = parsed
         if te or length is None or status < 200 or status == 204 or status == 304 \
-                or end + 4 + length != len(data):
+                or end + 4 + length != n:
             return False
         slot = None
         for candidate in conv.slots:  # the oldest request not answered yet
@@ -323,7 +324,7 @@ class _Stream:
         if slot is None or (slot.head_end > ack if ack >= 0 else slot.first_ts > ts) or slot.tunnel \
                 or slot.method == "HEAD" or slot.method == "CONNECT":
             return False
-        slot.resp_start, slot.resp_end, slot.resp_ack = self.seg_off, self.seg_off + len(data), ack
+        slot.resp_start, slot.resp_end, slot.resp_ack = self.seg_off, self.seg_off + n, ack
         last = conv.last_answer
         if last is not None and last.resp_end == self.seg_off and last.resp_ack == ack >= 0:
             conv.pipelined = True  # as in _slot_for_response
@@ -335,7 +336,7 @@ class _Stream:
             conv._check_pipelining(slot)  # (only a later request can tell)
         elif slot.resp_end > conv.resp_floor:
             conv.resp_floor = slot.resp_end
-        slot.response = Response(status, reason, version, headers, length, len(data), False, ts, ts,
+        slot.response = Response(status, reason, version, headers, length, n, False, ts, ts,
                                  tuple(slot.interim) if slot.interim else (), False)
         slot.answered = True
         conv.unanswered -= 1
