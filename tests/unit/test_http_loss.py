@@ -10,6 +10,7 @@ would have sent (TcpFlow: what the peer really sent, captured or not).
 """
 from __future__ import annotations
 
+import os
 import random
 
 import pytest
@@ -19,6 +20,7 @@ from tests.http_frames import Pkt, TcpFlow, random_sizes, reordered, retransmitt
 from tests.unit.test_http_parser import CLIENT, SERVER, req, resp
 
 SIZES = ["whole", "bytes", "random"]
+SEEDS = int(os.environ.get("NETBPF_HTTP_LOSS_SEEDS", "60"))  # connections per pattern; more for a long run
 
 
 def send(flow: TcpFlow, direction: int, data: bytes, sizes: str, rng: random.Random) -> list[Pkt]:
@@ -151,7 +153,7 @@ def check_against_truth(out: list[Transaction], truth: dict[str, int]) -> tuple[
 @pytest.mark.parametrize("loss", ["segments", "messages"])
 def test_random_loss_never_gives_a_wrong_status(pipelining: str, loss: str) -> None:
     totals = {"paired": 0, "unpaired": 0, "requests": 0}
-    for seed in range(60):
+    for seed in range(SEEDS):
         rng = random.Random(f"{pipelining}/{loss}/{seed}")
         sizes = rng.choice(["whole", "random"])
         flow, truth, messages = conversation(rng, rng.randint(3, 25), pipelining, sizes)
