@@ -212,7 +212,8 @@ def retransmitted(packets: list[Pkt], rng: random.Random, share: float = 0.3) ->
             if (nxt is not None and pkt.payload and nxt.payload and rng.random() < share
                     and len(pkt.payload) + len(nxt.payload) < 65000
                     and (pkt.seq + len(pkt.payload)) & 0xFFFFFFFF == nxt.seq):
-                extra.append(Pkt(pkt.direction, ACK | PSH, pkt.seq, pkt.ack, pkt.payload + nxt.payload))
+                # Sent again after both: it acknowledges what the later one did.
+                extra.append(Pkt(pkt.direction, ACK | PSH, pkt.seq, nxt.ack, pkt.payload + nxt.payload))
         for pkt in extra:
             run.insert(rng.randint(run.index(pkt) + 1 if pkt in run else 0, len(run)), pkt)
         out += run

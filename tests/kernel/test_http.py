@@ -186,6 +186,7 @@ def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, w
     for address, entries in logs.items():
         assert counts[address] == len(entries)
     assert "UNEVEN" in err  # weights 3:2:1 are found out
+    assert "balance: 3 backends" in err and "(not compared: front end " in err  # the gateway's port 80
     line = accounting(err)
     assert " 0 lost in the ring" in line and " 0 reassembly gaps" in line and " 0 unparseable" in line
     if tunnel == "vxlan":
@@ -209,6 +210,29 @@ def test_a_backend_that_gets_nothing_counts_against_the_spread(workdir: Path) ->
     assert max(served) - min(served) <= 1  # nginx's round robin with equal weights
     for address, entries in logs.items():
         assert backends[address] == len(entries)
+
+
+def test_both_legs_traced_the_verdict_compares_only_the_backends(workdir: Path) -> None:
+    """--port 80,8080 on the gateway: nginx's own port 80 serves three times what each
+    backend serves; it is the front end (its address is the gateway's, its clients are
+    not), listed but not compared, and equal weights are found even."""
+    with HttpLab(False, weights=[1, 1, 1]) as h:
+        tracer = Tracer(h.lab.gateway, "-i", "any", "--port", "80,8080", "--summary", "--json",
+                        workdir=workdir)
+        client_in_lab(h.lab, make_plan(300, seed=7, tag_share=0), workers=2)
+        logs = backend_logs(h, 300)
+        out, _ = tracer.stop()
+    rows = [json.loads(line) for line in out.splitlines()]
+    backends = {r["backend"]: r for r in rows if r["type"] == "backend"}
+    fronts = {r["backend"]: r for r in rows if r["type"] == "front"}
+    assert {b: r["requests"] for b, r in backends.items()} == {a: len(e) for a, e in logs.items()}
+    assert all(r["role"] == "backend" for r in backends.values())
+    assert set(fronts) <= {f"{h.lab.GATEWAY_IP}:80", f"[{h.lab.GATEWAY_IP6}]:80"} and fronts
+    assert sum(r["requests"] for r in fronts.values()) == 300
+    assert all(r["role"] == "front end" and r["share"] is None for r in fronts.values())
+    (balance,) = [r for r in rows if r["type"] == "balance"]
+    assert balance["backends"] == 3 and balance["even"], balance
+    assert sorted(balance["front_ends"]) == sorted(fronts)
 
 
 # -- IPIP, replayed (this kernel has no ipip module) ---------------------------------------------
@@ -324,6 +348,105 @@ def test_bare_acks_and_other_ports_stay_in_the_kernel(pair: Lab, workdir: Path) 
     numbers.update({k: int(v) for k, v in re.findall(r"(tcp|icmp) (\d+)", accounting(err))})
     assert numbers["icmp"] >= 6  # 3 pings and their replies (and IPv6 neighbour discovery)
     assert numbers["bare ACKs"] >= 3 and numbers["kept"] + numbers["bare ACKs"] == numbers["tcp"]
+
+
+# -- what is not HTTP/1.x ------------------------------------------------------------------------
+def test_http2_and_tls_connections_are_named_not_traced(pair: Lab) -> None:
+    """curl speaks HTTP/2 with prior knowledge and TLS to Debian's nginx; only the
+    HTTP/1.1 requests are transactions, the other connections are named."""
+    d = Path(tempfile.mkdtemp(prefix="netbpf-http-h2-"))
+    try:
+        d.chmod(0o755)  # nginx workers run as nobody
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=gw", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+                       check=True, capture_output=True)
+        temp = " ".join(f"{kind}_temp_path {d}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                    "uwsgi", "scgi"))
+        (d / "nginx.conf").write_text(f"""\
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    {temp}
+    server {{ listen 8080; location / {{ return 200 "h1"; }} }}
+    server {{ listen 8081 http2; location / {{ return 200 "h2"; }} }}
+    server {{ listen 8443 ssl; ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem;
+             location / {{ return 200 "tls"; }} }}
+}}
+""")
+        nginx = pair.popen(pair.gateway, "nginx", "-e", str(d / "error.log"), "-p", str(d), "-c",
+                           str(d / "nginx.conf"), "-g", "daemon off;", stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        try:
+            for port in (8080, 8081, 8443):
+                pair.wait_listening(pair.gateway, port)
+            tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080,8081,8443", "--json", workdir=d)
+            gw = pair.GATEWAY_IP
+            got = [pair.run(pair.client, "curl", "-sS", *flags, url).stdout for flags, url in (
+                ((), f"http://{gw}:8080/h1"),
+                (("--http2",), f"http://{gw}:8080/offer"),  # h2c offered, nginx stays in HTTP/1.1
+                (("--http2-prior-knowledge",), f"http://{gw}:8081/h2"),
+                (("-k",), f"https://{gw}:8443/tls"))]
+            out, err = tracer.stop()
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(timeout=30)
+    finally:
+        subprocess.run(["rm", "-rf", str(d)], check=False)
+    assert got == ["h1", "h1", "h2", "tls"]  # each client got its answer
+    traced = [json.loads(line) for line in out.splitlines()]
+    assert sorted((t["method"], t["path"], t["status"], t["error"]) for t in traced) == \
+        [("GET", "/h1", 200, None), ("GET", "/offer", 200, None)]
+    line = accounting(err)
+    assert "2 connections are not HTTP/1.x (HTTP/2 preface: 1, HTTP/2 upgrade (h2c): 0, TLS handshake: 1)" \
+        in line, line
+    assert " 0 unparseable streams, 0 responses without their request" in line, line
+
+
+# -- secrets ------------------------------------------------------------------------------------
+SECRET_MODES = [("lines",), ("--json", "-H"), ("--summary",), ("--summary", "--json"), ("--json", "--metrics")]
+
+
+@pytest.mark.parametrize("tag", ["Authorization", "Cookie"])
+def test_no_secret_in_any_output_without_show_secrets(pair: Lab, workdir: Path, tag: str) -> None:
+    """curl sends credentials; every output mode of the command is searched for them."""
+    secrets = ["Zm9vOmJhcg-bearer-secret", "cookie-secret-value", "query-secret-value", "api-key-secret"]
+    server = pair.popen(pair.gateway, sys.executable, "-m", "http.server", "8080", "--bind", "0.0.0.0",
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        pair.wait_listening(pair.gateway, 8080)
+        for n, mode in enumerate([*SECRET_MODES, ("--json", "-H", "--show-secrets")]):
+            args = [a for a in mode if a != "lines"]
+            if "--metrics" in args:
+                args.append(f"{pair.GATEWAY_IP}:{9464 + n}")
+            d = workdir / str(n)
+            d.mkdir()
+            tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--tag-header", tag, *args, workdir=d)
+            for i in range(2):
+                pair.run(pair.client, "curl", "-s", "-o", "/dev/null",
+                         "-H", f"Authorization: Bearer Zm9vOmJhcg-bearer-secret{i}",
+                         "-H", "X-Api-Key: api-key-secret", "-b", f"session=cookie-secret-value{i}; lang=en",
+                         f"http://{pair.GATEWAY_IP}:8080/?access_token=query-secret-value&page=1")
+            scraped = ""
+            if "--metrics" in args:
+                scraped = pair.run(pair.client, "curl", "-s", f"http://{args[-1]}/metrics").stdout
+                assert "netbpf_http_requests_total" in scraped
+            out, err = tracer.stop()
+            everything = out + err + scraped
+            if "--show-secrets" in args:
+                assert all(secret in everything for secret in secrets), everything
+            else:
+                leaked = [secret for secret in secrets if secret in everything]
+                assert not leaked, (mode, leaked, everything)
+                assert "<redacted #" in everything, everything  # the tag is shown, as a mark
+                # Two credentials, two marks: the per-tag table still tells them apart.
+                if "--summary" in args and "--json" in args:
+                    tags = [json.loads(line) for line in out.splitlines() if '"type": "tag"' in line]
+                    assert len(tags) == 2 and all(t["requests"] == 1 for t in tags), out
+    finally:
+        server.kill()
 
 
 # -- command line ------------------------------------------------------------------------------

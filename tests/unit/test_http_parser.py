@@ -344,8 +344,11 @@ def test_joining_an_open_connection_midway() -> None:
     # Start the capture in the middle of the second response's body.
     start = next(i for i, p in enumerate(flow.packets) if p.payload.startswith(b"GET /m1 ")) + 2
     out, _ = run(flow, flow.packets[start:])
-    assert [(t.exchange.request.target, t.exchange.response.status) for t in out] == \
-        [("/m2", 200), ("/m3", 200), ("/m4", 200)]
+    # /m2's answer is not proven: the part of the client's stream before the capture
+    # may hide a request sent with /m2, answered first. From /m3 on, the ACKs prove it.
+    assert [(t.exchange.request.target, t.exchange.response.status if t.exchange.response else None)
+            for t in out] == [("/m2", None), ("/m3", 200), ("/m4", 200)]
+    assert "not identified" in out[0].exchange.error
 
 
 def test_client_found_from_ports_without_syn() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -43,20 +44,27 @@ def test_fast_json_is_exactly_json_dumps_of_the_row() -> None:
 
 
 def test_secrets_are_redacted_unless_asked() -> None:
-    headers = (("Authorization", "Bearer abc"), ("Cookie", "s=1"), ("X-Test-Id", "t1"),
-               ("Proxy-Authorization", "Basic x"))
-    t = tx(headers=headers, response_headers=(("Set-Cookie", "s=2"), ("Server", "nginx")))
+    headers = (("Authorization", "Bearer abc"), ("Cookie", "s=1; t=2"), ("X-Test-Id", "t1"),
+               ("Proxy-Authorization", "Basic x"), ("X-Api-Key", "k1"))
+    t = tx(headers=headers, response_headers=(("Set-Cookie", "s=2; Path=/; HttpOnly"), ("Server", "nginx")))
     shown = json.loads(Report(True, True, False, "X-Test-Id").json(t))
-    assert shown["request_headers"] == {"Authorization": "<redacted>", "Cookie": "<redacted>",
-                                        "X-Test-Id": "t1", "Proxy-Authorization": "<redacted>"}
-    assert shown["response_headers"] == {"Set-Cookie": "<redacted>", "Server": "nginx"}
+    mark = r"<redacted #[0-9a-f]{8}>"
+    got = shown["request_headers"]
+    assert re.fullmatch(f"Bearer {mark}", got["Authorization"])
+    assert re.fullmatch(f"s={mark}; t={mark}", got["Cookie"])
+    assert re.fullmatch(f"Basic {mark}", got["Proxy-Authorization"])
+    assert re.fullmatch(mark, got["X-Api-Key"]) and got["X-Test-Id"] == "t1"
+    assert re.fullmatch(f"s={mark}; Path=/; HttpOnly", shown["response_headers"]["Set-Cookie"])
+    assert shown["response_headers"]["Server"] == "nginx"
     text = Report(True, True, False, "X-Test-Id").text(t)
-    assert "Bearer" not in text and "s=1" not in text and "> X-Test-Id: t1" in text
+    assert "abc" not in text and "s=1" not in text and "k1" not in text and "> X-Test-Id: t1" in text
     assert "Bearer abc" in Report(True, True, True, "X-Test-Id").text(t)
-    # A tag header that is a secret is redacted too.
-    t = tx(tag="Bearer abc")
-    assert json.loads(Report(True, False, False, "Authorization").json(t))["tag"] == "<redacted>"
-    assert json.loads(Report(True, False, True, "Authorization").json(t))["tag"] == "Bearer abc"
+    # A tag header that is a secret is redacted too; equal values, equal marks.
+    a, b = tx(tag="Bearer abc"), tx(tag="Bearer abd")
+    marks = [json.loads(Report(True, False, False, "Authorization").json(x))["tag"] for x in (a, a, b)]
+    assert marks[0] == marks[1] != marks[2] and all(re.fullmatch(f"Bearer {mark}", m) for m in marks)
+    assert marks[0] in Report(True, False, False, "Authorization").text(a)
+    assert json.loads(Report(True, False, True, "Authorization").json(a))["tag"] == "Bearer abc"
 
 
 def test_text_line_has_the_columns() -> None:
@@ -162,3 +170,48 @@ def test_fast_text_is_exactly_the_table_line() -> None:
                    error=rng.choice(["", "capture gap"]), path=rng.choice(["/", "/" + "p" * 50]),
                    tunnel=rng.choice([None, Tunnel("ipip", b"\x01\x02\x03\x04", b"\x05\x06\x07\x08")]))
             assert report.text(t) == report.text_table.text(report.row(t))
+
+
+def test_the_gateways_own_front_end_is_not_a_backend() -> None:
+    """Both legs traced: the front end (a local address with remote clients) is listed
+    but left out of the shares and the verdict; an even spread over the backends is even."""
+    from netbpf.tools.http.roles import Roles
+
+    local = {"10.0.1.1", "fd00:1::1", "127.0.0.1"}
+    summary = Summary(roles=Roles(is_local=local.__contains__))
+    for i in range(300):
+        summary.add(tx(f"10.0.1{i % 3 + 1}.2:8080"))  # upstream leg: the gateway is the client
+        front = tx("10.0.1.1:80" if i % 2 else "[fd00:1::1]:80")
+        summary.add(front._replace(client="10.0.1.2:40000" if i % 2 else "[fd00:1::2]:40000"))
+    for _ in range(5):  # a backend on the gateway itself, reached from it: which is it? unsure
+        summary.add(tx("127.0.0.1:9000")._replace(client="127.0.0.1:50000"))
+    rows = {r["backend"]: r for r in summary.backend_rows()}
+    assert rows["10.0.1.1:80"]["role"] == rows["[fd00:1::1]:80"]["role"] == "front end"
+    assert rows["10.0.1.1:80"]["type"] == "front" and rows["10.0.1.1:80"]["share"] is None
+    assert rows["127.0.0.1:9000"]["role"] == "backend?" and rows["10.0.11.2:8080"]["role"] == "backend"
+    assert rows["10.0.11.2:8080"]["share"] == 100 / 305
+    balance = summary.balance()
+    assert balance.backends == 4 and balance.front == ("10.0.1.1:80", "[fd00:1::1]:80")
+    assert "not compared: front end 10.0.1.1:80, [fd00:1::1]:80" in summary.text()
+    assert "backend?" in summary.text() and "front end" in summary.text()
+    # Without the unsure one, the three real backends are even: before, the front end
+    # (with three times their count) made the verdict UNEVEN.
+    even = Summary(roles=Roles(is_local=local.__contains__))
+    for i in range(300):
+        even.add(tx(f"10.0.1{i % 3 + 1}.2:8080"))
+        even.add(tx("10.0.1.1:80")._replace(client="10.0.1.2:40000"))
+    assert even.balance().even and even.balance().backends == 3
+    assert not Summary().balance().front
+    # Named by port, with nothing known of the host (replayed traffic).
+    named = Summary(roles=Roles(front_ports=[80]))
+    named.add(tx("10.0.1.1:80"))
+    named.add(tx("10.0.11.2:8080"))
+    assert [r["role"] for r in named.backend_rows()] == ["backend", "front end"]
+
+
+def test_local_addresses_are_asked_of_the_kernel() -> None:
+    from netbpf.tools.http.roles import LocalAddresses
+
+    is_local = LocalAddresses()
+    assert is_local("127.0.0.1") and not is_local("192.0.2.77")  # TEST-NET-1 is nobody's
+    assert not is_local("2001:db8::77")

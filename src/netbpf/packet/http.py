@@ -19,10 +19,14 @@ Who parses what:
   (never copied), chunked bodies are decoded by a small state machine.
 
 Pairing: responses answer requests in order (pipelining included); 1xx
-responses are interim and kept with the final one. A response can never
-start before its request: one that does answers a request the capture lost,
-and is counted as an orphan instead of being paired with the wrong request.
-After a gap the stream skips to the next segment that starts a message.
+responses are interim and kept with the final one. A response whose ACK does
+not cover its would-be request's head was sent before the server had that
+request: it answers a request the capture lost (or none), and is counted as
+a response without its request. After a loss that may hide whole messages
+(a gap outside a body whose length is known), the stream skips to the next
+message start, and nothing is paired that TCP's sequence and acknowledgement
+numbers do not prove (``HttpConversation._pair_after_loss``): the rest is
+reported as "response lost in a capture gap" or "... or not identified".
 
 Speed, because a gateway sends tens of thousands of these a second: a header
 block already seen is not parsed again (:class:`HeadCache`: llhttp's result is
@@ -43,16 +47,41 @@ from typing import Any, NamedTuple
 
 import httptools
 
+from .redact import SECRET_HEADERS, redact, redact_target
+
+__all__ = ["H2C_UPGRADE", "H2_PREFACE", "SECRET_HEADERS", "TLS_HANDSHAKE", "Exchange", "HeadCache", "HttpConversation", "HttpStats", "Limits", "Request",
+           "Response"]
+
 # Stream states.
 HEAD, LENGTH, CHUNK_SIZE, CHUNK_DATA, CHUNK_END, TRAILERS, UNTIL_CLOSE, RESYNC, WAIT, DEAD = range(10)
 
 _REQUEST_START = re.compile(rb"[A-Z][A-Z_-]{0,19} [^ \r\n]+ HTTP/\d\.\d\r?\n")
 _RESPONSE_START = re.compile(rb"HTTP/\d\.\d \d\d\d[ \r]")
+# What the start of a start line can be, when it comes in pieces after a gap.
+_REQUEST_PREFIX = re.compile(rb"[A-Z][A-Z_-]{0,19}(?: [^ \r\n]*(?: (?:H(?:T(?:T(?:P(?:/(?:\d(?:\.(?:\d\r?)?)?)?)?)?)?)?)?)?)?")
+_RESPONSE_PREFIX = re.compile(rb"H(?:T(?:T(?:P(?:/(?:\d(?:\.(?:\d(?: (?:\d(?:\d(?:\d)?)?)?)?)?)?)?)?)?)?)?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 _CRLF2 = b"\r\n\r\n"
 FAST_PATH = True  # _Stream._whole_message; the tests also run with it off
 
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+# What a connection may speak instead of HTTP/1.x, told by its first bytes
+# (sniff) or by an upgrade; such connections are counted, never parsed.
+H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE = "HTTP/2 preface", "HTTP/2 upgrade (h2c)", "TLS handshake"
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def sniff(first: bytes) -> str | None:
+    """What the first bytes of a connection say it speaks: a protocol above, "" for
+    HTTP/1.x (or anything else: the parser decides), None when more bytes are needed."""
+    if first[0] == 0x16:  # TLS record: handshake, version 3.x (SSL 3.0 to TLS 1.3)
+        if len(first) < 3:
+            return None if len(first) < 2 or first[1] == 3 else ""
+        return TLS_HANDSHAKE if first[1] == 3 and first[2] <= 4 else ""
+    n = min(len(first), len(_PREFACE))
+    if first[:n] != _PREFACE[:n]:
+        return ""
+    return H2_PREFACE if n == len(_PREFACE) else None
+
 
 Headers = tuple[tuple[str, str], ...]
 
@@ -120,14 +149,18 @@ class HttpStats:
     parse_errors: int = 0
     resyncs: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    not_http1: dict[str, int] = field(default_factory=dict)  # connections, by what they speak instead
 
 
 class _Slot:
-    """One request in flight, waiting for its final response."""
+    """One request in flight, waiting for its final response; or (``placeholder``) a
+    response whose request is not proven yet, kept until it is."""
 
-    __slots__ = ("answered", "error", "first_ts", "interim", "method", "request", "response", "tunnel")
+    __slots__ = ("ack", "answered", "error", "first_ts", "head_end", "interim", "method", "placeholder",
+                 "request", "resp_ack", "resp_end", "resp_start", "response", "start", "tunnel", "uncertain")
 
-    def __init__(self, method: str, first_ts: float) -> None:
+    def __init__(self, method: str, first_ts: float, start: int = -1, head_end: int = -1,
+                 ack: int = -1) -> None:
         self.method = method
         self.first_ts = first_ts
         self.request: Request | None = None  # set when the request is whole (or lost midway)
@@ -135,7 +168,14 @@ class _Slot:
         self.answered = False  # the final response is whole, or known lost
         self.interim: list[int] = []
         self.error = ""
-        self.tunnel = False  # CONNECT or Upgrade: HTTP may stop after the response
+        self.tunnel = ""  # "CONNECT" or the Upgrade header (lower case): HTTP may stop after the response
+        # Where the request lies in the client's stream, and how much of the server's
+        # stream the client had received when it sent it (stream offsets, -1: unknown).
+        self.start, self.head_end, self.ack = start, head_end, ack
+        # Where its final response lies in the server's stream.
+        self.resp_start = self.resp_end = self.resp_ack = -1
+        self.placeholder = False
+        self.uncertain = False  # placeholder: its framing assumed a request that may be HEAD
 
 
 class _Stream:
@@ -151,6 +191,12 @@ class _Stream:
         self.broken = False  # counted once as an unparseable stream
         self.after_gap = False
         self.until_close = False
+        # Stream offsets: of the data being fed, of the bytes held (WAIT, or a head split
+        # over segments), of the current message; with the acknowledgement numbers
+        # (offsets in the other direction) of the segments that carried them.
+        self.seg_off = self.seg_ack = 0
+        self.hold_off = self.hold_ack = 0
+        self.msg_start = self.msg_ack = self.head_end = 0
         # What llhttp's callbacks collect from one header block.
         self._url = b""
         self._reason = b""
@@ -158,6 +204,7 @@ class _Stream:
         self._te: list[bytes] | None = None
         self._host = b""
         self._tag: bytes | None = None
+        self._upgrade = b""
         self._headers: list[tuple[str, str]] | None = None
         self._reset_message()
 
@@ -180,7 +227,7 @@ class _Stream:
     def on_header(self, name: bytes, value: bytes) -> None:
         # Called for every header of every message: compare lengths before bytes.
         size = len(name)
-        if size == 14 or size == 17 or size == 4:
+        if size == 14 or size == 17 or size == 4 or size == 7:
             lname = name.lower()
             if lname == b"content-length":
                 self._cl = value
@@ -190,6 +237,8 @@ class _Stream:
                 self._te.append(value)
             elif lname == b"host":
                 self._host = value
+            elif lname == b"upgrade":
+                self._upgrade = value
         tag = self.conv.tag_header
         if tag is not None and size == len(tag) and name.lower() == tag:
             self._tag = value
@@ -223,7 +272,7 @@ class _Stream:
             elif state == RESYNC:
                 pos = self._resync(data, pos, ts)
             elif state == WAIT:
-                self._hold(data[pos:], ts)
+                self._hold(data[pos:], ts, pos)
                 return
             elif state == DEAD:
                 return
@@ -243,37 +292,51 @@ class _Stream:
             return False
         conv = self.conv
         block = data[:end + 4]
+        n = len(data)
         if self.is_request:
             parsed = conv.heads.requests.get(block)
             if parsed is None or isinstance(parsed, str):
                 return False
             method, target, version, host, headers, tag, length, te, _, tunnel = parsed
             size = length or 0
-            if te or tunnel or end + 4 + size != len(data) or len(conv.slots) >= conv.limits.max_in_flight:
+            if te or tunnel or end + 4 + size != n or len(conv.slots) >= conv.limits.max_in_flight:
                 return False
-            slot = conv._open_slot(method, ts)
+            slot = conv._open_slot(method, ts, self.seg_off, self.seg_off + end + 4, self.seg_ack)
             assert slot is not None
-            slot.request = Request(method, target, version, host, headers, size, len(data), False, ts, ts, tag)
+            slot.request = Request(method, target, version, host, headers, size, n, False, ts, ts, tag)
             conv.stats.requests += 1
             if slot.answered:
                 conv._flush()
             return True
         parsed = conv.heads.responses.get(block)
-        if parsed is None or isinstance(parsed, str) or self.after_gap:
+        if parsed is None or isinstance(parsed, str) or self.after_gap or not conv.synced:
             return False
         status, reason, version, headers, length, te, _ = parsed
         if te or length is None or status < 200 or status == 204 or status == 304 \
-                or end + 4 + length != len(data):
+                or end + 4 + length != n:
             return False
         slot = None
         for candidate in conv.slots:  # the oldest request not answered yet
             if not candidate.answered:
                 slot = candidate
                 break
-        if slot is None or slot.first_ts > ts or slot.tunnel or slot.method == "HEAD" \
-                or slot.method == "CONNECT":
+        ack = self.seg_ack
+        if slot is None or (slot.head_end > ack if ack >= 0 else slot.first_ts > ts) or slot.tunnel \
+                or slot.method == "HEAD" or slot.method == "CONNECT":
             return False
-        slot.response = Response(status, reason, version, headers, length, len(data), False, ts, ts,
+        slot.resp_start, slot.resp_end, slot.resp_ack = self.seg_off, self.seg_off + n, ack
+        last = conv.last_answer
+        if last is not None and last.resp_end == self.seg_off and last.resp_ack == ack >= 0:
+            conv.pipelined = True  # as in _slot_for_response
+        conv.last_answer = slot
+        request = slot.request
+        if request is not None and ack > slot.start + request.wire_size:
+            conv.pipelined = True  # as in _response_head
+        if len(conv.slots) > 1:
+            conv._check_pipelining(slot)  # (only a later request can tell)
+        elif slot.resp_end > conv.resp_floor:
+            conv.resp_floor = slot.resp_end
+        slot.response = Response(status, reason, version, headers, length, n, False, ts, ts,
                                  tuple(slot.interim) if slot.interim else (), False)
         slot.answered = True
         conv.unanswered -= 1
@@ -281,13 +344,14 @@ class _Stream:
         conv._flush()
         return True
 
-    def _hold(self, data: bytes, ts: float) -> None:
+    def _hold(self, data: bytes, ts: float, pos: int) -> None:
         if not self.buf:
             self.buf_ts = ts
+            self.hold_off, self.hold_ack = self.seg_off + pos, self.seg_ack
         self.buf += data
         if len(self.buf) > self.conv.limits.max_waiting_bytes:
             self.buf.clear()
-            self._fail("waited too long for the request", ts)
+            self._fail("waited too long for the request", ts, self.hold_off)
 
     def resume(self, ts: float) -> None:
         """Parse what was held while waiting for the other direction."""
@@ -297,6 +361,7 @@ class _Stream:
         if self.buf:
             held, held_ts = bytes(self.buf), self.buf_ts
             self.buf.clear()
+            self.seg_off, self.seg_ack = self.hold_off, self.hold_ack
             self.feed(held, held_ts if held_ts else ts)
 
     def _head(self, data: bytes, pos: int, ts: float) -> int:
@@ -309,14 +374,15 @@ class _Stream:
                     return n
             if not self.is_request and not self.conv.unanswered:
                 self.state = WAIT
-                self._hold(data[pos:], ts)
+                self._hold(data[pos:], ts, pos)
                 return n
             end = data.find(_CRLF2, pos)
             if end < 0:
-                self.buf += data[pos:]
-                self.buf_ts = ts
+                self._hold(data[pos:], ts, pos)
                 return self._check_head_size(n, ts)
             self.first_ts = ts
+            self.msg_start, self.msg_ack = self.seg_off + pos, self.seg_ack
+            self.head_end = self.seg_off + end + 4
             self._message_head(data[pos:end + 4], ts)
             return end + 4
         start = max(0, len(self.buf) - 3)
@@ -328,13 +394,15 @@ class _Stream:
         block = bytes(self.buf[:end + 4])
         self.buf.clear()
         self.first_ts = self.buf_ts
+        self.msg_start, self.msg_ack = self.hold_off, self.hold_ack
+        self.head_end = self.seg_off + pos + end + 4 - before
         self._message_head(block, ts)
         return pos + end + 4 - before
 
     def _check_head_size(self, n: int, ts: float) -> int:
         if len(self.buf) > self.conv.limits.max_header_bytes:
             self.buf.clear()
-            self._fail("header block too long", ts)
+            self._fail("header block too long", ts, self.hold_off)
         return n
 
     def _message_head(self, block: bytes, ts: float) -> None:
@@ -367,6 +435,7 @@ class _Stream:
         self._te = None
         self._host = b""
         self._tag = None
+        self._upgrade = b""
         self._headers = [] if self.conv.keep_headers else None
         parser: httptools.HttpRequestParser | httptools.HttpResponseParser = (
             httptools.HttpRequestParser(self) if self.is_request else httptools.HttpResponseParser(self))
@@ -383,6 +452,9 @@ class _Stream:
             te = b",".join(self._te).lower()
             chunked = te.rsplit(b",", 1)[-1].strip() == b"chunked"
         headers = tuple(self._headers) if self._headers else ()
+        secret = self.conv.redact
+        if secret and headers:
+            headers = tuple((name, redact(name, value)) for name, value in headers)
         length: int | None = None
         if self._cl is not None:
             try:
@@ -391,9 +463,15 @@ class _Stream:
                 return "bad Content-Length"
         if isinstance(parser, httptools.HttpRequestParser):
             method = parser.get_method().decode("latin-1")
-            return (method, self._url.decode("latin-1"), version, self._host.decode("latin-1"), headers,
-                    None if self._tag is None else self._tag.decode("latin-1"), length, te, chunked,
-                    method == "CONNECT" or parser.should_upgrade())
+            target, tag = self._url.decode("latin-1"), None if self._tag is None else self._tag.decode("latin-1")
+            if secret:
+                target = redact_target(target)
+                if tag is not None:
+                    tag = redact(self.conv.tag_name, tag)
+            tunnel = "CONNECT" if method == "CONNECT" else (
+                self._upgrade.decode("latin-1").lower() or "upgrade") if parser.should_upgrade() else ""
+            return (method, target, version, self._host.decode("latin-1"), headers, tag, length, te, chunked,
+                    tunnel)
         return (parser.get_status_code(), self._reason.decode("latin-1"), version, headers, length, te,
                 chunked)
 
@@ -420,7 +498,7 @@ class _Stream:
 
     def _request_head(self, parsed: tuple[Any, ...], ts: float) -> None:
         method, target, version, host, headers, tag, cl, te, chunked, tunnel = parsed
-        slot = self.conv._open_slot(method, self.first_ts)
+        slot = self.conv._open_slot(method, self.first_ts, self.msg_start, self.head_end, self.msg_ack)
         if slot is None:
             self._fail("too many pipelined requests", ts)
             return
@@ -432,12 +510,20 @@ class _Stream:
 
     def _response_head(self, parsed: tuple[Any, ...], ts: float) -> None:
         status, reason, version, headers, cl, te, chunked = parsed
-        slot = self.conv._slot_for_response(self.first_ts, self.after_gap)
+        # None: a response no request in flight can have caused (the server had
+        # not received one when it sent it): its own request is one the capture
+        # missed, or there was none. It is skipped, framing and all.
+        slot = self.conv._slot_for_response(self, status)
         self.after_gap = False
-        if slot is None:
-            # A response that started before every request in flight: its own
-            # request is one the capture missed. Skip it, framing and all.
-            self.conv.stats.orphan_responses += 1
+        if not 100 <= status < 200 or status == 101:
+            self.conv.last_answer = slot
+        if slot is not None:
+            slot.resp_start, slot.resp_ack = self.msg_start, self.msg_ack
+            request = slot.request
+            if request is not None and not slot.placeholder and self.msg_ack > slot.start + request.wire_size:
+                # The server had more than this request when it began the answer:
+                # the client sent the next one without waiting.
+                self.conv.pipelined = True
         self.slot = slot
         self.head = (status, reason, version, headers)
         self.state = HEAD
@@ -499,12 +585,26 @@ class _Stream:
         return pos
 
     def _resync(self, data: bytes, pos: int, ts: float) -> int:
-        """After a gap or an error: wait for a segment that starts a message."""
-        pattern = _REQUEST_START if self.is_request else _RESPONSE_START
+        """After a gap or an error: wait for a segment that starts a message (its
+        start line may come over several segments: held until it is whole)."""
+        pattern, prefix = (_REQUEST_START, _REQUEST_PREFIX) if self.is_request else (_RESPONSE_START,
+                                                                                     _RESPONSE_PREFIX)
+        if self.buf:
+            candidate = bytes(self.buf[:4096]) + data[pos:pos + 4096]
+            if pattern.match(candidate):
+                self.state = HEAD  # the held bytes begin the head; _head appends the rest
+                self.conv.stats.resyncs += 1
+                return pos
+            if len(candidate) < 4096 and prefix.fullmatch(candidate):
+                self.buf += data[pos:]
+                return len(data)
+            self.buf.clear()
         if pattern.match(data, pos, pos + 4096):
             self.state = HEAD
             self.conv.stats.resyncs += 1
             return pos
+        if len(data) - pos < 4096 and prefix.fullmatch(data, pos):
+            self._hold(data[pos:], ts, pos)
         return len(data)
 
     # -- message boundaries --------------------------------------------------------------
@@ -526,6 +626,7 @@ class _Stream:
                 conv.stats.responses += 1
                 if slot is not None:
                     slot.response = self._response(ts)
+                    slot.resp_end = self.msg_start + self.wire
                     conv._answered(slot)
                     conv._response_done(slot, ts)
         self.slot = None
@@ -544,6 +645,7 @@ class _Stream:
                         self.first_ts, ts, interim, self.until_close)
 
     def gap(self, size: int, ts: float) -> None:
+        """``size`` bytes the capture missed, at ``self.conv.offsets[direction]``."""
         state = self.state
         if state in (LENGTH, CHUNK_DATA) and size <= self.remaining:
             self.remaining -= size
@@ -560,8 +662,11 @@ class _Stream:
             self.wire += size
             return
         if state in (DEAD, RESYNC):
+            self.buf.clear()  # a start line held in pieces: no longer whole
             return
-        self._lost("capture gap", ts)
+        at = self.head_end if self.head is not None else self.hold_off if self.buf \
+            else self.conv.offsets[self.direction]
+        self._lost("capture gap", ts, at)
 
     def end(self, ts: float) -> None:
         """The sender closed its half of the connection (FIN)."""
@@ -571,7 +676,7 @@ class _Stream:
         elif self.state == WAIT and self.buf and not self.is_request:
             self.conv.stats.orphan_responses += 1
         elif self.state not in (HEAD, RESYNC, DEAD, WAIT) or self.buf:
-            self._lost("connection closed mid-message", ts)
+            self._lost("connection closed mid-message", ts, loss=False)
         self.buf.clear()
         self.state = DEAD
 
@@ -580,7 +685,7 @@ class _Stream:
         if self.state == UNTIL_CLOSE:
             self._complete_until_close(ts)
         elif self.state not in (HEAD, RESYNC, DEAD, WAIT):
-            self._lost(error, ts)
+            self._lost(error, ts, loss=False)
         self.state = DEAD
 
     def _complete_until_close(self, ts: float) -> None:
@@ -588,9 +693,15 @@ class _Stream:
         self._complete(ts)
         self.until_close = False
 
-    def _lost(self, error: str, ts: float) -> None:
+    def _lost(self, error: str, ts: float, at: int | None = None, loss: bool = True) -> None:
         """The current message cannot be finished: report what there is, skip to the next one."""
         slot = self.slot
+        if loss and self.state not in (RESYNC, DEAD):
+            # From here to the next message start, messages may have gone unseen:
+            # pairing must prove itself again (HttpConversation._pair_after_loss).
+            if at is None:
+                at = self.head_end if self.head is not None else self.hold_off if self.buf else self.msg_start
+            self.conv._loss(self.is_request, at)
         if slot is not None and self.head is not None:
             slot.error = slot.error or error
             if self.is_request:
@@ -605,13 +716,13 @@ class _Stream:
         self.state = RESYNC
         self.after_gap = True
 
-    def _fail(self, error: str, ts: float) -> None:
+    def _fail(self, error: str, ts: float, at: int | None = None) -> None:
         self.conv.stats.parse_errors += 1
         self.conv.stats.errors[error] = self.conv.stats.errors.get(error, 0) + 1
         if not self.broken:
             self.broken = True
             self.conv.stats.unparseable_streams += 1
-        self._lost(error, ts)
+        self._lost(error, ts, at)
 
 
 class HeadCache:
@@ -633,16 +744,37 @@ class HttpConversation:
     def __init__(self, emit: Callable[[Exchange], None], client_direction: int | None = None,
                  tag_header: str | None = None, keep_headers: bool = False,
                  stats: HttpStats | None = None, limits: Limits = Limits(),
-                 midstream: bool = False, heads: HeadCache | None = None) -> None:
+                 midstream: bool = False, heads: HeadCache | None = None, redact: bool = True) -> None:
         self.emit = emit
         self.heads = heads if heads is not None else HeadCache(limits.header_cache)
         self.midstream = midstream  # joined an open connection: wait for message starts
         self.tag_header = tag_header.lower().encode() if tag_header else None
+        self.tag_name = tag_header or ""
         self.keep_headers = keep_headers
+        # Secrets (packet.redact) replaced by marks as header blocks are parsed: no
+        # output made from what comes out of here can show one.
+        self.redact = redact
         self.stats = stats if stats is not None else HttpStats()
         self.limits = limits
         self.slots: deque[_Slot] = deque()
         self.unanswered = 0  # slots waiting for their final response
+        self.offsets = [0, 0]  # bytes of each direction delivered or missed so far
+        # Pairing after loss (see _pair_after_loss). Synced: every response seen so
+        # far is paired or proven unpaired, and no message went unseen since.
+        self.synced = not midstream
+        self.pipelined = False  # the client was seen sending a request before the last answer
+        self.client_holes: list[list[int]] = [[0, -1]] if midstream else []  # [start, end) offsets
+        self.server_holes: list[list[int]] = [[0, -1]] if midstream else []  # end -1: still open
+        self.unidentified: list[_Slot] = []  # responses since the loss, their request not proven yet
+        self.previous: _Slot | None = None  # the last request seen
+        # The connection's first bytes are held until sniff() can tell what it speaks.
+        self.protocol = ""  # not HTTP/1.x: what it is instead
+        self.sniff_dir = -1 if midstream else None  # None: nothing seen yet; -1: decided
+        self.sniffed = bytearray()
+        self.sniff_ts = 0.0
+        self.sniff_ack = -1
+        self.last_answer: _Slot | None = None  # the last final response seen (or its placeholder)
+        self.resp_floor = -1  # where the last response paired (proven) ended in the server's stream
         self.client_direction = client_direction
         self.streams: list[_Stream] | None = None
         if client_direction is not None:
@@ -659,9 +791,51 @@ class HttpConversation:
         self.streams = streams
 
     # -- StreamConsumer ---------------------------------------------------------------------
-    def on_data(self, direction: int, data: bytes, ts: float) -> None:
+    def on_data(self, direction: int, data: bytes, ts: float, ack: int = -1) -> None:
         if type(data) is not bytes:
             data = bytes(data)
+        offsets = self.offsets
+        offset = offsets[direction]
+        offsets[direction] = offset + len(data)
+        streams = self.streams
+        if self.sniff_dir == -1 and streams is not None and not self.protocol:
+            # The common case, kept short: what the connection speaks was told long ago.
+            stream = streams[direction]
+            stream.seg_off = offset
+            stream.seg_ack = ack
+            stream.feed(data, ts)
+            return
+        if self.protocol:
+            return
+        if self.sniff_dir is not None and self.sniff_dir < 0:
+            pass
+        elif self.sniff_dir == direction or (self.sniff_dir is None and offset == 0):
+            if not self.sniffed:
+                self.sniff_dir, self.sniff_ts, self.sniff_ack = direction, ts, ack
+            self.sniffed += data
+            verdict = sniff(bytes(self.sniffed[:len(_PREFACE)]))
+            if verdict is None:
+                return  # not enough bytes to tell
+            self.sniff_dir = -1
+            if verdict:
+                self._not_http1(verdict)
+                return
+            data, offset, ts, ack = bytes(self.sniffed), 0, self.sniff_ts, self.sniff_ack
+            self.sniffed.clear()
+        elif self.sniff_dir is None:
+            self.sniff_dir = -1  # the connection's first bytes were not captured
+        self._data(direction, data, offset, ts, ack)
+
+    def _release_sniffed(self) -> None:
+        """The first bytes held, for the parser: they were not enough to tell (gap, end)."""
+        if self.sniff_dir is not None and self.sniff_dir >= 0:
+            direction, self.sniff_dir = self.sniff_dir, -1
+            if self.sniffed and not self.protocol:
+                data = bytes(self.sniffed)
+                self.sniffed.clear()
+                self._data(direction, data, 0, self.sniff_ts, self.sniff_ack)
+
+    def _data(self, direction: int, data: bytes, offset: int, ts: float, ack: int) -> None:
         if self.streams is None:
             # Neither SYN nor port told who the client is: the first bytes do.
             head = data[:4096]
@@ -674,14 +848,19 @@ class HttpConversation:
             assert self.streams is not None
             if self.streams[direction].state == RESYNC:
                 self.streams[direction].state = HEAD  # these bytes start a message
-        self.streams[direction].feed(data, ts)
+        stream = self.streams[direction]
+        stream.seg_off, stream.seg_ack = offset, ack
+        stream.feed(data, ts)
 
     def on_gap(self, direction: int, size: int, ts: float) -> None:
-        if self.streams is not None:
+        self._release_sniffed()
+        if self.streams is not None and not self.protocol:
             self.streams[direction].gap(size, ts)
+        self.offsets[direction] += size
 
     def on_end(self, direction: int, ts: float) -> None:
-        if self.streams is not None:
+        self._release_sniffed()
+        if self.streams is not None and not self.protocol:
             self.streams[direction].end(ts)
 
     def on_close(self, reason: str, ts: float) -> None:
@@ -689,23 +868,38 @@ class HttpConversation:
             return
         error = {"reset": "connection reset", "fin": "no response", "idle": "connection idle",
                  "shutdown": "capture ended"}.get(reason, f"connection {reason}")
+        self._release_sniffed()
         if self.streams is not None:
             for stream in self.streams:
                 stream.interrupted(error, ts)
         self.closed = True
+        unproven = error if self.synced else "response lost in a capture gap or not identified"
+        self.stats.orphan_responses += len(self.unidentified)
+        self.unidentified.clear()
         while self.slots:
             slot = self.slots.popleft()
             if slot.request is not None:
-                self._emit(slot, slot.error or error)
+                self._emit(slot, slot.error or (error if slot.answered else unproven))
         # Break the conversation <-> stream cycles: refcounting frees it now, not the GC.
         self.streams = None
         self.emit = _closed
 
     # -- pairing --------------------------------------------------------------------------
-    def _open_slot(self, method: str, first_ts: float) -> _Slot | None:
+    def _open_slot(self, method: str, first_ts: float, start: int = -1, head_end: int = -1,
+                   ack: int = -1) -> _Slot | None:
         if len(self.slots) >= self.limits.max_in_flight:
             return None
-        slot = _Slot(method, first_ts)
+        slot = _Slot(method, first_ts, start, head_end, ack)
+        holes = self.client_holes
+        if holes and holes[-1][1] < 0:
+            holes[-1][1] = start  # the requests lost end where this one starts
+        previous = self.previous
+        if previous is not None and ack >= 0 and not self.pipelined and (
+                ack <= previous.ack or ack < previous.resp_end):
+            # Sent before the answer to the previous request had come (its ACK
+            # covers no more of the server's bytes than the previous one did).
+            self.pipelined = True
+        self.previous = slot
         self.slots.append(slot)
         self.unanswered += 1
         server = self.streams[1 - self.client_direction]  # type: ignore[index, operator]
@@ -714,42 +908,215 @@ class HttpConversation:
         return slot
 
     def _answered(self, slot: _Slot) -> None:
-        if not slot.answered:
+        if not slot.answered and not slot.placeholder:
             slot.answered = True
             self.unanswered -= 1
 
-    def _slot_for_response(self, first_ts: float, after_gap: bool) -> _Slot | None:
-        if not after_gap:
-            for slot in self.slots:  # the oldest request not answered yet
+    def _check_pipelining(self, slot: _Slot) -> None:
+        """The final response to ``slot`` ended at ``slot.resp_end``: was the next
+        request sent before that (the client pipelines)?"""
+        if slot.resp_end > self.resp_floor:
+            self.resp_floor = slot.resp_end
+        if self.pipelined:
+            return
+        seen = False
+        for other in self.slots:
+            if seen:
+                if 0 <= other.ack < slot.resp_end:
+                    self.pipelined = True
+                return
+            seen = other is slot
+
+    def _loss(self, is_request: bool, at: int) -> None:
+        """Messages of one direction may have gone unseen from stream offset ``at``."""
+        self.synced = False
+        holes = self.client_holes if is_request else self.server_holes
+        if not holes or holes[-1][1] >= 0:
+            holes.append([at, -1])
+
+    def _slot_for_response(self, stream: _Stream, status: int) -> _Slot | None:
+        """The request a response answers, a placeholder while that is not proven,
+        or None (counted as a response without its request)."""
+        holes = self.server_holes
+        if holes and holes[-1][1] < 0:
+            holes[-1][1] = stream.msg_start  # the responses lost end where this one starts
+        interim = 100 <= status < 200 and status != 101
+        if not interim:
+            last = self.last_answer
+            if last is not None and last.resp_end == stream.msg_start and last.resp_ack == stream.msg_ack >= 0:
+                # Two answers in a row sent with nothing received from the client
+                # between them: the second request had come before the first answer.
+                self.pipelined = True
+        open_slots = [s for s in self.slots if not s.answered] if not self.synced else None
+        if open_slots is None or (not self.server_holes and not self.unidentified and open_slots and (
+                not self.client_holes or open_slots[0].start < self.client_holes[0][0])):
+            # Every response since the last proven pairing was seen: this one answers
+            # the oldest request not answered, if the server had received it.
+            for slot in self.slots:
                 if not slot.answered:
-                    return slot if slot.first_ts <= first_ts else None
+                    ack = stream.msg_ack
+                    if slot.head_end > ack if ack >= 0 and slot.head_end >= 0 else slot.first_ts > stream.first_ts:
+                        break
+                    return slot
+            if not interim:
+                self.stats.orphan_responses += 1
             return None
-        eligible = [s for s in self.slots if not s.answered and s.first_ts <= first_ts]
-        if not eligible:
+        if interim:
+            return None  # which request it is for is not known: the final response will tell
+        return self._pair_after_loss(stream, open_slots)
+
+    def _pair_after_loss(self, stream: _Stream, open_slots: list[_Slot]) -> _Slot | None:
+        """Pair a response after a capture loss only where sequence numbers prove it.
+
+        What TCP tells: the response's ACK (``ack``, an offset in the client's
+        stream) covers the head of the request it answers (the server read it
+        before answering); a request's ACK covers every server byte the client
+        had received when it sent it. Responses come in request order. Proofs:
+
+        - counting: if only the known requests are below ``ack`` (no loss in the
+          client's stream there), the response answers one of the ``c`` open
+          requests whose heads end below ``ack``, and not one of the first ``u``
+          (each response seen since the loss and not yet paired answers a
+          distinct one). When ``c == u + 1`` it answers the last, and the
+          responses since the loss answer the ones before it, in order;
+        - the client's ACK: a client that waits for each answer before sending
+          the next request (seen not to pipeline on this connection) sent request
+          P once every earlier answer had begun to arrive, so the responses that
+          start at or after P's ACK answer P and the requests after it, in order,
+          where no server bytes were lost between.
+
+        Anything else stays a placeholder: paired once proven, otherwise counted
+        as a response without its request, and its request reported without one.
+        """
+        start, ack = stream.msg_start, stream.msg_ack
+        if ack < 0:
+            return self._placeholder(stream, open_slots, True)
+        first_hole = self.client_holes[0][0] if self.client_holes else None
+        seen = self.offsets[self.client_direction]  # type: ignore[index]
+        if ack > seen:
+            # The server had received client bytes not delivered here yet (held out
+            # of order, or lost): requests may hide there too.
+            first_hole = seen if first_hole is None else min(first_hole, seen)
+        known = first_hole is None or (ack <= first_hole and all(u.ack <= first_hole for u in self.unidentified))
+        candidates = [s for s in open_slots if 0 <= s.head_end <= ack]
+        lo = len(self.unidentified)
+        if known and len(candidates) == lo + 1:
+            target = candidates[lo]
+            for slot, placeholder in zip(open_slots, self.unidentified, strict=False):
+                self._adopt(slot, placeholder)
+            self.unidentified.clear()
+            self.server_holes.clear()
+            self.synced = not self.client_holes
+            return target
+        if not self.pipelined:
+            proven = self._by_client_ack(start, ack, open_slots)
+            if proven is not None:
+                return proven
+        if known and len(candidates) <= lo:
+            self.stats.orphan_responses += 1  # no request the server had received is left for it
             return None
-        if after_gap:
-            # The responses to the earlier requests were lost in the gap (without
-            # pipelining, a request is only sent once the previous answer came).
-            for s in eligible[:-1]:
-                s.error = s.error or "response lost in a capture gap"
-                self._answered(s)
-            return eligible[-1]
-        return eligible[0]
+        return self._placeholder(stream, candidates, not known)
+
+    def _by_client_ack(self, start: int, ack: int, open_slots: list[_Slot]) -> _Slot | None:
+        """The second proof of _pair_after_loss, on a client that does not pipeline."""
+        boundary = self.client_holes[-1][1] if self.client_holes else 0
+        if boundary < 0:
+            return None  # the requests lost last end nowhere yet
+        after = [s for s in open_slots if s.start >= boundary]
+        ends = {u.resp_end for u in self.unidentified} | {h[1] for h in self.server_holes}
+        for first in range(len(after) - 1, -1, -1):
+            since = after[first].ack
+            if since < 0 or since > start or since <= self.resp_floor or since not in ends:
+                # The client sent it before anything past the last answer proven
+                # had come (a batch sent at once?), or not right after a response
+                # it had received whole: nothing shows that it waited.
+                continue
+            if self.client_holes and not any(u.resp_end == since and u.resp_ack == after[first].start
+                                             for u in self.unidentified):
+                # Requests were lost before it: it must follow an answer seen whole,
+                # begun when the server had every client byte before it and no more.
+                continue
+            if any(h[0] < start and (h[1] < 0 or h[1] > since) for h in self.server_holes):
+                return None  # responses may have been lost after the client sent it
+            later = [u for u in self.unidentified if u.resp_start >= since]
+            requests = after[first:]
+            if len(later) >= len(requests) or requests[len(later)].head_end > ack or any(
+                    r.head_end > u.ack for r, u in zip(requests, later, strict=False)):
+                self.pipelined = True  # what the ACKs say contradicts the premise: no more of this
+                return None
+            earlier = [u for u in self.unidentified if u.resp_start < since]
+            for slot in open_slots:
+                if slot is requests[0]:
+                    break
+                # Its answer began before the client sent a later request: among the
+                # responses not paired, or lost.
+                slot.error = slot.error or ("response lost in a capture gap or not identified"
+                                            if any(u.ack >= slot.head_end for u in earlier)
+                                            else "response lost in a capture gap")
+                self._answered(slot)
+            self.stats.orphan_responses += len(earlier)
+            for slot, placeholder in zip(requests, later, strict=False):
+                self._adopt(slot, placeholder)
+            self.unidentified.clear()
+            self.server_holes.clear()
+            self.client_holes.clear()
+            self.synced = True
+            return requests[len(later)]
+        return None
+
+    def _placeholder(self, stream: _Stream, candidates: list[_Slot], unknown: bool) -> _Slot:
+        slot = _Slot("", stream.first_ts, ack=stream.msg_ack)
+        slot.resp_ack = stream.msg_ack
+        slot.placeholder = True
+        slot.resp_start = stream.msg_start
+        # Its body is framed as if its request were not HEAD or CONNECT: where that
+        # may be wrong, the bytes it takes may hide responses (_response_done).
+        slot.uncertain = unknown or any(s.method in ("HEAD", "CONNECT") or s.tunnel for s in candidates)
+        self.unidentified.append(slot)
+        return slot
+
+    def _adopt(self, slot: _Slot, placeholder: _Slot) -> None:
+        """A response kept as a placeholder is proven to answer ``slot``."""
+        slot.response = placeholder.response
+        slot.resp_start, slot.resp_end = placeholder.resp_start, placeholder.resp_end
+        slot.error = slot.error or placeholder.error or ("" if placeholder.response else "capture gap")
+        self.resp_floor = max(self.resp_floor, slot.resp_end)
+        self._answered(slot)
 
     def _response_done(self, slot: _Slot, ts: float) -> None:
+        response = slot.response
+        status = response.status if response is not None else 0
+        if slot.placeholder:
+            if response is not None and slot.uncertain and (response.body_size or response.until_close):
+                self.server_holes.append([slot.resp_start, slot.resp_end])
+            if status == 101:
+                self._not_http()
+            return
+        self._check_pipelining(slot)
         if not slot.tunnel:
             self._flush()
             return
-        status = slot.response.status if slot.response is not None else 0
         if slot.tunnel and (status == 101 or (slot.method == "CONNECT" and 200 <= status < 300)):
-            # Not HTTP any more on this connection.
-            assert self.streams is not None
-            for stream in self.streams:
-                stream.state = DEAD
-                stream.buf.clear()
+            self._not_http()
+            if status == 101 and "h2c" in slot.tunnel:
+                self._not_http1(H2C_UPGRADE)  # after this exchange, HTTP/2 on this connection
         elif slot.tunnel and self.streams is not None:
             self.streams[self.client_direction].resume(ts)  # type: ignore[index]
         self._flush()
+
+    def _not_http(self) -> None:
+        """Not HTTP any more on this connection."""
+        assert self.streams is not None
+        for stream in self.streams:
+            stream.state = DEAD
+            stream.buf.clear()
+
+    def _not_http1(self, protocol: str) -> None:
+        """This connection speaks another protocol (from its start, or after an upgrade)."""
+        self.protocol = protocol
+        self.stats.not_http1[protocol] = self.stats.not_http1.get(protocol, 0) + 1
+        if self.streams is not None:
+            self._not_http()
 
     def _flush(self) -> None:
         """Emit, in order, the exchanges whose request and response are both done."""

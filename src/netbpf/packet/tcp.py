@@ -19,7 +19,11 @@ connection's consumer, whatever order the segments came in:
 No I/O: the caller feeds :class:`~netbpf.packet.decap.Segment` objects and
 receives callbacks on the :class:`StreamConsumer` it made for each connection.
 Data handed to ``on_data`` is ``bytes`` (a segment's payload, or the part of
-it not delivered before); a consumer may keep it.
+it not delivered before); a consumer may keep it. With it comes ``ack``: the
+acknowledgement number of the segment that carried it, as an offset in the
+*other* direction's stream (how many of the peer's bytes the sender had
+received when it sent them; -1 when unknown). HTTP pairing after capture loss
+is proved with it.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def seq_diff(a: int, b: int) -> int:
 
 
 class StreamConsumer(Protocol):
-    def on_data(self, direction: int, data: bytes, ts: float) -> None: ...
+    def on_data(self, direction: int, data: bytes, ts: float, ack: int = -1) -> None: ...
     def on_gap(self, direction: int, size: int, ts: float) -> None: ...
     def on_end(self, direction: int, ts: float) -> None: ...
     def on_close(self, reason: str, ts: float) -> None: ...
@@ -82,7 +86,7 @@ class Half:
     def __init__(self) -> None:
         self.next_seq: int | None = None  # sequence number of the next byte to deliver
         self.offset = 0  # stream offset of next_seq: bytes delivered or skipped so far
-        self.pending: dict[int, bytes] = {}  # stream offset -> bytes waiting for a hole to fill
+        self.pending: dict[int, tuple[bytes, int]] = {}  # stream offset -> (bytes, ack offset) held
         self.heap: list[int] = []  # the offsets in pending, smallest first
         self.pending_bytes = 0
         self.fin_seq: int | None = None
@@ -152,7 +156,8 @@ class Reassembler:
             conn, direction = entry
             half = conn.halves[direction]
             payload = seg.payload
-            peer_next = conn.halves[1 - direction].next_seq
+            peer = conn.halves[1 - direction]
+            peer_next = peer.next_seq
             if (seg.seq == half.next_seq and payload and not seg.missing and not half.pending
                     and half.fin_seq is None and (seg.ack == peer_next or peer_next is None or not flags & ACK)):
                 conn.last_ts = seg.ts
@@ -161,7 +166,8 @@ class Reassembler:
                 size = len(payload)
                 half.offset += size
                 half.next_seq = (seg.seq + size) & SEQ_MASK
-                conn.consumer.on_data(direction, payload, seg.ts)  # type: ignore[union-attr]
+                conn.consumer.on_data(direction, payload, seg.ts,  # type: ignore[union-attr]
+                                      peer.offset if flags & ACK and peer_next is not None else -1)
                 return
         if entry is None:
             if flags & RST or not (flags & SYN or len(seg.payload) or seg.missing):
@@ -200,7 +206,8 @@ class Reassembler:
             if half.ended:
                 self.stats.duplicate_bytes += len(payload) + seg.missing  # after the FIN
             else:
-                self._data(conn, direction, half, seq, payload, seg.missing, seg.ts)
+                self._data(conn, direction, half, seq, payload, seg.missing, seg.ts,
+                           self._ack_offset(conn, direction, seg))
         if flags & FIN and half.fin_seq is None:
             half.fin_seq = (seq + len(payload) + seg.missing) & SEQ_MASK
         if flags & RST:
@@ -222,6 +229,14 @@ class Reassembler:
         return conn
 
     @staticmethod
+    def _ack_offset(conn: Connection, direction: int, seg: Segment) -> int:
+        """The segment's acknowledgement number as an offset in the peer's stream (-1: unknown)."""
+        peer = conn.halves[1 - direction]
+        if not seg.flags & ACK or peer.next_seq is None:
+            return -1
+        return max(-1, peer.offset + seq_diff(seg.ack, peer.next_seq))
+
+    @staticmethod
     def _reused(conn: Connection, direction: int, seg: Segment) -> bool:
         """A new SYN on a tracked 4-tuple: a new connection, or a retransmitted SYN?"""
         half = conn.halves[direction]
@@ -230,7 +245,7 @@ class Reassembler:
         return half.next_seq != (seg.seq + 1) & SEQ_MASK
 
     def _data(self, conn: Connection, direction: int, half: Half, seq: int, payload: bytes,
-              missing: int, ts: float) -> None:
+              missing: int, ts: float, ack: int) -> None:
         assert half.next_seq is not None
         offset = seq_diff(seq, half.next_seq)
         size = len(payload)
@@ -246,7 +261,7 @@ class Reassembler:
                 payload, size = payload[-offset:], size + offset
             offset = 0
         if offset == 0:
-            self._deliver(conn, direction, half, payload, missing, ts)
+            self._deliver(conn, direction, half, payload, missing, ts, ack)
             if half.pending:
                 self._drain(conn, direction, half, ts)
             return
@@ -254,7 +269,7 @@ class Reassembler:
         self.stats.out_of_order_segments += 1
         position = half.offset + offset
         if position in half.pending:
-            old = half.pending[position]
+            old = half.pending[position][0]
             if len(old) >= size + missing:
                 self.stats.duplicate_bytes += size
                 return
@@ -264,7 +279,7 @@ class Reassembler:
         data = bytes(payload) + bytes(missing) if missing else bytes(payload)
         if not half.pending:
             half.hole_since = ts
-        half.pending[position] = data
+        half.pending[position] = (data, ack)
         half.pending_bytes += len(data)
         self.buffered += len(data)
         while half.pending and (half.pending_bytes > self.limits.flow_buffer
@@ -272,11 +287,11 @@ class Reassembler:
             self._skip_hole(conn, direction, half, ts)
 
     def _deliver(self, conn: Connection, direction: int, half: Half, payload: bytes,
-                 missing: int, ts: float) -> None:
+                 missing: int, ts: float, ack: int) -> None:
         assert half.next_seq is not None and conn.consumer is not None
         size = len(payload)
         if size:
-            conn.consumer.on_data(direction, payload, ts)
+            conn.consumer.on_data(direction, payload, ts, ack)
         if missing:
             self.stats.gaps += 1
             self.stats.gap_bytes += missing
@@ -289,14 +304,14 @@ class Reassembler:
         heap, pending = half.heap, half.pending
         while heap and heap[0] <= half.offset:
             position = heapq.heappop(heap)
-            data = pending.pop(position)
+            data, ack = pending.pop(position)
             self._unbuffer(half, len(data))
             skip = half.offset - position
             if skip >= len(data):
                 self.stats.duplicate_bytes += len(data)
                 continue
             self.stats.duplicate_bytes += skip
-            self._deliver(conn, direction, half, data[skip:], 0, ts)
+            self._deliver(conn, direction, half, data[skip:], 0, ts, ack)
         if pending:
             half.hole_since = ts
 

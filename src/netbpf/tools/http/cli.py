@@ -11,8 +11,10 @@ from typing import Any
 from ... import cliutil, netdev
 from ...bpf.errors import UsageError
 from ...output import LiveView
+from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
 from .report import Report
+from .roles import LocalAddresses, Roles
 from .summary import Summary
 from .tracer import HttpTracer, Transaction
 
@@ -37,10 +39,10 @@ examples:
   16:00:45.861149  10.0.12.1:39738  10.0.12.2:8080  GET     /api/3?size=3000     200    0  3000    4.58     4.40  probe-3
   (CLIENT is the gateway's side of the upstream connection; REQ/RESP are body bytes)
   ...and at exit, on stderr, the per-backend table:
-  BACKEND         REQUESTS  SHARE    2XX  3XX  4XX  5XX  NO-RESP  P50 ms  P90 ms  P99 ms
-  10.0.11.2:8080     11533  71.4%  11533    0    0    0        0    0.44    1.61    5.62
-  10.0.12.2:8080      2307  14.3%   2307    0    0    0        0    0.23    0.95    3.70
-  10.0.13.2:8080      2306  14.3%   2306    0    0    0        0    0.26    0.92    3.49
+  BACKEND         REQUESTS  SHARE    2XX  3XX  4XX  5XX  NO-RESP  P50 ms  P90 ms  P99 ms  ROLE
+  10.0.11.2:8080     11533  71.4%  11533    0    0    0        0    0.44    1.61    5.62  backend
+  10.0.12.2:8080      2307  14.3%   2307    0    0    0        0    0.23    0.95    3.70  backend
+  10.0.13.2:8080      2306  14.3%   2306    0    0    0        0    0.26    0.92    3.49  backend
   balance: 3 backends, 16146 requests, max/min share 71.4%/14.3% = 5.00; chi-square 10544.8
   (df 2), p = < 1e-12: UNEVEN: the gateway does not spread requests evenly
   netbpf http: 16146 transactions (0 incomplete), ... 0 lost in the ring; 0 reassembly gaps ...
@@ -72,10 +74,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_privileges(p)
     p.add_argument("-H", "--headers", action="store_true", help="print request and response headers")
     p.add_argument("--show-secrets", action="store_true",
-                   help="do not redact Authorization, Proxy-Authorization, Cookie, Set-Cookie")
+                   help="do not redact secrets (Authorization, Proxy-Authorization, Cookie, Set-Cookie, "
+                        "headers and query parameters named like token/secret/key/password) "
+                        "in lines, JSON, the tables and the metrics")
     p.add_argument("--backends", type=lambda s: [b for b in s.split(",") if b], metavar="ADDR:PORT,...",
                    default=[], help="backends expected to serve (counted in the balance test even "
                                     "when they get nothing), as printed in BACKEND")
+    p.add_argument("--front-port", type=port_list, metavar="PORT[,PORT...]", default=[],
+                   help="port(s) of the gateway's own front end, left out of the balance verdict "
+                        "(found without it when its address is this host's and its clients are not)")
     p.add_argument("--vxlan-port", type=port_list, metavar="PORT[,PORT...]", default=list(DEFAULT_VXLAN_PORTS),
                    help=f"UDP ports carrying VXLAN (default {VXLAN_HELP})")
     p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=65536, metavar="KiB",
@@ -120,11 +127,11 @@ class Capture:
         self.ring: PacketRing | None = None
         try:
             self.obj.load()
-            self.summary = Summary(args.backends)
+            self.summary = Summary(args.backends, Roles(args.front_port, LocalAddresses()))
             self.counts = TransactionCounts()
             self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
             self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
-                                     args.vxlan_port)
+                                     args.vxlan_port, show_secrets=args.show_secrets)
             self.printed = 0
             self.stop = False
             self.live: LiveView | None = None
@@ -157,7 +164,7 @@ class Capture:
                 "flows": self.tracer.active_flows, "flows_opened": stats.flows_opened,
                 "gaps": stats.gaps, "gap_bytes": stats.gap_bytes,
                 "unparseable": self.tracer.http.unparseable_streams,
-                "orphans": self.tracer.http.orphan_responses}
+                "orphans": self.tracer.http.orphan_responses, "not_http": dict(self.tracer.http.not_http1)}
 
     def loop(self) -> None:
         assert self.ring is not None
@@ -224,12 +231,19 @@ class Capture:
             f"{k[Counter.ACKS_SKIPPED]} bare ACKs skipped), {drops} lost in the ring; "
             f"{r.gaps} reassembly gaps ({r.gap_bytes} bytes), {h.unparseable_streams} unparseable "
             f"streams, {h.orphan_responses} responses without their request, "
-            f"{t.undecodable} undecodable frames")
+            f"{t.undecodable} undecodable frames; {not_http1_text(h.not_http1)}")
 
     def close(self) -> None:
         if self.ring is not None:
             self.ring.close()
         self.obj.close()
+
+
+def not_http1_text(counts: dict[str, int]) -> str:
+    """'N connections are not HTTP/1.x (HTTP/2 preface: a, ...)': never traced as transactions."""
+    kinds = ", ".join(f"{kind}: {counts.get(kind, 0)}" for kind in (H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE))
+    total = sum(counts.values())
+    return f"{total} connection{'' if total == 1 else 's'} {'is' if total == 1 else 'are'} not HTTP/1.x ({kinds})"
 
 
 def _json(row: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import Counter
 from .tracer import Transaction
 
@@ -93,6 +94,14 @@ class HttpCollector(Collector):
                        snap["unparseable"])
         yield _counter("netbpf_http_orphan_responses", "Responses whose request was not captured",
                        snap["orphans"])
+        other = CounterMetricFamily("netbpf_http_not_http1_connections",
+                                    "Connections on the traced ports that speak something else, by what "
+                                    "tells (never counted as transactions)", labels=["protocol"])
+        not_http: dict[str, int] = snap.get("not_http", {})
+        for label, kind in (("http2_preface", H2_PREFACE), ("http2_upgrade", H2C_UPGRADE),
+                            ("tls_handshake", TLS_HANDSHAKE)):
+            other.add_metric([label], not_http.get(kind, 0))
+        yield other
 
 
 def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:

@@ -1,8 +1,9 @@
 """How a transaction reads: one set of columns for text lines, JSON and CSV.
 
-Secrets never leave unless asked: values of Authorization, Proxy-Authorization,
-Cookie and Set-Cookie (and the tag header, if it is one of them) are printed
-as ``<redacted>`` unless ``--show-secrets``.
+Secrets never leave unless asked: the tracer redacts them as it parses
+(``netbpf.packet.redact``: Authorization, Cookie, ... and headers named like
+token/secret/key/password, kept apart by a keyed hash). The report applies the
+same redaction again (a no-op on marks) to what reaches it by another way.
 """
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import time
 from typing import Any
 
 from ...output import Column, Table
-from ...packet.http import SECRET_HEADERS, Headers
+from ...packet.http import Headers
+from ...packet.redact import is_secret, redact
 from .tracer import Transaction
 
-REDACTED = "<redacted>"
 _dumps = json.JSONEncoder(default=str).encode
 _str = json.encoder.encode_basestring_ascii  # what json.dumps uses
 PATH_WIDTH = 32
@@ -63,7 +64,8 @@ class Report:
     def __init__(self, tag: bool, headers: bool, show_secrets: bool, tag_header: str | None) -> None:
         self.headers = headers
         self.show_secrets = show_secrets
-        self.tag_is_secret = bool(tag_header) and tag_header.lower() in SECRET_HEADERS  # type: ignore[union-attr]
+        self.tag_header = tag_header or ""
+        self.tag_is_secret = bool(tag_header) and is_secret(self.tag_header)
         keys = [k for k in TEXT_KEYS if tag or k != "tag"]
         by_key = {c.key: c for c in COLUMNS}
         self.text_table = Table([by_key[k] for k in keys])
@@ -80,7 +82,7 @@ class Report:
         latency, ttfb = ex.latency, ex.ttfb
         tag = req.tag
         if tag is not None and self.tag_is_secret and not self.show_secrets:
-            tag = REDACTED
+            tag = redact(self.tag_header, tag)
         row: dict[str, Any] = {
             "ts": round(req.first_ts, 6), "client": tx.client, "backend": tx.backend,
             "method": req.method, "path": req.target, "host": req.host,
@@ -100,8 +102,8 @@ class Report:
     def _headers(self, headers: Headers) -> dict[str, str | list[str]]:
         out: dict[str, str | list[str]] = {}
         for name, value in headers:
-            if not self.show_secrets and name.lower() in SECRET_HEADERS:
-                value = REDACTED
+            if not self.show_secrets:
+                value = redact(name, value)
             if name in out:
                 previous = out[name]
                 out[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
@@ -137,7 +139,7 @@ class Report:
             ttfb = round((resp.first_ts - req.first_ts) * 1000, 3)
         tag = req.tag
         if tag is not None and self.tag_is_secret and not self.show_secrets:
-            tag = REDACTED
+            tag = redact(self.tag_header, tag)
         values: list[Any] = [round(req.first_ts, 6), tx.client, tx.backend, req.method, req.target, status,
                              req.body_size, response_body, latency, ttfb]
         if self.tag:
@@ -156,7 +158,7 @@ class Report:
         req, resp = ex.request, ex.response
         tag = req.tag
         if tag is not None:
-            tag = _str(REDACTED if self.tag_is_secret and not self.show_secrets else tag)
+            tag = _str(redact(self.tag_header, tag) if self.tag_is_secret and not self.show_secrets else tag)
         if resp is None:
             status = response_body = response_bytes = latency = ttfb = interim = "null"
         else:

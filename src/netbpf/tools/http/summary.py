@@ -1,11 +1,13 @@
 """Per-backend figures and the answer to the seed's question: is the spread even?
 
-For each backend (server address:port of the traced transactions): how many
-requests, what share, status classes, latency percentiles. Then one verdict:
-the largest and smallest shares and Pearson's chi-square test of the counts
-against an even spread over the backends seen (a backend that received
-nothing is not seen: name it with ``--backends`` to count it). Per value of
-the tag header: which backend(s) served it.
+For each server (address:port of the traced transactions): how many
+requests, what share, status classes, latency percentiles, and its role
+(``roles.py``: a backend, or the gateway's own front end when both legs are
+traced). Then one verdict, over the backends only: the largest and smallest
+shares and Pearson's chi-square test of the counts against an even spread over
+the backends seen (a backend that received nothing is not seen: name it with
+``--backends`` to count it). Per value of the tag header: which server(s)
+served it.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...output import Column, Table
+from .roles import FRONT, Roles
 from .tracer import Transaction
 
 TAGS_SHOWN = 50
@@ -95,7 +98,12 @@ class Balance:
     def even(self) -> bool:
         return self.p_value >= 0.01
 
+    front: tuple[str, ...] = ()  # servers left out: the gateway's own front end
+
     def text(self) -> str:
+        return self._text() + (f" (not compared: front end {', '.join(self.front)})" if self.front else "")
+
+    def _text(self) -> str:
         if self.backends < 2:
             return f"balance: {self.backends} backend seen, nothing to compare"
         ratio = f"{self.max_share / self.min_share:.2f}" if self.min_share else "inf"
@@ -109,7 +117,8 @@ class Balance:
     def row(self) -> dict[str, Any]:
         return {"type": "balance", "backends": self.backends, "requests": self.total,
                 "max_share": round(self.max_share, 6), "min_share": round(self.min_share, 6),
-                "chi2": round(self.chi2, 3), "p_value": self.p_value, "even": self.even}
+                "chi2": round(self.chi2, 3), "p_value": self.p_value, "even": self.even,
+                "front_ends": list(self.front)}
 
 
 def _ms(value: float | None) -> str:
@@ -125,6 +134,7 @@ BACKEND_COLUMNS = [
     Column("p50_ms", "P50 ms", align=">", text=lambda v: f"{v:.2f}"),
     Column("p90_ms", "P90 ms", align=">", text=lambda v: f"{v:.2f}"),
     Column("p99_ms", "P99 ms", align=">", text=lambda v: f"{v:.2f}"),
+    Column("role", "ROLE"),
 ]
 TAG_COLUMNS = [
     Column("tag", "TAG"),
@@ -136,8 +146,10 @@ TAG_COLUMNS = [
 
 
 class Summary:
-    def __init__(self, expected_backends: Iterable[str] = ()) -> None:
+    def __init__(self, expected_backends: Iterable[str] = (), roles: Roles | None = None) -> None:
         self.backends: dict[str, BackendStats] = {b: BackendStats() for b in expected_backends}
+        self.expected = frozenset(self.backends)
+        self.roles = roles if roles is not None else Roles()
         self.tags: dict[str, dict[str, Any]] = {}
         self.total = 0
 
@@ -146,6 +158,7 @@ class Summary:
         stats = self.backends.get(backend)
         if stats is None:
             stats = self.backends[backend] = BackendStats()
+        self.roles.add(backend, tx.client)
         stats.requests += 1
         self.total += 1
         exchange = tx.exchange
@@ -168,12 +181,21 @@ class Summary:
             if response is not None and not exchange.error:
                 entry["latencies"].append(response.last_ts - exchange.request.first_ts)
 
+    def role(self, server: str) -> str:
+        return "backend" if server in self.expected else self.roles.role(server)
+
     def backend_rows(self) -> list[dict[str, Any]]:
+        """One row per server: backends first (share among backends), then front ends."""
         rows = []
-        for backend, stats in sorted(self.backends.items(), key=lambda kv: (-kv[1].requests, kv[0])):
+        roles = {server: self.role(server) for server in self.backends}
+        compared = sum(s.requests for b, s in self.backends.items() if roles[b] != FRONT)
+        for backend, stats in sorted(self.backends.items(),
+                                     key=lambda kv: (roles[kv[0]] == FRONT, -kv[1].requests, kv[0])):
             ordered = array("d", sorted(stats.latencies))
-            row: dict[str, Any] = {"type": "backend", "backend": backend, "requests": stats.requests,
-                                   "share": stats.requests / self.total if self.total else 0.0}
+            front = roles[backend] == FRONT
+            row: dict[str, Any] = {"type": "front" if front else "backend", "backend": backend,
+                                   "requests": stats.requests,
+                                   "share": None if front else stats.requests / compared if compared else 0.0}
             for c in STATUS_CLASSES:
                 row[c] = stats.statuses.get(c, 0)
             row["unanswered"] = stats.statuses.get("none", 0)
@@ -181,17 +203,20 @@ class Summary:
                 value = percentile(ordered, q)
                 row[f"p{q}_ms"] = None if value is None else round(value * 1000, 3)
             row["request_body"], row["response_body"] = stats.request_body, stats.response_body
+            row["role"] = roles[backend]
             rows.append(row)
         return rows
 
     def balance(self) -> Balance:
-        counts = [s.requests for s in self.backends.values()]
+        """The verdict over the backends: a front end is not one of them."""
+        front = tuple(sorted(b for b in self.backends if self.role(b) == FRONT))
+        counts = [s.requests for b, s in self.backends.items() if b not in front]
         total, k = sum(counts), len(counts)
         if k < 2 or not total:
-            return Balance(k, total, 1.0 if k else 0.0, 1.0 if k else 0.0, 0.0, 1.0)
+            return Balance(k, total, 1.0 if k else 0.0, 1.0 if k else 0.0, 0.0, 1.0, front)
         expected = total / k
         chi2 = sum((c - expected) ** 2 / expected for c in counts)
-        return Balance(k, total, max(counts) / total, min(counts) / total, chi2, chi2_sf(chi2, k - 1))
+        return Balance(k, total, max(counts) / total, min(counts) / total, chi2, chi2_sf(chi2, k - 1), front)
 
     def tag_rows(self) -> list[dict[str, Any]]:
         rows = []

@@ -28,13 +28,14 @@ class HttpTracer:
     def __init__(self, ports: Iterable[int], on_transaction: Callable[[Transaction], None],
                  tag_header: str | None = None, keep_headers: bool = False,
                  vxlan_ports: Iterable[int] = VXLAN_PORTS, limits: Limits | None = None,
-                 http_limits: HttpLimits | None = None) -> None:
+                 http_limits: HttpLimits | None = None, show_secrets: bool = False) -> None:
         limits = limits or Limits()
         http_limits = http_limits or HttpLimits()
         self.ports = frozenset(ports)
         self.on_transaction = on_transaction
         self.tag_header = tag_header
         self.keep_headers = keep_headers
+        self.show_secrets = show_secrets  # else secrets are redacted as they are parsed (packet.redact)
         self.vxlan_ports = frozenset(vxlan_ports)
         self.http_limits = http_limits
         self.reassembler = Reassembler(self._open, limits)
@@ -78,7 +79,7 @@ class HttpTracer:
             client = 1
         conv = HttpConversation(lambda exchange: None, client, self.tag_header, self.keep_headers,
                                 self.http, self.http_limits, midstream=not conn.initiator_known,
-                                heads=self.heads)
+                                heads=self.heads, redact=not self.show_secrets)
 
         names: list[str] = []  # client and backend, formatted once per connection
 
