@@ -62,6 +62,7 @@ class Entry:
     ifindex: int = 0
     pinned: str = ""
     restores: int = 0  # prog id of the original XDP program it keeps in xdp_original
+    stacked: tuple[int, ...] = ()  # netbpf front programs between it and that original
     map_ids: tuple[int, ...] = ()
     tc: dict[str, Any] = field(default_factory=dict)  # how to find it again: tc filter, XDP flags
 
@@ -127,8 +128,9 @@ def _holders() -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     return progs, links
 
 
-def _original_of(prog: _Prog) -> int:
-    """The program id kept in the ``xdp_original`` PROG_ARRAY of ``prog``, or 0.
+def _original_of(prog: _Prog) -> int | None:
+    """The program id kept in the ``xdp_original`` PROG_ARRAY of ``prog`` (0: empty),
+    or None when ``prog`` has no such map (it stands in front of nothing).
 
     The kernel empties a PROG_ARRAY when the last process holding it exits,
     so a front program that must keep its original after a SIGKILL pins the
@@ -145,9 +147,28 @@ def _original_of(prog: _Prog) -> int:
             key, value = ctypes.c_uint32(0), ctypes.c_uint32(0)
             if L.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value)) == 0:
                 return value.value
+            return 0
         finally:
             close_quietly(fd)
-    return 0
+    return None
+
+
+def _unwind(prog: _Prog, progs: dict[int, _Prog]) -> tuple[int, tuple[_Prog, ...]]:
+    """What cleanup puts back in place of the front program ``prog``: the first
+    program behind it that is not a netbpf front program (0: none), and the
+    netbpf front programs passed on the way. netbpf dump and xdp chain stack
+    (dump in front of a chain's dispatcher in front of another dump...), and
+    one cleanup must reach the program that was there before all of them."""
+    passed: list[_Prog] = []
+    behind = _original_of(prog) or 0
+    while behind in progs and len(passed) < 16:
+        nxt = progs[behind]
+        further = _original_of(nxt)
+        if further is None or nxt in passed:
+            break  # a netbpf program that stands in front of nothing: it is the original
+        passed.append(nxt)
+        behind = further
+    return behind, tuple(passed)
 
 
 @dataclass
@@ -317,12 +338,14 @@ def collect() -> list[Entry]:
             target += " " + info.attach_type.removeprefix("tcx_")
         elif info.type == "cgroup":
             target = f"{_cgroup_path(int(info.target.split()[-1]))} ({info.attach_type.removeprefix('cgroup_')})"
+        restores, stacked = _unwind(prog, progs) if info.type == "xdp" else (0, ())
         entries.append(Entry(
             kind=info.type, program=prog.name, prog_id=prog.id, target=target, since=prog.since,
             holders=tuple(link_holders.get(lid, [])), link_id=lid,
             netns=netns.label(view.inode) if view else "", netns_path=view.path if view else "",
-            ifindex=info.ifindex, pinned=pinned_links.get(lid, ""),
-            restores=_original_of(prog) if info.type == "xdp" else 0, map_ids=prog.map_ids,
+            ifindex=info.ifindex, pinned=pinned_links.get(lid, ""), restores=restores,
+            stacked=tuple(p.id for p in stacked),
+            map_ids=prog.map_ids + tuple(m for p in stacked for m in p.map_ids),
         ))
     for view in views:
         label = netns.label(view.inode)
@@ -331,12 +354,13 @@ def collect() -> list[Entry]:
             if prog is None or (view.inode, ifindex) in linked_xdp:
                 continue
             covered.add(prog_id)
+            restores, stacked = _unwind(prog, progs)
             entries.append(Entry(
                 kind="xdp-netlink", program=prog.name, prog_id=prog_id,
                 target=view.interfaces.get(ifindex, f"ifindex {ifindex}"), since=prog.since,
                 holders=tuple(prog_holders.get(prog_id, [])), netns=label, netns_path=view.path,
-                ifindex=ifindex, restores=_original_of(prog), tc={"xdp_flags": flags},
-                map_ids=prog.map_ids,
+                ifindex=ifindex, restores=restores, stacked=tuple(p.id for p in stacked),
+                tc={"xdp_flags": flags}, map_ids=prog.map_ids + tuple(m for p in stacked for m in p.map_ids),
             ))
         for f in view.cls_bpf:
             prog = progs.get(int(f["prog_id"]))
@@ -357,10 +381,128 @@ def collect() -> list[Entry]:
                 target=prog.type + ("" if holders else " (held by a map or pin)"),
                 since=prog.since, holders=tuple(holders),
             ))
+    places = {netns.label(view.inode): set(view.interfaces.items()) for view in views}
     for path, kind, obj_id, _name in pins:
+        owner = _pin_owner(Path(path), places)
+        whose = f" ({owner.tool} on {owner.interface}{'' if owner.present else ', gone'})" if owner else ""
         entries.append(Entry(kind="pin", program="", prog_id=obj_id if kind == "prog" else 0,
-                             target=f"{kind} id {obj_id}", pinned=path))
+                             target=f"{kind} id {obj_id}{whose}", pinned=path,
+                             netns=owner.netns if owner else ""))
     return entries
+
+
+# -- pins left for an interface ----------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _PinOwner:
+    """Whose pin directory this is, from its place under the pin root:
+    dump/NETNS_IFACE_IFINDEX_PID/, xdp/NETNS/IFACE[:new:PID]/, fault/NETNS/IFACE/DIRECTION/."""
+
+    tool: str
+    netns: str
+    interface: str
+    directory: Path
+    pid: int = 0  # the process that pinned it and removes it on exit (dump; xdp chain while adding)
+    present: bool = True  # the interface is still there (same index, where the path says it)
+
+
+def _pin_owner(path: Path, places: dict[str, set[tuple[int, str]]]) -> _PinOwner | None:
+    try:
+        parts = path.relative_to(fs.PIN_ROOT).parts
+    except ValueError:
+        return None
+    if len(parts) >= 2 and parts[0] == "dump":
+        for label, interfaces in places.items():
+            if parts[1].startswith(label + "_"):
+                rest = parts[1][len(label) + 1:].rsplit("_", 2)
+                if len(rest) == 3 and rest[1].isdigit() and rest[2].isdigit():
+                    return _PinOwner("dump", label, rest[0], fs.PIN_ROOT / parts[0] / parts[1],
+                                     int(rest[2]), (int(rest[1]), rest[0]) in interfaces)
+        return None
+    if len(parts) >= 3 and parts[0] in ("xdp", "fault"):
+        label, name = parts[1], parts[2]
+        interface, _, pid = name.partition(":new:")
+        directory = fs.PIN_ROOT.joinpath(*parts[:3 if parts[0] == "xdp" else min(4, len(parts))])
+        present = interface in {n for _, n in places.get(label, set())}
+        return _PinOwner("xdp chain" if parts[0] == "xdp" else "fault", label, interface, directory,
+                         int(pid) if pid.isdigit() else 0, present)
+    return None
+
+
+def _running(pid: int) -> bool:
+    """Is ``pid`` a netbpf process (not another one that took its number)?"""
+    try:
+        return b"netbpf" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _in_xdp_paths() -> tuple[set[int], set[int]]:
+    """Program ids and map ids of everything a packet meets at the XDP hooks of
+    this namespace's interfaces (front programs and what they tail-call)."""
+    from .bpf.attach import xdp_front
+
+    progs: set[int] = set()
+    maps: set[int] = set()
+    for index, _ in socket.if_nameindex():
+        try:
+            path = xdp_front.path(index)
+        except NetbpfError:
+            continue
+        for prog_id in path:
+            progs.add(prog_id)
+            try:
+                fd = fd_by_id("prog", prog_id)
+            except BpfError:
+                continue
+            try:
+                maps.update(prog_map_ids(fd))
+            finally:
+                close_quietly(fd)
+    return progs, maps
+
+
+def _remove_left_pins(label: str) -> list[str]:
+    """Pin directories of this namespace that nothing runs through any more: their
+    interface is gone, or the process that made them died before it could use or
+    remove them (a SIGKILL during start-up). Then empty directories. Run in the
+    namespace itself, after its attachments are taken down."""
+    done: list[str] = []
+    if not fs.PIN_ROOT.is_dir():
+        return done
+    places = {label: set(socket.if_nameindex())}
+    used_progs, used_maps = _in_xdp_paths()
+    owners: dict[Path, _PinOwner] = {}
+    used: set[Path] = set()
+    for path, kind, obj_id, _ in _pins():
+        owner = _pin_owner(Path(path), places)
+        if owner is None or owner.netns != label:
+            continue
+        owners.setdefault(owner.directory, owner)
+        if obj_id in (used_progs if kind == "prog" else used_maps if kind == "map" else ()):
+            used.add(owner.directory)
+    for directory, owner in owners.items():
+        if directory in used or (owner.present and owner.pid and _running(owner.pid)):
+            continue  # in the path, or its process still runs (and removes it on exit)
+        if owner.tool == "fault" and owner.present:
+            continue  # a pinned fault on a live interface: `netbpf fault stop` or a full cleanup
+        for dirpath, _, files in os.walk(directory):
+            for name in files:
+                os.unlink(os.path.join(dirpath, name))
+                done.append(f"unpinned {os.path.join(dirpath, name)} ({owner.tool} on {owner.interface}"
+                            f"{'' if owner.present else ', gone'})")
+    for top in (fs.PIN_ROOT / "xdp" / label, fs.PIN_ROOT / "fault" / label, *_dump_dirs(label)):
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            owner = _pin_owner(Path(dirpath) / "x", places)
+            if owner is not None and owner.pid and _running(owner.pid):
+                continue  # being filled right now
+            fs.remove_empty_dirs(Path(dirpath))
+    return done
+
+
+def _dump_dirs(label: str) -> list[Path]:
+    root = fs.PIN_ROOT / "dump"
+    return [d for d in root.iterdir() if d.name.startswith(label + "_")] if root.is_dir() else []
 
 
 # -- removing -------------------------------------------------------------------------------
@@ -447,14 +589,18 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
                 # Our XDP program is off the hook (the original back, netlink or in its
                 # link): its pins (the PROG_ARRAY that kept the original alive behind it,
                 # a chain's maps and dispatcher) have done their job.
+                progs = (entry.prog_id, *entry.stacked)  # and the front programs stacked behind it
                 for path, kind, obj_id, _ in pins:
-                    ours = obj_id in entry.map_ids if kind == "map" else kind == "prog" and obj_id == entry.prog_id
+                    ours = (obj_id in entry.map_ids if kind == "map" else obj_id in progs if kind == "prog"
+                            else kind == "link" and obj_id == entry.link_id != 0)
                     if ours and os.path.exists(path):
                         os.unlink(path)
                         done.append(f"unpinned {kind} id {obj_id} at {path}")
                         fs.remove_empty_dirs(Path(path).parent)  # the tool's own directory and up, if now empty
         except NetbpfError as e:
             failed.append(str(e))
+    if only_netns is not None and only_netns == netns.current_inode():
+        done += _remove_left_pins(netns.label(only_netns))
     if only_netns is None and fs.PIN_ROOT.is_dir():
         for path, kind, obj_id, _ in _pins():
             os.unlink(path)
