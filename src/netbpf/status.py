@@ -310,7 +310,8 @@ def collect() -> list[Entry]:
         for view in views:
             if ifindex in view.interfaces and holds(view):
                 return view, view.interfaces[ifindex]
-        return None, f"ifindex {ifindex}"
+        # A link whose interface was deleted stays (held by a pin or an fd), attached to nothing.
+        return None, f"ifindex {ifindex}" if ifindex else "no interface (deleted, or detached)"
 
     linked_xdp: set[tuple[int, int]] = set()
     for lid in link_ids():
