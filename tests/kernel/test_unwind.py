@@ -256,6 +256,23 @@ def test_dump_notices_its_interface_deleted_and_leaves_nothing(spare: tuple[Lab,
     assert pin_tree(lab) == []
 
 
+@pytest.mark.parametrize("direction", ["ingress", "egress"])
+def test_fault_notices_its_interface_deleted(spare: tuple[Lab, int], direction: str) -> None:
+    lab, _ = spare
+    proc = subprocess.Popen([*ARGV, "--netns", lab.gateway, "fault", "drop", "-i", "u0", "--hook", "tc",
+                             "--direction", direction, "--json", "icmp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    while b"Ctrl-C to stop" not in (line := proc.stderr.readline()):
+        assert line, "netbpf fault did not start"
+    lab.run(lab.gateway, "ip", "link", "del", "u0")
+    err = proc.communicate(timeout=30)[1].decode()  # noticed by itself: no signal
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert err.splitlines()[-1] == ("netbpf: u0 was deleted while the fault ran: stopped, "
+                                    "nothing of netbpf left on it")
+    assert pin_tree(lab) == []
+
+
 def test_pins_for_a_deleted_interface_are_shown_and_cleaned_up(spare: tuple[Lab, int],
                                                               progs: dict[str, Path]) -> None:
     lab, _ = spare
