@@ -10,6 +10,7 @@ scoped to the test's own namespaces: other tests share the pin root.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -87,9 +88,16 @@ def gw(pair: Lab, progs: dict[str, Path]) -> Iterator[tuple[Lab, tuple[int, int]
         remove_pins(pair)
 
 
+def bpftool_xdp(lab: Lab, dev: str = "c0") -> list[tuple[int, str]]:
+    """(program id, mode) of each XDP program on ``dev`` as bpftool reports them."""
+    out = lab.run(lab.gateway, "bpftool", "-j", "net", "show", "dev", dev).stdout
+    return [(int(x["id"]), str(x["mode"])) for entry in json.loads(out or "[]") for x in entry.get("xdp", [])]
+
+
 def assert_as_before(lab: Lab, original: tuple[int, int]) -> None:
     """The original program on the hook, acting, and nothing of ours pinned."""
     assert xdp_state(lab) == original  # same id, same mode (iproute2)
+    assert bpftool_xdp(lab) == [(original[0], {1: "driver", 2: "generic"}[original[1]])]  # and bpftool
     assert ping(lab, 2) == 0  # it still drops ICMP over IPv4
     assert ping(lab, 2, lab.GATEWAY_IP6) == 2  # and passes the rest
     assert pin_tree(lab) == []
@@ -225,6 +233,28 @@ def test_dump_and_chain_on_one_hook_unwind_in_any_order(gw: tuple[Lab, tuple[int
         assert result.returncode == 0, result.stderr
         assert f"restored XDP program id {original[0]} on c0" in result.stdout
     assert_as_before(lab, original)
+
+
+def test_a_chain_added_into_the_link_of_a_dump_outlives_it(pair: Lab, progs: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    """On an empty hook dump holds its program in a BPF link of its own; a chain put
+    into that link must stay on the hook when the dump, the link's owner, exits."""
+    lab = pair
+    try:
+        dump = start(lab, "-i", "c0", "-w", str(tmp_path / "d.pcap"), "icmp")
+        result = chain(lab, "add", str(progs["xdp_drop_icmp"]))
+        assert result.returncode == 0, result.stderr
+        dispatcher = xdp_state(lab)
+        _, err = stop(dump)
+        assert "stepped out from behind" in err
+        assert xdp_state(lab) == dispatcher and ping(lab, 2) == 0  # the chain still drops ICMP
+        result = chain(lab, "remove", "0")
+        assert "the XDP hook is empty again on c0" in result.stdout, result.stderr
+        assert xdp_state(lab) == (0, 0) and bpftool_xdp(lab) == [] and ping(lab, 2) == 2
+        assert pin_tree(lab) == []
+    finally:
+        netbpf("cleanup", "--this-netns", netns=lab.gateway)
+        remove_pins(lab)
 
 
 # -- an interface deleted under a running tool -------------------------------------------------
