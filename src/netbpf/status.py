@@ -41,6 +41,7 @@ from .bpf.info import (
     prog_info,
     prog_map_ids,
 )
+from .pin_owners import pin_owner, remove_left_pins
 
 PREFIX = "netbpf_"
 ORIGINAL_MAP = "xdp_original"
@@ -384,126 +385,12 @@ def collect() -> list[Entry]:
             ))
     places = {netns.label(view.inode): set(view.interfaces.items()) for view in views}
     for path, kind, obj_id, _name in pins:
-        owner = _pin_owner(Path(path), places)
+        owner = pin_owner(Path(path), places)
         whose = f" ({owner.tool} on {owner.interface}{'' if owner.present else ', gone'})" if owner else ""
         entries.append(Entry(kind="pin", program="", prog_id=obj_id if kind == "prog" else 0,
                              target=f"{kind} id {obj_id}{whose}", pinned=path,
                              netns=owner.netns if owner else ""))
     return entries
-
-
-# -- pins left for an interface ----------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class _PinOwner:
-    """Whose pin directory this is, from its place under the pin root:
-    dump/NETNS_IFACE_IFINDEX_PID/, xdp/NETNS/IFACE[:new:PID]/, fault/NETNS/IFACE/DIRECTION/."""
-
-    tool: str
-    netns: str
-    interface: str
-    directory: Path
-    pid: int = 0  # the process that pinned it and removes it on exit (dump; xdp chain while adding)
-    present: bool = True  # the interface is still there (same index, where the path says it)
-
-
-def _pin_owner(path: Path, places: dict[str, set[tuple[int, str]]]) -> _PinOwner | None:
-    try:
-        parts = path.relative_to(fs.PIN_ROOT).parts
-    except ValueError:
-        return None
-    if len(parts) >= 2 and parts[0] == "dump":
-        for label, interfaces in places.items():
-            if parts[1].startswith(label + "_"):
-                rest = parts[1][len(label) + 1:].rsplit("_", 2)
-                if len(rest) == 3 and rest[1].isdigit() and rest[2].isdigit():
-                    return _PinOwner("dump", label, rest[0], fs.PIN_ROOT / parts[0] / parts[1],
-                                     int(rest[2]), (int(rest[1]), rest[0]) in interfaces)
-        return None
-    if len(parts) >= 3 and parts[0] in ("xdp", "fault"):
-        label, name = parts[1], parts[2]
-        interface, _, pid = name.partition(":new:")
-        directory = fs.PIN_ROOT.joinpath(*parts[:3 if parts[0] == "xdp" else min(4, len(parts))])
-        present = interface in {n for _, n in places.get(label, set())}
-        return _PinOwner("xdp chain" if parts[0] == "xdp" else "fault", label, interface, directory,
-                         int(pid) if pid.isdigit() else 0, present)
-    return None
-
-
-def _running(pid: int) -> bool:
-    """Is ``pid`` a netbpf process (not another one that took its number)?"""
-    try:
-        return b"netbpf" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _in_xdp_paths() -> tuple[set[int], set[int]]:
-    """Program ids and map ids of everything a packet meets at the XDP hooks of
-    this namespace's interfaces (front programs and what they tail-call)."""
-    from .bpf.attach import xdp_front
-
-    progs: set[int] = set()
-    maps: set[int] = set()
-    for index, _ in socket.if_nameindex():
-        try:
-            path = xdp_front.path(index)
-        except NetbpfError:
-            continue
-        for prog_id in path:
-            progs.add(prog_id)
-            try:
-                fd = fd_by_id("prog", prog_id)
-            except BpfError:
-                continue
-            try:
-                maps.update(prog_map_ids(fd))
-            finally:
-                close_quietly(fd)
-    return progs, maps
-
-
-def _remove_left_pins(label: str) -> list[str]:
-    """Pin directories of this namespace that nothing runs through any more: their
-    interface is gone, or the process that made them died before it could use or
-    remove them (a SIGKILL during start-up). Then empty directories. Run in the
-    namespace itself, after its attachments are taken down."""
-    done: list[str] = []
-    if not fs.PIN_ROOT.is_dir():
-        return done
-    places = {label: set(socket.if_nameindex())}
-    used_progs, used_maps = _in_xdp_paths()
-    owners: dict[Path, _PinOwner] = {}
-    used: set[Path] = set()
-    for path, kind, obj_id, _ in _pins():
-        owner = _pin_owner(Path(path), places)
-        if owner is None or owner.netns != label:
-            continue
-        owners.setdefault(owner.directory, owner)
-        if obj_id in (used_progs if kind == "prog" else used_maps if kind == "map" else ()):
-            used.add(owner.directory)
-    for directory, owner in owners.items():
-        if directory in used or (owner.present and owner.pid and _running(owner.pid)):
-            continue  # in the path, or its process still runs (and removes it on exit)
-        if owner.tool == "fault" and owner.present:
-            continue  # a pinned fault on a live interface: `netbpf fault stop` or a full cleanup
-        for dirpath, _, files in os.walk(directory):
-            for name in files:
-                os.unlink(os.path.join(dirpath, name))
-                done.append(f"unpinned {os.path.join(dirpath, name)} ({owner.tool} on {owner.interface}"
-                            f"{'' if owner.present else ', gone'})")
-    for top in (fs.PIN_ROOT / "xdp" / label, fs.PIN_ROOT / "fault" / label, *_dump_dirs(label)):
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
-            owner = _pin_owner(Path(dirpath) / "x", places)
-            if owner is not None and owner.pid and _running(owner.pid):
-                continue  # being filled right now
-            fs.remove_empty_dirs(Path(dirpath))
-    return done
-
-
-def _dump_dirs(label: str) -> list[Path]:
-    root = fs.PIN_ROOT / "dump"
-    return [d for d in root.iterdir() if d.name.startswith(label + "_")] if root.is_dir() else []
 
 
 # -- removing -------------------------------------------------------------------------------
@@ -601,7 +488,7 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str]]:
         except NetbpfError as e:
             failed.append(str(e))
     if only_netns is not None and only_netns == netns.current_inode():
-        done += _remove_left_pins(netns.label(only_netns))
+        done += remove_left_pins(netns.label(only_netns), _pins())
     if only_netns is None and fs.PIN_ROOT.is_dir():
         for path, kind, obj_id, _ in _pins():
             os.unlink(path)
