@@ -27,7 +27,7 @@ from netbpf.bpf.fs import PIN_ROOT
 from netbpf.lab import Lab
 
 from .conftest import netbpf
-from .test_dump import ARGV, ping, start, stop, summary, tshark, xdp_state
+from .test_dump import ARGV, LINK_LOADER, ping, start, stop, summary, tshark, xdp_state
 
 HERE = Path(__file__).resolve().parent
 
@@ -74,11 +74,19 @@ def remove_pins(lab: Lab) -> None:
             p.unlink()
 
 
-@pytest.fixture
-def gw(pair: Lab, progs: dict[str, Path]) -> Iterator[tuple[Lab, tuple[int, int]]]:
-    """The pair, with drop_icmp on the gateway's c0 (generic mode): (lab, (its id, its mode))."""
-    pair.run(pair.gateway, "ip", "link", "set", "dev", "c0", "xdpgeneric", "obj", str(progs["xdp_drop_icmp"]),
-             "sec", "xdp")
+@pytest.fixture(params=["iproute2-generic"])
+def gw(request: pytest.FixtureRequest, pair: Lab, progs: dict[str, Path]) -> Iterator[tuple[Lab, tuple[int, int]]]:
+    """The pair, with drop_icmp on the gateway's c0: (lab, (its id, its mode)). Attached by
+    iproute2 over netlink, or held in a BPF link (pinned outside netbpf's directory, as
+    another tool would) in native mode: front programs then step in and out of that link."""
+    link_pin = Path(f"/sys/fs/bpf/netbpf-test-unwind-link-{os.getpid()}")
+    if request.param == "iproute2-generic":
+        pair.run(pair.gateway, "ip", "link", "set", "dev", "c0", "xdpgeneric", "obj", str(progs["xdp_drop_icmp"]),
+                 "sec", "xdp")
+    else:
+        env = {**os.environ, "PYTHONPATH": str(HERE.parents[1] / "src")}
+        subprocess.run([sys.executable, "-c", LINK_LOADER, pair.gateway, str(progs["xdp_drop_icmp"]),
+                        str(link_pin), "drv"], check=True, env=env)
     original = xdp_state(pair)
     assert original[0] and ping(pair, 2) == 0
     try:
@@ -86,6 +94,8 @@ def gw(pair: Lab, progs: dict[str, Path]) -> Iterator[tuple[Lab, tuple[int, int]
     finally:
         netbpf("cleanup", "--this-netns", netns=pair.gateway)
         remove_pins(pair)
+        if link_pin.exists():
+            link_pin.unlink()
 
 
 def bpftool_xdp(lab: Lab, dev: str = "c0") -> list[tuple[int, str]]:
@@ -163,6 +173,7 @@ ORDERS = {  # who leaves first, how; then the other
 }
 
 
+@pytest.mark.parametrize("gw", ["iproute2-generic", "bpf-link-drv"], indirect=True)
 @pytest.mark.parametrize("order", [*ORDERS, "both-at-once"])
 def test_two_dumps_on_one_hook_unwind_in_any_order(gw: tuple[Lab, tuple[int, int]], tmp_path: Path,
                                                    order: str) -> None:
@@ -201,6 +212,7 @@ def test_two_dumps_on_one_hook_unwind_in_any_order(gw: tuple[Lab, tuple[int, int
     assert_as_before(lab, original)
 
 
+@pytest.mark.parametrize("gw", ["iproute2-generic", "bpf-link-drv"], indirect=True)
 @pytest.mark.parametrize("order", ["dump-exits-first", "chain-removed-first", "dump-killed", "chain-first"])
 def test_dump_and_chain_on_one_hook_unwind_in_any_order(gw: tuple[Lab, tuple[int, int]],
                                                         progs: dict[str, Path], tmp_path: Path,
