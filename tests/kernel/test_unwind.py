@@ -315,6 +315,19 @@ def test_fault_notices_its_interface_deleted(spare: tuple[Lab, int], direction: 
     assert pin_tree(lab) == []
 
 
+def test_http_notices_its_interface_deleted(spare: tuple[Lab, int]) -> None:
+    lab, _ = spare
+    proc = subprocess.Popen([*ARGV, "--netns", lab.gateway, "http", "-i", "u0", "--port", "80"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    while b"Ctrl-C to stop" not in (line := proc.stderr.readline()):
+        assert line, "netbpf http did not start"
+    lab.run(lab.gateway, "ip", "link", "del", "u0")
+    err = proc.communicate(timeout=30)[1].decode()  # noticed by itself: no signal
+    assert proc.returncode == 1 and "Traceback" not in err
+    assert err.splitlines()[-1] == "netbpf: u0 was deleted while tracing: stopped"
+
+
 def test_pins_for_a_deleted_interface_are_shown_and_cleaned_up(spare: tuple[Lab, int],
                                                               progs: dict[str, Path]) -> None:
     lab, _ = spare
