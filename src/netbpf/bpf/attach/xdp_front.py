@@ -83,19 +83,25 @@ def leave(interface: str | int, ours: Program, own: Map) -> str:
     """Take ``ours`` (whose ``xdp_original`` is ``own``) out of the XDP path of
     ``interface``, wherever it stands; returns what was done, for the user."""
     said = ""
+    placed: tuple[int, int] | None = None  # (0 for the hook, or the predecessor's id; what we put there)
     try:
         for _ in range(ATTEMPTS):
             programs = path(interface)
-            if ours.id not in programs:
-                return said or f"XDP program id {ours.id} was no longer in the path of {xdp_name(interface)}"
             raw = own.lookup(0)
             after = int.from_bytes(raw[:4], "little") if raw else 0
-            at = programs.index(ours.id)
             try:
-                if at == 0:
-                    said = _replace_on_hook(interface, ours, after)
+                if ours.id in programs:
+                    at = programs.index(ours.id)
+                    where = 0 if at == 0 else programs[at - 1]
+                    said = _take_place(interface, where, ours.id, after)
+                    placed = (where, after)
+                elif placed is not None and placed[1] != after and placed[1] in programs:
+                    # What we put in our place was leaving at the same moment and has
+                    # spliced itself out of our slot: it must not stay where we put it.
+                    said = _take_place(interface, placed[0], placed[1], after)
+                    placed = (placed[0], after)
                 else:
-                    said = _splice(programs[at - 1], ours, after, interface)
+                    return said or f"XDP program id {ours.id} was no longer in the path of {xdp_name(interface)}"
             except BpfError as e:
                 if e.errno not in (_errno.EEXIST, _errno.EBUSY, _errno.EPERM, _errno.ENOENT):
                     raise
@@ -106,6 +112,18 @@ def leave(interface: str | int, ours: Program, own: Map) -> str:
                    f"it kept changing over {ATTEMPTS} attempts")
 
 
+def _take_place(interface: str | int, where: int, leaving: int, after: int) -> str:
+    """``after`` in place of ``leaving``: on the hook (``where`` 0), or in the slot 0
+    of program ``where``, which tail-calls it."""
+    if where:
+        return _splice(where, leaving, after, interface)
+    expected = Program.from_id(leaving)
+    try:
+        return _replace_on_hook(interface, expected, after)
+    finally:
+        expected.close()
+
+
 def xdp_name(interface: str | int) -> str:
     return interface if isinstance(interface, str) else f"ifindex {interface}"
 
@@ -114,6 +132,8 @@ def _replace_on_hook(interface: str | int, ours: Program, after: int) -> str:
     """``after`` on the hook in place of ``ours`` (the link that holds ours, or netlink)."""
     state = xdp.query(interface)
     name = xdp_name(interface)
+    if state.prog_id != ours.id:
+        raise BpfError(f"replace XDP program id {ours.id} on {name}", _errno.EBUSY)  # changed since we looked
     restore = Program.from_id(after) if after else None
     try:
         if state.link_id:
@@ -133,14 +153,14 @@ def _replace_on_hook(interface: str | int, ours: Program, after: int) -> str:
     return f"XDP program id {after} is back on {name}" if after else f"the XDP hook is empty again on {name}"
 
 
-def _splice(before_id: int, ours: Program, after: int, interface: str | int) -> str:
-    """Point the slot 0 of ``before_id`` (which tail-calls ours) at ``after``."""
+def _splice(before_id: int, ours: int, after: int, interface: str | int) -> str:
+    """Point the slot 0 of ``before_id`` (which tail-calls ``ours``) at ``after``."""
     m = original_map(before_id)
     if m is None:
         raise BpfError(f"find the xdp_original of XDP program id {before_id}", _errno.ENOENT)
     try:
         raw = m.lookup(0)
-        if not raw or int.from_bytes(raw[:4], "little") != ours.id:
+        if not raw or int.from_bytes(raw[:4], "little") != ours:
             raise BpfError("splice", _errno.EBUSY)  # changed since we looked
         if after:
             restore = Program.from_id(after)
