@@ -212,6 +212,53 @@ def test_two_dumps_on_one_hook_unwind_in_any_order(gw: tuple[Lab, tuple[int, int
     assert_as_before(lab, original)
 
 
+ROUNDS = 25
+
+
+@pytest.mark.parametrize("gw", ["iproute2-generic", "bpf-link-drv"], indirect=True)
+def test_two_capture_programs_leaving_at_the_same_moment(gw: tuple[Lab, tuple[int, int]]) -> None:
+    """The race of "both-at-once", many times and closer: two threads of one process
+    each stop a capture program of a stack at the same instant (a barrier)."""
+    import threading
+
+    from netbpf import netns
+    from netbpf.bpf.attach import xdp_front
+    from netbpf.tools.dump.capture import Capture, CaptureOptions
+
+    lab, original = gw
+
+    def leave(capture: Capture, barrier: threading.Barrier, errors: list[BaseException]) -> None:
+        barrier.wait()
+        try:
+            capture.stop()
+        except BaseException as e:  # reported below
+            errors.append(e)
+        finally:
+            capture.close()
+
+    def rounds() -> list[tuple[int, str]]:
+        wrong = []
+        for n in range(ROUNDS):
+            first = Capture(CaptureOptions("c0", expression="icmp")).start()
+            second = Capture(CaptureOptions("c0", expression="icmp")).start()
+            barrier = threading.Barrier(2)
+            errors: list[BaseException] = []
+            threads = [threading.Thread(target=leave, args=(c, barrier, errors)) for c in (first, second)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if errors:
+                wrong.append((n, repr(errors)))
+            if xdp_front.path("c0") != [original[0]]:
+                wrong.append((n, f"path {xdp_front.path('c0')}"))
+                break
+        return wrong
+
+    assert netns.run_in(f"/run/netns/{lab.gateway}", rounds) == []
+    assert_as_before(lab, original)
+
+
 @pytest.mark.parametrize("gw", ["iproute2-generic", "bpf-link-drv"], indirect=True)
 @pytest.mark.parametrize("order", ["dump-exits-first", "chain-removed-first", "dump-killed", "chain-first"])
 def test_dump_and_chain_on_one_hook_unwind_in_any_order(gw: tuple[Lab, tuple[int, int]],
