@@ -5,7 +5,12 @@ dispatcher program and its maps (``xdp_chain`` slots, ``chain_next`` order,
 ``chain_info`` descriptions, ``xdp_original``). The dispatcher is attached
 over netlink (or put into the BPF link that held the interface's program),
 so the chain keeps working after the command exits; ``netbpf cleanup`` takes
-it down and puts the original program back.
+it down and puts the original program back. When a BPF link held that
+program, the link is pinned there too (``link``): its owner may exit first.
+
+A new chain is built under ``<interface>:new:<pid>`` and renamed into place
+once its dispatcher is on the hook, so a chain is found whole or not at all,
+and a SIGKILL leaves only what ``netbpf cleanup --this-netns`` removes.
 """
 from __future__ import annotations
 
