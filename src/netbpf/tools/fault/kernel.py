@@ -384,7 +384,10 @@ class ActiveFault:
         self.fault, self.hook, self.kind = fault, hook, kind
         self.obj, self.attachment, self.note = obj, attachment, note
         self.pinned_at: Path | None = None
-        self.ifindex = netdev.ifindex(hook.interface)  # a new interface of the same name is not ours
+        try:  # the index, not the name: a new interface of the same name is not ours
+            self.ifindex = netdev.ifindex(hook.interface)
+        except NetbpfError:
+            self.ifindex = 0  # deleted right after the attach: the kernel detached it
 
     def interface_present(self) -> bool:
         """Still there? Deleting an interface takes its hooks (and our program) along."""
