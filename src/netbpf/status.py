@@ -45,6 +45,7 @@ from .bpf.info import (
     prog_info,
     prog_map_ids,
 )
+from .pin_owners import pin_owner, remove_left_pins
 
 PREFIX = "netbpf_"
 ORIGINAL_MAP = "xdp_original"
@@ -66,6 +67,7 @@ class Entry:
     ifindex: int = 0
     pinned: str = ""
     restores: int = 0  # prog id of the original XDP program it keeps in xdp_original
+    stacked: tuple[int, ...] = ()  # netbpf front programs between it and that original
     map_ids: tuple[int, ...] = ()
     tc: dict[str, Any] = field(default_factory=dict)  # how to find it again: tc filter, XDP flags
 
@@ -140,8 +142,9 @@ def _holders() -> tuple[dict[int, list[str]], dict[int, list[str]]]:
     return progs, links
 
 
-def _original_of(prog: _Prog) -> int:
-    """The program id kept in the ``xdp_original`` PROG_ARRAY of ``prog``, or 0.
+def _original_of(prog: _Prog) -> int | None:
+    """The program id kept in the ``xdp_original`` PROG_ARRAY of ``prog`` (0: empty),
+    or None when ``prog`` has no such map (it stands in front of nothing).
 
     The kernel empties a PROG_ARRAY when the last process holding it exits,
     so a front program that must keep its original after a SIGKILL pins the
@@ -158,9 +161,28 @@ def _original_of(prog: _Prog) -> int:
             key, value = ctypes.c_uint32(0), ctypes.c_uint32(0)
             if L.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value)) == 0:
                 return value.value
+            return 0
         finally:
             close_quietly(fd)
-    return 0
+    return None
+
+
+def _unwind(prog: _Prog, progs: dict[int, _Prog]) -> tuple[int, tuple[_Prog, ...]]:
+    """What cleanup puts back in place of the front program ``prog``: the first
+    program behind it that is not a netbpf front program (0: none), and the
+    netbpf front programs passed on the way. netbpf dump and xdp chain stack
+    (dump in front of a chain's dispatcher in front of another dump...), and
+    one cleanup must reach the program that was there before all of them."""
+    passed: list[_Prog] = []
+    behind = _original_of(prog) or 0
+    while behind in progs and len(passed) < 16:
+        nxt = progs[behind]
+        further = _original_of(nxt)
+        if further is None or nxt in passed:
+            break  # a netbpf program that stands in front of nothing: it is the original
+        passed.append(nxt)
+        behind = further
+    return behind, tuple(passed)
 
 
 @dataclass
@@ -337,7 +359,8 @@ def collect() -> list[Entry]:
         for view in views:
             if ifindex in view.interfaces and holds(view):
                 return view, view.interfaces[ifindex]
-        return None, f"ifindex {ifindex}"
+        # A link whose interface was deleted stays (held by a pin or an fd), attached to nothing.
+        return None, f"ifindex {ifindex}" if ifindex else "no interface (deleted, or detached)"
 
     linked_xdp: set[tuple[int, int]] = set()
     for lid in link_ids():
@@ -365,12 +388,14 @@ def collect() -> list[Entry]:
             target += " " + info.attach_type.removeprefix("tcx_")
         elif info.type == "cgroup":
             target = f"{_cgroup_path(int(info.target.split()[-1]))} ({info.attach_type.removeprefix('cgroup_')})"
+        restores, stacked = _unwind(prog, progs) if info.type == "xdp" else (0, ())
         entries.append(Entry(
             kind=info.type, program=prog.name, prog_id=prog.id, target=target, since=prog.since,
             holders=tuple(link_holders.get(lid, [])), link_id=lid,
             netns=netns.label(view.inode) if view else "", netns_path=view.path if view else "",
-            ifindex=info.ifindex, pinned=pinned_links.get(lid, ""),
-            restores=_original_of(prog) if info.type == "xdp" else 0, map_ids=prog.map_ids,
+            ifindex=info.ifindex, pinned=pinned_links.get(lid, ""), restores=restores,
+            stacked=tuple(p.id for p in stacked),
+            map_ids=prog.map_ids + tuple(m for p in stacked for m in p.map_ids),
         ))
     for view in views:
         label = netns.label(view.inode)
@@ -379,12 +404,13 @@ def collect() -> list[Entry]:
             if prog is None or (view.inode, ifindex) in linked_xdp:
                 continue
             covered.add(prog_id)
+            restores, stacked = _unwind(prog, progs)
             entries.append(Entry(
                 kind="xdp-netlink", program=prog.name, prog_id=prog_id,
                 target=view.interfaces.get(ifindex, f"ifindex {ifindex}"), since=prog.since,
                 holders=tuple(prog_holders.get(prog_id, [])), netns=label, netns_path=view.path,
-                ifindex=ifindex, restores=_original_of(prog), tc={"xdp_flags": flags},
-                map_ids=prog.map_ids,
+                ifindex=ifindex, restores=restores, stacked=tuple(p.id for p in stacked),
+                tc={"xdp_flags": flags}, map_ids=prog.map_ids + tuple(m for p in stacked for m in p.map_ids),
             ))
         for f in view.cls_bpf:
             prog = progs.get(int(f["prog_id"]))
@@ -405,9 +431,13 @@ def collect() -> list[Entry]:
                 target=prog.type + ("" if holders else " (held by a map or pin)"),
                 since=prog.since, holders=tuple(holders),
             ))
+    places = {netns.label(view.inode): set(view.interfaces.items()) for view in views}
     for path, kind, obj_id, _name in pins:
+        owner = pin_owner(Path(path), places)
+        whose = f" ({owner.tool} on {owner.interface}{'' if owner.present else ', gone'})" if owner else ""
         entries.append(Entry(kind="pin", program="", prog_id=obj_id if kind == "prog" else 0,
-                             target=f"{kind} id {obj_id}", pinned=path))
+                             target=f"{kind} id {obj_id}{whose}", pinned=path,
+                             netns=owner.netns if owner else ""))
     return entries + _foreign(record, foreign, views, entries)
 
 
@@ -534,14 +564,18 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[s
                 # Our XDP program is off the hook (the original back, netlink or in its
                 # link): its pins (the PROG_ARRAY that kept the original alive behind it,
                 # a chain's maps and dispatcher) have done their job.
+                progs = (entry.prog_id, *entry.stacked)  # and the front programs stacked behind it
                 for path, kind, obj_id, _ in pins:
-                    ours = obj_id in entry.map_ids if kind == "map" else kind == "prog" and obj_id == entry.prog_id
+                    ours = (obj_id in entry.map_ids if kind == "map" else obj_id in progs if kind == "prog"
+                            else kind == "link" and obj_id == entry.link_id != 0)
                     if ours and os.path.exists(path):
                         os.unlink(path)
                         done.append(f"unpinned {kind} id {obj_id} at {path}")
                         fs.remove_empty_dirs(Path(path).parent)  # the tool's own directory and up, if now empty
         except NetbpfError as e:
             failed.append(str(e))
+    if only_netns is not None and only_netns == netns.current_inode():
+        done += remove_left_pins(netns.label(only_netns), pins)
     if only_netns is None and not _pin_root_problem() and fs.PIN_ROOT.is_dir():
         for path, kind, obj_id, _ in _pins():
             if _pin_is_ours(record, kind, obj_id) and not _pin_in_use(record, kind, obj_id):

@@ -36,7 +36,8 @@ examples:
   netbpf --netns nb-gw cleanup --this-netns
                                 only what sits in that namespace's interfaces
 A netbpf XDP program that stood in front of another one (netbpf dump) is
-replaced by that original program again, atomically, rather than detached.
+replaced by that original program again, atomically, rather than detached;
+through a stack of them (two dumps, a dump in front of a chain) in one pass.
 Only what netbpf provably made is touched (its record of every object it
 loaded); a program named netbpf_* or a pin it did not make is "left alone",
 and so is what a netbpf process still running holds (it detaches at exit).
@@ -52,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c = sub.add_parser("cleanup", help="detach and unpin everything netbpf left behind",
                        epilog=CLEANUP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--this-netns", action="store_true",
-                   help="only attachments in the current network namespace (keep pins)")
+                   help="only what belongs to the current network namespace: its attachments, and pins "
+                        "left for its interfaces that nothing uses (deleted interface, killed tool); "
+                        "other pins stay")
     c.set_defaults(func=run_cleanup, needs_root=True)
 
 

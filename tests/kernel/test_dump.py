@@ -98,9 +98,10 @@ def dump_programs() -> set[int]:
             or p.get("name") == "netbpf_dump_tc"}
 
 
-def our_pins() -> list[str]:
+def our_pins(lab: Lab) -> list[str]:
+    """The dump pins of the lab's gateway (other tests pin beside ours at the same time)."""
     root = PIN_ROOT / "dump"
-    return sorted(str(p) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    return sorted(str(p) for p in root.glob(f"{lab.gateway}_*/*") if p.is_file()) if root.exists() else []
 
 
 def wait_gone(ids: set[int], timeout: float = 5) -> set[int]:
@@ -207,7 +208,7 @@ def test_capture_in_front_of_a_program_that_drops_icmp(pair: Lab, original: tupl
     assert (captured, matched, lost) == (N, N, 0)
     assert xdp_state(pair) == original  # the same program, in the same mode
     assert ping(pair, 2) == 0
-    assert not wait_gone(dump_programs() - before) and our_pins() == []
+    assert not wait_gone(dump_programs() - before) and our_pins(pair) == []
 
 
 @pytest.mark.parametrize("original", ["iproute2-drv", "bpf-link-skb"], indirect=True)
@@ -221,7 +222,7 @@ def test_sigkill_keeps_the_original_running_and_cleanup_restores_it(pair: Lab, o
     # pinned tail call: ICMP is dropped, everything else passes.
     assert xdp_state(pair)[0] == front
     assert ping(pair, 3) == 0 and ping(pair, 3, pair.GATEWAY_IP6) == 3
-    assert len(our_pins()) == 1
+    assert len(our_pins(pair)) == 1
     status = netbpf("status", "--json", check=True).stdout
     mine = [json.loads(line) for line in status.splitlines() if f'"prog_id": {front},' in line]
     assert mine and mine[0]["restores"] == original[0]
@@ -230,7 +231,7 @@ def test_sigkill_keeps_the_original_running_and_cleanup_restores_it(pair: Lab, o
     assert f"restored XDP program id {original[0]} on c0" in result.stdout
     assert xdp_state(pair) == original
     assert ping(pair, 2) == 0 and ping(pair, 2, pair.GATEWAY_IP6) == 2
-    assert our_pins() == []
+    assert our_pins(pair) == []
     assert not wait_gone({front})
 
 

@@ -26,6 +26,16 @@ class Attachment:
             self.closed = True
             self._detach()
 
+    def release(self) -> None:
+        """Let go of it without detaching: someone else took it off, or will
+        (netbpf.bpf.attach.xdp_front.leave does, for a program in a stack)."""
+        if not self.closed:
+            self.closed = True
+            self._release()
+
+    def _release(self) -> None:
+        pass
+
     def __enter__(self) -> Attachment:
         return self
 
@@ -62,6 +72,9 @@ class NetlinkAttachment(Attachment):
         finally:
             os.close(self._netns_fd)
 
+    def _release(self) -> None:
+        os.close(self._netns_fd)
+
 
 class Link(Attachment):
     """A BPF link held by an fd: closing the last fd detaches, unless pinned."""
@@ -91,6 +104,9 @@ class Link(Attachment):
 
     def _detach(self) -> None:
         os.close(self.fd)
+
+    def _release(self) -> None:
+        os.close(self.fd)  # the link lives on while another fd or a pin holds it
 
 
 class LibbpfLink(Link):

@@ -175,6 +175,9 @@ class XdpLinkUpdate(Attachment):
         finally:
             close_quietly(self.link_fd)
 
+    def _release(self) -> None:
+        close_quietly(self.link_fd)
+
 
 def _link_update(link_fd: int, new: Program, expected: Program, what: str) -> None:
     opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=BPF_F_REPLACE,

@@ -22,9 +22,9 @@ from typing import Literal
 
 from ... import netdev, netns, privilege
 from ...bpf import BpfObject, object_path
-from ...bpf.attach import tc, xdp
+from ...bpf.attach import tc, xdp, xdp_front
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import BpfError, NotSupported, UsageError
+from ...bpf.errors import BpfError, InterfaceNotFound, NotSupported, UsageError
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
@@ -104,6 +104,8 @@ class Capture:
         self.original_mode = ""
         self.attachment: Attachment | None = None
         self.pin_path: Path | None = None
+        self.ifindex = 0  # the interface as it was at start: a new one of the same name is not ours
+        self.left = ""  # how the capture program left the XDP path (netbpf.bpf.attach.xdp_front)
         self._stack = ExitStack()
         self._code = compile_expression(options.expression, options.snap)
 
@@ -159,13 +161,15 @@ class Capture:
         return self
 
     def _start_tc(self) -> None:
+        self.ifindex = netdev.ifindex(self.options.interface)
         self.obj = self._open()
         direction: tc.Direction = "ingress" if self.options.hook == "tc-ingress" else "egress"
         self.attachment = tc.attach_tc(self.program, tc.TcOptions(self.options.interface, direction))
 
     def _start_xdp(self) -> None:
         iface = self.options.interface
-        state = xdp.query(iface)
+        self.ifindex = netdev.ifindex(iface)
+        state = xdp.query(self.ifindex)
         if not state.prog_id:
             self.obj = self._open()
             self.attachment = xdp.attach_xdp(self.program, xdp.XdpOptions(iface, self.options.xdp_mode))
@@ -222,11 +226,29 @@ class Capture:
         counters = self.obj.map("counters")
         return counters.sum_u64(SEEN), counters.sum_u64(MATCHED), counters.sum_u64(LOST)
 
+    def interface_present(self) -> bool:
+        """Is the interface we capture on still there (deleted: its hooks went with it)?"""
+        try:
+            return netdev.ifindex(self.ifindex) == self.ifindex
+        except InterfaceNotFound:
+            return False
+
     def stop(self) -> None:
-        """Detach (XDP: put the original back as it was). Records already
-        committed stay in the ring for a last drain."""
+        """Detach (XDP: put the original back as it was, or step out from behind
+        whoever stands in front of us now). Records already committed stay in
+        the ring for a last drain."""
         if self.attachment is not None and not self.attachment.closed:
-            self.attachment.close()
+            if not self.interface_present():
+                self.attachment.release()  # the kernel detached everything with the interface
+                self.left = f"{self.options.interface} is gone (deleted while capturing)"
+            elif self.options.hook == "xdp":
+                assert self.obj is not None
+                try:
+                    self.left = xdp_front.leave(self.ifindex, self.program, self.obj.map("xdp_original"))
+                finally:
+                    self.attachment.release()
+            else:
+                self.attachment.close()
             # A program that started before the detach may still be writing
             # its record on another CPU: let it finish before the last drain.
             time.sleep(0.05)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from ... import cliutil, privilege
-from ...bpf.errors import NotSupported, UsageError
+from ...bpf.errors import NetbpfError, NotSupported, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
@@ -135,6 +135,8 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         capture.stop()
+        if capture.left.startswith("stepped out"):
+            cliutil.stderr(f"netbpf: {capture.left}")  # someone stands in front of us: said so
         try:
             if capture.ring is not None and not sink.done:
                 capture.ring.drain(sink.write)
@@ -146,6 +148,8 @@ def run(args: argparse.Namespace) -> int:
         finally:
             capture.close()
             close_output()
+    if started and not capture.interface_present():
+        raise NetbpfError(f"{args.interface} was deleted while capturing: stopped, nothing of netbpf left on it")
     return 0
 
 
@@ -214,7 +218,7 @@ def _loop(capture: Capture, sink: Sink, deadline: cliutil.Deadline, immediate: b
     assert ring is not None
     clock_set = time.monotonic()
     got = 0
-    while not sink.done and not deadline.expired() and not stop.requested:
+    while not sink.done and not deadline.expired() and not stop.requested and capture.interface_present():
         if immediate or not got:
             ring.wait(deadline.remaining(1.0 if immediate else IDLE_CHECK), immediate=True)
         else:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ... import cliutil, privilege
-from ...bpf.errors import UsageError
+from ...bpf.errors import NetbpfError, UsageError
 from ...output import Column, LiveView, Table
 from .kernel import (
     ACTIONS,
@@ -247,6 +247,8 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({**_row(active, counts, elapsed), "final": True}), flush=True)
         cliutil.stderr(f"netbpf fault: {fault.action.cli_name} on {active.where}: {counts.summary()} "
                        f"in {elapsed:.1f} s; detached")
+    if not active.interface_present():
+        raise NetbpfError(f"{hook.interface} was deleted while the fault ran: stopped, nothing of netbpf left on it")
     return 0
 
 
@@ -281,7 +283,8 @@ def _watch(active: ActiveFault, args: argparse.Namespace, started: float) -> Non
         time.sleep(deadline.remaining(min(0.1, args.interval)))
         now = time.monotonic()
         counts = active.counts()
-        done = deadline.expired() or bool(limit and counts.hit + counts.errors >= limit)
+        done = (deadline.expired() or bool(limit and counts.hit + counts.errors >= limit)
+                or not active.interface_present())
         if now >= next_refresh or done:
             next_refresh = now + args.interval
             row = _row(active, counts, now - started)

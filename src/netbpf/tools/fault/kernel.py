@@ -384,6 +384,17 @@ class ActiveFault:
         self.fault, self.hook, self.kind = fault, hook, kind
         self.obj, self.attachment, self.note = obj, attachment, note
         self.pinned_at: Path | None = None
+        try:  # the index, not the name: a new interface of the same name is not ours
+            self.ifindex = netdev.ifindex(hook.interface)
+        except NetbpfError:
+            self.ifindex = 0  # deleted right after the attach: the kernel detached it
+
+    def interface_present(self) -> bool:
+        """Still there? Deleting an interface takes its hooks (and our program) along."""
+        try:
+            return netdev.ifindex(self.ifindex) == self.ifindex
+        except NetbpfError:
+            return False
 
     @classmethod
     def start(cls, fault: Fault, hook: Hook) -> ActiveFault:
@@ -464,7 +475,9 @@ class ActiveFault:
     def close(self) -> None:
         """Detach (a pinned fault stays) and unload."""
         try:
-            if self.pinned_at is None:
+            if self.pinned_at is None and not self.interface_present():
+                self.attachment.release()  # the kernel detached it with the interface
+            elif self.pinned_at is None:
                 self.attachment.close()
             elif isinstance(self.attachment, Link):
                 os.close(self.attachment.fd)  # the pin holds the link now

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ... import cliutil, netdev
-from ...bpf.errors import UsageError
+from ...bpf.errors import NetbpfError, UsageError
 from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
@@ -123,6 +123,10 @@ class Capture:
 
         self.args = args
         bind_ifindex, filter_ifindexes = resolve_interfaces(args.interface)
+        # Deleting one of them ends the trace with one line (a packet socket bound to a
+        # deleted interface just stops receiving).
+        self.watched = {i: netdev.ifname(i) for i in (bind_ifindex, *filter_ifindexes) if i}
+        self.gone = ""
         self.obj = open_object(make_config(args.port, filter_ifindexes, args.vxlan_port))
         self.ring: PacketRing | None = None
         try:
@@ -191,13 +195,17 @@ class Capture:
                 last_tick = now
                 self.tracer.tick(time.time())
                 self.ring.update_stats()
+                self.gone = ", ".join(name for i, name in self.watched.items() if not _present(i))
+                if self.gone:
+                    return
                 if live is not None:
                     live.show(self.summary.text())
 
     def finish(self) -> None:
         """Take what is still in the ring, report open exchanges, print the summary."""
         if self.ring is not None:
-            self.ring.stop()
+            if not (self.gone and self.ring.ifindex):  # bound to a deleted interface: nothing comes
+                self.ring.stop()
             if not (self.args.count and self.printed >= self.args.count):
                 self.ring.drain(self.tracer.feed)
             self.ring.update_stats()
@@ -267,4 +275,13 @@ def run(args: argparse.Namespace) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
         capture.close()
+    if capture.gone:
+        raise NetbpfError(f"{capture.gone} was deleted while tracing: stopped")
     return 0
+
+
+def _present(ifindex: int) -> bool:
+    try:
+        return netdev.ifindex(ifindex) == ifindex
+    except NetbpfError:
+        return False

@@ -5,12 +5,18 @@ dispatcher program and its maps (``xdp_chain`` slots, ``chain_next`` order,
 ``chain_info`` descriptions, ``xdp_original``). The dispatcher is attached
 over netlink (or put into the BPF link that held the interface's program),
 so the chain keeps working after the command exits; ``netbpf cleanup`` takes
-it down and puts the original program back.
+it down and puts the original program back. When a BPF link held that
+program, the link is pinned there too (``link``): its owner may exit first.
+
+A new chain is built under ``<interface>:new:<pid>`` and renamed into place
+once its dispatcher is on the hook, so a chain is found whole or not at all,
+and a SIGKILL leaves only what ``netbpf cleanup --this-netns`` removes.
 """
 from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -18,8 +24,9 @@ from pathlib import Path
 
 from ... import netdev, netns
 from ...bpf import BpfObject, object_path
-from ...bpf.attach import xdp
-from ...bpf.errors import BpfError, NetbpfError, UsageError
+from ...bpf import _libbpf as L
+from ...bpf.attach import xdp, xdp_front
+from ...bpf.errors import BpfError, NetbpfError, UsageError, check
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import Map
 from ...bpf.program import Program
@@ -50,6 +57,12 @@ class Link:
     added: float
 
 
+def building_name(interface: str, pid: int) -> str:
+    """The pin directory of a chain that process ``pid`` is building (bpffs refuses
+    dots in names; interface names cannot hold a colon)."""
+    return f"{interface}:new:{pid}"
+
+
 def chain_dir(interface: str) -> Path:
     label = netns.label(netns.current_inode()).replace("/", "_")
     from ...bpf.fs import PIN_ROOT
@@ -63,6 +76,7 @@ class Chain:
     def __init__(self, interface: str, directory: Path, dispatcher: Program, maps: dict[str, Map]) -> None:
         self.interface, self.directory = interface, directory
         self.dispatcher, self.maps = dispatcher, maps
+        self._before: tuple[xdp.XdpState | None, Program | None] = (None, None)  # see build()
 
     # -- finding, creating ---------------------------------------------------------------
     @classmethod
@@ -88,13 +102,22 @@ class Chain:
         return None, f"removed a stale chain (its dispatcher was no longer on {interface}) at {directory}"
 
     @classmethod
-    def create(cls, interface: str, mode: xdp.Mode = "auto") -> Chain:
-        """Load the dispatcher and put it on the hook, in front of what is there."""
+    def build(cls, interface: str) -> Chain:
+        """Load the dispatcher in front of what is on the hook, pinned in a
+        directory of this process (``IFACE:new:PID``) and attached nowhere yet:
+        ``add()`` a program, then ``attach()``; ``discard()`` on any failure.
+
+        A SIGKILL at any point leaves either that directory with the
+        dispatcher on no hook (``netbpf cleanup`` removes it: its process is
+        gone and nothing runs through it) or the dispatcher on the hook,
+        which cleanup takes down like any chain.
+        """
         state = xdp.query(interface)
-        original = Program.from_id(state.prog_id) if state.prog_id else None
-        if original is not None and state.mode not in ("drv", "skb"):
+        if state.prog_id and state.mode not in ("drv", "skb"):
             raise UsageError(f"{interface}: XDP program in {state.mode} mode; cannot chain beside it")
-        directory = pin_dir("xdp", netns.label(netns.current_inode()).replace("/", "_"), interface)
+        original = Program.from_id(state.prog_id) if state.prog_id else None
+        label = netns.label(netns.current_inode()).replace("/", "_")
+        directory = pin_dir("xdp", label, building_name(interface, os.getpid()))
         obj = None
         try:
             for attach_type in (BPF_XDP, 0):
@@ -113,28 +136,67 @@ class Chain:
             assert obj is not None
             settings = ChainEntry(attach_type=attach_type, added=int(time.time()))
             obj.map("chain_info").update(0, bytes(settings))
-            dispatcher = obj.program("netbpf_xdp_disp")
             for name in MAPS:
                 obj.map(name).pin(directory / name)
-            dispatcher.pin(str(directory / "dispatcher"))
-            if original is None:
-                xdp.attach_xdp_netlink(dispatcher, xdp.XdpOptions(interface, mode), None, restore_on_close=False)
-            elif state.link_id:
-                xdp.replace_in_link(state.link_id, dispatcher, original, restore_on_close=False).close()
-            else:
-                xdp.attach_xdp_netlink(dispatcher, xdp.XdpOptions(interface, _mode(state.mode)), original,
-                                       restore_on_close=False)
+            obj.program("netbpf_xdp_disp").pin(str(directory / "dispatcher"))
+            dispatcher = Program.from_pin(str(directory / "dispatcher"))
+            maps = {name: Map.from_pin(directory / name) for name in MAPS}
         except BaseException:
             shutil.rmtree(directory, ignore_errors=True)
+            remove_empty_dirs(directory.parent)
+            if original is not None:
+                original.close()
             raise
         finally:
             if obj is not None:
                 obj.close()
+        chain = cls(interface, directory, dispatcher, maps)
+        chain._before = (state, original)
+        return chain
+
+    def attach(self, mode: xdp.Mode = "auto") -> None:
+        """Put the dispatcher built by ``build()`` on the hook, atomically in place
+        of the program found there then, and its pins where ``find()`` looks."""
+        state, original = self._before
+        assert state is not None, "attach() follows build()"
+        try:
+            if original is None:
+                xdp.attach_xdp_netlink(self.dispatcher, xdp.XdpOptions(self.interface, mode), None,
+                                       restore_on_close=False)
+            elif state.link_id:
+                held = xdp.replace_in_link(state.link_id, self.dispatcher, original, restore_on_close=False)
+                try:
+                    # Pinned with the chain: a link whose owner exits (netbpf dump on an
+                    # empty hook holds one) would otherwise take the chain off the hook.
+                    check(L.lib.bpf_obj_pin(held.link_fd, str(self.directory / "link").encode()),
+                          f"pin XDP link {state.link_id}")
+                finally:
+                    held.release()
+            else:
+                xdp.attach_xdp_netlink(self.dispatcher, xdp.XdpOptions(self.interface, _mode(state.mode)),
+                                       original, restore_on_close=False)
+        finally:
             if original is not None:
                 original.close()
-        chain = cls.find(interface)
-        assert chain is not None
-        return chain
+            self._before = (state, None)
+        final = chain_dir(self.interface)
+        # bpffs renames atomically: the chain is found complete or not at all. A
+        # stale chain there (its dispatcher off every hook) was removed by find_attached().
+        os.rename(self.directory, final)
+        self.directory = final
+
+    def discard(self) -> None:
+        """Undo ``build()`` (and ``attach()``, ``add()``): the hook as it was, no pins."""
+        try:
+            if self.dispatcher.id in xdp_front.path(self.interface):
+                xdp_front.leave(self.interface, self.dispatcher, self.maps["xdp_original"])
+        finally:
+            _, original = self._before
+            if original is not None:
+                original.close()
+            self.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            remove_empty_dirs(self.directory.parent)
 
     # -- reading ------------------------------------------------------------------------------
     def _next(self, slot: int) -> int:
@@ -179,14 +241,7 @@ class Chain:
 
     def attached(self) -> bool:
         """On the hook, or behind netbpf programs that tail-call it (netbpf dump)."""
-        prog_id = xdp.query(self.interface).prog_id
-        for _ in range(8):
-            if prog_id == self.dispatcher.id:
-                return True
-            if not prog_id:
-                return False
-            prog_id = _tail_called_original(prog_id)
-        return False
+        return self.dispatcher.id in xdp_front.path(self.interface)
 
     # -- changing -----------------------------------------------------------------------------
     def add(self, path: Path, section: str | None, position: int | None = None) -> Link:
@@ -196,7 +251,7 @@ class Chain:
         if not 0 <= position <= len(links):
             raise UsageError(f"--pos must be 0..{len(links)} (the chain has {len(links)} programs)")
         used = {link.slot for link in links}
-        free = [s for s in range(1, CHAIN_SLOTS) if s not in used and not self.maps["xdp_chain"].lookup(s)]
+        free = [s for s in range(1, CHAIN_SLOTS) if s not in used]  # what a killed add left is unreachable
         if not free:
             raise UsageError(f"the chain on {self.interface} is full ({CHAIN_SLOTS - 1} programs)")
         slot = free[0]
@@ -210,13 +265,24 @@ class Chain:
             source = f"{path}:{section}" if section else str(path)
             info = ChainEntry(prog_id=prog.id, attach_type=self.attach_type, added=int(time.time()),
                               source=source.encode()[:SOURCE_LEN - 1])
-            maps["chain_info"].update(slot, bytes(info))
-            maps["chain_next"].update(slot, after)
-            maps["xdp_chain"].update(slot, prog.require_fd())
-            maps["chain_next"].update(before, slot)  # the one update that makes it run
+            try:
+                # The free slot first, then the one update that makes it run: a failure
+                # (or a kill) before that leaves a slot that nothing reaches.
+                maps["chain_info"].update(slot, bytes(info))
+                maps["chain_next"].update(slot, after)
+                maps["xdp_chain"].update(slot, prog.require_fd())
+                maps["chain_next"].update(before, slot)
+            except BaseException:
+                self._clear(slot)
+                raise
             return Link(position, slot, prog.id, prog.name, source, float(info.added))
         finally:
             prog.close()
+
+    def _clear(self, slot: int) -> None:
+        self.maps["xdp_chain"].delete(slot)
+        self.maps["chain_next"].update(slot, 0)
+        self.maps["chain_info"].update(slot, bytes(ChainEntry()))
 
     def remove(self, position: int) -> Link:
         links = self.links()
@@ -225,68 +291,22 @@ class Chain:
         link = links[position]
         before = 0 if position == 0 else links[position - 1].slot
         self.maps["chain_next"].update(before, self._next(link.slot))  # out of the path first
-        self.maps["xdp_chain"].delete(link.slot)
-        self.maps["chain_next"].update(link.slot, 0)
-        self.maps["chain_info"].update(link.slot, bytes(ChainEntry()))
+        self._clear(link.slot)
         return link
 
     def take_down(self) -> str:
-        """The chain is empty: put the original back (or empty the hook), unpin it all."""
-        state = xdp.query(self.interface)
-        if state.prog_id != self.dispatcher.id:
-            return (f"the chain's dispatcher is not on {self.interface}'s hook now (program id "
-                    f"{state.prog_id} is, e.g. netbpf dump): left in place, empty")
-        original_id = self.original()
-        if state.link_id:
-            original = Program.from_id(original_id)
-            try:
-                xdp.replace_in_link(state.link_id, original, self.dispatcher, restore_on_close=False).close()
-            finally:
-                original.close()
-            said = f"XDP program id {original_id} is back in its link"
-        else:
-            restore = Program.from_id(original_id) if original_id else None
-            try:
-                xdp.swap(state.ifindex, restore, expected=self.dispatcher, flags=state.flags)
-            finally:
-                if restore is not None:
-                    restore.close()
-            said = f"XDP program id {original_id} is back" if original_id else "the XDP hook is empty again"
+        """The chain is empty: put the program behind it in its place (on the hook,
+        or in the slot of whoever stands in front of it), unpin it all."""
+        said = xdp_front.leave(self.interface, self.dispatcher, self.maps["xdp_original"])
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
         remove_empty_dirs(self.directory.parent)  # <netns>/, xdp/, netbpf/ unless others live there
-        return f"{said} on {self.interface}"
+        return said
 
     def close(self) -> None:
         self.dispatcher.close()
         for m in self.maps.values():
             m.close()
-
-
-def _tail_called_original(prog_id: int) -> int:
-    """The program in slot 0 of the ``xdp_original`` PROG_ARRAY of ``prog_id``, or 0."""
-    from ...bpf.info import close_quietly, fd_by_id, map_info, prog_map_ids
-
-    try:
-        fd = fd_by_id("prog", prog_id)
-    except NetbpfError:
-        return 0
-    try:
-        map_ids = prog_map_ids(fd)
-    finally:
-        close_quietly(fd)
-    for map_id in map_ids:
-        try:
-            m = Map.from_id(map_id)
-        except NetbpfError:
-            continue
-        try:
-            if map_info(m.fd).name.decode() == "xdp_original":
-                raw = m.lookup(0)
-                return int.from_bytes(raw[:4], "little") if raw else 0
-        finally:
-            m.close()
-    return 0
 
 
 def _mode(attached: str) -> xdp.Mode:

@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from .chain import Chain
+    from .wrap import check_program
 
     action = args.action or "list"
     chain, note = Chain.find_attached(args.interface)
@@ -70,11 +71,23 @@ def run(args: argparse.Namespace) -> int:
         path = Path(path_text)
         if not path.is_file():
             raise UsageError(f"no such object file: {path_text}")
-        if chain is None:
-            chain = Chain.create(args.interface, args.mode)
+        # Everything that can be checked is, before the hook is touched.
+        check_program(path, section or None)
+        length = len(chain.links()) if chain is not None else 0
+        if args.pos is not None and not 0 <= args.pos <= length:
+            raise UsageError(f"--pos must be 0..{length} (the chain has {length} programs)")
+        if chain is not None:
+            link = chain.add(path, section or None, args.pos)
+        else:
+            chain = Chain.build(args.interface)
+            try:
+                link = chain.add(path, section or None, args.pos)
+                chain.attach(args.mode)
+            except BaseException:
+                chain.discard()  # in reverse: off the hook if it got there, then the pins
+                raise
             print(f"chain created on {args.interface}: dispatcher id {chain.dispatcher.id}"
                   + (f", then XDP program id {chain.original()}" if chain.original() else ""))
-        link = chain.add(path, section or None, args.pos)
         print(f"added {link.name} (id {link.prog_id}) at position {link.position} on {args.interface}")
         return 0
     if chain is None:

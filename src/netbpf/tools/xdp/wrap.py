@@ -151,6 +151,21 @@ def load_wrapped(path: Path, section: str | None, code: bytes, attach_type: int)
             _unregister(handler)
 
 
+def check_program(path: Path, section: str | None) -> str:
+    """The name of the program ``load_wrapped`` would load, or the UsageError it
+    would meet: checked before anything is put on a hook."""
+    try:
+        with BpfObject.open(path) as obj:
+            prog = _choose(obj, path, section)
+            if L.lib.bpf_program__type(prog.handle) != BPF_PROG_TYPE_XDP:
+                raise UsageError(f"{path.name}: {prog.name} is not an XDP program")
+            return prog.name
+    except UsageError:
+        raise
+    except NetbpfError as e:
+        raise UsageError(f"{path}: not a BPF object file libbpf can open ({e})") from e
+
+
 def _choose(obj: BpfObject, path: Path, section: str | None) -> Program:
     xdp = [p for p in obj.programs.values() if p.section == "xdp"]
     if section:
