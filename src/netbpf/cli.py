@@ -10,6 +10,7 @@ Errors: a NetbpfError prints one line, ``netbpf: <message>``, and exits 1
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -33,7 +34,9 @@ def _tool_modules() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .cliutil import Parser
+
+    parser = Parser(
         prog="netbpf",
         description="Debug Linux networks with eBPF.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"netbpf {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="say more: -v adds the verifier log to errors, -vv libbpf's debug output")
-    parser.add_argument("--netns", metavar="NAME",
+    parser.add_argument("--netns", metavar="NAME", type=netns_name,
                         help="run inside the network namespace NAME (as `ip -n NAME`), "
                              "keeping the host's bpffs for pins")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -55,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     status_cli.register(sub)
     lab_cli.register(sub)
     return parser
+
+
+def netns_name(text: str) -> str:
+    """A name as `ip netns add` makes them: a file in /run/netns, never a path
+    out of it ('', '..', 'a/b'), which would silently enter another namespace or none."""
+    if text in ("", ".", "..") or "/" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"not a network namespace name: {text!r} (ip netns list)")
+    return text
 
 
 def _configure_logging(verbose: int) -> None:
@@ -73,20 +84,51 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _stdout_failed(error: OSError) -> bool:
+    """Whether ``error`` came from writing stdout (a full disk, /dev/full): what is
+    still in its buffer fails again the same way. Silences the flush at exit."""
+    try:
+        sys.stdout.flush()
+    except OSError as again:
+        if again.errno != error.errno:
+            return False
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return True
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit:
+        try:
+            sys.stdout.flush()  # --help into a full file system
+        except OSError as e:
+            if _stdout_failed(e):
+                print(f"netbpf: writing standard output: {e.strerror}", file=sys.stderr)
+                raise SystemExit(1) from None
+        raise
     _configure_logging(args.verbose)
     # SIGTERM takes the same path as Ctrl-C: every attachment is closed on the way out.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if getattr(args, "needs_root", False) and os.geteuid() != 0:
             raise NotPermitted(f"netbpf {args.command}")
-        if args.netns:
+        if args.netns is not None:
             from . import netns
 
             netns.enter(args.netns)
-        return int(args.func(args) or 0)
+        if getattr(args, "metrics", None):
+            from . import metrics
+
+            # Bound before anything is attached: a busy or unassignable address is
+            # the only line the user sees, with nothing to undo.
+            metrics.bind(args.metrics)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk is an error, not a message at interpreter exit
+        return code
     except NetbpfError as e:
         print(f"netbpf: {e}", file=sys.stderr)
         if isinstance(e, VerifierError) and args.verbose:
@@ -104,6 +146,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as e:
+        if e.errno in (errno.EPIPE, None) or not _stdout_failed(e):
+            raise
+        print(f"netbpf: writing standard output: {e.strerror}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,15 +3,35 @@
 tcpdump's letters where tcpdump has them (-i -w -c -s -n), ``--json`` for one
 object per line, ``--summary`` for an aggregated table, ``--duration``, and
 ``--metrics HOST:PORT`` for Prometheus. Examples go in the epilog.
+
+Every number a user types has stated bounds, checked while the arguments are
+parsed, before anything is allocated or attached: a count must fit the kernel
+counter it is compared with (u64), a duration must be finite (a NaN deadline
+never passes), a size must be one the tool can allocate.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from .bpf.errors import UsageError
+
+U32_MAX = (1 << 32) - 1
+U64_MAX = (1 << 64) - 1
+MAX_DURATION = 365 * 86400.0  # --duration: a year (a deadline must be a number that passes)
+MAX_INTERVAL = 3600.0  # refresh intervals: an hour
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        text = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help: str, examples: str,  # type: ignore[type-arg]
@@ -33,7 +53,7 @@ def add_count(parser: argparse.ArgumentParser, what: str = "events") -> None:
 
 
 def add_duration(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--duration", type=positive_float, metavar="S", help="exit after S seconds")
+    parser.add_argument("--duration", type=duration, metavar="S", help="exit after S seconds")
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:
@@ -46,34 +66,92 @@ def add_summary(parser: argparse.ArgumentParser, what: str) -> None:
 
 def add_metrics(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", metavar="HOST:PORT", type=host_port,
-                        help="serve Prometheus metrics on HOST:PORT (e.g. :9464)")
+                        help="serve Prometheus metrics on HOST:PORT (:PORT is 127.0.0.1:PORT; "
+                             "0.0.0.0:PORT or [::]:PORT for every address)")
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
+def int_in(low: int, high: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer (decimal, or 0x...) in low..high."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(("must be positive" if low == 1 else f"must be at least {low}")
+                                             + f": {text}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"at most {high}" + (f" ({why})" if why else "") + f": {text}")
+        return value
+
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text}")
-    return value
+def float_in(low: float, high: float, why: str = "", low_inclusive: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number in (low, high] (or [low, high])."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number: {text}")
+        if value < low or (value == low and not low_inclusive):
+            raise argparse.ArgumentTypeError(("must be positive" if low == 0 and not low_inclusive
+                                              else f"must be {'at least' if low_inclusive else 'above'} {low:g}")
+                                             + f": {text}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"at most {high:.15g}" + (f" ({why})" if why else "") + f": {text}")
+        return value
+
+    return parse
+
+
+# Counts are compared with the kernel's u64 counters.
+positive_int = int_in(1, U64_MAX, "a 64-bit counter")
+duration = float_in(0.0, MAX_DURATION, "a year")
+interval = float_in(0.0, MAX_INTERVAL, "an hour")
+positive_float = duration
 
 
 def host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT``; an empty HOST is loopback, since what
+    netbpf exports (request paths, flows) is nobody else's business unless the user says so."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT or :PORT, got {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if ":" in host and not _is_ipv6(host):
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, [IPV6]:PORT or :PORT, got {text!r}")
+    if "\0" in host or not host.isprintable():
+        raise argparse.ArgumentTypeError(f"not a host name or address: {host!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _is_ipv6(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def check_memory(option: str, total_bytes: int) -> None:
+    """Refuse, before allocating it, a buffer larger than half the memory available now:
+    the kernel would take it page by page, deaf to Ctrl-C, and squeeze everything else."""
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) << 10 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return  # no way to tell: the kernel will refuse what it cannot give
+    require(total_bytes <= available // 2,
+            f"{option}: {total_bytes / (1 << 20):.0f} MiB in all, more than half of the memory "
+            f"available ({available / (1 << 20):.0f} MiB)")
 
 
 class Deadline:

@@ -6,6 +6,7 @@
     ├── VerifierError                the verifier rejected a program (carries its log)
     ├── InterfaceNotFound            no such network interface (in this namespace)
     ├── BuildMissing                 a BPF object or a system library is not there: run the build
+    ├── OutputError                  the output (-w FILE, stdout) cannot be opened or written
     ├── UsageError                   the user asked for something that cannot be done (exit 2)
     │   └── FilterError              a tcpdump expression libpcap refused (its own message)
     └── BpfError                     any other failed syscall: operation + errno
@@ -66,6 +67,14 @@ class InterfaceNotFound(NetbpfError):
 
 class BuildMissing(NetbpfError):
     pass
+
+
+class OutputError(NetbpfError):
+    """``-w FILE``: no such directory, read-only, a directory, the file system full..."""
+
+    def __init__(self, name: str, error: OSError, detail: str = "") -> None:
+        self.errno = error.errno
+        super().__init__(f"{name}: {error.strerror or error}" + (f" ({detail})" if detail else ""))
 
 
 class UsageError(NetbpfError):

@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_count(p, "packets")
     p.add_argument("-s", dest="snaplen", type=snaplen, default=MAX_SNAPLEN, metavar="SNAPLEN",
                    help=f"bytes kept of each packet (default and most: {MAX_SNAPLEN})")
-    p.add_argument("-B", dest="buffer_kib", type=cliutil.positive_int, default=4096, metavar="KiB",
-                   help="capture buffer per CPU, in KiB (default 4096)")
+    p.add_argument("-B", dest="buffer_kib", type=cliutil.int_in(1, MAX_BUFFER_KIB, "1 GiB per CPU"),
+                   default=4096, metavar="KiB", help=f"capture buffer per CPU, in KiB (default 4096, "
+                                                     f"at most {MAX_BUFFER_KIB})")
     p.add_argument("-U", "--packet-buffered", action="store_true",
                    help="with -w FILE: write each packet as soon as it arrives (else per block or second)")
     p.add_argument("-n", action="count", default=0, help="accepted for tcpdump's habits: output is always numeric")
@@ -71,6 +72,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a tcpdump filter expression (pcap-filter(7)), run in the kernel")
 
 
+MAX_BUFFER_KIB = 1 << 20
+
+
 def snaplen(text: str) -> int:
     value = cliutil.positive_int(text)
     return min(value, MAX_SNAPLEN)
@@ -83,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if args.read:
         return _read_file(args, expression, printer)
     cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
+    cliutil.require(args.write != "", "-w needs a file name (- for stdout)")
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")
     if os.geteuid() != 0:
@@ -95,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
                              buffer_bytes=args.buffer_kib << 10, xdp_mode=args.xdp_mode)
     linktype = link_type(args.interface)
     capture = Capture(options)  # compiles the filter: a bad one stops here (exit 2)
+    cliutil.check_memory(f"-B {args.buffer_kib} x {capture.geometry.cpus} CPUs",
+                         capture.geometry.total_bytes)
     if args.verdict:
         _verdict_unsupported(capture)  # before anything is attached
     close_output: Callable[[], None] = _nothing
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         fd, close_output = open_output(args.write)
         header = (pcap.pcapng_file_header([args.interface], options.snap, linktype, nano)
                   if pcapng_out else pcap.pcap_file_header(options.snap, linktype, nano))
-        sink = FileSink(fd, header, pcapng_out, args.count)
+        sink = FileSink(fd, header, pcapng_out, args.count, f"-w {args.write}")
         immediate = args.write == "-" or args.packet_buffered
     elif args.json:
         sink = JsonSink(printer, sys.stdout, True, False, args.count,
@@ -126,11 +133,12 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         capture.stop()
+        failed = isinstance(sink, FileSink) and sink.failed  # the error says what was lost
         try:
-            if capture.ring is not None and not sink.done:
+            if capture.ring is not None and not sink.done and not failed:
                 capture.ring.drain(sink.write)
                 sink.flush()
-            if started and capture.obj is not None:
+            if started and capture.obj is not None and not failed:
                 _, matched, lost = capture.counters()
                 captured = sink.written if sink.counts_packets else matched - lost
                 cliutil.stderr(f"{captured} packets captured, {matched} matched in kernel, {lost} lost")
