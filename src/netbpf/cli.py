@@ -10,7 +10,6 @@ Errors: a NetbpfError prints one line, ``netbpf: <message>``, and exits 1
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import logging
 import os
@@ -84,32 +83,20 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _stdout_failed(error: OSError) -> bool:
-    """Whether ``error`` came from writing stdout (a full disk, /dev/full): what is
-    still in its buffer fails again the same way. Silences the flush at exit."""
-    try:
-        sys.stdout.flush()
-    except OSError as again:
-        if again.errno != error.errno:
-            return False
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return True
-    return False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from .cliutil import guard_stdout
+
+    guard_stdout()
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit:
         try:
+            args = parser.parse_args(argv)
+        except SystemExit:
             sys.stdout.flush()  # --help into a full file system
-        except OSError as e:
-            if _stdout_failed(e):
-                print(f"netbpf: writing standard output: {e.strerror}", file=sys.stderr)
-                raise SystemExit(1) from None
-        raise
+            raise
+    except NetbpfError as e:
+        print(f"netbpf: {e}", file=sys.stderr)
+        return e.exit_code
     _configure_logging(args.verbose)
     # SIGTERM takes the same path as Ctrl-C: every attachment is closed on the way out.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -127,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             # the only line the user sees, with nothing to undo.
             metrics.bind(args.metrics)
         code = int(args.func(args) or 0)
-        sys.stdout.flush()  # a full disk is an error, not a message at interpreter exit
+        sys.stdout.flush()  # a full disk is an error here, not a message at interpreter exit
         return code
     except NetbpfError as e:
         print(f"netbpf: {e}", file=sys.stderr)
@@ -146,11 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except OSError as e:
-        if e.errno in (errno.EPIPE, None) or not _stdout_failed(e):
-            raise
-        print(f"netbpf: writing standard output: {e.strerror}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

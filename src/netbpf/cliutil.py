@@ -12,13 +12,15 @@ never passes), a size must be one the tool can allocate.
 from __future__ import annotations
 
 import argparse
+import io
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from typing import NoReturn
 
-from .bpf.errors import UsageError
+from .bpf.errors import OutputError, UsageError
 
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
@@ -177,3 +179,48 @@ def stderr(line: str) -> None:
 def require(condition: bool, message: str) -> None:
     if not condition:
         raise UsageError(message)
+
+
+class _StdoutWriter(io.RawIOBase):
+    """fd 1 for ``sys.stdout``, where a failed write (a full disk, /dev/full) is an
+    OutputError, one line, rather than an OSError from deep inside a tool or a
+    message at interpreter exit. After a failure fd 1 points to /dev/null, so that
+    the flushes on the way out (finally blocks, exit) do not fail again."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self.fd)
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        try:
+            return os.write(self.fd, data)
+        except BrokenPipeError:
+            raise  # `| head`: main() makes that a quiet exit
+        except OSError as e:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.fd)
+            os.close(devnull)
+            raise OutputError("standard output", e) from e
+
+
+def guard_stdout() -> None:
+    """Route ``sys.stdout`` through _StdoutWriter (only the real one: tests capture theirs)."""
+    out = sys.stdout
+    if out is not sys.__stdout__ or not isinstance(out, io.TextIOWrapper):
+        return
+    try:
+        fd = out.fileno()
+    except (OSError, ValueError):
+        return
+    out.flush()
+    sys.stdout = io.TextIOWrapper(io.BufferedWriter(_StdoutWriter(fd)), encoding=out.encoding,
+                                  errors=out.errors, line_buffering=out.line_buffering)

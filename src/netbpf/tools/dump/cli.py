@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from ... import cliutil
-from ...bpf.errors import NotSupported, UsageError
+from ...bpf.errors import NotSupported, OutputError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         sink = TextSink(printer, sys.stdout, True, False, args.count)
         immediate = True
     started = False
+    failed = False  # the output could not be written: its error says where it stopped
     try:
         capture.start()
         started = True
@@ -131,9 +132,11 @@ def run(args: argparse.Namespace) -> int:
             _loop(capture, sink, cliutil.Deadline(args.duration), immediate, metrics, stop)
     except KeyboardInterrupt:
         pass
+    except OutputError:
+        failed = True
+        raise
     finally:
         capture.stop()
-        failed = isinstance(sink, FileSink) and sink.failed  # the error says what was lost
         try:
             if capture.ring is not None and not sink.done and not failed:
                 capture.ring.drain(sink.write)
