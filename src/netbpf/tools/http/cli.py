@@ -25,8 +25,9 @@ examples:
         verdict on the spread (max/min share, chi-square against an even spread)
   netbpf http -i u1 --port 8080 --tag-header X-Test-Id --json | jq 'select(.tag)'
         tagged test requests, through VXLAN (the TUNNEL column shows the outer addresses)
-  netbpf http -i any --port 8080 --metrics :9464
+  netbpf http -i any --port 8080 --metrics 0.0.0.0:9464
         Prometheus metrics for every gateway node; sum(netbpf_http_requests_total) in PromQL
+        (:9464 alone listens on 127.0.0.1 only: the metrics carry request paths)
   netbpf --netns nb-gw http -i any --port 8080 -c 100
         inside a network namespace (a container's, a lab's)
 
