@@ -67,6 +67,11 @@ def netns_name(text: str) -> str:
     return text
 
 
+def one_line(message: str) -> str:
+    """An error is one line, even when it quotes another program's output."""
+    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
 def _configure_logging(verbose: int) -> None:
     level = logging.WARNING
     if verbose >= 2:
@@ -95,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.flush()  # --help into a full file system
             raise
     except NetbpfError as e:
-        print(f"netbpf: {e}", file=sys.stderr)
+        print(f"netbpf: {one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     _configure_logging(args.verbose)
     # SIGTERM takes the same path as Ctrl-C: every attachment is closed on the way out.
@@ -117,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a full disk is an error here, not a message at interpreter exit
         return code
     except NetbpfError as e:
-        print(f"netbpf: {e}", file=sys.stderr)
+        print(f"netbpf: {one_line(str(e))}", file=sys.stderr)
         if isinstance(e, VerifierError) and args.verbose:
             print(e.log, file=sys.stderr)
         if args.verbose:

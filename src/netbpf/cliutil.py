@@ -45,8 +45,17 @@ def add_parser(sub: argparse._SubParsersAction, name: str, help: str, examples: 
     return parser
 
 
+def interface_name(text: str) -> str:
+    """A name the kernel could have given an interface (dev_valid_name): else no lookup
+    can find it, and the user should hear why."""
+    if (not text or text in (".", "..") or len(text.encode(errors="surrogateescape")) > 15
+            or any(c in text for c in "/:\0") or any(c.isspace() for c in text)):
+        raise argparse.ArgumentTypeError(f"not an interface name: {text!r}")
+    return text
+
+
 def add_interface(parser: argparse.ArgumentParser, required: bool = True, allow_any: bool = False) -> None:
-    parser.add_argument("-i", "--interface", required=required, metavar="IFACE",
+    parser.add_argument("-i", "--interface", required=required, metavar="IFACE", type=interface_name,
                         help="interface to attach to" + (" (any: all interfaces)" if allow_any else ""))
 
 

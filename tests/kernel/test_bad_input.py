@@ -221,11 +221,15 @@ def test_metrics_port_alone_listens_on_loopback_and_says_so(pair: Lab) -> None:
 
 # -- the property test ---------------------------------------------------------------------
 
+FUZZ_SECONDS = float(os.environ.get("NETBPF_FUZZ_SECONDS", "60"))
+
+
+@pytest.mark.timeout(FUZZ_SECONDS + 240)  # the last run, the pair's setup and teardown
 def test_random_command_lines_never_trace_hang_or_leave_anything(pair: Lab, tmp_path: Path) -> None:
     """Random argument vectors at every subcommand (from the argparse tree) for a bounded
     time, each run in the pair's gateway namespace on its interfaces: no traceback, exit
     0, 1 or 2, an error is one line, no hang, nothing left attached there."""
-    budget = float(os.environ.get("NETBPF_FUZZ_SECONDS", "60"))
+    budget = FUZZ_SECONDS
     seed = int(os.environ.get("NETBPF_FUZZ_SEED", str(int(time.time()))))
     rng = random.Random(seed)
     parser = build_parser()
