@@ -69,7 +69,11 @@ def netns_name(text: str) -> str:
 
 def one_line(message: str) -> str:
     """An error is one line, even when it quotes another program's output."""
-    return "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    text = ""
+    for line in (raw.strip() for raw in message.splitlines()):
+        if line:
+            text += (" " if text.endswith(":") else "; " if text else "") + line
+    return text
 
 
 def _configure_logging(verbose: int) -> None:

@@ -150,3 +150,36 @@ def test_parsed_numbers_are_in_bounds() -> None:
                 assert math.isfinite(v) and v <= cliutil.MAX_DURATION, (argv, name, v)
             if isinstance(v, int) and not isinstance(v, bool):
                 assert v <= cliutil.U64_MAX, (argv, name, v)
+
+
+def test_interface_names_the_kernel_could_give() -> None:
+    assert cliutil.interface_name("eth0") == "eth0" and cliutil.interface_name("veth-ab.12") == "veth-ab.12"
+    for bad in ("", ".", "..", "a/b", "a:b", "a b", "a\0", "x" * 16, "é" * 8):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cliutil.interface_name(bad)
+
+
+def test_in_netns_refuses_what_is_no_namespace() -> None:
+    from netbpf.bpf.errors import UsageError
+    from netbpf.tools.drops.names import parse_protocol
+    from netbpf.tools.drops.scope import netns_inode
+
+    for bad in ("", "..", "a/b", "²", str(1 << 32), str(10 ** 30)):
+        with pytest.raises(UsageError):
+            netns_inode(bad)
+    with pytest.raises(UsageError):
+        parse_protocol("²")
+
+
+def test_libbpf_errors_are_named() -> None:
+    from netbpf.bpf.errors import BpfError
+
+    assert str(BpfError("open BPF object x", 4001)) == "open BPF object x: not a valid BPF object (ELF) file"
+
+
+def test_an_error_quoting_output_is_one_line() -> None:
+    from netbpf.cli import one_line
+
+    assert one_line("lab: ip exited 1:\n  RTNETLINK answers: File exists\n\n") == \
+        "lab: ip exited 1: RTNETLINK answers: File exists"
+    assert one_line("a\nb") == "a; b" and one_line("one") == "one"
