@@ -124,7 +124,7 @@ def float_in(low: float, high: float, why: str = "", low_inclusive: bool = False
 positive_int = int_in(1, U64_MAX, "a 64-bit counter")
 duration = float_in(0.0, MAX_DURATION, "a year")
 interval = float_in(0.0, MAX_INTERVAL, "an hour")
-positive_float = duration
+positive_float = duration  # seconds: finite, positive, at most a year
 
 
 def host_port(text: str) -> tuple[str, int]:
