@@ -161,5 +161,7 @@ def vector(rng: random.Random, parser: argparse.ArgumentParser, limits: Limits) 
             argv.append(value(action, rng, limits))
     if has_duration:
         # The one way out for a tool with nothing to count: short, or refused.
-        argv += [DURATION, rng.choice(["0.5", "1", "nan", "inf", "-1", "0", "1e400", "", "1e30"])]
+        short = rng.choice(["0.5", "1"])
+        argv += [DURATION, short if rng.random() < 0.7 else
+                 rng.choice(["nan", "inf", "-1", "0", "1e400", "", "1e30", "-nan", "1e-400"])]
     return argv
