@@ -33,7 +33,9 @@ def _tool_modules() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .cliutil import Parser
+
+    parser = Parser(
         prog="netbpf",
         description="Debug Linux networks with eBPF.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"netbpf {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0,
                         help="say more: -v adds the verifier log to errors, -vv libbpf's debug output")
-    parser.add_argument("--netns", metavar="NAME",
+    parser.add_argument("--netns", metavar="NAME", type=netns_name,
                         help="run inside the network namespace NAME (as `ip -n NAME`), "
                              "keeping the host's bpffs for pins")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -55,6 +57,23 @@ def build_parser() -> argparse.ArgumentParser:
     status_cli.register(sub)
     lab_cli.register(sub)
     return parser
+
+
+def netns_name(text: str) -> str:
+    """A name as `ip netns add` makes them: a file in /run/netns, never a path
+    out of it ('', '..', 'a/b'), which would silently enter another namespace or none."""
+    if text in ("", ".", "..") or "/" in text or "\0" in text:
+        raise argparse.ArgumentTypeError(f"not a network namespace name: {text!r} (ip netns list)")
+    return text
+
+
+def one_line(message: str) -> str:
+    """An error is one line, even when it quotes another program's output."""
+    text = ""
+    for line in (raw.strip() for raw in message.splitlines()):
+        if line:
+            text += (" " if text.endswith(":") else "; " if text else "") + line
+    return text
 
 
 def _configure_logging(verbose: int) -> None:
@@ -74,21 +93,40 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .cliutil import guard_stdout
+
+    guard_stdout()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit:
+            sys.stdout.flush()  # --help into a full file system
+            raise
+    except NetbpfError as e:
+        print(f"netbpf: {one_line(str(e))}", file=sys.stderr)
+        return e.exit_code
     _configure_logging(args.verbose)
     # SIGTERM takes the same path as Ctrl-C: every attachment is closed on the way out.
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if getattr(args, "needs_root", False) and os.geteuid() != 0:
             raise NotPermitted(f"netbpf {args.command}")
-        if args.netns:
+        if args.netns is not None:
             from . import netns
 
             netns.enter(args.netns)
-        return int(args.func(args) or 0)
+        if getattr(args, "metrics", None):
+            from . import metrics
+
+            # Bound before anything is attached: a busy or unassignable address is
+            # the only line the user sees, with nothing to undo.
+            metrics.bind(args.metrics)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a full disk is an error here, not a message at interpreter exit
+        return code
     except NetbpfError as e:
-        print(f"netbpf: {e}", file=sys.stderr)
+        print(f"netbpf: {one_line(str(e))}", file=sys.stderr)
         if isinstance(e, VerifierError) and args.verbose:
             print(e.log, file=sys.stderr)
         if args.verbose:

@@ -2,24 +2,52 @@
 
 Each gateway or host runs its own netbpf; Prometheus scrapes them all and
 sums over instances, which is how many nodes are observed from one place.
+
+The socket is bound by ``bind()`` before the tool touches the kernel (the CLI
+does it right after parsing), so that a busy or unassignable address is one
+error line with nothing attached; the tool's ``serve()`` then fills that
+registry and says where it listens. ``:PORT`` means loopback (see
+``cliutil.host_port``): the metrics carry request paths and flows.
 """
 from __future__ import annotations
 
 import errno
+import sys
 
 from prometheus_client import CollectorRegistry, start_http_server
 
 from .bpf.errors import UsageError
 
+_bound: dict[tuple[str, int], CollectorRegistry] = {}
 
-def serve(address: tuple[str, int]) -> CollectorRegistry:
-    """Start the exporter in a background thread; return the registry to fill."""
+
+def url(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
+
+
+def bind(address: tuple[str, int]) -> CollectorRegistry:
+    """Bind the exporter's socket and start serving (nothing yet) in a background thread."""
+    if address in _bound:
+        return _bound[address]
     registry = CollectorRegistry(auto_describe=True)
     host, port = address
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
         start_http_server(port, addr=host, registry=registry)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
-            raise UsageError(f"--metrics {host}:{port}: address already in use") from e
-        raise UsageError(f"--metrics {host}:{port}: {e.strerror}") from e
+            raise UsageError(f"--metrics {where}: address already in use") from e
+        raise UsageError(f"--metrics {where}: {e.strerror or e}") from e
+    except (ValueError, UnicodeError) as e:  # a host name the resolver cannot even encode
+        raise UsageError(f"--metrics {where}: not a host name or address") from e
+    _bound[address] = registry
+    return registry
+
+
+def serve(address: tuple[str, int]) -> CollectorRegistry:
+    """The registry to fill, its socket bound (now, if ``bind()`` was not called); one line
+    on stderr says where it listens."""
+    registry = bind(address)
+    print(f"netbpf: serving metrics on {url(address)}", file=sys.stderr, flush=True)
     return registry

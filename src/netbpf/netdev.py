@@ -16,7 +16,7 @@ def ifindex(name_or_index: str | int) -> int:
         return name_or_index
     try:
         return socket.if_nametoindex(name_or_index)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name
         raise InterfaceNotFound(name_or_index) from None
 
 

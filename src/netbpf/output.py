@@ -70,8 +70,9 @@ class Table:
 class LiveView:
     """A block of lines redrawn in place on a terminal, or printed once per refresh when piped."""
 
-    def __init__(self, stream: TextIO = sys.stdout) -> None:
-        self.stream = stream
+    def __init__(self, stream: TextIO | None = None) -> None:
+        # sys.stdout when called, not at import: the CLI puts a guard around it (cliutil.guard_stdout).
+        self.stream = stream = stream or sys.stdout
         self.tty = stream.isatty()
         self._lines = 0
 

@@ -36,7 +36,7 @@ import platform
 import pwd
 from collections.abc import Iterable, Iterator
 
-from .bpf.errors import NetbpfError, UsageError
+from .bpf.errors import NetbpfError, OutputError, UsageError
 
 CAP_DAC_OVERRIDE, CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 1, 6, 7, 8
 CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF = 12, 21, 39
@@ -235,7 +235,7 @@ def open_output(path: str) -> int:
     except OSError as e:
         if e.errno == _errno.ELOOP:
             raise UsageError(f"-w {path}: is a symlink: refusing to write through it") from e
-        raise UsageError(f"-w {path}: {e.strerror}") from e
+        raise OutputError(f"-w {path}", e) from e
     try:
         st = os.fstat(fd)
         import stat
@@ -259,7 +259,9 @@ def check_output(path: str, user: str | None) -> None:
     after the drop is not refused for a reason known now."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise UsageError(f"-w {path}: no such directory: {directory}")
+        raise OutputError(f"-w {path}", OSError(_errno.ENOENT, f"no such directory: {directory}"))
+    if os.statvfs(directory).f_flag & os.ST_RDONLY:
+        raise OutputError(f"-w {path}", OSError(_errno.EROFS, os.strerror(_errno.EROFS)))
     try:
         st = os.lstat(path)
     except FileNotFoundError:

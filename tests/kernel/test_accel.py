@@ -487,7 +487,7 @@ def test_metrics_match_status(sandbox: Sandbox, pin_dir: Path, enabled: dict[str
                                  "--pin-dir", str(pin_dir)], stderr=subprocess.PIPE, text=True)
     try:
         assert exporter.stderr is not None
-        assert "serving accel metrics" in exporter.stderr.readline()
+        assert exporter.stderr.readline() == "netbpf: serving metrics on http://127.0.0.1:9464/metrics\n"
         scraped = sandbox.run(["curl", "-sS", "--max-time", "5", "http://127.0.0.1:9464/metrics"], None)
     finally:
         exporter.terminate()

@@ -46,5 +46,5 @@ def test_parser_has_the_shared_flags() -> None:
     args = build_parser().parse_args(["http", "-i", "any", "--port", "8080", "--json", "--summary", "-c", "5",
                                       "--duration", "2", "--metrics", ":9464", "--tag-header", "X-Id"])
     assert (args.port, args.json, args.summary, args.count, args.duration, args.metrics, args.tag_header) == \
-        ([8080], True, True, 5, 2.0, ("0.0.0.0", 9464), "X-Id")
+        ([8080], True, True, 5, 2.0, ("127.0.0.1", 9464), "X-Id")
     assert args.needs_root and args.buffer_size == 65536 and args.vxlan_port == [4789, 8472]

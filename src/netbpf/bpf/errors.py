@@ -6,6 +6,7 @@
     ├── VerifierError                the verifier rejected a program (carries its log)
     ├── InterfaceNotFound            no such network interface (in this namespace)
     ├── BuildMissing                 a BPF object or a system library is not there: run the build
+    ├── OutputError                  the output (-w FILE, stdout) cannot be opened or written
     ├── UsageError                   the user asked for something that cannot be done (exit 2)
     │   └── FilterError              a tcpdump expression libpcap refused (its own message)
     └── BpfError                     any other failed syscall: operation + errno
@@ -68,6 +69,14 @@ class BuildMissing(NetbpfError):
     pass
 
 
+class OutputError(NetbpfError):
+    """``-w FILE``: no such directory, read-only, a directory, the file system full..."""
+
+    def __init__(self, name: str, error: OSError, detail: str = "") -> None:
+        self.errno = error.errno
+        super().__init__(f"{name}: {error.strerror or error}" + (f" ({detail})" if detail else ""))
+
+
 class UsageError(NetbpfError):
     exit_code = 2
 
@@ -78,11 +87,26 @@ class FilterError(UsageError):
         super().__init__(f"bad filter expression {expression!r}: {message}")
 
 
+# libbpf's own error numbers (enum libbpf_errno), which os.strerror() calls "Unknown error 4001".
+LIBBPF_ERRORS = {
+    4000: "something wrong in libelf", 4001: "not a valid BPF object (ELF) file",
+    4002: "'version' section incorrect or lost", 4003: "endian mismatch", 4004: "internal error in libbpf",
+    4005: "relocation failed", 4006: "load program failed for unknown reason",
+    4007: "kernel verifier blocks program loading", 4008: "program too big",
+    4009: "incorrect kernel version", 4010: "kernel does not support this program type",
+    4011: "wrong pid in netlink message", 4012: "invalid netlink sequence", 4013: "netlink parse error",
+}
+
+
+def strerror(errno: int) -> str:
+    return LIBBPF_ERRORS.get(errno) or os.strerror(errno)
+
+
 class BpfError(NetbpfError):
     def __init__(self, operation: str, errno: int, detail: str = "") -> None:
         self.operation = operation
         self.errno = errno
-        message = f"{operation}: {os.strerror(errno)}"
+        message = f"{operation}: {strerror(errno)}"
         if detail:
             message += f" ({detail})"
         super().__init__(message)

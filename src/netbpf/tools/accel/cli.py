@@ -109,9 +109,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     e.add_argument("--no-demote", action="store_true",
                    help="redirect every message, even on sockets that stream small writes "
                         "(slower for those: see `netbpf accel bench`)")
-    e.add_argument("--small-bytes", type=cliutil.positive_int, default=accel.SMALL_BYTES,
+    e.add_argument("--small-bytes", type=cliutil.int_in(1, cliutil.U32_MAX), default=accel.SMALL_BYTES,
                    metavar="N", help="a write below N bytes is small (default %(default)s)")
-    e.add_argument("--demote-after", type=cliutil.positive_int, default=accel.DEMOTE_AFTER,
+    e.add_argument("--demote-after", type=cliutil.int_in(1, cliutil.U32_MAX), default=accel.DEMOTE_AFTER,
                    metavar="N", help="small writes in a row, with nothing received, that move a "
                                      "socket back to TCP (default %(default)s)")
     e.add_argument("--max-queued", type=_size, default=None, metavar="BYTES",
@@ -143,9 +143,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                        "request/response, with and without acceleration, in a "
                                        "namespace and cgroups of the benchmark's own; prints a "
                                        "markdown table of medians and ratios.")
-    b.add_argument("--seconds", type=cliutil.positive_float, default=3.0, metavar="S",
+    b.add_argument("--seconds", type=cliutil.float_in(0.0, 3600.0, "an hour"), default=3.0, metavar="S",
                    help="length of each run (default %(default)s)")
-    b.add_argument("--rounds", type=cliutil.positive_int, default=3, metavar="N",
+    b.add_argument("--rounds", type=cliutil.int_in(1, 1000), default=3, metavar="N",
                    help="rounds, alternating the order of with and without (default %(default)s)")
     cliutil.add_json(b)
     b.set_defaults(func=run_bench, needs_root=True)
@@ -172,6 +172,8 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (bytes, or with K, M, G)") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    if value * factor > cliutil.U64_MAX:  # the kernel's queue_limit is a u64
+        raise argparse.ArgumentTypeError(f"at most {cliutil.U64_MAX} bytes: {text}")
     return value * factor
 
 
@@ -281,8 +283,7 @@ def _serve_metrics(args: argparse.Namespace, pin_dir: Path) -> int:
 
     registry = metrics.serve(args.metrics)
     registry.register(AccelCollector(pin_dir))
-    host, port = args.metrics
-    cliutil.stderr(f"serving accel metrics on http://{host}:{port}/metrics (Ctrl-C to stop)")
+    cliutil.stderr("netbpf accel: Ctrl-C to stop")  # metrics.serve() said where
     deadline = cliutil.Deadline(args.duration)
     while not deadline.expired():
         time.sleep(deadline.remaining(1.0))

@@ -92,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                            "a table refreshed every second (with --json: once, at exit)")
     p.add_argument("--by-flow", action="store_true",
                    help="--summary: one row per flow too (protocol, addresses, ports)")
-    p.add_argument("--interval", type=cliutil.positive_float, default=1.0, metavar="S",
+    p.add_argument("--interval", type=cliutil.interval, default=1.0, metavar="S",
                    help="--summary: seconds between refreshes (default 1)")
     p.add_argument("--stack", action="store_true", help="the kernel stack of each drop, symbolised")
     p.add_argument("--all", action="store_true",

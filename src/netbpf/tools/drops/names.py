@@ -65,7 +65,7 @@ def parse_protocol(text: str) -> int:
     key = text.lower()
     if key in PROTOCOL_NUMBERS:
         return PROTOCOL_NUMBERS[key]
-    if key.isdigit() and 0 <= int(key) < 256:
+    if key.isascii() and key.isdigit() and 0 <= int(key) < 256:
         return int(key)
     raise UsageError(f"unknown protocol {text!r} (tcp, udp, icmp, icmp6, sctp or a number 0-255)")
 

@@ -63,13 +63,17 @@ def netns_inode(text: str) -> int:
             return os.stat("/proc/1/ns/net").st_ino
         except OSError:
             raise UsageError("cannot read the host's network namespace (/proc/1/ns/net)") from None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
+        if not 0 < int(text) < 1 << 32:  # an inode number (the kernel's are 32-bit, proc_inum)
+            raise UsageError(f"not a network namespace inode: {text}")
         return int(text)
     if text.startswith("/"):
         try:
             return os.stat(text).st_ino
         except OSError as e:
             raise UsageError(f"no network namespace at {text}: {e.strerror}") from None
+    if not text or "/" in text or text == ".." or "\0" in text:  # '' would be /run/netns itself
+        raise UsageError(f"not a network namespace: {text!r} (a name, host, ., all, an inode or a path)")
     try:
         return netns.inode_of(text)
     except OSError:

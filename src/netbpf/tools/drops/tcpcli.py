@@ -94,7 +94,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                            "(or per remote endpoint), refreshed every second (with --json: once, at exit)")
     p.add_argument("--by", choices=["flow", "remote"], default="flow",
                    help="--summary: one row per flow (default) or per remote endpoint")
-    p.add_argument("--interval", type=cliutil.positive_float, default=1.0, metavar="S",
+    p.add_argument("--interval", type=cliutil.interval, default=1.0, metavar="S",
                    help="--summary: seconds between refreshes (default 1)")
     cliutil.add_json(p)
     cliutil.add_count(p, "events")

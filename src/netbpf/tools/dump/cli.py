@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from ... import cliutil, privilege
-from ...bpf.errors import NetbpfError, NotSupported, UsageError
+from ...bpf.errors import NetbpfError, NotSupported, OutputError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
@@ -51,8 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_count(p, "packets")
     p.add_argument("-s", dest="snaplen", type=snaplen, default=MAX_SNAPLEN, metavar="SNAPLEN",
                    help=f"bytes kept of each packet (default and most: {MAX_SNAPLEN})")
-    p.add_argument("-B", dest="buffer_kib", type=cliutil.positive_int, default=4096, metavar="KiB",
-                   help="capture buffer per CPU, in KiB (default 4096)")
+    p.add_argument("-B", dest="buffer_kib", type=cliutil.int_in(1, MAX_BUFFER_KIB, "1 GiB per CPU"),
+                   default=4096, metavar="KiB", help=f"capture buffer per CPU, in KiB (default 4096, "
+                                                     f"at most {MAX_BUFFER_KIB})")
     p.add_argument("-U", "--packet-buffered", action="store_true",
                    help="with -w FILE: write each packet as soon as it arrives (else per block or second)")
     p.add_argument("-n", action="count", default=0, help="accepted for tcpdump's habits: output is always numeric")
@@ -72,6 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a tcpdump filter expression (pcap-filter(7)), run in the kernel")
 
 
+MAX_BUFFER_KIB = 1 << 20
+
+
 def snaplen(text: str) -> int:
     value = cliutil.positive_int(text)
     return min(value, MAX_SNAPLEN)
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if args.read:
         return _read_file(args, expression, printer)
     cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
+    cliutil.require(args.write != "", "-w needs a file name (- for stdout)")
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")
     if os.geteuid() != 0:
@@ -96,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
                              buffer_bytes=args.buffer_kib << 10, xdp_mode=args.xdp_mode)
     linktype = link_type(args.interface)
     capture = Capture(options)  # compiles the filter: a bad one stops here (exit 2)
+    cliutil.check_memory(f"-B {args.buffer_kib} x {capture.geometry.cpus} CPUs",
+                         capture.geometry.total_bytes)
     if args.verdict:
         _verdict_unsupported(capture)  # before anything is attached
     close_output: Callable[[], None] = _nothing
@@ -103,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         privilege.check_output(args.write, args.user)  # what can be known before attaching
     sink: Sink = _NoSink()
     started = False
+    failed = False  # the output could not be written: its error says where it stopped
     try:
         capture.start()
         started = True
@@ -116,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                 privilege.forget(privilege.CAP_DAC_OVERRIDE)  # the file is open: no more use for it
             header = (pcap.pcapng_file_header([args.interface], options.snap, linktype, nano)
                       if pcapng_out else pcap.pcap_file_header(options.snap, linktype, nano))
-            sink = FileSink(fd, header, pcapng_out, args.count)
+            sink = FileSink(fd, header, pcapng_out, args.count, f"-w {args.write}")
             immediate = args.write == "-" or args.packet_buffered
         elif args.json:
             sink = JsonSink(printer, sys.stdout, True, False, args.count,
@@ -133,15 +141,18 @@ def run(args: argparse.Namespace) -> int:
             _loop(capture, sink, cliutil.Deadline(args.duration), immediate, metrics, stop)
     except KeyboardInterrupt:
         pass
+    except OutputError:
+        failed = True
+        raise
     finally:
         capture.stop()
         if capture.left.startswith("stepped out"):
             cliutil.stderr(f"netbpf: {capture.left}")  # someone stands in front of us: said so
         try:
-            if capture.ring is not None and not sink.done:
+            if capture.ring is not None and not sink.done and not failed:
                 capture.ring.drain(sink.write)
                 sink.flush()
-            if started and capture.obj is not None and not isinstance(sink, _NoSink):
+            if started and capture.obj is not None and not isinstance(sink, _NoSink) and not failed:
                 _, matched, lost = capture.counters()
                 captured = sink.written if sink.counts_packets else matched - lost
                 cliutil.stderr(f"{captured} packets captured, {matched} matched in kernel, {lost} lost")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ...bpf.errors import OutputError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter, format_time
 from .ring import write_all
@@ -44,10 +45,22 @@ class Sink:
 class FileSink(Sink):
     """pcap or pcapng records, exactly as the kernel wrote them."""
 
-    def __init__(self, fd: int, header: bytes, pcapng: bool, count: int | None) -> None:
+    def __init__(self, fd: int, header: bytes, pcapng: bool, count: int | None, name: str = "-w -") -> None:
         super().__init__(count)
-        self.fd, self.pcapng = fd, pcapng
-        write_all(fd, memoryview(header))
+        self.fd, self.pcapng, self.name = fd, pcapng, name
+        self.failed = False  # a write failed: the file ends there, nothing more goes in
+        self._started = False
+        self._write(memoryview(header))
+        self._started = True
+
+    def _write(self, span: memoryview) -> None:
+        if self.failed:
+            return
+        try:
+            write_all(self.fd, span)
+        except OSError as e:
+            self.failed = True
+            raise OutputError(self.name, e, "capture stopped, the file is cut short" if self._started else "") from e
 
     @property
     def counts_packets(self) -> bool:
@@ -60,7 +73,7 @@ class FileSink(Sink):
             n, size = pcap.count_records(span, self.pcapng, self.limit - self.written)
             self.written += n
             span = span[:size]
-        write_all(self.fd, span)
+        self._write(span)
 
 
 class DecodingSink(Sink):
@@ -130,11 +143,21 @@ class JsonSink(DecodingSink):
 
 
 def open_output(path: str) -> tuple[int, Callable[[], None]]:
-    """An fd for ``-w PATH`` (``-`` is stdout) and how to close it."""
+    """An fd for ``-w PATH`` (``-`` is stdout) and how to close it; opened before
+    anything is attached, so that a path that cannot be written is one line."""
     if path == "-":
         sys.stdout.flush()
         return sys.stdout.fileno(), lambda: None
+    if not path or "\0" in path:
+        raise OutputError(f"-w {path!r}", OSError(2, "not a file name"))
     from ...privilege import open_output as open_as_user
 
     fd = open_as_user(path)  # never through a symlink, never another user's file
-    return fd, lambda: os.close(fd)
+
+    def close() -> None:
+        try:
+            os.close(fd)  # NFS and quotas may report a failed write only here
+        except OSError as e:
+            raise OutputError(f"-w {path}", e) from e
+
+    return fd, close

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ... import cliutil, privilege
+from ... import cliutil, netdev, privilege
 from ...bpf.errors import NetbpfError, UsageError
 from ...output import Column, LiveView, Table
 from .kernel import (
@@ -94,13 +94,19 @@ ACTION_HELP = {
 }
 
 
+# The kernel hits a packet when bpf_get_prandom_u32() is below P * 2**32: a P
+# smaller than 2**-32 (or a ratio above 2**32) would hit nothing.
+MAX_RATIO = 1 << 32
+MAX_FLOWS = 1 << 22  # an LRU hash of 4M connections is already ~400 MiB of kernel memory
+
+
 def probability(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 / MAX_RATIO <= value <= 1.0:  # NaN fails both
+        raise argparse.ArgumentTypeError(f"must be above 0 (at least 2**-32) and at most 1: {text}")
     return value
 
 
@@ -134,7 +140,7 @@ def _common_options() -> argparse.ArgumentParser:
     where.add_argument("--tc-mode", choices=["auto", "tcx", "cls_bpf"], default="auto")
     which = common.add_argument_group("which packets (after EXPRESSION)")
     sel = which.add_mutually_exclusive_group()
-    sel.add_argument("--ratio", type=cliutil.positive_int, metavar="N",
+    sel.add_argument("--ratio", type=cliutil.int_in(1, MAX_RATIO, "1 in 2**32"), metavar="N",
                      help="hit each matched packet with probability 1/N")
     sel.add_argument("--probability", type=probability, metavar="P",
                      help="hit each matched packet with probability P")
@@ -144,13 +150,13 @@ def _common_options() -> argparse.ArgumentParser:
                      help="hit only the first matched packet of each connection")
     which.add_argument("--limit", type=cliutil.positive_int, metavar="COUNT",
                        help="stop after COUNT hits (and exit)")
-    which.add_argument("--flows", type=cliutil.positive_int, metavar="N", default=DEFAULT_FLOWS,
+    which.add_argument("--flows", type=cliutil.int_in(1, MAX_FLOWS), metavar="N", default=DEFAULT_FLOWS,
                        help=f"--first-per-flow: connections remembered (LRU, default {DEFAULT_FLOWS})")
     cliutil.add_duration(common)
     run = common.add_argument_group("running")
     run.add_argument("--pin", action="store_true",
                      help="keep the fault after exit, until `netbpf fault stop` or `netbpf cleanup`")
-    run.add_argument("--interval", type=cliutil.positive_float, metavar="S", default=1.0,
+    run.add_argument("--interval", type=cliutil.interval, metavar="S", default=1.0,
                      help="refresh the counters every S seconds (default 1)")
     cliutil.add_json(common)
     cliutil.add_metrics(common)
@@ -256,6 +262,9 @@ def _run_pinned(fault: Fault, hook: Hook, args: argparse.Namespace) -> int:
     if args.duration:
         raise UsageError("--duration ends the fault with this process; a --pin fault lasts until "
                          "`netbpf fault stop` (use one or the other)")
+    if args.metrics:
+        raise UsageError("--metrics serves this process's counters; a --pin fault outlives it "
+                         "(use one or the other)")
     check_pin_free(hook.interface, hook.direction)
     with ActiveFault.start(fault, hook) as active:
         path = active.pin()
@@ -320,6 +329,8 @@ def run_stop(args: argparse.Namespace) -> int:
     for p, counts in stopped:
         print(f"stopped the fault on {p.where}: {counts.summary()}")
     if not stopped:
+        if args.interface is not None:
+            netdev.ifindex(args.interface)  # a typo is an error, not "nothing to stop"
         where = f" on {args.interface}" if args.interface else ""
         print(f"no pinned fault{where}")
     return 0

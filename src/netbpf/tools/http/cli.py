@@ -27,8 +27,9 @@ examples:
         verdict on the spread (max/min share, chi-square against an even spread)
   netbpf http -i u1 --port 8080 --tag-header X-Test-Id --json | jq 'select(.tag)'
         tagged test requests, through VXLAN (the TUNNEL column shows the outer addresses)
-  netbpf http -i any --port 8080 --metrics :9464
+  netbpf http -i any --port 8080 --metrics 0.0.0.0:9464
         Prometheus metrics for every gateway node; sum(netbpf_http_requests_total) in PromQL
+        (:9464 alone listens on 127.0.0.1 only: the metrics carry request paths)
   netbpf --netns nb-gw http -i any --port 8080 -c 100
         inside a network namespace (a container's, a lab's)
 
@@ -64,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"interface, comma-separated interfaces (at most {MAX_IFINDEXES}) or any")
     p.add_argument("--port", required=True, type=port_list, metavar="PORT[,PORT...]",
                    help="TCP port(s) of the HTTP servers to trace (the backends' port)")
-    p.add_argument("--tag-header", metavar="NAME",
+    p.add_argument("--tag-header", metavar="NAME", type=header_name,
                    help="show this request header's value (test requests) and which backend served it")
     cliutil.add_json(p)
     cliutil.add_summary(p, "print only the per-backend table (refreshed on a terminal), not each transaction")
@@ -77,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="do not redact secrets (Authorization, Proxy-Authorization, Cookie, Set-Cookie, "
                         "headers and query parameters named like token/secret/key/password) "
                         "in lines, JSON, the tables and the metrics")
-    p.add_argument("--backends", type=lambda s: [b for b in s.split(",") if b], metavar="ADDR:PORT,...",
+    p.add_argument("--backends", type=backend_list, metavar="ADDR:PORT,...",
                    default=[], help="backends expected to serve (counted in the balance test even "
                                     "when they get nothing), as printed in BACKEND")
     p.add_argument("--front-port", type=port_list, metavar="PORT[,PORT...]", default=[],
@@ -85,8 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "(found without it when its address is this host's and its clients are not)")
     p.add_argument("--vxlan-port", type=port_list, metavar="PORT[,PORT...]", default=list(DEFAULT_VXLAN_PORTS),
                    help=f"UDP ports carrying VXLAN (default {VXLAN_HELP})")
-    p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=65536, metavar="KiB",
-                   help="size of the capture ring in KiB (default 65536)")
+    p.add_argument("-B", "--buffer-size", type=cliutil.int_in(1, MAX_RING_KIB, "a packet ring's 4 GiB"),
+                   default=65536, metavar="KiB",
+                   help=f"size of the capture ring in KiB (default 65536, at most {MAX_RING_KIB})")
+
+
+# The kernel refuses a packet ring of more than 4 GiB (tp_block_size * tp_block_nr
+# must fit in an unsigned int): 16383 blocks of 256 KiB.
+MAX_RING_KIB = ((1 << 32) - 1) // (256 << 10) * 256
 
 
 def port_list(text: str) -> list[int]:
@@ -96,6 +103,35 @@ def port_list(text: str) -> list[int]:
             raise argparse.ArgumentTypeError(f"not a TCP port: {part!r}")
         ports.append(int(part))
     return ports
+
+
+def backend_list(text: str) -> list[str]:
+    """ADDR:PORT or [V6]:PORT, comma-separated, written as BACKEND prints them."""
+    import ipaddress
+
+    backends = []
+    for part in text.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        try:
+            ip = ipaddress.ip_address(host[1:-1] if bracketed else host)
+        except ValueError:
+            ip = None
+        if (not sep or ip is None or bracketed != (ip.version == 6) or not port.isascii()
+                or not port.isdigit() or not 0 < int(port) < 65536):
+            raise argparse.ArgumentTypeError(f"not ADDR:PORT (10.0.0.2:8080, [fd00::2]:8080): {part!r}")
+        backends.append(f"{ip}:{int(port)}" if ip.version == 4 else f"[{ip}]:{int(port)}")
+    return backends
+
+
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def header_name(text: str) -> str:
+    """An HTTP field name (RFC 9110 token): anything else could never match."""
+    if not text or not set(text) <= _TCHAR:
+        raise argparse.ArgumentTypeError(f"not an HTTP header name: {text!r}")
+    return text
 
 
 def resolve_interfaces(text: str) -> tuple[int, list[int]]:
@@ -261,6 +297,10 @@ def _json(row: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    unserved = [b for b in args.backends if int(b.rpartition(":")[2]) not in args.port]
+    cliutil.require(not unserved, f"--backends {unserved[0]}: not on --port "
+                                  f"{','.join(map(str, args.port))}" if unserved else "")
+    cliutil.check_memory(f"-B {args.buffer_size}", max(args.buffer_size, 512) << 10)
     capture = Capture(args)
 
     def stop(signum: int, frame: object) -> None:

@@ -51,9 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     actions.add_parser("list", help="the chain, in order (the default)")
     add = actions.add_parser("add", help="load OBJ's SEC(\"xdp\") program into the chain")
     add.add_argument("object", metavar="OBJ[:NAME]", help="a BPF object file; NAME: program or section")
-    add.add_argument("--pos", type=int, metavar="N", help="insert at position N (default: at the end)")
+    position = cliutil.int_in(0, 255, "a chain's slots")  # chain.py refuses past its length
+    add.add_argument("--pos", type=position, metavar="N", help="insert at position N (default: at the end)")
     remove = actions.add_parser("remove", help="take the program at position N out")
-    remove.add_argument("position", type=int, metavar="N")
+    remove.add_argument("position", type=position, metavar="N")
 
 
 def run(args: argparse.Namespace) -> int:
