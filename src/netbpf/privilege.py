@@ -36,7 +36,7 @@ import platform
 import pwd
 from collections.abc import Iterable, Iterator
 
-from .bpf.errors import NetbpfError, OutputError, UsageError
+from .bpf.errors import NetbpfError, OutputError
 
 CAP_DAC_OVERRIDE, CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 1, 6, 7, 8
 CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF = 12, 21, 39
@@ -234,7 +234,7 @@ def open_output(path: str) -> int:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     except OSError as e:
         if e.errno == _errno.ELOOP:
-            raise UsageError(f"-w {path}: is a symlink: refusing to write through it") from e
+            raise NetbpfError(f"-w {path}: is a symlink: refusing to write through it") from e
         raise OutputError(f"-w {path}", e) from e
     try:
         st = os.fstat(fd)
@@ -243,11 +243,11 @@ def open_output(path: str) -> int:
         if stat.S_ISREG(st.st_mode):
             if st.st_uid != os.geteuid():
                 owner = _user_name(st.st_uid)
-                raise UsageError(f"-w {path}: belongs to {owner}, not to {_user_name(os.geteuid())}: "
+                raise NetbpfError(f"-w {path}: belongs to {owner}, not to {_user_name(os.geteuid())}: "
                                  "refusing to overwrite another user's file")
             os.ftruncate(fd, 0)
         elif stat.S_ISDIR(st.st_mode):
-            raise UsageError(f"-w {path}: is a directory")
+            raise OutputError(f"-w {path}", OSError(_errno.EISDIR, os.strerror(_errno.EISDIR)))
     except BaseException:
         os.close(fd)
         raise
@@ -259,7 +259,7 @@ def check_output(path: str, user: str | None) -> None:
     after the drop is not refused for a reason known now."""
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise OutputError(f"-w {path}", OSError(_errno.ENOENT, f"no such directory: {directory}"))
+        raise OutputError(f"-w {path}", OSError(_errno.ENOENT, os.strerror(_errno.ENOENT)))
     if os.statvfs(directory).f_flag & os.ST_RDONLY:
         raise OutputError(f"-w {path}", OSError(_errno.EROFS, os.strerror(_errno.EROFS)))
     try:
@@ -269,13 +269,13 @@ def check_output(path: str, user: str | None) -> None:
     import stat
 
     if stat.S_ISLNK(st.st_mode):
-        raise UsageError(f"-w {path}: is a symlink: refusing to write through it")
+        raise NetbpfError(f"-w {path}: is a symlink: refusing to write through it")
     if stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"-w {path}: is a directory")
+        raise OutputError(f"-w {path}", OSError(_errno.EISDIR, os.strerror(_errno.EISDIR)))
     name = user or default_user()
     uid = pwd.getpwnam(name).pw_uid if os.geteuid() == 0 else os.geteuid()
     if stat.S_ISREG(st.st_mode) and st.st_uid != uid:
-        raise UsageError(f"-w {path}: belongs to {_user_name(st.st_uid)}, not to {_user_name(uid)} "
+        raise NetbpfError(f"-w {path}: belongs to {_user_name(st.st_uid)}, not to {_user_name(uid)} "
                          "(the user netbpf writes as; see -Z): refusing to overwrite another user's file")
 
 

@@ -29,6 +29,7 @@ from .test_security import FOREIGN_C, attach_foreign, foreign_object, pin_root  
 NOBODY = pwd.getpwnam("nobody").pw_uid
 NET_ADMIN = 1 << privilege.CAP_NET_ADMIN
 DAC_OVERRIDE = 1 << privilege.CAP_DAC_OVERRIDE
+SYS_ADMIN = 1 << privilege.CAP_SYS_ADMIN
 assert FOREIGN_C
 
 
@@ -71,8 +72,10 @@ def netbpf_links() -> set[int]:
 def test_dump_runs_as_the_user_keeps_net_admin_and_restores(pair: Lab, pin_root: Path,  # noqa: F811
                                                           foreign_object: Path, open_dir: Path) -> None:  # noqa: F811
     """In front of a netlink XDP program: CAP_NET_ADMIN (to put it back over
-    netlink) effective, CAP_DAC_OVERRIDE only permitted (to unpin its PROG_ARRAY
-    from the root-only pin directory), nothing else; -w FILE is the user's."""
+    netlink) and CAP_SYS_ADMIN (to splice out of a stack of front programs, which
+    opens programs and maps by id) effective, CAP_DAC_OVERRIDE only permitted (to
+    unpin its PROG_ARRAY from the root-only pin directory), nothing else; -w FILE
+    is the user's."""
     original = attach_foreign(pair, foreign_object)
     out = open_dir / "x.pcap"
     tool = Tool("dump", "-Z", "nobody", "-i", "c0", "-w", str(out), "-U", "icmp", netns=pair.gateway,
@@ -80,8 +83,8 @@ def test_dump_runs_as_the_user_keeps_net_admin_and_restores(pair: Lab, pin_root:
     fields = dropped(tool)
     assert fields["Uid"].split() == [str(NOBODY)] * 4
     assert fields["Groups"] == ""
-    assert caps(fields, "CapEff") == NET_ADMIN
-    assert caps(fields, "CapPrm") == NET_ADMIN | DAC_OVERRIDE
+    assert caps(fields, "CapEff") == NET_ADMIN | SYS_ADMIN
+    assert caps(fields, "CapPrm") == NET_ADMIN | SYS_ADMIN | DAC_OVERRIDE
     assert caps(fields, "CapInh") == 0 and caps(fields, "CapAmb") == 0
     assert fields["NoNewPrivs"] == "1"
     front = xdp_prog_on(pair, pair.gateway, "c0")
@@ -102,12 +105,14 @@ def test_dump_runs_as_the_user_keeps_net_admin_and_restores(pair: Lab, pin_root:
 
 def test_dump_writes_like_tcpdump_into_a_root_only_directory(pair: Lab, tmp_path: Path) -> None:
     """tmp_path is root's, 0700: as tcpdump, the file is created as the user
-    (CAP_DAC_OVERRIDE for that one open), which then has no capability left."""
+    (CAP_DAC_OVERRIDE for that one open), which then keeps only what leaving
+    an XDP stack needs."""
     out = tmp_path / "x.pcapng"
     tool = Tool("dump", "-Z", "nobody", "-i", "c0", "-w", str(out), "-c", "2", "icmp", netns=pair.gateway,
                 ready="capturing on c0")
     fields = dropped(tool)
-    assert caps(fields, "CapEff") == 0 and caps(fields, "CapPrm") == 0  # an XDP link: nothing to keep
+    assert caps(fields, "CapEff") == NET_ADMIN | SYS_ADMIN  # at XDP: to splice out of a stack
+    assert caps(fields, "CapPrm") == NET_ADMIN | SYS_ADMIN
     ping(pair, pair.client, pair.GATEWAY_IP, count=2)
     _, err = tool.wait()
     assert "2 packets captured" in err
@@ -122,14 +127,14 @@ def test_dump_refuses_another_users_file_and_keeps_it(pair: Lab, open_dir: Path)
     theirs.write_bytes(b"precious")
     theirs.chmod(0o666)  # even writable by everyone: not ours to truncate
     result = netbpf("dump", "-Z", "nobody", "-i", "c0", "-c", "1", "-w", str(theirs), netns=pair.gateway)
-    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "another user's file" in result.stderr and "root" in result.stderr
     assert theirs.read_bytes() == b"precious"
     assert xdp_prog_on(pair, pair.gateway, "c0") == 0
     link = open_dir / "link.pcap"
     link.symlink_to(theirs)
     result = netbpf("dump", "-Z", "nobody", "-i", "c0", "-c", "1", "-w", str(link), netns=pair.gateway)
-    assert result.returncode == 2 and "symlink" in result.stderr
+    assert result.returncode == 1 and "symlink" in result.stderr
     assert theirs.read_bytes() == b"precious"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from netbpf import privilege
-from netbpf.bpf.errors import UsageError
+from netbpf.bpf.errors import NetbpfError
 
 
 def test_own_file_is_truncated_then_written(tmp_path: Path) -> None:
@@ -24,17 +24,17 @@ def test_a_symlink_is_refused_and_its_target_kept(tmp_path: Path) -> None:
     target.write_bytes(b"keep")
     link = tmp_path / "x.pcap"
     link.symlink_to(target)
-    with pytest.raises(UsageError, match="symlink"):
+    with pytest.raises(NetbpfError, match="symlink"):
         privilege.open_output(str(link))
-    with pytest.raises(UsageError, match="symlink"):
+    with pytest.raises(NetbpfError, match="symlink"):
         privilege.check_output(str(link), None)
     assert target.read_bytes() == b"keep"
 
 
 def test_a_directory_and_a_missing_directory_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(UsageError, match="is a directory"):
+    with pytest.raises(NetbpfError, match="Is a directory"):
         privilege.check_output(str(tmp_path), None)
-    with pytest.raises(UsageError, match="no such directory"):
+    with pytest.raises(NetbpfError, match="No such file or directory"):
         privilege.check_output(str(tmp_path / "nosuch" / "x.pcap"), None)
 
 
@@ -43,9 +43,9 @@ def test_another_users_file_is_refused_and_kept(tmp_path: Path) -> None:
     path = tmp_path / "theirs.pcap"
     path.write_bytes(b"theirs")
     os.chown(path, 65534, 65534)
-    with pytest.raises(UsageError, match="another user's file"):
+    with pytest.raises(NetbpfError, match="another user's file"):
         privilege.open_output(str(path))
-    with pytest.raises(UsageError, match="another user's file"):
+    with pytest.raises(NetbpfError, match="another user's file"):
         privilege.check_output(str(path), "root")
     assert path.read_bytes() == b"theirs"
 

@@ -116,7 +116,13 @@ def run(args: argparse.Namespace) -> int:
         started = True
         # As tcpdump: drop to -Z USER once attached, then open -w FILE as that user.
         to_file = bool(args.write and args.write != "-")
-        cliutil.relinquish(args, keep=privilege.to_detach(capture.attachment),
+        keep = privilege.to_detach(capture.attachment)
+        if args.hook == "xdp":
+            # At XDP, leaving may mean splicing out of a stack of front programs
+            # (xdp_front.leave), which opens programs and maps by id (CAP_SYS_ADMIN)
+            # and may put the successor back over netlink (CAP_NET_ADMIN).
+            keep |= {privilege.CAP_SYS_ADMIN, privilege.CAP_NET_ADMIN}
+        cliutil.relinquish(args, keep=keep,
                            on_demand={privilege.CAP_DAC_OVERRIDE} if capture.pin_path or to_file else ())
         if args.write:
             fd, close_output = open_output(args.write)
