@@ -24,7 +24,7 @@ from ... import netdev, netns
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import tc, xdp
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import BpfError, NotSupported, UsageError
+from ...bpf.errors import BpfError, InterfaceNotFound, NotSupported, UsageError
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
@@ -71,13 +71,18 @@ class CaptureOptions:
         return min(self.snaplen, MAX_SNAPLEN)
 
 
-def compile_expression(expression: str, snaplen: int) -> bytes | None:
+def compile_expression(expression: str, snaplen: int, hook: str = "xdp", interface: str = "") -> bytes | None:
     """The eBPF body for netbpf_filter(), or None to keep every packet."""
     if not expression.strip():
         return None
-    from ...packet.filter import compile_filter  # libpcap, loaded only when needed
+    from ...packet.filter import compile_filter, hook_facts  # libpcap, loaded only when needed
 
-    return compile_filter(expression, snaplen).ebpf
+    try:
+        index = netdev.ifindex(interface) if interface else 0
+    except InterfaceNotFound:
+        index = 0  # the attach says so, in its own words; "ifindex N" is then refused
+    return compile_filter(expression, snaplen, ancillary=hook_facts(hook, index),
+                          hook=f"at --hook {hook}").ebpf
 
 
 def link_type(interface: str) -> int:
@@ -105,7 +110,7 @@ class Capture:
         self.attachment: Attachment | None = None
         self.pin_path: Path | None = None
         self._stack = ExitStack()
-        self._code = compile_expression(options.expression, options.snap)
+        self._code = compile_expression(options.expression, options.snap, options.hook, options.interface)
 
     # -- loading ------------------------------------------------------------------------
     def _open(self, expected_attach_type: int | None = None) -> BpfObject:
