@@ -67,8 +67,86 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_duration(p)
     cliutil.add_json(p)
     cliutil.add_metrics(p)
+    add_tcpdump_flags(p)
     p.add_argument("expression", nargs="*", metavar="EXPRESSION",
                    help="a tcpdump filter expression (pcap-filter(7)), run in the kernel")
+
+
+def add_tcpdump_flags(p: argparse.ArgumentParser) -> None:
+    """tcpdump's everyday flags, with tcpdump's meaning: tcpdump itself prints the lines."""
+    p.add_argument("-e", dest="td_e", action="store_true", help="print the link-level header (as tcpdump -e)")
+    p.add_argument("-v", dest="td_v", action="count", default=0,
+                   help="more detail, -vv still more (as tcpdump; netbpf's own -v goes before 'dump')")
+    p.add_argument("-X", dest="td_X", action="store_true", help="hex and ASCII of each packet (as tcpdump -X)")
+    p.add_argument("-A", dest="td_A", action="store_true", help="each packet in ASCII (as tcpdump -A)")
+    p.add_argument("-q", dest="td_q", action="store_true", help="less protocol detail (as tcpdump -q)")
+    p.add_argument("-t", dest="td_t", action="count", default=0,
+                   help="-t no time stamp, -tt seconds, -ttt delta, -tttt date and time (as tcpdump)")
+    p.add_argument("-l", dest="td_l", action="store_true", help="accepted: lines are always line-buffered")
+    p.add_argument("-F", dest="filter_file", metavar="FILE",
+                   help="read the filter expression from FILE (an expression on the command line is then ignored)")
+    p.add_argument("-Q", dest="direction", choices=("in", "out"),
+                   help="in: what arrives (XDP, or tc-ingress); out: what leaves (--hook tc-egress)")
+    p.add_argument("-D", dest="list_interfaces", action="store_true",
+                   help="list the interfaces netbpf dump can capture on, and exit")
+
+
+def tcpdump_flags(args: argparse.Namespace) -> list[str]:
+    """The flags that go to tcpdump when it prints the lines."""
+    flags = []
+    if args.td_e:
+        flags.append("-e")
+    if args.td_v:
+        flags.append("-" + "v" * min(args.td_v, 3))
+    if args.td_X:
+        flags.append("-X")
+    if args.td_A:
+        flags.append("-A")
+    if args.td_q:
+        flags.append("-q")
+    if args.td_t:
+        flags.append("-" + "t" * min(args.td_t, 5))
+    if args.absolute:
+        flags.append("-S")
+    if args.time_stamp_precision == "nano":
+        flags.append("--time-stamp-precision=nano")
+    return flags
+
+
+def expression_of(args: argparse.Namespace) -> str:
+    """The filter: from -F FILE (as tcpdump: the command line's is then ignored), else the words."""
+    if not args.filter_file:
+        return " ".join(args.expression)
+    try:
+        with open(args.filter_file, encoding="utf-8", errors="replace") as f:
+            lines = [line.split("#", 1)[0] for line in f]  # tcpdump drops '#' comments
+    except OSError as e:
+        raise UsageError(f"-F {args.filter_file}: {e.strerror}") from e
+    return " ".join(" ".join(lines).split())
+
+
+def hook_for_direction(args: argparse.Namespace) -> None:
+    """-Q: tcpdump's direction, as the hook that sees it."""
+    if args.direction == "out":
+        if args.hook == "xdp" and "--hook" not in sys.argv:
+            args.hook = "tc-egress"
+        if args.hook != "tc-egress":
+            raise UsageError(f"-Q out: what leaves is seen at --hook tc-egress, not {args.hook}")
+    elif args.direction == "in" and args.hook == "tc-egress":
+        raise UsageError("-Q in: what arrives is seen at --hook xdp or tc-ingress, not tc-egress")
+
+
+def list_interfaces() -> int:
+    """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback."""
+    import socket
+
+    for index, name in socket.if_nameindex():
+        try:
+            link_type(name)
+        except UsageError:
+            continue
+        print(f"{index}.{name}")
+    return 0
 
 
 def snaplen(text: str) -> int:
@@ -77,11 +155,16 @@ def snaplen(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    expression = " ".join(args.expression)
+    if args.list_interfaces:
+        return list_interfaces()
+    expression = expression_of(args)
     nano = args.time_stamp_precision == "nano"
     printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=nano)
     if args.read:
-        return _read_file(args, expression, printer)
+        from .offline import read_file
+
+        return read_file(args, expression, printer, tcpdump_flags(args))
+    hook_for_direction(args)
     cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")
@@ -220,33 +303,6 @@ def _verdict_unsupported(capture: Capture) -> None:
         raise NotSupported("fexit on XDP programs, which --verdict needs", refused)
     raise NotSupported("--verdict", "this kernel allows fexit on XDP programs, "
                        "but this netbpf version does not record verdicts yet")
-
-
-def _read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter) -> int:
-    from ...packet.filter import compile_filter
-
-    try:
-        packets = pcap.read(args.read)
-    except OSError as e:
-        raise UsageError(f"{args.read}: {e.strerror}") from e
-    except pcap.PcapFormatError as e:
-        raise UsageError(f"{args.read}: {e}") from e
-    classic = compile_filter(expression, args.snaplen).classic if expression else None
-    shown = 0
-    for packet in packets:
-        if classic is not None and not classic.matches(packet.data, packet.orig_len):
-            continue
-        if args.json:
-            summary, fields = printer.describe(packet.data, packet.orig_len)
-            import json
-
-            print(json.dumps({"ts": packet.ts_ns / 1e9, **fields, "summary": summary}))
-        else:
-            print(printer.line(packet.ts_ns, packet.data, packet.orig_len))
-        shown += 1
-        if args.count and shown >= args.count:
-            break
-    return 0
 
 
 class _Metrics:
