@@ -13,7 +13,7 @@ from ...bpf.errors import NotSupported, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
-from .sinks import FileSink, JsonSink, Sink, TextSink, open_output
+from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
 
 EXAMPLES = """\
 examples:
@@ -149,6 +149,20 @@ def list_interfaces() -> int:
     return 0
 
 
+def text_sink(args: argparse.Namespace, printer: TcpdumpPrinter, linktype: int) -> Sink:
+    """Lines: tcpdump's own (it prints them), else netbpf's formatter (no tcpdump flags then)."""
+    from .tcpdump_lines import TcpdumpLines, tcpdump_path
+
+    flags = tcpdump_flags(args)
+    tcpdump = tcpdump_path()
+    if tcpdump is not None:
+        return TcpdumpSink(TcpdumpLines(flags, tcpdump), linktype, True, False, args.count)
+    only_tcpdump = [flag for flag in flags if flag not in ("-S", "--time-stamp-precision=nano")]
+    if only_tcpdump:
+        raise UsageError(f"{' '.join(only_tcpdump)}: tcpdump prints these, and it is not installed")
+    return TextSink(printer, sys.stdout, True, False, args.count)
+
+
 def snaplen(text: str) -> int:
     value = cliutil.positive_int(text)
     return min(value, MAX_SNAPLEN)
@@ -193,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
                         {"ifname": args.interface, "hook": args.hook})
         immediate = True
     else:
-        sink = TextSink(printer, sys.stdout, True, False, args.count)
+        sink = text_sink(args, printer, linktype)
         immediate = True
     started = False
     try:
@@ -216,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
             if started and capture.obj is not None:
                 _, matched, lost = capture.counters()
                 captured = sink.written if sink.counts_packets else matched - lost
+                if isinstance(sink, TcpdumpSink):
+                    sink.close()  # tcpdump's last lines before netbpf's summary
                 cliutil.stderr(f"{captured} packets captured, {matched} matched in kernel, {lost} lost")
         finally:
             capture.close()

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter, format_time
 from .ring import write_all
+from .tcpdump_lines import TcpdumpLines
 
 
 class Sink:
@@ -111,6 +112,28 @@ class TextSink(DecodingSink):
 
     def flush_output(self) -> None:
         self.stream.flush()
+
+
+class TcpdumpSink(DecodingSink):
+    """tcpdump prints each batch, sorted by time (tcpdump_lines): its lines, its flags."""
+
+    def __init__(self, lines: TcpdumpLines, linktype: int, nano_records: bool, pcapng: bool,
+                 count: int | None) -> None:
+        super().__init__(nano_records, pcapng, count)
+        self.lines, self.linktype = lines, linktype
+        self._out = bytearray()
+
+    def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        self._out += pcap.pcap_record(ts_ns, data, length, nano=True)
+
+    def flush_output(self) -> None:
+        out, self._out = self._out, bytearray()
+        if out and not self.lines.write(self.linktype, out):
+            self.limit = self.written  # the reader of our output went away: done
+        self.lines.flush()
+
+    def close(self) -> None:
+        self.lines.close()
 
 
 class JsonSink(DecodingSink):

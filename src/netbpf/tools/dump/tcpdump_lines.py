@@ -72,7 +72,8 @@ class TcpdumpLines:
             self.failed = text
             print(text, file=sys.stderr, flush=True)
 
-    def write(self, linktype: int, records: bytes | memoryview, snaplen: int = STREAM_SNAPLEN) -> bool:
+    def write(self, linktype: int, records: bytes | bytearray | memoryview,
+              snaplen: int = STREAM_SNAPLEN) -> bool:
         """Write whole pcap records (nanosecond time stamps) of ``linktype``; False once
         tcpdump is gone (its reader closed the pipe)."""
         if self.closed_by_reader:
