@@ -28,11 +28,16 @@ examples:
   netbpf dump -i c0 --hook tc-egress -c 10      what leaves (XDP sees only what arrives)
   netbpf dump -i c0 --json udp | jq .dport      one JSON object per packet
   netbpf dump -r x.pcap 'tcp[tcpflags] & tcp-syn != 0'      read a file (no root needed)
+  netbpf dump -r any.pcap -w syn.pcap 'tcp[13] = 2'         filter a file into a file (any link type)
 
 The filter runs in the kernel (libpcap compiles it, netbpf translates it to
 eBPF): packets that do not match are never copied. An XDP program already on
 the interface keeps running: the capture program tail-calls it, and on exit
 it is put back as it was (same program id, same mode).
+Lines are tcpdump's own (tcpdump prints them; -e -v -X -A -q -t... as in
+tcpdump). protochain follows at most 440 extension headers (300 each when an
+expression has several): a packet with a longer chain is kept, never missed.
+inbound/outbound need --hook tc-ingress or tc-egress.
 The exit line counts what was written, what the kernel filter matched, and
 what found no room in the buffer (-B): lost packets are counted, never guessed.
 """
