@@ -77,3 +77,57 @@ def test_inbound_is_refused_at_xdp_in_one_line(pair: Lab) -> None:
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert "direction is not known" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_rotation_c1_w3_on_a_flood_leaves_three_files_none_over_the_size(pair: Lab, tmp_path: Path) -> None:
+    """-C 1 -W 3 as tcpdump: a ring of x.pcap0..2, each readable by tshark, none over 1,000,000 bytes."""
+    import json
+    import shutil
+
+    from netbpf import netns
+    from netbpf.tools.dump.flood import Flood, udp_frame
+
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    base = tmp_path / "x.pcap"
+    proc = start(pair, "-i", "c0", "-w", str(base), "-C", "1", "-W", "3", "udp port 9999")
+    mac = bytes.fromhex(json.loads(pair.run(pair.gateway, "ip", "-j", "link", "show", "c0").stdout)[0]
+                        ["address"].replace(":", ""))
+
+    def flood() -> None:
+        f = Flood("eth0")
+        try:
+            f.run([(udp_frame(bytes(6), mac, pair.CLIENT_IP, pair.GATEWAY_IP, 1234, 9999, size=500), 1000)], 30_000)
+        finally:
+            f.close()
+
+    netns.run_in(f"/run/netns/{pair.client}", flood)  # ~16 MB of records: the ring turns 5 times
+    time.sleep(1)
+    _, err = stop(proc)
+    captured, matched, lost = summary(err)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["x.pcap0", "x.pcap1", "x.pcap2"], files
+    sizes = {name: (tmp_path / name).stat().st_size for name in files}
+    assert all(size <= 1_000_000 for size in sizes.values()), sizes
+    assert sum(size > 999_000 for size in sizes.values()) >= 2, sizes  # full, but for the one being written
+    total = 0
+    for name in files:
+        run = subprocess.run(["tshark", "-r", str(tmp_path / name)], capture_output=True, text=True)
+        complaints = [line for line in run.stderr.splitlines() if "Running as user" not in line]
+        assert run.returncode == 0 and not complaints, run.stderr  # "cut short in the middle" would be here
+        total += len(run.stdout.splitlines())
+    assert captured == matched - lost and captured > total > 0
+
+
+def test_rotation_g2_for_7_seconds_gives_four_files(pair: Lab, tmp_path: Path) -> None:
+    """-G 2 as tcpdump: a new file at the first packet 2 s after the last file began."""
+    pattern = str(tmp_path / "g-%s.pcap")
+    run = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "dump", "-i", "c0",
+                            "-w", pattern, "-G", "2", "--duration", "7", "icmp"], stderr=subprocess.PIPE)
+    pinger = pair.popen(pair.client, "ping", "-i", "0.1", "-w", "9", pair.GATEWAY_IP, stdout=subprocess.DEVNULL)
+    _, err = run.communicate(timeout=60)
+    pinger.wait(timeout=20)
+    assert run.returncode == 0, err
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 4, [p.name for p in files]
+    assert all(subprocess.run(["tcpdump", "-r", str(p)], capture_output=True).returncode == 0 for p in files)

@@ -94,6 +94,41 @@ def add_tcpdump_flags(p: argparse.ArgumentParser) -> None:
                    help="in: what arrives (XDP, or tc-ingress); out: what leaves (--hook tc-egress)")
     p.add_argument("-D", dest="list_interfaces", action="store_true",
                    help="list the interfaces netbpf dump can capture on, and exit")
+    p.add_argument("-C", dest="file_size", type=file_size, metavar="SIZE",
+                   help="with -w: a new file before one would pass SIZE millions of bytes "
+                        "(k, m, g: KiB, MiB, GiB), named FILE, FILE1, FILE2... (as tcpdump)")
+    p.add_argument("-W", dest="file_count", type=cliutil.positive_int, metavar="COUNT",
+                   help="with -C: a ring of COUNT files (FILE0...); with -G: stop after COUNT files")
+    p.add_argument("-G", dest="rotate_seconds", type=cliutil.positive_int, metavar="SECONDS",
+                   help="with -w: a new file every SECONDS (FILE may hold strftime %%-codes)")
+
+
+def file_size(text: str) -> int:
+    """tcpdump's -C: millions of bytes, or a number with k, m or g (binary units)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    unit = units.get(text[-1:].lower())
+    try:
+        value = float(text[:-1] if unit else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    size = int(value * (unit or 1_000_000))
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive size: {text!r}")
+    return size
+
+
+def rotating_sink(args: argparse.Namespace, header: bytes, pcapng_out: bool) -> Sink | None:
+    """-C/-G/-W: tcpdump's rotation of -w files; None when not asked."""
+    if not (args.file_size or args.rotate_seconds):
+        if args.file_count:
+            raise UsageError("-W goes with -C or -G")
+        return None
+    if not args.write or args.write == "-":
+        raise UsageError("-C and -G rotate files: they need -w FILE")
+    from .sinks import RotatingFileSink
+
+    return RotatingFileSink(args.write, header, pcapng_out, args.count, args.file_size, args.file_count,
+                            args.rotate_seconds)
 
 
 def tcpdump_flags(args: argparse.Namespace) -> list[str]:
@@ -182,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
     if args.read:
         from .offline import read_file
 
+        if args.file_size or args.rotate_seconds:
+            raise UsageError("-C and -G rotate the files of a live capture; with -r, -w writes one file")
+
         return read_file(args, expression, printer, tcpdump_flags(args))
     hook_for_direction(args)
     cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
@@ -202,11 +240,15 @@ def run(args: argparse.Namespace) -> int:
     close_output: Callable[[], None] = _nothing
     sink: Sink
     if args.write:
-        fd, close_output = open_output(args.write)
         header = (pcap.pcapng_file_header([args.interface], options.snap, linktype, nano)
                   if pcapng_out else pcap.pcap_file_header(options.snap, linktype, nano))
-        sink = FileSink(fd, header, pcapng_out, args.count)
-        immediate = args.write == "-" or args.packet_buffered
+        rotating = rotating_sink(args, header, pcapng_out)
+        if rotating is not None:
+            sink, close_output = rotating, rotating.close  # type: ignore[attr-defined]
+        else:
+            fd, close_output = open_output(args.write)
+            sink = FileSink(fd, header, pcapng_out, args.count)
+        immediate = args.write == "-" or args.packet_buffered or bool(args.rotate_seconds)  # -G: at packets
     elif args.json:
         sink = JsonSink(printer, sys.stdout, True, False, args.count,
                         {"ifname": args.interface, "hook": args.hook})

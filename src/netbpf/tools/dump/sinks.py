@@ -159,3 +159,95 @@ def open_output(path: str) -> tuple[int, Callable[[], None]]:
         return sys.stdout.fileno(), lambda: None
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     return fd, lambda: os.close(fd)
+
+
+class RotatingFileSink(Sink):
+    """-w with -C/-G/-W, as tcpdump: a new file when the next record would pass -C bytes
+    (tcpdump lets one record pass; here no file is ever over the size) or when -G seconds
+    have passed; with -W, a ring of that many files (-C), or that many files and stop (-G).
+
+    Names are tcpdump's: ``FILE``, ``FILE1``, ``FILE2``... (with -W: ``FILE0``..., padded
+    to the digits of the count); with -G, FILE is a strftime(3) pattern of the file's start.
+    """
+
+    def __init__(self, path: str, header: bytes, pcapng: bool, count: int | None, size: int | None,
+                 files: int | None, seconds: float | None) -> None:
+        super().__init__(count)
+        self.path, self.header, self.pcapng = path, header, pcapng
+        self.size, self.files, self.seconds = size, files, seconds
+        self._walk = pcap.pcapng_records if pcapng else pcap.pcap_records
+        self._number = 0  # files opened so far
+        self._fd = -1
+        self._open()
+
+    def _name(self) -> str:
+        import time as _time
+
+        base = _time.strftime(self.path) if self.seconds else self.path
+        if self.size is None:
+            return base
+        index = self._number - 1
+        if self.files:
+            return f"{base}{index % self.files:0{len(str(self.files))}d}"
+        return base if index == 0 else f"{base}{index}"
+
+    def _open(self) -> None:
+        import time as _time
+
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._number += 1
+        self._fd = os.open(self._name(), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        write_all(self._fd, memoryview(self.header))
+        self._bytes = len(self.header)
+        self._opened = _time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        if super().done:
+            return True
+        # -G with -W (and no -C): that many files, then stop, as tcpdump.
+        return bool(self.seconds and self.files and not self.size and self._number > self.files)
+
+    def _rotate_by_time(self) -> None:
+        import time as _time
+
+        if self.seconds and _time.monotonic() - self._opened >= self.seconds:
+            if self.files and not self.size and self._number >= self.files:
+                self._number += 1  # done: no file more
+                return
+            self._open()
+
+    def write(self, span: memoryview) -> None:
+        self._rotate_by_time()
+        start = pos = 0
+        for _ts, offset, caplen, _length in self._walk(span, False):
+            if self.done:
+                break
+            end = self._record_end(span, pos, offset, caplen)
+            if self.size and self._bytes + (pos - start) + (end - pos) > self.size \
+                    and self._bytes + (pos - start) > len(self.header):
+                self._flush_slice(span[start:pos])
+                start = pos
+                self._open()
+            self.written += 1
+            pos = end
+        self._flush_slice(span[start:pos])
+
+    def _record_end(self, span: memoryview, pos: int, offset: int, caplen: int) -> int:
+        if self.pcapng:
+            return pos + int.from_bytes(span[pos + 4:pos + 8], "little")
+        return offset + caplen
+
+    def _flush_slice(self, part: memoryview) -> None:
+        if len(part):
+            write_all(self._fd, part)
+            self._bytes += len(part)
+
+    def flush(self) -> None:
+        self._rotate_by_time()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
