@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 LINKTYPE_ETHERNET = 1
 PCAP_MAGIC_MICRO = 0xA1B2C3D4
@@ -87,8 +87,9 @@ def pcapng_record(ts_ns: int, data: bytes, orig_len: int | None = None, nano: bo
                      len(data) if orig_len is None else orig_len) + padded + struct.pack("<I", length)
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+class Packet(NamedTuple):
+    """One packet of a file (a tuple: a file's packets are made by the hundred thousand)."""
+
     ts_ns: int
     data: bytes
     orig_len: int
@@ -243,7 +244,20 @@ class Reader:
         iface = self.interfaces[0]
         scale, linktype = iface.unit_ns, iface.linktype
         limit = max(MAX_CAPLEN, iface.snaplen)
+        unpack = header.unpack_from
         while True:
+            # Fast path: the whole records already in the buffer, without _take per record.
+            buf, pos = self._buf, self._pos
+            end = len(buf)
+            while pos + 16 <= end:
+                sec, frac, caplen, length = unpack(buf, pos)
+                after = pos + 16 + caplen
+                if caplen > limit or after > end:
+                    break
+                yield Packet(sec * 1_000_000_000 + frac * scale, buf[pos + 16:after], length, 0, linktype)
+                pos = after
+            self._pos = pos
+            # One record across the end of the buffer (or damage), through _take.
             at = self.offset
             raw = self._take(16)
             if not raw:

@@ -31,16 +31,17 @@ class _Filters:
         self._by_linktype: dict[int, Match] = {}
 
     def matches(self, packet: pcap.Packet) -> bool:
-        if not self.expression:
-            return True
-        match = self._by_linktype.get(packet.linktype)
+        return True if not self.expression else bool(self.matcher(packet.linktype)(packet.data, packet.orig_len))
+
+    def matcher(self, linktype: int) -> Match:
+        match = self._by_linktype.get(linktype)
         if match is None:
             from ...packet.libpcap import compile_classic, offline_matcher
 
-            match = offline_matcher(compile_classic(self.expression, self.snaplen, file_linktype=packet.linktype,
+            match = offline_matcher(compile_classic(self.expression, self.snaplen, file_linktype=linktype,
                                                     big_endian=self.big_endian))
-            self._by_linktype[packet.linktype] = match
-        return bool(match(packet.data, packet.orig_len))
+            self._by_linktype[linktype] = match
+        return match
 
 
 class _FileWriter:
@@ -103,9 +104,14 @@ def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter
     emit, close = _output(args, reader, printer, tcpdump_flags)
     shown = 0
     try:
+        linktype, match = -1, None
         for packet in reader:
-            if not filters.matches(packet):
-                continue
+            if expression:
+                if packet.linktype != linktype:  # one lookup per run of a link type, not per packet
+                    linktype, match = packet.linktype, filters.matcher(packet.linktype)
+                assert match is not None
+                if not match(packet.data, packet.orig_len):
+                    continue
             if not emit(packet):
                 break  # the reader of our output went away
             shown += 1
