@@ -168,3 +168,48 @@ def compile_classic(expression: str, snaplen: int = 262144, linktype: int = DLT_
 
 def version() -> str:
     return (lib().pcap_lib_version() or b"").decode()
+
+
+def filter_savefile(source: str, destination: str, expression: str, count: int = 0,
+                    nano: bool = False) -> str:
+    """``tcpdump -r SOURCE -w DESTINATION EXPRESSION``, done by libpcap as tcpdump does it.
+
+    pcap_loop with pcap_dump as the callback: every packet stays in C. Returns
+    libpcap's error where the reading stopped ("" when the file ended cleanly). Raises
+    FilterError for a bad expression, OSError when a file cannot be opened.
+    """
+    pcap = lib()
+    for name, restype, argtypes in (
+            ("pcap_open_offline_with_tstamp_precision", c_void_p, [c_char_p, c_uint, c_char_p]),
+            ("pcap_setfilter", c_int, [c_void_p, POINTER(BpfProgram)]),
+            ("pcap_dump_open", c_void_p, [c_void_p, c_char_p]),
+            ("pcap_dump_close", None, [c_void_p]),
+            ("pcap_dump_flush", c_int, [c_void_p]),
+            ("pcap_loop", c_int, [c_void_p, c_int, c_void_p, c_void_p])):
+        fn = getattr(pcap, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    errbuf = ctypes.create_string_buffer(256)
+    handle = pcap.pcap_open_offline_with_tstamp_precision(source.encode(), int(nano), errbuf)
+    if not handle:
+        raise OSError(0, errbuf.value.decode(errors="replace"))
+    try:
+        prog = BpfProgram()
+        if pcap.pcap_compile(handle, ctypes.byref(prog), expression.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
+            raise FilterError(expression, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
+        try:
+            if pcap.pcap_setfilter(handle, ctypes.byref(prog)) != 0:
+                raise FilterError(expression, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
+        finally:
+            pcap.pcap_freecode(ctypes.byref(prog))
+        dumper = pcap.pcap_dump_open(handle, destination.encode())
+        if not dumper:
+            raise OSError(0, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
+        try:
+            status = pcap.pcap_loop(handle, count or -1, ctypes.cast(pcap.pcap_dump, c_void_p), dumper)
+        finally:
+            pcap.pcap_dump_close(dumper)
+        error = (pcap.pcap_geterr(handle) or b"").decode(errors="replace") if status == -1 else ""
+        return error
+    finally:
+        pcap.pcap_close(handle)
+

@@ -91,6 +91,8 @@ class _FileWriter:
 
 def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter,
               tcpdump_flags: list[str]) -> int:
+    if _libpcap_can_copy(args):
+        return _copy_with_libpcap(args, expression)
     try:
         reader, f = pcap.open_reader(args.read)
     except OSError as e:
@@ -176,3 +178,31 @@ def _fallback_lines(printer: TcpdumpPrinter,
 
     return line, lambda: (sys.stdout.flush(), None)[1]
 
+
+
+def _libpcap_can_copy(args: argparse.Namespace) -> bool:
+    """pcap in, pcap out: libpcap filters the file into the file in C, as tcpdump -r -w does.
+    (pcapng in is read here: libpcap 1.10 stops at an interface of a second link type.)"""
+    if not args.write or args.write == "-" or args.write.endswith(".pcapng") or args.json or args.read == "-":
+        return False
+    try:
+        with open(args.read, "rb") as f:
+            magic = f.read(4)
+    except OSError:
+        return False
+    magics = (pcap.PCAP_MAGIC_MICRO, pcap.PCAP_MAGIC_NANO)
+    return len(magic) == 4 and (int.from_bytes(magic, "little") in magics or int.from_bytes(magic, "big") in magics)
+
+
+def _copy_with_libpcap(args: argparse.Namespace, expression: str) -> int:
+    from ...packet.libpcap import filter_savefile
+
+    try:
+        error = filter_savefile(args.read, args.write, expression, args.count or 0,
+                                nano=args.time_stamp_precision == "nano")
+    except OSError as e:
+        raise NetbpfError(f"{args.read}: {e.strerror or e}") from e
+    if error:
+        print(f"netbpf: {args.read}: {error}", file=sys.stderr)
+        return 1
+    return 0
