@@ -93,6 +93,11 @@ def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter
               tcpdump_flags: list[str]) -> int:
     if _libpcap_can_copy(args):
         return _copy_with_libpcap(args, expression)
+    tcpdump = tcpdump_lines.tcpdump_path()
+    if tcpdump and _is_pcap(args.read) and not args.write and not args.json:
+        # One link type, lines: tcpdump reads the file itself (libpcap's filter, tcpdump's lines).
+        _check_expression(args.read, expression, args.snaplen)
+        return tcpdump_lines.read_pcap_file(tcpdump, args.read, expression, tcpdump_flags, args.count)
     try:
         reader, f = pcap.open_reader(args.read)
     except OSError as e:
@@ -183,10 +188,17 @@ def _fallback_lines(printer: TcpdumpPrinter,
 def _libpcap_can_copy(args: argparse.Namespace) -> bool:
     """pcap in, pcap out: libpcap filters the file into the file in C, as tcpdump -r -w does.
     (pcapng in is read here: libpcap 1.10 stops at an interface of a second link type.)"""
-    if not args.write or args.write == "-" or args.write.endswith(".pcapng") or args.json or args.read == "-":
+    if not args.write or args.write == "-" or args.write.endswith(".pcapng") or args.json:
+        return False
+    return _is_pcap(args.read)
+
+
+def _is_pcap(path: str) -> bool:
+    """A pcap file (not pcapng, not standard input)."""
+    if path == "-":
         return False
     try:
-        with open(args.read, "rb") as f:
+        with open(path, "rb") as f:
             magic = f.read(4)
     except OSError:
         return False
@@ -206,3 +218,16 @@ def _copy_with_libpcap(args: argparse.Namespace, expression: str) -> int:
         print(f"netbpf: {args.read}: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _check_expression(path: str, expression: str, snaplen: int) -> None:
+    """A bad expression: libpcap's message and exit 2 (tcpdump would exit 1), before any output."""
+    try:
+        reader, f = pcap.open_reader(path)
+    except OSError as e:
+        raise NetbpfError(f"{path}: {e.strerror}") from e
+    except pcap.PcapFormatError as e:
+        raise NetbpfError(f"{path}: {e}") from e
+    f.close()
+    if expression:
+        _Filters(expression, snaplen, reader.big_endian).matcher(reader.linktype)

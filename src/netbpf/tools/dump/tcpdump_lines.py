@@ -117,3 +117,19 @@ class TcpdumpLines:
 
 def record(ts_ns: int, data: bytes, orig_len: int) -> bytes:
     return pcap.pcap_record(ts_ns, data, orig_len, nano=True)
+
+
+def read_pcap_file(tcpdump: str, path: str, expression: str, flags: Sequence[str], count: int | None) -> int:
+    """``tcpdump -nn -r PATH EXPRESSION``: the lines, the damage message, the exit status
+    are tcpdump's own (its "reading from file" line is left out: netbpf says nothing there)."""
+    sys.stdout.flush()
+    argv = [tcpdump, "-nn", "-l", *flags, *(["-c", str(count)] if count else []), "-r", path]
+    proc = subprocess.Popen([*argv, "--", expression] if expression else argv, stdout=None,
+                            stderr=subprocess.PIPE, close_fds=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if not line.startswith(b"reading from file"):
+            text = line.decode(errors="replace").removeprefix("tcpdump: ").removeprefix("pcap_loop: ")
+            sys.stderr.write(f"netbpf: {path}: {text}")
+    status = proc.wait()
+    return 1 if status else 0
