@@ -131,3 +131,20 @@ def test_rotation_g2_for_7_seconds_gives_four_files(pair: Lab, tmp_path: Path) -
     files = sorted(tmp_path.iterdir())
     assert len(files) == 4, [p.name for p in files]
     assert all(subprocess.run(["tcpdump", "-r", str(p)], capture_output=True).returncode == 0 for p in files)
+
+
+def test_len_is_the_packets_length_at_tc_even_with_a_small_snap(pair: Lab) -> None:
+    """A TCP socket's segments leave with their data in page fragments, outside the linear
+    bytes a tc filter reads; libpcap's 'greater 1000' is about the whole packet."""
+    pair.run(pair.gateway, "ethtool", "-K", "c0", "tso", "off", "gso", "off", check=False)
+    proc = start(pair, "-i", "c0", "--hook", "tc-egress", "-s", "96", "tcp src port 8000 and greater 1000")
+    server = pair.popen(pair.gateway, sys.executable, "-c", TCP_SERVER, pair.GATEWAY_IP, stdout=subprocess.PIPE)
+    assert server.stdout is not None and b"ready" in server.stdout.readline()
+    for _ in range(2):
+        pair.run(pair.client, "curl", "-s", "-o", "/dev/null", f"http://{pair.GATEWAY_IP}:8000/", check=False)
+    server.wait(timeout=10)
+    time.sleep(0.5)
+    out, err = stop(proc)
+    captured, matched, lost = summary(err)
+    assert captured >= 2 and lost == 0, (out, err)  # 3,000 bytes a response: at least one full segment each
+    assert all("length 0" not in line for line in out.decode().splitlines())
