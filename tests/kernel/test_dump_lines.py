@@ -146,5 +146,6 @@ def test_len_is_the_packets_length_at_tc_even_with_a_small_snap(pair: Lab) -> No
     time.sleep(0.5)
     out, err = stop(proc)
     captured, matched, lost = summary(err)
+    assert captured == matched
     assert captured >= 2 and lost == 0, (out, err)  # 3,000 bytes a response: at least one full segment each
     assert all("length 0" not in line for line in out.decode().splitlines())
