@@ -151,6 +151,9 @@ def _output(args: argparse.Namespace, reader: pcap.Reader, printer: TcpdumpPrint
         return write, writer.close
     if args.json:
         def as_json(packet: pcap.Packet) -> bool:
+            if packet.linktype != pcap.LINKTYPE_ETHERNET:  # netbpf's decoder knows Ethernet only
+                raise NetbpfError(f"--json decodes Ethernet frames; this packet is of link type "
+                                  f"{packet.linktype} (tcpdump's lines or -w read any)")
             summary, fields = printer.describe(packet.data, packet.orig_len)
             print(json.dumps({"ts": packet.ts_ns / 1e9, **fields, "summary": summary}))
             return True
