@@ -67,7 +67,7 @@ def test_words_are_joined_like_tcpdump() -> None:
 
 @pytest.mark.parametrize("expression,message", [
     ("tcp port", "syntax error"), ("net 10.0.0.0/33", "mask length must be"), ("port 99999", "illegal port"),
-    ("inbound", "not supported in XDP/tc"),
+    ("inbound", "direction is not known at this hook"),
 ])
 def test_errors_carry_the_reason(expression: str, message: str) -> None:
     with pytest.raises(FilterError, match=message):

@@ -16,14 +16,25 @@ filter return 0, which is what classic BPF does.
 
 Only reachable classic instructions are emitted (the verifier rejects dead
 code) and comparisons use 32-bit unsigned jumps, as classic BPF compares.
+Where eBPF and libpcap's ``bpf_filter`` differ, the translation does what
+libpcap does: a shift by X >= 32 leaves 0 (eBPF masks the count), division
+or modulo by X == 0 returns 0, a load past the end returns 0.
+
 libpcap's ``protochain`` jumps backwards (a loop over IPv6 extension
-headers). The verifier cannot see such a loop end on its own (the offset's
-range only widens), so every backward jump counts in r5 and gives up (no
-match) after 16 passes: protochain follows at most 16 headers here.
+headers). The verifier walks every pass of such a loop, so each loop head
+counts its passes on the stack and stops after ``max_passes`` (440 for one
+loop in a program: every header the largest frame XDP sees can hold); a
+packet whose chain goes on past that is KEPT, never silently missed. At each
+back edge the verifier is made to forget A, X and M[] (``_forget_values``),
+which keeps its work linear in the number of passes.
+
+Linux's ancillary loads (``inbound``, ``outbound``, ``ifindex``) are values
+the hook knows for every packet (``ancillary``): the direction at tc, the
+interface everywhere; without a value they are refused in one line.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ..bpf import insn as E
 from ..bpf.errors import UsageError
@@ -38,16 +49,45 @@ C_TAX, C_TXA = 0x00, 0x80
 SIZES = {C_W: (E.W, 4, 32), C_H: (E.H, 2, 16), C_B: (E.B, 1, 0)}
 MAX_PACKET_OFF = 0xFFFF  # the verifier's limit on offsets into a packet
 SCRATCH = -64  # M[] on the stack
+FORGET = -68  # a word the verifier does not track (see _forget_values)
+PASSES = -80  # one pass counter per loop head (target of backward jumps), downwards
 ALU_OPS = {0x00: E.ADD, 0x10: E.SUB, 0x20: E.MUL, 0x30: E.DIV, 0x40: E.OR, 0x50: E.AND,
            0x60: E.LSH, 0x70: E.RSH, 0x80: E.NEG, 0x90: E.MOD, 0xA0: E.XOR}
 JUMP_OPS = {0x10: E.JEQ, 0x20: E.JGT, 0x30: E.JGE, 0x40: E.JSET}
 INVERSE = {E.JEQ: E.JNE, E.JGT: E.JLE, E.JGE: E.JLT}
 
 A, X, DATA, END = E.R8, E.R9, E.R6, E.R7
-LOOPS = E.R5  # passes through backward jumps so far
-MAX_LOOPS = 16
+LOOPS = E.R5  # passes through one backward jump so far
+# Every IPv6 extension header (and AH) takes 8 bytes or more: 440 passes follow
+# every header that the largest frame XDP sees (3,520 bytes) can hold.
+MAX_LOOPS = 440
+# The verifier walks every pass of every loop on one path and gives up after
+# 8,192 pending branches (about 13 per pass): loops in one program share this
+# (two protochains in one expression follow 300 headers each).
+MAX_PASSES_ALL_LOOPS = 600
+
+
+def loop_heads(prog: Classic) -> list[int]:
+    """The targets of backward jumps (each a loop, libpcap's protochain)."""
+    live = reachable(prog)
+    return sorted({i + 1 + _signed(ins[3]) for i, ins in enumerate(prog)
+                   if live[i] and ins[0] & 0x07 == C_JMP and ins[0] & 0xF0 == 0 and _signed(ins[3]) < 0})
+
+
+def max_passes(loops: int) -> int:
+    """How many passes each of ``loops`` loops in one program may make."""
+    return min(MAX_LOOPS, MAX_PASSES_ALL_LOOPS // max(loops, 1))
 
 Classic = Sequence[tuple[int, int, int, int]]
+
+# Linux's ancillary loads (linux/filter.h), which libpcap emits for Linux-only
+# primitives: ``inbound``/``outbound`` read the packet type, ``ifindex`` the interface.
+SKF_AD_OFF = 0xFFFFF000
+SKF_AD_PKTTYPE, SKF_AD_IFINDEX = 4, 8
+PACKET_HOST, PACKET_OUTGOING = 0, 4
+_ANCILLARY_WORDS = {SKF_AD_PKTTYPE: "inbound/outbound: the packet's direction is not known at this "
+                                    "hook (--hook tc-ingress and tc-egress know it)",
+                    SKF_AD_IFINDEX: "ifindex: the interface is not known here"}
 
 
 class TranslationError(UsageError):
@@ -75,6 +115,8 @@ def _signed(k: int) -> int:
 def _always_out_of_bounds(ins: tuple[int, int, int, int]) -> bool:
     code, _, _, k = ins
     cls, mode = code & 0x07, code & 0xE0
+    if cls == C_LD and mode == C_ABS and k >= SKF_AD_OFF:
+        return False  # an ancillary load: a value the hook knows, or refused
     if cls == C_LD and mode in (C_ABS, C_IND):
         return k + SIZES[code & 0x18][1] > MAX_PACKET_OFF
     if cls == C_LDX and mode == C_MSH:
@@ -97,8 +139,13 @@ def reachable(prog: Classic) -> list[bool]:
     return seen
 
 
-def translate(prog: Classic) -> bytes:
-    """eBPF instructions for the classic program ``prog`` (see the module docstring)."""
+def translate(prog: Classic, ancillary: Mapping[int, int] | None = None) -> bytes:
+    """eBPF instructions for the classic program ``prog`` (see the module docstring).
+
+    ``ancillary`` gives the value of each Linux ancillary load (``SKF_AD_*``,
+    keyed by offset) that the hook knows for every packet it sees, such as
+    the direction at tc; any other ancillary load is refused.
+    """
     if not prog:
         raise TranslationError("empty classic BPF program")
     live = reachable(prog)
@@ -107,9 +154,12 @@ def translate(prog: Classic) -> bytes:
     asm.mov64(END, E.R2)
     asm.mov32_imm(A, 0)
     asm.mov32_imm(X, 0)
-    if any(live[i] and ins[0] & 0x07 == C_JMP and ins[0] & 0xF0 == 0 and _signed(ins[3]) < 0
-           for i, ins in enumerate(prog)):
-        asm.mov32_imm(LOOPS, 0)
+    heads = loop_heads(prog)
+    loops = bool(heads)
+    for n in range(len(heads)):
+        asm.store_imm(E.DW, E.R10, PASSES - 8 * n, 0)
+    slots = sorted({ins[3] for i, ins in enumerate(prog) if live[i] and (
+        ((ins[0] & 0x07) in (C_LD, C_LDX) and ins[0] & 0xE0 == C_MEM) or (ins[0] & 0x07) in (C_ST, C_STX))})
     if any(live[i] and (ins[0] & 0x07) in (C_LD, C_LDX) and ins[0] & 0xE0 == C_MEM
            for i, ins in enumerate(prog)):
         # Classic BPF reads scratch memory as zero before any store; the verifier
@@ -121,10 +171,17 @@ def translate(prog: Classic) -> bytes:
         if not live[i]:
             continue
         asm.label(f"i{i}")
-        needs_ret0 |= _emit(asm, i, ins, live)
+        needs_ret0 |= _emit(asm, i, ins, live, ancillary or {}, slots, heads)
     if needs_ret0:
         asm.label("ret0")
         asm.mov32_imm(E.R0, 0)
+        asm.exit()
+    if loops:
+        # Past MAX_LOOPS passes the packet is kept (with the largest length the
+        # program returns): a capture shows one packet too many, never one too few.
+        asm.label("keep")
+        asm.mov32_imm(E.R0, max((k for code, _, _, k in prog if code & 0x07 == C_RET and code & 0x18 == C_K),
+                                default=0xFFFFFFFF))
         asm.exit()
     return asm.assemble()
 
@@ -145,7 +202,8 @@ def _packet_pointer(asm: E.Assembler, k: int, size: int, indexed: bool) -> None:
     asm.jump(E.JGT, "ret0", E.R3, src=END, wide=True)
 
 
-def _emit(asm: E.Assembler, i: int, ins: tuple[int, int, int, int], live: list[bool]) -> bool:
+def _emit(asm: E.Assembler, i: int, ins: tuple[int, int, int, int], live: list[bool],
+          ancillary: Mapping[int, int], slots: Sequence[int] = (), heads: Sequence[int] = ()) -> bool:
     """Emit one classic instruction; True when it may return 0 through ``ret0``."""
     code, jt, jf, k = ins
     cls = code & 0x07
@@ -166,8 +224,11 @@ def _emit(asm: E.Assembler, i: int, ins: tuple[int, int, int, int], live: list[b
             asm.mov32(dst, dst)
         elif cls == C_LD and mode in (C_ABS, C_IND):
             size_code, size, bits = SIZES[code & 0x18]
-            if k >= 0x80000000:
-                raise TranslationError("Linux ancillary loads (SKF_AD_*) are not supported in XDP/tc")
+            if k >= SKF_AD_OFF and mode == C_ABS:
+                if k - SKF_AD_OFF not in ancillary:
+                    raise TranslationError(_ancillary_refusal(k - SKF_AD_OFF))
+                asm.mov32_imm(A, ancillary[k - SKF_AD_OFF])
+                return False
             if _always_out_of_bounds(ins):
                 asm.goto("ret0")
                 return True
@@ -206,6 +267,13 @@ def _emit(asm: E.Assembler, i: int, ins: tuple[int, int, int, int], live: list[b
                 asm.jump(E.JEQ, "ret0", X, imm=0)  # classic BPF: division by zero rejects
                 asm.alu32(op, A, X)
                 return True
+            if op in (E.LSH, E.RSH):
+                # libpcap's bpf_filter: a shift by 32 or more leaves 0; eBPF masks
+                # the count to 5 bits (A << 33 would be A << 1).
+                asm.jump(E.JLT, f"shift{i}", X, imm=32)
+                asm.mov32_imm(A, 0)
+                asm.goto(nxt)
+                asm.label(f"shift{i}")
             asm.alu32(op, A, X)
             return False
         if op in (E.DIV, E.MOD) and k == 0:
@@ -220,10 +288,14 @@ def _emit(asm: E.Assembler, i: int, ins: tuple[int, int, int, int], live: list[b
     if cls == C_JMP:
         if code & 0xF0 == 0x00:  # JA
             if _signed(k) < 0:
+                _forget_values(asm, slots)
+                counter = PASSES - 8 * heads.index(i + 1 + _signed(k))
+                asm.load(E.DW, LOOPS, E.R10, counter)
                 asm.alu64_imm(E.ADD, LOOPS, 1)
-                asm.jump(E.JGT, "ret0", LOOPS, imm=MAX_LOOPS, wide=True)
+                asm.store(E.DW, E.R10, counter, LOOPS)
+                asm.jump(E.JGT, "keep", LOOPS, imm=max_passes(len(heads)), wide=True)
                 asm.goto(f"i{i + 1 + _signed(k)}")
-                return True
+                return False
             asm.goto(f"i{i + 1 + k}")
             return False
         op = JUMP_OPS.get(code & 0xF0)
@@ -262,6 +334,34 @@ def _emit(asm: E.Assembler, i: int, ins: tuple[int, int, int, int], live: list[b
         return False
 
     raise TranslationError(f"unknown classic instruction 0x{code:02x} at {i}")
+
+
+def _forget_values(asm: E.Assembler, slots: Sequence[int]) -> None:
+    """Make the verifier forget what it knows of A, X and M[] (the values stay).
+
+    A 32-bit store at a stack offset that is not a multiple of 8 is not
+    tracked as a register spill: reading it back gives an unknown scalar. At
+    the back edge of a loop every path then reaches the loop head in the same
+    state but for the pass counter, so the verifier prunes all but one path
+    per pass and checks a long loop in linear time. Safety does not depend on
+    the forgotten ranges: every packet load checks its own offset at run time.
+    """
+    for slot in slots:
+        _check_slot(slot)
+        asm.load(E.W, E.R0, E.R10, SCRATCH + 4 * slot)
+        asm.store(E.W, E.R10, FORGET, E.R0)
+        asm.load(E.W, E.R0, E.R10, FORGET)
+        asm.store(E.W, E.R10, SCRATCH + 4 * slot, E.R0)
+    for reg in (A, X):
+        asm.store(E.W, E.R10, FORGET, reg)
+        asm.load(E.W, reg, E.R10, FORGET)
+
+
+def _ancillary_refusal(offset: int) -> str:
+    what = _ANCILLARY_WORDS.get(offset)
+    if what is None:
+        return f"Linux ancillary load SKF_AD_OFF+{offset} is not supported in XDP/tc"
+    return what
 
 
 def _check_slot(k: int) -> None:

@@ -71,13 +71,26 @@ class CaptureOptions:
         return min(self.snaplen, MAX_SNAPLEN)
 
 
-def compile_expression(expression: str, snaplen: int) -> bytes | None:
+def compile_expression(expression: str, snaplen: int, hook: str = "xdp", interface: str = "") -> bytes | None:
     """The eBPF body for netbpf_filter(), or None to keep every packet."""
     if not expression.strip():
         return None
-    from ...packet.filter import compile_filter  # libpcap, loaded only when needed
+    from ...packet.filter import compile_filter, hook_facts  # libpcap, loaded only when needed
 
-    return compile_filter(expression, snaplen).ebpf
+    try:
+        index = netdev.ifindex(interface) if interface else 0
+    except InterfaceNotFound:
+        index = 0  # the attach says so, in its own words; "ifindex N" is then refused
+    return compile_filter(expression, snaplen, ancillary=hook_facts(hook, index),
+                          hook=f"at --hook {hook}").ebpf
+
+
+def _reads_length(expression: str, snaplen: int) -> bool:
+    """Whether the classic program loads the packet length (BPF_LD|BPF_LEN, BPF_LDX|BPF_LEN)."""
+    from ...packet.libpcap import compile_classic
+
+    return any(code & 0x07 in (0, 1) and code & 0xE0 == 0x80
+               for code, _, _, _ in compile_classic(expression, snaplen).insns)
 
 
 def link_type(interface: str) -> int:
@@ -107,7 +120,8 @@ class Capture:
         self.ifindex = 0  # the interface as it was at start: a new one of the same name is not ours
         self.left = ""  # how the capture program left the XDP path (netbpf.bpf.attach.xdp_front)
         self._stack = ExitStack()
-        self._code = compile_expression(options.expression, options.snap)
+        self._code = compile_expression(options.expression, options.snap, options.hook, options.interface)
+        self._reads_length = bool(options.expression.strip()) and _reads_length(options.expression, options.snap)
 
     # -- loading ------------------------------------------------------------------------
     def _open(self, expected_attach_type: int | None = None) -> BpfObject:
@@ -120,7 +134,7 @@ class Capture:
             prog = obj.program(name)
             obj.set_rodata(snap=g.snap, fill_limit=g.fill_limit, block_mask=g.blocks_per_cpu - 1,
                            format=DUMP_PCAPNG if o.pcapng else DUMP_PCAP, nano=int(o.nano),
-                           pull_len=g.snap if self._code is not None and o.hook != "xdp" else 0)
+                           pull_len=self._pull_len())
             obj.set_map_size("rings", g.cpus)
             obj.set_map_size("blocks", g.cpus * g.blocks_per_cpu)
             _set_value_size(obj, "blocks", g.block_size)
@@ -135,6 +149,16 @@ class Capture:
             obj.close()
             raise
         return obj
+
+    def _pull_len(self) -> int:
+        """tc: how many bytes the filter may read, made linear before it runs (0: none).
+
+        The filter reads only linear data, and libpcap's ``len`` (also ``less`` and
+        ``greater``) is the packet's whole length: then the whole packet is made linear.
+        """
+        if self._code is None or self.options.hook == "xdp":
+            return 0
+        return 0xFFFFFFFF if self._reads_length else self.geometry.snap
 
     def load_only(self) -> BpfObject:
         """The capture object loaded but attached nowhere (for probes); the caller closes it."""

@@ -13,7 +13,7 @@ from ...bpf.errors import NetbpfError, NotSupported, OutputError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
-from .sinks import FileSink, JsonSink, Sink, TextSink, open_output
+from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
 
 EXAMPLES = """\
 examples:
@@ -28,11 +28,16 @@ examples:
   netbpf dump -i c0 --hook tc-egress -c 10      what leaves (XDP sees only what arrives)
   netbpf dump -i c0 --json udp | jq .dport      one JSON object per packet
   netbpf dump -r x.pcap 'tcp[tcpflags] & tcp-syn != 0'      read a file (no root needed)
+  netbpf dump -r any.pcap -w syn.pcap 'tcp[13] = 2'         filter a file into a file (any link type)
 
 The filter runs in the kernel (libpcap compiles it, netbpf translates it to
 eBPF): packets that do not match are never copied. An XDP program already on
 the interface keeps running: the capture program tail-calls it, and on exit
 it is put back as it was (same program id, same mode).
+Lines are tcpdump's own (tcpdump prints them; -e -v -X -A -q -t... as in
+tcpdump). protochain follows at most 440 extension headers (300 each when an
+expression has several): a packet with a longer chain is kept, never missed.
+inbound/outbound need --hook tc-ingress or tc-egress.
 The exit line counts what was written, what the kernel filter matched, and
 what found no room in the buffer (-B): lost packets are counted, never guessed.
 """
@@ -69,11 +74,147 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_json(p)
     cliutil.add_metrics(p)
     cliutil.add_privileges(p)
+    add_tcpdump_flags(p)
     p.add_argument("expression", nargs="*", metavar="EXPRESSION",
                    help="a tcpdump filter expression (pcap-filter(7)), run in the kernel")
 
 
 MAX_BUFFER_KIB = 1 << 20
+
+
+def add_tcpdump_flags(p: argparse.ArgumentParser) -> None:
+    """tcpdump's everyday flags, with tcpdump's meaning: tcpdump itself prints the lines."""
+    p.add_argument("-e", dest="td_e", action="store_true", help="print the link-level header (as tcpdump -e)")
+    p.add_argument("-v", dest="td_v", action="count", default=0,
+                   help="more detail, -vv still more (as tcpdump; netbpf's own -v goes before 'dump')")
+    p.add_argument("-X", dest="td_X", action="store_true", help="hex and ASCII of each packet (as tcpdump -X)")
+    p.add_argument("-A", dest="td_A", action="store_true", help="each packet in ASCII (as tcpdump -A)")
+    p.add_argument("-q", dest="td_q", action="store_true", help="less protocol detail (as tcpdump -q)")
+    p.add_argument("-t", dest="td_t", action="count", default=0,
+                   help="-t no time stamp, -tt seconds, -ttt delta, -tttt date and time (as tcpdump)")
+    p.add_argument("-l", dest="td_l", action="store_true", help="accepted: lines are always line-buffered")
+    p.add_argument("-F", dest="filter_file", metavar="FILE",
+                   help="read the filter expression from FILE (an expression on the command line is then ignored)")
+    p.add_argument("-Q", dest="direction", choices=("in", "out"),
+                   help="in: what arrives (XDP, or tc-ingress); out: what leaves (--hook tc-egress)")
+    p.add_argument("-D", dest="list_interfaces", action="store_true",
+                   help="list the interfaces netbpf dump can capture on, and exit")
+    p.add_argument("-C", dest="file_size", type=file_size, metavar="SIZE",
+                   help="with -w: a new file before one would pass SIZE millions of bytes "
+                        "(k, m, g: KiB, MiB, GiB), named FILE, FILE1, FILE2... (as tcpdump)")
+    p.add_argument("-W", dest="file_count", type=cliutil.positive_int, metavar="COUNT",
+                   help="with -C: a ring of COUNT files (FILE0...); with -G: stop after COUNT files")
+    p.add_argument("-G", dest="rotate_seconds", type=cliutil.positive_int, metavar="SECONDS",
+                   help="with -w: a new file every SECONDS (FILE may hold strftime %%-codes)")
+
+
+def file_size(text: str) -> int:
+    """tcpdump's -C: millions of bytes, or a number with k, m or g (binary units)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    unit = units.get(text[-1:].lower())
+    try:
+        value = float(text[:-1] if unit else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    size = int(value * (unit or 1_000_000))
+    if size <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive size: {text!r}")
+    return size
+
+
+def rotating_sink(args: argparse.Namespace, header: bytes, pcapng_out: bool) -> Sink | None:
+    """-C/-G/-W: tcpdump's rotation of -w files; None when not asked."""
+    if not (args.file_size or args.rotate_seconds):
+        if args.file_count:
+            raise UsageError("-W goes with -C or -G")
+        return None
+    if not args.write or args.write == "-":
+        raise UsageError("-C and -G rotate files: they need -w FILE")
+    from .sinks import RotatingFileSink
+
+    return RotatingFileSink(args.write, header, pcapng_out, args.count, args.file_size, args.file_count,
+                            args.rotate_seconds)
+
+
+def tcpdump_flags(args: argparse.Namespace) -> list[str]:
+    """The flags that go to tcpdump when it prints the lines."""
+    flags = []
+    if args.td_e:
+        flags.append("-e")
+    if args.td_v:
+        flags.append("-" + "v" * min(args.td_v, 3))
+    if args.td_X:
+        flags.append("-X")
+    if args.td_A:
+        flags.append("-A")
+    if args.td_q:
+        flags.append("-q")
+    if args.td_t:
+        flags.append("-" + "t" * min(args.td_t, 5))
+    if args.absolute:
+        flags.append("-S")
+    if args.time_stamp_precision == "nano":
+        flags.append("--time-stamp-precision=nano")
+    return flags
+
+
+def expression_of(args: argparse.Namespace) -> str:
+    """The filter: from -F FILE (as tcpdump: the command line's is then ignored), else the words."""
+    if not args.filter_file:
+        return " ".join(args.expression)
+    try:
+        with open(args.filter_file, encoding="utf-8", errors="replace") as f:
+            lines = [line.split("#", 1)[0] for line in f]  # tcpdump drops '#' comments
+    except OSError as e:
+        raise UsageError(f"-F {args.filter_file}: {e.strerror}") from e
+    return " ".join(" ".join(lines).split())
+
+
+def hook_for_direction(args: argparse.Namespace) -> None:
+    """-Q: tcpdump's direction, as the hook that sees it."""
+    if args.direction == "out":
+        if args.hook == "xdp" and "--hook" not in sys.argv:
+            args.hook = "tc-egress"
+        if args.hook != "tc-egress":
+            raise UsageError(f"-Q out: what leaves is seen at --hook tc-egress, not {args.hook}")
+    elif args.direction == "in" and args.hook == "tc-egress":
+        raise UsageError("-Q in: what arrives is seen at --hook xdp or tc-ingress, not tc-egress")
+
+
+def list_interfaces() -> int:
+    """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback."""
+    import socket
+
+    for index, name in socket.if_nameindex():
+        try:
+            link_type(name)
+        except UsageError:
+            continue
+        print(f"{index}.{name}")
+    return 0
+
+
+def text_sink_possible(args: argparse.Namespace) -> None:
+    """Before attaching: tcpdump-only flags refused where tcpdump is not installed."""
+    from .tcpdump_lines import tcpdump_path
+
+    only_tcpdump = [flag for flag in tcpdump_flags(args) if flag not in ("-S", "--time-stamp-precision=nano")]
+    if only_tcpdump and tcpdump_path() is None:
+        raise UsageError(f"{' '.join(only_tcpdump)}: tcpdump prints these, and it is not installed")
+
+
+def text_sink(args: argparse.Namespace, printer: TcpdumpPrinter, linktype: int) -> Sink:
+    """Lines: tcpdump's own (it prints them), else netbpf's formatter (no tcpdump flags then)."""
+    from .tcpdump_lines import TcpdumpLines, tcpdump_path
+
+    flags = tcpdump_flags(args)
+    tcpdump = tcpdump_path()
+    if tcpdump is not None:
+        return TcpdumpSink(TcpdumpLines(flags, tcpdump), linktype, True, False, args.count)
+    only_tcpdump = [flag for flag in flags if flag not in ("-S", "--time-stamp-precision=nano")]
+    if only_tcpdump:
+        raise UsageError(f"{' '.join(only_tcpdump)}: tcpdump prints these, and it is not installed")
+    return TextSink(printer, sys.stdout, True, False, args.count)
 
 
 def snaplen(text: str) -> int:
@@ -82,11 +223,19 @@ def snaplen(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    expression = " ".join(args.expression)
+    if args.list_interfaces:
+        return list_interfaces()
+    expression = expression_of(args)
     nano = args.time_stamp_precision == "nano"
     printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=nano)
     if args.read:
-        return _read_file(args, expression, printer)
+        from .offline import read_file
+
+        if args.file_size or args.rotate_seconds:
+            raise UsageError("-C and -G rotate the files of a live capture; with -r, -w writes one file")
+
+        return read_file(args, expression, printer, tcpdump_flags(args))
+    hook_for_direction(args)
     cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
     cliutil.require(args.write != "", "-w needs a file name (- for stdout)")
     if args.write and args.json:
@@ -108,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
     close_output: Callable[[], None] = _nothing
     if args.write and args.write != "-":
         privilege.check_output(args.write, args.user)  # what can be known before attaching
+    if not args.write and not args.json:
+        text_sink_possible(args)  # tcpdump's flags need tcpdump: said before attaching
     sink: Sink = _NoSink()
     started = False
     failed = False  # the output could not be written: its error says where it stopped
@@ -125,19 +276,23 @@ def run(args: argparse.Namespace) -> int:
         cliutil.relinquish(args, keep=keep,
                            on_demand={privilege.CAP_DAC_OVERRIDE} if capture.pin_path or to_file else ())
         if args.write:
-            fd, close_output = open_output(args.write)
-            if not capture.pin_path:
-                privilege.forget(privilege.CAP_DAC_OVERRIDE)  # the file is open: no more use for it
             header = (pcap.pcapng_file_header([args.interface], options.snap, linktype, nano)
                       if pcapng_out else pcap.pcap_file_header(options.snap, linktype, nano))
-            sink = FileSink(fd, header, pcapng_out, args.count, f"-w {args.write}")
-            immediate = args.write == "-" or args.packet_buffered
+            rotating = rotating_sink(args, header, pcapng_out)  # opens each file as open_output does
+            if rotating is not None:
+                sink, close_output = rotating, rotating.close  # type: ignore[attr-defined]
+            else:
+                fd, close_output = open_output(args.write)
+                sink = FileSink(fd, header, pcapng_out, args.count, f"-w {args.write}")
+            if not capture.pin_path and rotating is None:
+                privilege.forget(privilege.CAP_DAC_OVERRIDE)  # the file is open: no more use for it
+            immediate = args.write == "-" or args.packet_buffered or bool(args.rotate_seconds)  # -G: at packets
         elif args.json:
             sink = JsonSink(printer, sys.stdout, True, False, args.count,
                             {"ifname": args.interface, "hook": args.hook})
             immediate = True
         else:
-            sink = TextSink(printer, sys.stdout, True, False, args.count)
+            sink = text_sink(args, printer, linktype)  # tcpdump, if it prints, runs as -Z USER too
             immediate = True
         cliutil.stderr(f"netbpf: capturing on {args.interface} at {args.hook}"
                        f"{_in_front_of(capture)}, link-type EN10MB (Ethernet), "
@@ -161,6 +316,8 @@ def run(args: argparse.Namespace) -> int:
             if started and capture.obj is not None and not isinstance(sink, _NoSink) and not failed:
                 _, matched, lost = capture.counters()
                 captured = sink.written if sink.counts_packets else matched - lost
+                if isinstance(sink, TcpdumpSink):
+                    sink.close()  # tcpdump's last lines before netbpf's summary
                 cliutil.stderr(f"{captured} packets captured, {matched} matched in kernel, {lost} lost")
         finally:
             capture.close()
@@ -260,33 +417,6 @@ def _verdict_unsupported(capture: Capture) -> None:
         raise NotSupported("fexit on XDP programs, which --verdict needs", refused)
     raise NotSupported("--verdict", "this kernel allows fexit on XDP programs, "
                        "but this netbpf version does not record verdicts yet")
-
-
-def _read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter) -> int:
-    from ...packet.filter import compile_filter
-
-    try:
-        packets = pcap.read(args.read)
-    except OSError as e:
-        raise UsageError(f"{args.read}: {e.strerror}") from e
-    except pcap.PcapFormatError as e:
-        raise UsageError(f"{args.read}: {e}") from e
-    classic = compile_filter(expression, args.snaplen).classic if expression else None
-    shown = 0
-    for packet in packets:
-        if classic is not None and not classic.matches(packet.data, packet.orig_len):
-            continue
-        if args.json:
-            summary, fields = printer.describe(packet.data, packet.orig_len)
-            import json
-
-            print(json.dumps({"ts": packet.ts_ns / 1e9, **fields, "summary": summary}))
-        else:
-            print(printer.line(packet.ts_ns, packet.data, packet.orig_len))
-        shown += 1
-        if args.count and shown >= args.count:
-            break
-    return 0
 
 
 class _Metrics:

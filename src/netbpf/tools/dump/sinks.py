@@ -17,6 +17,7 @@ from ...bpf.errors import OutputError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter, format_time
 from .ring import write_all
+from .tcpdump_lines import TcpdumpLines
 
 
 class Sink:
@@ -126,6 +127,28 @@ class TextSink(DecodingSink):
         self.stream.flush()
 
 
+class TcpdumpSink(DecodingSink):
+    """tcpdump prints each batch, sorted by time (tcpdump_lines): its lines, its flags."""
+
+    def __init__(self, lines: TcpdumpLines, linktype: int, nano_records: bool, pcapng: bool,
+                 count: int | None) -> None:
+        super().__init__(nano_records, pcapng, count)
+        self.lines, self.linktype = lines, linktype
+        self._out = bytearray()
+
+    def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        self._out += pcap.pcap_record(ts_ns, data, length, nano=True)
+
+    def flush_output(self) -> None:
+        out, self._out = self._out, bytearray()
+        if out and not self.lines.write(self.linktype, out):
+            self.limit = self.written  # the reader of our output went away: done
+        self.lines.flush()
+
+    def close(self) -> None:
+        self.lines.close()
+
+
 class JsonSink(DecodingSink):
     def __init__(self, printer: TcpdumpPrinter, stream: TextIO, nano_records: bool, pcapng: bool,
                  count: int | None, context: dict[str, Any]) -> None:
@@ -161,3 +184,101 @@ def open_output(path: str) -> tuple[int, Callable[[], None]]:
             raise OutputError(f"-w {path}", e) from e
 
     return fd, close
+
+
+class RotatingFileSink(Sink):
+    """-w with -C/-G/-W, as tcpdump: a new file when the next record would pass -C bytes
+    (tcpdump lets one record pass; here no file is ever over the size) or when -G seconds
+    have passed; with -W, a ring of that many files (-C), or that many files and stop (-G).
+
+    Names are tcpdump's: ``FILE``, ``FILE1``, ``FILE2``... (with -W: ``FILE0``..., padded
+    to the digits of the count); with -G, FILE is a strftime(3) pattern of the file's start.
+    """
+
+    def __init__(self, path: str, header: bytes, pcapng: bool, count: int | None, size: int | None,
+                 files: int | None, seconds: float | None) -> None:
+        super().__init__(count)
+        self.path, self.header, self.pcapng = path, header, pcapng
+        self.size, self.files, self.seconds = size, files, seconds
+        self._walk = pcap.pcapng_records if pcapng else pcap.pcap_records
+        self._number = 0  # files opened so far
+        self._fd = -1
+        self._open()
+
+    def _name(self) -> str:
+        import time as _time
+
+        base = _time.strftime(self.path) if self.seconds else self.path
+        if self.size is None:
+            return base
+        index = self._number - 1
+        if self.files:
+            return f"{base}{index % self.files:0{len(str(self.files))}d}"
+        return base if index == 0 else f"{base}{index}"
+
+    def _open(self) -> None:
+        import time as _time
+
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._number += 1
+        self._fd, _ = open_output(self._name())  # as -w FILE: no symlink, no other user's file
+        try:
+            write_all(self._fd, memoryview(self.header))
+        except OSError as e:
+            raise OutputError(f"-w {self._name()}", e) from e
+        self._bytes = len(self.header)
+        self._opened = _time.monotonic()
+
+    @property
+    def done(self) -> bool:
+        if super().done:
+            return True
+        # -G with -W (and no -C): that many files, then stop, as tcpdump.
+        return bool(self.seconds and self.files and not self.size and self._number > self.files)
+
+    def _rotate_by_time(self) -> None:
+        import time as _time
+
+        if self.seconds and _time.monotonic() - self._opened >= self.seconds:
+            if self.files and not self.size and self._number >= self.files:
+                self._number += 1  # done: no file more
+                return
+            self._open()
+
+    def write(self, span: memoryview) -> None:
+        self._rotate_by_time()
+        start = pos = 0
+        for _ts, offset, caplen, _length in self._walk(span, False):
+            if self.done:
+                break
+            end = self._record_end(span, pos, offset, caplen)
+            if self.size and self._bytes + (pos - start) + (end - pos) > self.size \
+                    and self._bytes + (pos - start) > len(self.header):
+                self._flush_slice(span[start:pos])
+                start = pos
+                self._open()
+            self.written += 1
+            pos = end
+        self._flush_slice(span[start:pos])
+
+    def _record_end(self, span: memoryview, pos: int, offset: int, caplen: int) -> int:
+        if self.pcapng:
+            return pos + int.from_bytes(span[pos + 4:pos + 8], "little")
+        return offset + caplen
+
+    def _flush_slice(self, part: memoryview) -> None:
+        if len(part):
+            try:
+                write_all(self._fd, part)
+            except OSError as e:
+                raise OutputError(f"-w {self._name()}", e) from e
+            self._bytes += len(part)
+
+    def flush(self) -> None:
+        self._rotate_by_time()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

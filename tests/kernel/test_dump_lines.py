@@ -1,0 +1,151 @@
+"""netbpf dump's live lines are tcpdump's, to the character; direction filters at tc.
+
+tcpdump captures the same arriving packets (AF_PACKET, -Q in) into a file;
+``tcpdump -nn -t [-v|-e] -r`` of that file is the reference, and netbpf's
+live lines with the same flags must equal it line for line (time stamps are
+left out with -t: the two capture points stamp the same packet differently).
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netbpf.lab import Lab
+
+from .test_dump import TCP_SERVER, ping, start, stop, summary
+
+
+def traffic(pair: Lab) -> None:
+    """ARP, ICMP, ICMPv6 with neighbour discovery, TCP with options (handshake, data, FIN), UDP."""
+    server = pair.popen(pair.gateway, sys.executable, "-c", TCP_SERVER, pair.GATEWAY_IP, stdout=subprocess.PIPE)
+    assert server.stdout is not None and b"ready" in server.stdout.readline()
+    pair.run(pair.client, "ip", "neigh", "flush", "dev", "eth0")
+    ping(pair, 2)
+    ping(pair, 2, pair.GATEWAY_IP6)
+    for _ in range(2):
+        pair.run(pair.client, "curl", "-s", "-o", "/dev/null", f"http://{pair.GATEWAY_IP}:8000/", check=False)
+    pair.run(pair.client, sys.executable, "-c", "import socket; s=socket.socket(socket.AF_INET, "
+             f"socket.SOCK_DGRAM); [s.sendto(b'u' * n, ('{pair.GATEWAY_IP}', 53)) for n in (12, 50)]")
+    server.wait(timeout=10)
+
+
+@pytest.mark.parametrize("flags", [[], ["-v"], ["-e"], ["-vv", "-e"]])
+def test_live_lines_equal_tcpdump_r_of_the_same_packets(pair: Lab, tmp_path: Path, flags: list[str]) -> None:
+    pair.run(pair.gateway, "ethtool", "-K", "c0", "gro", "off", check=False)
+    reference = tmp_path / "in.pcap"
+    expression = ["arp", "or", "host", pair.CLIENT_IP, "or", "host", pair.CLIENT_IP6]
+    tcpdump = pair.popen(pair.gateway, "tcpdump", "-i", "c0", "-Q", "in", "--immediate-mode", "-U",
+                         "-w", str(reference), *expression, stderr=subprocess.PIPE)
+    assert tcpdump.stderr is not None and b"listening on" in tcpdump.stderr.readline()
+    proc = start(pair, "-i", "c0", "-t", *flags, *expression)
+    traffic(pair)
+    time.sleep(1)
+    out, err = stop(proc)
+    tcpdump.send_signal(signal.SIGINT)
+    tcpdump.communicate(timeout=10)
+    theirs = subprocess.run(["tcpdump", "-nn", "-t", *flags, "-r", str(reference)], capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    ours = out.decode().splitlines()
+    assert ours == theirs, "\n".join([*ours, "--- tcpdump:", *theirs])
+    text = "\n".join(ours)
+    for what in ("who-has", "ICMP echo request", "ICMP6, echo request", "Flags [S]", "Flags [P.]", ".53: "):
+        assert what in text, what
+    captured, matched, lost = summary(err)
+    assert lost == 0 and captured == matched >= 16
+
+
+def test_outbound_at_tc_egress_and_q_out(pair: Lab) -> None:
+    """-Q out captures at tc-egress; 'outbound' matches there, 'inbound' never does."""
+    for args, want_some in ((["-Q", "out", "icmp"], True), (["--hook", "tc-egress", "outbound and icmp"], True),
+                            (["--hook", "tc-egress", "inbound"], False),
+                            (["--hook", "tc-ingress", "inbound and icmp"], True)):
+        proc = start(pair, "-i", "c0", *args)
+        ping(pair, 3)
+        time.sleep(0.5)
+        _, err = stop(proc)
+        captured, matched, lost = summary(err)
+        assert (captured >= 3) == want_some and captured == matched and lost == 0, (args, err)
+
+
+def test_inbound_is_refused_at_xdp_in_one_line(pair: Lab) -> None:
+    run = subprocess.run([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "dump", "-i", "c0", "inbound"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "direction is not known" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_rotation_c1_w3_on_a_flood_leaves_three_files_none_over_the_size(pair: Lab, tmp_path: Path) -> None:
+    """-C 1 -W 3 as tcpdump: a ring of x.pcap0..2, each readable by tshark, none over 1,000,000 bytes."""
+    import json
+    import shutil
+
+    from netbpf import netns
+    from netbpf.tools.dump.flood import Flood, udp_frame
+
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    base = tmp_path / "x.pcap"
+    proc = start(pair, "-i", "c0", "-w", str(base), "-C", "1", "-W", "3", "udp port 9999")
+    mac = bytes.fromhex(json.loads(pair.run(pair.gateway, "ip", "-j", "link", "show", "c0").stdout)[0]
+                        ["address"].replace(":", ""))
+
+    def flood() -> None:
+        f = Flood("eth0")
+        try:
+            f.run([(udp_frame(bytes(6), mac, pair.CLIENT_IP, pair.GATEWAY_IP, 1234, 9999, size=500), 1000)], 30_000)
+        finally:
+            f.close()
+
+    netns.run_in(f"/run/netns/{pair.client}", flood)  # ~16 MB of records: the ring turns 5 times
+    time.sleep(1)
+    _, err = stop(proc)
+    captured, matched, lost = summary(err)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["x.pcap0", "x.pcap1", "x.pcap2"], files
+    sizes = {name: (tmp_path / name).stat().st_size for name in files}
+    assert all(size <= 1_000_000 for size in sizes.values()), sizes
+    assert sum(size > 999_000 for size in sizes.values()) >= 2, sizes  # full, but for the one being written
+    total = 0
+    for name in files:
+        run = subprocess.run(["tshark", "-r", str(tmp_path / name)], capture_output=True, text=True)
+        complaints = [line for line in run.stderr.splitlines() if "Running as user" not in line]
+        assert run.returncode == 0 and not complaints, run.stderr  # "cut short in the middle" would be here
+        total += len(run.stdout.splitlines())
+    assert captured == matched - lost and captured > total > 0
+
+
+def test_rotation_g2_for_7_seconds_gives_four_files(pair: Lab, tmp_path: Path) -> None:
+    """-G 2 as tcpdump: a new file at the first packet 2 s after the last file began."""
+    pattern = str(tmp_path / "g-%s.pcap")
+    run = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "dump", "-i", "c0",
+                            "-w", pattern, "-G", "2", "--duration", "7", "icmp"], stderr=subprocess.PIPE)
+    pinger = pair.popen(pair.client, "ping", "-i", "0.1", "-w", "9", pair.GATEWAY_IP, stdout=subprocess.DEVNULL)
+    _, err = run.communicate(timeout=60)
+    pinger.wait(timeout=20)
+    assert run.returncode == 0, err
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 4, [p.name for p in files]
+    assert all(subprocess.run(["tcpdump", "-r", str(p)], capture_output=True).returncode == 0 for p in files)
+
+
+def test_len_is_the_packets_length_at_tc_even_with_a_small_snap(pair: Lab) -> None:
+    """A TCP socket's segments leave with their data in page fragments, outside the linear
+    bytes a tc filter reads; libpcap's 'greater 1000' is about the whole packet."""
+    pair.run(pair.gateway, "ethtool", "-K", "c0", "tso", "off", "gso", "off", check=False)
+    proc = start(pair, "-i", "c0", "--hook", "tc-egress", "-s", "96", "tcp src port 8000 and greater 1000")
+    server = pair.popen(pair.gateway, sys.executable, "-c", TCP_SERVER, pair.GATEWAY_IP, stdout=subprocess.PIPE)
+    assert server.stdout is not None and b"ready" in server.stdout.readline()
+    for _ in range(2):
+        pair.run(pair.client, "curl", "-s", "-o", "/dev/null", f"http://{pair.GATEWAY_IP}:8000/", check=False)
+    server.wait(timeout=10)
+    time.sleep(0.5)
+    out, err = stop(proc)
+    captured, matched, lost = summary(err)
+    assert captured == matched
+    assert captured >= 2 and lost == 0, (out, err)  # 3,000 bytes a response: at least one full segment each
+    assert all("length 0" not in line for line in out.decode().splitlines())
