@@ -148,10 +148,11 @@ def vector(rng: random.Random, parser: argparse.ArgumentParser, limits: Limits) 
     if path == ("cleanup",):
         argv.append("--this-netns")  # only what is in the test's namespace
     if path[-1:] == ("add",):
-        # Not yet regular files that are no BPF object (/proc/version): a failed add still
-        # leaves an empty dispatcher (issue 11, the xdp chain part, fixed apart).
+        # Regular files that are no BPF object too (/proc/version, /etc/passwd): a failed
+        # add must leave the hook and the pin tree as they were.
         argv.append(rng.choice(["/dev/full", "/nonexistent-dir/x.o", "/", "/dev/null", "/sys/fs/bpf",
-                                "/nonexistent.o:prog", ""]))
+                                "/nonexistent.o:prog", "", "/proc/version", "/etc/passwd",
+                                "/etc/passwd:prog"]))
     elif path[-1:] == ("remove",):
         argv.append(rng.choice(["0", "-1", "99", "x", str(2 ** 64)]))
     else:
