@@ -79,13 +79,14 @@ def test_inbound_is_refused_at_xdp_in_one_line(pair: Lab) -> None:
     assert "direction is not known" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.flood
 def test_rotation_c1_w3_on_a_flood_leaves_three_files_none_over_the_size(pair: Lab, tmp_path: Path) -> None:
     """-C 1 -W 3 as tcpdump: a ring of x.pcap0..2, each readable by tshark, none over 1,000,000 bytes."""
     import json
     import shutil
 
     from netbpf import netns
-    from netbpf.tools.dump.flood import Flood, udp_frame
+    from netbpf.tools.dump.flood import open_flood, udp_frame
 
     if shutil.which("tshark") is None:
         pytest.skip("tshark is not installed")
@@ -95,7 +96,7 @@ def test_rotation_c1_w3_on_a_flood_leaves_three_files_none_over_the_size(pair: L
                         ["address"].replace(":", ""))
 
     def flood() -> None:
-        f = Flood("eth0")
+        f = open_flood("eth0")
         try:
             f.run([(udp_frame(bytes(6), mac, pair.CLIENT_IP, pair.GATEWAY_IP, 1234, 9999, size=500), 1000)], 30_000)
         finally:

@@ -142,7 +142,7 @@ def test_a_failed_chain_add_leaves_the_hook_and_the_pins_as_they_were(
         result = chain(lab, "add", *args)
         lines = result.stderr.strip().splitlines()
         assert result.returncode == (1 if case == "verifier" else 2), result.stderr
-        assert len(lines) == 1 and lines[0].startswith("netbpf: ") and "Traceback" not in result.stderr
+        assert len(lines) == 1 and lines[0].startswith("netbpf") and "Traceback" not in result.stderr
         assert result.stdout == ""
         assert xdp_state(lab) == before
         assert pin_tree(lab) == []

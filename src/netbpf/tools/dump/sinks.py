@@ -144,6 +144,8 @@ class TcpdumpSink(DecodingSink):
         if out and not self.lines.write(self.linktype, out):
             self.limit = self.written  # the reader of our output went away: done
         self.lines.flush()
+        if self.lines.output_error is not None:
+            raise OutputError("standard output", self.lines.output_error)
 
     def close(self) -> None:
         self.lines.close()

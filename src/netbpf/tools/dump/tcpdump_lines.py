@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import IO
 
-from ...bpf.errors import NetbpfError
+from ...bpf.errors import NetbpfError, OutputError
 from ...packet import pcap
 
 # tcpdump's first line on stderr when it reads a file: netbpf says its own.
@@ -46,22 +46,46 @@ class TcpdumpLines:
         self._proc: subprocess.Popen[bytes] | None = None
         self._linktype = -1
         self._relay: threading.Thread | None = None
+        self._lines: threading.Thread | None = None
+        self.output_error: OSError | None = None  # writing tcpdump's lines failed
         self.failed = ""  # what tcpdump said when it stopped on its own
         self.closed_by_reader = False  # our standard output went away (| head)
 
     def _start(self, linktype: int, snaplen: int) -> subprocess.Popen[bytes]:
         self._finish()
         sys.stdout.flush()
+        # tcpdump does not check its writes: a full or broken standard output would go
+        # unnoticed. Its lines come through a pipe, written out here, where an error is
+        # seen and stops the capture in one line (flush_output raises it).
+        out = self.stdout if self.stdout is not None else subprocess.PIPE
         proc = subprocess.Popen([self.tcpdump, "-nn", "-l", *self.flags, "-r", "-"],
-                                stdin=subprocess.PIPE, stdout=self.stdout, stderr=subprocess.PIPE,
+                                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE,
                                 close_fds=True)
         assert proc.stdin is not None
         self._relay = threading.Thread(target=self._relay_stderr, args=(proc,), daemon=True)
         self._relay.start()
+        if proc.stdout is not None:
+            self._lines = threading.Thread(target=self._relay_stdout, args=(proc.stdout,), daemon=True)
+            self._lines.start()
         # A nanosecond stream: tcpdump rounds to its own precision (-tttt: micro, as from the file).
         proc.stdin.write(pcap.pcap_file_header(max(snaplen, STREAM_SNAPLEN), linktype, nano=True))
         self._proc, self._linktype = proc, linktype
         return proc
+
+    def _relay_stdout(self, lines: IO[bytes]) -> None:
+        fd = lines.fileno()
+        while chunk := os.read(fd, 1 << 16):
+            if self.output_error is not None:
+                continue  # keep tcpdump from blocking on a full pipe; the error is said once
+            try:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(sys.stdout.fileno(), view):]
+            except BrokenPipeError:
+                self.closed_by_reader = True
+            except OSError as e:
+                self.output_error = e
+        lines.close()
 
     def _relay_stderr(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
@@ -107,6 +131,11 @@ class TcpdumpLines:
         status = proc.wait()
         if self._relay is not None:
             self._relay.join(timeout=5)
+        if self._lines is not None:
+            self._lines.join(timeout=5)
+            self._lines = None
+        if self.output_error is not None:
+            raise OutputError("standard output", self.output_error)
         if status not in (0, -13) and not self.closed_by_reader and self.failed:
             raise NetbpfError(f"tcpdump stopped: {self.failed}")
 
