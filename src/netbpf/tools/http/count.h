@@ -1,0 +1,900 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* netbpf http: counting HTTP/1.x transactions in the kernel.
+ *
+ * Included by http.bpf.c, which has found the TCP header. Each connection
+ * (both directions under one key: client, then server) keeps, per direction,
+ * the sequence number of the next byte to parse and what that byte is: a
+ * message head, so many body bytes, a chunk-size line, chunk data, the end of
+ * the trailers. A head must be whole in one segment, where it is scanned for
+ * Content-Length and Transfer-Encoding; the body is then skipped by sequence
+ * number, so bytes in a body are never taken for a message start. Requests
+ * wait in a FIFO (pipelining) for their responses, which pop them in order.
+ *
+ * Anything the kernel cannot follow with certainty (a gap or reordering, a
+ * head split over segments, a body length it cannot tell, a connection
+ * joined after its SYN) stops the following of that connection: what is
+ * outstanding is counted as unpaired, the connection as lost, and with
+ * config.hand_off its frames from then on go to user space, which counts them
+ * itself. Nothing is counted twice: a byte is parsed only where it is the next
+ * one of its direction, and a lost connection is never parsed again.
+ *
+ * Both directions of a connection may be parsed on two CPUs at once; they
+ * share only the FIFO, written by the client side (tail) and read by the
+ * server side (head). A response is sent after its request reached the server,
+ * and the filter runs on a request before it leaves, so a pop never overtakes
+ * its push.
+ */
+#ifndef NETBPF_HTTP_COUNT_H
+#define NETBPF_HTTP_COUNT_H
+
+#define HEAD_MASK (HTTP_HEAD_MAX - 1)
+#define CHUNK_LINE_MAX 32	/* a chunk-size line (hex size, extensions, CRLF) */
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+enum dir_state {
+	DIR_UNSYNCED = 0,	/* no SYN of this direction seen */
+	DIR_HEAD,		/* next byte starts a message */
+	DIR_BODY,		/* `left` body bytes to come */
+	DIR_CHUNK_SIZE,		/* next byte starts a chunk-size line */
+	DIR_CHUNK_DATA,		/* `left` bytes of chunk data and its CRLF */
+	DIR_TRAILER,		/* after the last chunk: CRLF ends the message */
+	DIR_UNTIL_CLOSE,	/* a response body that ends with the connection */
+	DIR_TUNNEL,		/* after 101 or CONNECT 2xx: not HTTP any more */
+};
+
+struct http_dir {
+	__u32 next_seq;		/* sequence number of the next byte to parse */
+	__u32 isn;
+	__u8 state;
+	__u8 pad[7];
+	__u64 left;
+};
+
+struct http_conn_key {
+	__u8 client[16];
+	__u8 server[16];
+	__u16 cport;
+	__u16 sport;
+	__u8 family;
+	__u8 pad[3];
+};
+
+struct http_conn {
+	struct http_dir dir[2];		/* 0: client to server, 1: server to client */
+	__u64 req_ts[HTTP_FIFO];	/* when each outstanding request's head was seen */
+	__u64 head_mask;		/* bit of a FIFO slot: that request is HEAD */
+	__u64 connect_mask;		/* ... is CONNECT */
+	__u32 fifo_head;		/* popped by responses (server side) */
+	__u32 fifo_tail;		/* pushed by requests (client side) */
+	__u64 resp_req_ts;		/* the request of the response being received */
+	__u8 resp_open;			/* a final response is being received */
+	__u8 lost;			/* not followed from some point on */
+	__u8 closed;
+	__u8 pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 32768);
+	__type(key, struct http_conn_key);
+	__type(value, struct http_conn);
+} connections SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct http_backend_key);
+	__type(value, struct http_backend_stats);
+} backends SEC(".maps");
+
+/* Zeroed values to insert from (too large for the BPF stack); never written. */
+struct zeroes {
+	struct http_conn conn;
+	struct http_backend_stats stats;
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct zeroes);
+} zero SEC(".maps");
+
+struct scratch {
+	__u8 buf[HTTP_HEAD_MAX];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} scratch SEC(".maps");
+
+NETBPF_BTF_EXPORT(http_backend_key);
+NETBPF_BTF_EXPORT(http_backend_stats);
+
+/* Lower case for comparing with a lower-case letter; branch-free, as every
+ * branch here multiplies the paths the verifier walks. */
+static __always_inline __u8 lower(__u8 c)
+{
+	return c | 0x20;
+}
+
+/* Bucket of a latency in ns: exact below 2^SUB_BITS, then 2^SUB_BITS linear
+ * buckets per power of two (relative width <= 1/32), the last one open. */
+static __always_inline __u32 latency_bucket(__u64 ns)
+{
+	__u32 log = 0;
+	__u64 v = ns;
+
+	if (v < (1ULL << HTTP_LAT_SUB_BITS))
+		return v;
+	if (v >> 32) { v >>= 32; log += 32; }
+	if (v >> 16) { v >>= 16; log += 16; }
+	if (v >> 8) { v >>= 8; log += 8; }
+	if (v >> 4) { v >>= 4; log += 4; }
+	if (v >> 2) { v >>= 2; log += 2; }
+	if (v >> 1) { log += 1; }
+	if (log > HTTP_LAT_MAX_LOG)
+		return HTTP_LAT_BUCKETS - 1;
+	return ((log - HTTP_LAT_SUB_BITS + 1) << HTTP_LAT_SUB_BITS) +
+	       ((ns >> (log - HTTP_LAT_SUB_BITS)) & ((1 << HTTP_LAT_SUB_BITS) - 1));
+}
+
+static __always_inline struct http_backend_stats *backend_stats(const struct http_conn_key *key)
+{
+	struct http_backend_key bk = {};
+	struct http_backend_stats *st;
+	struct zeroes *z;
+	__u32 k0 = 0;
+
+	__builtin_memcpy(bk.addr, key->server, 16);
+	bk.port = key->sport;
+	bk.family = key->family;
+	st = bpf_map_lookup_elem(&backends, &bk);
+	if (st)
+		return st;
+	z = bpf_map_lookup_elem(&zero, &k0);
+	if (!z)
+		return 0;
+	bpf_map_update_elem(&backends, &bk, &z->stats, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&backends, &bk);
+}
+
+/* The connection is not followed from here on. */
+static __always_inline void lose(struct http_conn *c, struct http_backend_stats *st, enum http_counter why)
+{
+	if (c->lost)
+		return;
+	c->lost = 1;
+	netbpf_inc(counters, why);
+	if (!st)
+		return;
+	st->lost_connections++;
+	st->unpaired += c->fifo_tail - c->fifo_head;
+	if (c->resp_open)
+		st->latency_unknown++;
+	c->resp_open = 0;
+}
+
+static __always_inline void response_done(struct http_conn *c, struct http_backend_stats *st, __u64 now)
+{
+	__u64 ns = now - c->resp_req_ts;
+	__u32 b = latency_bucket(ns);
+
+	c->resp_open = 0;
+	if (!st)
+		return;
+	st->latency_sum_ns += ns;
+	if (b < HTTP_LAT_BUCKETS)
+		st->latency[b]++;
+}
+
+/* Closed (server FIN, or RST either way): what is outstanding gets no response. */
+static __always_inline void close_conn(struct http_conn *c, struct http_backend_stats *st, __u64 now)
+{
+	if (c->closed || c->lost)
+		return;
+	c->closed = 1;
+	if (c->resp_open) {
+		if (c->dir[1].state == DIR_UNTIL_CLOSE)
+			response_done(c, st, now);
+		else if (st)
+			st->latency_unknown++;
+		c->resp_open = 0;
+	}
+	if (st)
+		st->no_response += c->fifo_tail - c->fifo_head;
+	c->fifo_head = c->fifo_tail;
+}
+
+/* -- scanning a head in the scratch buffer ------------------------------------ */
+struct head_scan {
+	__u8 *buf;
+	__u32 n;		/* bytes in buf */
+	__u32 line;		/* where the current line starts */
+	__u32 end;		/* bytes of the head, 0 until its empty line is found */
+	__u64 length;		/* Content-Length */
+	__u8 has_length;
+	__u8 chunked;		/* Transfer-Encoding whose last coding is chunked */
+	__u8 other_coding;	/* Transfer-Encoding otherwise */
+	__u8 bad;		/* a malformed or repeated Content-Length, a bad start line */
+	__u8 request;
+	__u8 value_done;	/* blanks after Content-Length's digits */
+	__u32 value_from;	/* where this line's Content-Length value starts, or 0 */
+	__u32 te_from;		/* where this line's Transfer-Encoding value starts, or 0 */
+	__u32 digits;
+	__u64 value;
+};
+
+#define AT(s, i) ((s)->buf[(i) & HEAD_MASK])
+
+static __always_inline int header_is(struct head_scan *s, __u32 at, const char *name, __u32 len)
+{
+#pragma unroll
+	for (__u32 k = 0; k < 20; k++)
+		if (k < len && (name[k] >= 'a' ? lower(AT(s, at + k)) : AT(s, at + k)) != name[k])
+			return 0;
+	return 1;
+}
+
+static __always_inline int chunked_at(struct head_scan *s, __u32 at, __u32 e)
+{
+	return e >= at + 7 && lower(AT(s, e - 7)) == 'c' && lower(AT(s, e - 6)) == 'h' &&
+	       lower(AT(s, e - 5)) == 'u' && lower(AT(s, e - 4)) == 'n' && lower(AT(s, e - 3)) == 'k' &&
+	       lower(AT(s, e - 2)) == 'e' && lower(AT(s, e - 1)) == 'd' &&
+	       (e == at + 7 || AT(s, e - 8) == ' ' || AT(s, e - 8) == ',' || AT(s, e - 8) == '\t');
+}
+
+/* The last coding decides: "chunked" at the end of the line (one blank after it at most). */
+static __always_inline void transfer_encoding(struct head_scan *s, __u32 at, __u32 eol)
+{
+	__u32 e = eol > at && (AT(s, eol - 1) == ' ' || AT(s, eol - 1) == '\t') ? eol - 1 : eol;
+
+	if (chunked_at(s, at, e))
+		s->chunked = 1;
+	else
+		s->other_coding = 1;
+}
+
+/* bpf_loop callback: one byte of the head. A header line's name is looked at
+ * on its first byte, Content-Length's digits as they come, a line on its LF.
+ * (One level of loop: a bpf_loop inside a bpf_loop callback multiplies the
+ * verifier's work.) */
+static long scan_byte(__u32 i, struct head_scan *s)
+{
+	__u32 line = s->line, eol;
+	__u8 ch;
+
+	if (i >= s->n)
+		return 1;
+	ch = AT(s, i);
+	if (i == line && i > 0) {
+		s->value_from = 0;
+		s->te_from = 0;
+		if ((ch | 32) == 'c' && header_is(s, i, "content-length:", 15)) {
+			s->value_from = i + 15;
+			s->digits = 0;
+			s->value = 0;
+			s->value_done = 0;
+		} else if ((ch | 32) == 't' && header_is(s, i, "transfer-encoding:", 18)) {
+			s->te_from = i + 18;
+		}
+	}
+	if (ch != '\n') {
+		if (!s->value_from || i < s->value_from || ch == '\r')
+			return 0;
+		if (ch >= '0' && ch <= '9' && !s->value_done) {
+			s->value = s->value * 10 + (ch - '0');
+			s->digits++;
+		} else if (ch == ' ' || ch == '\t') {
+			if (s->digits)
+				s->value_done = 1;
+		} else {
+			s->bad = 1;
+			return 1;
+		}
+		return 0;
+	}
+	s->line = i + 1;
+	eol = i > line && AT(s, i - 1) == '\r' ? i - 1 : i;
+	if (line == 0) {
+		/* Request line: "METHOD target HTTP/1.x" (the method checked already). */
+		if (s->request && !(eol >= 9 && AT(s, eol - 9) == ' ' && AT(s, eol - 8) == 'H' &&
+				    AT(s, eol - 7) == 'T' && AT(s, eol - 6) == 'T' && AT(s, eol - 5) == 'P' &&
+				    AT(s, eol - 4) == '/' && AT(s, eol - 3) == '1' && AT(s, eol - 2) == '.' &&
+				    AT(s, eol - 1) >= '0' && AT(s, eol - 1) <= '9')) {
+			s->bad = 1;
+			return 1;
+		}
+		return 0;
+	}
+	if (eol == line) {
+		s->end = i + 1;
+		return 1;
+	}
+	if (s->value_from) {
+		/* Several Content-Length headers must agree (RFC 9112 6.3). */
+		if (!s->digits || s->digits > 18 || (s->has_length && s->length != s->value)) {
+			s->bad = 1;
+			return 1;
+		}
+		s->has_length = 1;
+		s->length = s->value;
+		s->value_from = 0;
+	} else if (s->te_from && eol >= s->te_from) {
+		transfer_encoding(s, s->te_from, eol);
+		s->te_from = 0;
+	}
+	return 0;
+}
+
+/* -- the parser's walk through one segment ------------------------------------ */
+struct walk {
+	struct __sk_buff *skb;
+	struct http_conn *c;
+	struct http_backend_stats *st;
+	__u32 pos;		/* offset in the skb */
+	__u32 end;
+	__u64 now;
+	__u8 side;		/* 0: client to server */
+	__u8 stop;
+};
+
+enum method { M_OTHER, M_HEAD, M_CONNECT };
+
+/* A known method and a space at the start of buf: its length, or 0. */
+static __always_inline int method(const __u8 *b, enum method *m)
+{
+	*m = M_OTHER;
+	if (b[0] == 'G' && b[1] == 'E' && b[2] == 'T' && b[3] == ' ')
+		return 3;
+	if (b[0] == 'P' && b[1] == 'U' && b[2] == 'T' && b[3] == ' ')
+		return 3;
+	if (b[0] == 'P' && b[1] == 'O' && b[2] == 'S' && b[3] == 'T' && b[4] == ' ')
+		return 4;
+	if (b[0] == 'H' && b[1] == 'E' && b[2] == 'A' && b[3] == 'D' && b[4] == ' ') {
+		*m = M_HEAD;
+		return 4;
+	}
+	if (b[0] == 'P' && b[1] == 'A' && b[2] == 'T' && b[3] == 'C' && b[4] == 'H' && b[5] == ' ')
+		return 5;
+	if (b[0] == 'T' && b[1] == 'R' && b[2] == 'A' && b[3] == 'C' && b[4] == 'E' && b[5] == ' ')
+		return 5;
+	if (b[0] == 'D' && b[1] == 'E' && b[2] == 'L' && b[3] == 'E' && b[4] == 'T' && b[5] == 'E' &&
+	    b[6] == ' ')
+		return 6;
+	if (b[0] == 'O' && b[1] == 'P' && b[2] == 'T' && b[3] == 'I' && b[4] == 'O' && b[5] == 'N' &&
+	    b[6] == 'S' && b[7] == ' ')
+		return 7;
+	if (b[0] == 'C' && b[1] == 'O' && b[2] == 'N' && b[3] == 'N' && b[4] == 'E' && b[5] == 'C' &&
+	    b[6] == 'T' && b[7] == ' ') {
+		*m = M_CONNECT;
+		return 7;
+	}
+	return 0;
+}
+
+enum head_verdict { HEAD_OK, HEAD_NOT_HTTP, HEAD_SPLIT, HEAD_LONG, HEAD_HTTP2, HEAD_TLS, HEAD_ERROR };
+
+/* In: where a head starts and how many bytes the segment has from there.
+ * Out: the verdict and what the head says about the message. */
+struct head_result {
+	__u32 pos;
+	__u32 avail;
+	__u32 request;
+	__u32 verdict;
+	__u32 method;
+	__u32 status;
+	__u32 end;		/* bytes of the head */
+	__u32 has_length;
+	__u64 length;
+	__u32 chunked;
+	__u32 other_coding;
+};
+
+/* A message head at r->pos: a global function, verified once on its own
+ * (its byte loop inside the parser's step loop would multiply the work). */
+__noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
+{
+	struct head_scan s = {};
+	struct scratch *sc;
+	__u32 n, k0 = 0;
+	enum method m = M_OTHER;
+	__u8 *b;
+
+	if (!r)
+		return 0;
+	r->verdict = HEAD_ERROR;
+	n = r->avail;
+	sc = bpf_map_lookup_elem(&scratch, &k0);
+	if (!sc)
+		return 0;
+	if (n > HTTP_HEAD_MAX)
+		n = HTTP_HEAD_MAX;
+	if (n < 1 || bpf_skb_load_bytes(skb, r->pos, sc->buf, n))
+		return 0;
+	if (n < 16) {
+		/* Too short for any start line we know; zeroes make the checks fail. */
+		__builtin_memset(sc->buf + n, 0, 16);
+	}
+	b = sc->buf;
+	s.buf = b;
+	s.n = n;
+	s.request = r->request;
+	if (r->request) {
+		if (!method(b, &m)) {
+			if (b[0] == 'P' && b[1] == 'R' && b[2] == 'I' && b[3] == ' ')
+				r->verdict = HEAD_HTTP2;
+			else if (b[0] == 0x16 && b[1] == 3)
+				r->verdict = HEAD_TLS;
+			else
+				r->verdict = r->avail < 16 ? HEAD_SPLIT : HEAD_NOT_HTTP;
+			return 0;
+		}
+		r->method = m;
+	} else {
+		if (!(b[0] == 'H' && b[1] == 'T' && b[2] == 'T' && b[3] == 'P' && b[4] == '/' &&
+		      b[5] == '1' && b[6] == '.' && b[7] >= '0' && b[7] <= '9' && b[8] == ' ' &&
+		      b[9] >= '1' && b[9] <= '5' && b[10] >= '0' && b[10] <= '9' && b[11] >= '0' &&
+		      b[11] <= '9' && (b[12] == ' ' || b[12] == '\r' || b[12] == '\n'))) {
+			r->verdict = r->avail < 16 ? HEAD_SPLIT : HEAD_NOT_HTTP;
+			return 0;
+		}
+		r->status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
+	}
+	bpf_loop(n, scan_byte, &s, 0);
+	if (s.bad) {
+		r->verdict = HEAD_NOT_HTTP;
+		return 0;
+	}
+	if (!s.end) {
+		r->verdict = r->avail > HTTP_HEAD_MAX ? HEAD_LONG : HEAD_SPLIT;
+		return 0;
+	}
+	r->verdict = HEAD_OK;
+	r->end = s.end;
+	r->has_length = s.has_length;
+	r->length = s.length;
+	r->chunked = s.chunked;
+	r->other_coding = s.other_coding;
+	return 0;
+}
+
+/* A message head at w->pos. */
+static __always_inline void parse_head(struct walk *w, struct http_dir *d)
+{
+	struct http_conn *c = w->c;
+	struct http_backend_stats *st = w->st;
+	struct head_result s = { .pos = w->pos, .avail = w->end - w->pos, .request = w->side == 0 };
+	enum method m;
+	__u32 status;
+
+	http_scan_head(w->skb, &s);
+	switch (s.verdict) {
+	case HEAD_OK:
+		break;
+	case HEAD_SPLIT:
+		lose(c, st, HTTP_K_LOST_HEAD_SPLIT);
+		w->stop = 1;
+		return;
+	case HEAD_LONG:
+		lose(c, st, HTTP_K_LOST_HEAD_LONG);
+		w->stop = 1;
+		return;
+	case HEAD_HTTP2:
+		goto http2;
+	case HEAD_TLS:
+		goto tls;
+	case HEAD_NOT_HTTP:
+		goto not_http;
+	default:
+		goto lost_len;
+	}
+	m = s.method;
+	status = s.status;
+	w->pos += s.end;
+
+	if (w->side == 0) {
+		__u32 slot = c->fifo_tail % HTTP_FIFO;
+		__u64 bit = 1ULL << slot;
+
+		if (s.other_coding)
+			goto lost_len;	/* a request body whose length cannot be told: 400 */
+		if (c->fifo_tail - c->fifo_head >= HTTP_FIFO) {
+			lose(c, st, HTTP_K_LOST_PIPELINE);
+			w->stop = 1;
+			return;
+		}
+		c->req_ts[slot] = w->now;
+		c->head_mask = m == M_HEAD ? c->head_mask | bit : c->head_mask & ~bit;
+		c->connect_mask = m == M_CONNECT ? c->connect_mask | bit : c->connect_mask & ~bit;
+		c->fifo_tail++;
+		netbpf_inc(counters, HTTP_K_REQUESTS);
+		if (st)
+			st->requests++;
+		if (s.chunked) {
+			d->state = DIR_CHUNK_SIZE;
+		} else if (s.has_length && s.length) {
+			d->state = DIR_BODY;
+			d->left = s.length;
+		}
+		return;
+	}
+
+	/* A response: 1xx other than 101 are interim, the request still waits. */
+	if (status / 100 == 1 && status != 101) {
+		netbpf_inc(counters, HTTP_K_INTERIM);
+		return;
+	}
+	if (c->fifo_head == c->fifo_tail) {
+		/* Nothing to pair with: not a transaction; HEAD cannot be ruled out. */
+		netbpf_inc(counters, HTTP_K_ORPHANS);
+		goto lost_len;
+	}
+	{
+		__u32 slot = c->fifo_head % HTTP_FIFO;
+		__u64 bit = 1ULL << slot;
+		int no_body = (c->head_mask & bit) || status == 204 || status == 304;
+		int tunnel = status == 101 || ((c->connect_mask & bit) && status / 100 == 2);
+
+		c->resp_req_ts = c->req_ts[slot];
+		c->fifo_head++;
+		c->resp_open = 1;
+		netbpf_inc(counters, HTTP_K_RESPONSES);
+		if (st) {
+			__u32 cls = status / 100 - 1;
+
+			if (cls < 5)
+				st->status[cls]++;
+		}
+		if (tunnel) {
+			response_done(c, st, w->now);
+			netbpf_inc(counters, HTTP_K_TUNNELS);
+			c->dir[0].state = DIR_TUNNEL;
+			d->state = DIR_TUNNEL;
+			w->stop = 1;
+			return;
+		}
+		if (no_body) {
+			response_done(c, st, w->now);
+			return;
+		}
+		if (s.chunked) {
+			d->state = DIR_CHUNK_SIZE;
+		} else if (s.other_coding || !s.has_length) {
+			d->state = DIR_UNTIL_CLOSE;
+		} else if (s.length) {
+			d->state = DIR_BODY;
+			d->left = s.length;
+		} else {
+			response_done(c, st, w->now);
+		}
+		return;
+	}
+
+not_http:
+	lose(c, st, HTTP_K_LOST_NOT_HTTP);
+	w->stop = 1;
+	return;
+http2:
+	if (c->fifo_tail == 0)
+		netbpf_inc(counters, HTTP_K_HTTP2);
+	goto not_http;
+tls:
+	if (c->fifo_tail == 0)
+		netbpf_inc(counters, HTTP_K_TLS);
+	goto not_http;
+lost_len:
+	lose(c, st, HTTP_K_LOST_LENGTH);
+	w->stop = 1;
+}
+
+struct chunk_line {
+	__u8 line[CHUNK_LINE_MAX];
+	__u32 n;
+	__u32 digits;
+	__u64 size;
+	__u32 eol;		/* bytes of the line, LF included; 0: not found */
+	__u8 in_ext;
+	__u8 bad;
+};
+
+static long chunk_byte(__u32 k, struct chunk_line *cl)
+{
+	__u8 ch, lc;
+
+	if (k >= cl->n)
+		return 1;
+	ch = cl->line[k & (CHUNK_LINE_MAX - 1)];
+	lc = lower(ch);
+	if (ch == '\n') {
+		cl->eol = k + 1;
+		return 1;
+	}
+	if (cl->in_ext || ch == '\r')
+		return 0;
+	if (ch == ';' || ch == ' ' || ch == '\t') {
+		cl->in_ext = 1;
+		return 0;
+	}
+	if (cl->digits < 15 && ((ch >= '0' && ch <= '9') || (lc >= 'a' && lc <= 'f'))) {
+		cl->size = cl->size * 16 + (ch <= '9' ? ch - '0' : lc - 'a' + 10);
+		cl->digits++;
+		return 0;
+	}
+	cl->bad = 1;
+	return 1;
+}
+
+/* A chunk-size line at w->pos: hex digits, maybe ";extensions", CRLF. */
+static __always_inline void parse_chunk_size(struct walk *w, struct http_dir *d)
+{
+	struct chunk_line cl = {};
+	__u32 n = w->end - w->pos;
+
+	if (n > CHUNK_LINE_MAX)
+		n = CHUNK_LINE_MAX;
+	if (n < 1 || bpf_skb_load_bytes(w->skb, w->pos, cl.line, n)) {
+		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
+		w->stop = 1;
+		return;
+	}
+	cl.n = n;
+	bpf_loop(CHUNK_LINE_MAX, chunk_byte, &cl, 0);
+	if (cl.bad || !cl.eol || !cl.digits) {
+		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
+		w->stop = 1;
+		return;
+	}
+	w->pos += cl.eol;
+	if (cl.size) {
+		d->state = DIR_CHUNK_DATA;
+		d->left = cl.size + 2;
+	} else {
+		d->state = DIR_TRAILER;
+	}
+}
+
+/* After the last chunk: the CRLF that ends the message (trailers are not followed). */
+static __always_inline void parse_trailer(struct walk *w, struct http_dir *d)
+{
+	__u8 crlf[2] = {};
+
+	if (w->end - w->pos < 2 || bpf_skb_load_bytes(w->skb, w->pos, crlf, 2) ||
+	    crlf[0] != '\r' || crlf[1] != '\n') {
+		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
+		w->stop = 1;
+		return;
+	}
+	w->pos += 2;
+	d->state = DIR_HEAD;
+	if (w->side == 1)
+		response_done(w->c, w->st, w->now);
+}
+
+static __always_inline void body_bytes(struct walk *w, __u64 n)
+{
+	if (!w->st)
+		return;
+	if (w->side == 0)
+		w->st->request_body += n;
+	else
+		w->st->response_body += n;
+}
+
+/* bpf_loop callback: one step (a head, a piece of body, a chunk line...). */
+static long walk_step(__u32 i, struct walk *w)
+{
+	struct http_conn *c = w->c;
+	struct http_dir *d;
+	__u64 n;
+
+	if (w->stop || w->pos >= w->end || c->lost)
+		return 1;
+	d = w->side ? &c->dir[1] : &c->dir[0];
+	switch (d->state) {
+	case DIR_HEAD:
+		parse_head(w, d);
+		break;
+	case DIR_BODY:
+	case DIR_CHUNK_DATA:
+		n = w->end - w->pos;
+		if (n > d->left)
+			n = d->left;
+		w->pos += n;
+		d->left -= n;
+		if (d->state == DIR_BODY) {
+			body_bytes(w, n);
+			if (!d->left) {
+				d->state = DIR_HEAD;
+				if (w->side == 1)
+					response_done(c, w->st, w->now);
+			}
+		} else {
+			/* The last two bytes of `left` are the chunk's CRLF. */
+			__u64 data = d->left >= 2 ? n : (n > 2 - d->left ? n - (2 - d->left) : 0);
+
+			body_bytes(w, data);
+			if (!d->left)
+				d->state = DIR_CHUNK_SIZE;
+		}
+		break;
+	case DIR_CHUNK_SIZE:
+		parse_chunk_size(w, d);
+		break;
+	case DIR_TRAILER:
+		parse_trailer(w, d);
+		break;
+	case DIR_UNTIL_CLOSE:
+		body_bytes(w, w->end - w->pos);
+		w->pos = w->end;
+		break;
+	case DIR_TUNNEL:
+		w->pos = w->end;
+		break;
+	default:
+		lose(c, w->st, HTTP_K_LOST_UNSYNCED);
+		return 1;
+	}
+	return 0;
+}
+
+/* Where both directions of a connection meet: the client first. */
+static __always_inline int conn_key(struct http_conn_key *key, const __u8 *src, const __u8 *dst,
+				    __u16 sport, __u16 dport, __u8 family, int syn_only)
+{
+	int from_client;
+
+	if (syn_only)
+		from_client = 1;	/* a SYN without ACK comes from the client */
+	else if (wanted_port(dport) && wanted_port(sport))
+		from_client = dport <= sport;	/* ephemeral ports are the high ones */
+	else
+		from_client = wanted_port(dport);
+	if (from_client) {
+		__builtin_memcpy(key->client, src, 16);
+		__builtin_memcpy(key->server, dst, 16);
+		key->cport = sport;
+		key->sport = dport;
+	} else {
+		__builtin_memcpy(key->client, dst, 16);
+		__builtin_memcpy(key->server, src, 16);
+		key->cport = dport;
+		key->sport = sport;
+	}
+	key->family = family;
+	return from_client ? 0 : 1;
+}
+
+/* One TCP segment of a target port, payload at [payload, end) of the skb.
+ * Returns 1 when the frame belongs to a connection handed to user space.
+ * A global function: the verifier checks it once, not once for each way
+ * the caller's tunnel parsing can reach it. */
+struct http_segment {
+	struct http_conn_key key;
+	__u32 side;		/* 0: client to server */
+	__u32 seq;
+	__u32 flags;		/* TCP_* */
+	__u32 payload;		/* where the payload starts and ends in the skb */
+	__u32 end;
+};
+
+__noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *seg)
+{
+	struct http_conn_key *key;
+	__u32 side, seq, payload, end, flags;
+	struct http_backend_stats *st = 0;
+	struct http_conn *c;
+	struct zeroes *z;
+	__u32 k0 = 0, len;
+	__u64 now = bpf_ktime_get_ns();
+	struct {
+		__u8 syn, ack, fin, rst;
+	} f;
+	const typeof(f) *tcp = &f;
+
+	if (!seg)
+		return 0;
+	key = &seg->key;
+	side = seg->side;
+	seq = seg->seq;
+	payload = seg->payload;
+	end = seg->end;
+	if (end < payload || side > 1)
+		return 0;
+	flags = seg->flags;
+	f.syn = !!(flags & TCP_SYN);
+	f.ack = !!(flags & TCP_ACK);
+	f.fin = !!(flags & TCP_FIN);
+	f.rst = !!(flags & TCP_RST);
+	len = end - payload;
+	c = bpf_map_lookup_elem(&connections, key);
+	if (tcp->syn) {
+		/* A SYN (or SYN-ACK) starts a direction; a new SYN a new connection. */
+		if (side == 0 && !tcp->ack) {
+			if (c && c->dir[0].state != DIR_UNSYNCED && c->dir[0].isn == seq)
+				return 0;	/* the same SYN again */
+			z = bpf_map_lookup_elem(&zero, &k0);
+			if (!z)
+				return 0;
+			st = backend_stats(key);
+			if (c)
+				close_conn(c, st, now);
+			if (bpf_map_update_elem(&connections, key, &z->conn, BPF_ANY))
+				return 0;
+			c = bpf_map_lookup_elem(&connections, key);
+			if (!c)
+				return 0;
+			c->dir[0].isn = seq;
+			c->dir[0].next_seq = seq + 1;
+			c->dir[0].state = DIR_HEAD;
+			netbpf_inc(counters, HTTP_K_CONNECTIONS);
+			if (st)
+				st->connections++;
+		} else if (side == 1 && tcp->ack && c && c->dir[1].state == DIR_UNSYNCED) {
+			c->dir[1].isn = seq;
+			c->dir[1].next_seq = seq + 1;
+			c->dir[1].state = DIR_HEAD;
+		}
+		return 0;
+	}
+	if (!c) {
+		if (!len)
+			return 0;
+		/* Joined after the SYN: where messages start cannot be known. */
+		z = bpf_map_lookup_elem(&zero, &k0);
+		if (!z || bpf_map_update_elem(&connections, key, &z->conn, BPF_NOEXIST))
+			return 0;
+		c = bpf_map_lookup_elem(&connections, key);
+		if (!c)
+			return 0;
+		c->lost = 1;
+		netbpf_inc(counters, HTTP_K_MIDSTREAM);
+		st = backend_stats(key);
+		if (st)
+			st->midstream++;
+		return 1;
+	}
+	if (c->lost)
+		return 1;
+	if (c->closed)
+		return 0;
+	st = backend_stats(key);
+	if (len) {
+		struct http_dir *d = side ? &c->dir[1] : &c->dir[0];
+		struct walk w = { .skb = skb, .c = c, .st = st, .pos = payload, .end = end, .now = now,
+				  .side = side };
+		__s32 ahead = (__s32)(seq - d->next_seq);
+
+		netbpf_inc(counters, HTTP_K_SEGMENTS);
+		if (d->state == DIR_UNSYNCED) {
+			lose(c, st, HTTP_K_LOST_UNSYNCED);
+			return 1;
+		}
+		if (ahead > 0) {
+			lose(c, st, HTTP_K_LOST_GAP);
+			return 1;
+		}
+		if ((__s64)ahead + len <= 0) {
+			netbpf_inc(counters, HTTP_K_RETRANSMITTED);
+		} else {
+			w.pos += -ahead;
+			bpf_loop(HTTP_MAX_STEPS, walk_step, &w, 0);
+			if (c->lost)
+				return 1;
+			if (w.pos < w.end) {
+				lose(c, st, HTTP_K_LOST_STEPS);
+				return 1;
+			}
+			d->next_seq = seq + len;
+		}
+	}
+	if (tcp->rst || (tcp->fin && side == 1))
+		close_conn(c, st, now);
+	return 0;
+}
+
+#endif /* NETBPF_HTTP_COUNT_H */
