@@ -103,7 +103,7 @@ struct {
 } zero SEC(".maps");
 
 struct scratch {
-	__u8 buf[HTTP_HEAD_MAX];
+	__u8 buf[HTTP_HEAD_MAX + 32];	/* 8-byte reads from any masked offset stay inside */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -179,28 +179,41 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 	c->resp_open = 0;
 }
 
-static __always_inline void response_done(struct http_conn *c, struct http_backend_stats *st, __u64 now)
+/* The latency of a response whose last byte was just seen. A global
+ * function: verified once, not at each of the places a response ends. */
+__noinline int http_latency(struct http_conn_key *key, __u64 ns)
 {
-	__u64 ns = now - c->resp_req_ts;
-	__u32 b = latency_bucket(ns);
+	struct http_backend_stats *st;
+	__u32 b;
 
-	c->resp_open = 0;
+	if (!key)
+		return 0;
+	st = backend_stats(key);
 	if (!st)
-		return;
+		return 0;
+	b = latency_bucket(ns);
 	st->latency_sum_ns += ns;
 	if (b < HTTP_LAT_BUCKETS)
 		st->latency[b]++;
+	return 0;
+}
+
+static __always_inline void response_done(struct http_conn *c, struct http_conn_key *key, __u64 now)
+{
+	c->resp_open = 0;
+	http_latency(key, now - c->resp_req_ts);
 }
 
 /* Closed (server FIN, or RST either way): what is outstanding gets no response. */
-static __always_inline void close_conn(struct http_conn *c, struct http_backend_stats *st, __u64 now)
+static __always_inline void close_conn(struct http_conn *c, struct http_conn_key *key,
+				       struct http_backend_stats *st, __u64 now)
 {
 	if (c->closed || c->lost)
 		return;
 	c->closed = 1;
 	if (c->resp_open) {
 		if (c->dir[1].state == DIR_UNTIL_CLOSE)
-			response_done(c, st, now);
+			response_done(c, key, now);
 		else if (st)
 			st->latency_unknown++;
 		c->resp_open = 0;
@@ -224,39 +237,67 @@ struct head_scan {
 	__u8 request;
 	__u8 value_done;	/* blanks after Content-Length's digits */
 	__u32 value_from;	/* where this line's Content-Length value starts, or 0 */
-	__u32 te_from;		/* where this line's Transfer-Encoding value starts, or 0 */
+	__u32 te_from;		/* where the Transfer-Encoding value starts, or 0 */
+	__u32 te_line;
+	__u32 te_eol;
+	__u32 first_eol;
 	__u32 digits;
 	__u64 value;
 };
 
 #define AT(s, i) ((s)->buf[(i) & HEAD_MASK])
 
-static __always_inline int header_is(struct head_scan *s, __u32 at, const char *name, __u32 len)
+/* Eight bytes at i (masked), as a little-endian word. */
+static __always_inline __u64 word_at(struct head_scan *s, __u32 i)
 {
-#pragma unroll
-	for (__u32 k = 0; k < 20; k++)
-		if (k < len && (name[k] >= 'a' ? lower(AT(s, at + k)) : AT(s, at + k)) != name[k])
-			return 0;
-	return 1;
+	return *(__u64 *)(s->buf + (i & HEAD_MASK));
 }
 
-static __always_inline int chunked_at(struct head_scan *s, __u32 at, __u32 e)
+/* Little-endian words of 8 characters, for one comparison instead of eight. */
+#define W8(a, b, c, d, e, f, g, h)						\
+	((__u64)(a) | (__u64)(b) << 8 | (__u64)(c) << 16 | (__u64)(d) << 24 |	\
+	 (__u64)(e) << 32 | (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
+#define LOWER8 0x2020202020202020ULL	/* case folding: letters, '-', ':' and ' ' keep */
+
+static __always_inline int is_content_length(struct head_scan *s, __u32 i)
 {
-	return e >= at + 7 && lower(AT(s, e - 7)) == 'c' && lower(AT(s, e - 6)) == 'h' &&
-	       lower(AT(s, e - 5)) == 'u' && lower(AT(s, e - 4)) == 'n' && lower(AT(s, e - 3)) == 'k' &&
-	       lower(AT(s, e - 2)) == 'e' && lower(AT(s, e - 1)) == 'd' &&
-	       (e == at + 7 || AT(s, e - 8) == ' ' || AT(s, e - 8) == ',' || AT(s, e - 8) == '\t');
+	return (word_at(s, i) | LOWER8) == W8('c', 'o', 'n', 't', 'e', 'n', 't', '-') &&
+	       (word_at(s, i + 7) | LOWER8) == W8('-', 'l', 'e', 'n', 'g', 't', 'h', ':');
 }
 
-/* The last coding decides: "chunked" at the end of the line (one blank after it at most). */
+static __always_inline int is_transfer_encoding(struct head_scan *s, __u32 i)
+{
+	return (word_at(s, i) | LOWER8) == W8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r') &&
+	       (word_at(s, i + 8) | LOWER8) == W8('-', 'e', 'n', 'c', 'o', 'd', 'i', 'n') &&
+	       (word_at(s, i + 10) | LOWER8) == W8('n', 'c', 'o', 'd', 'i', 'n', 'g', ':');
+}
+
+/* The last coding decides: "chunked" at the end of the value (one blank after
+ * it at most), alone or after a blank or a comma. */
 static __always_inline void transfer_encoding(struct head_scan *s, __u32 at, __u32 eol)
 {
 	__u32 e = eol > at && (AT(s, eol - 1) == ' ' || AT(s, eol - 1) == '\t') ? eol - 1 : eol;
+	__u64 w;
 
-	if (chunked_at(s, at, e))
+	if (e < at + 7) {
+		s->other_coding = 1;
+		return;
+	}
+	w = word_at(s, e - 8) | LOWER8;
+	if ((w >> 8) == (W8('c', 'h', 'u', 'n', 'k', 'e', 'd', 0) & 0xffffffffffffffULL) &&
+	    (e == at + 7 || AT(s, e - 8) == ' ' || AT(s, e - 8) == ',' || AT(s, e - 8) == '\t'))
 		s->chunked = 1;
 	else
 		s->other_coding = 1;
+}
+
+/* The request line ends in " HTTP/1.x". */
+static __always_inline int http1_version_at_end(struct head_scan *s, __u32 eol)
+{
+	__u64 w = word_at(s, eol - 9);
+
+	return eol >= 9 && w == W8(' ', 'H', 'T', 'T', 'P', '/', '1', '.') &&
+	       AT(s, eol - 1) >= '0' && AT(s, eol - 1) <= '9';
 }
 
 /* bpf_loop callback: one byte of the head. A header line's name is looked at
@@ -273,14 +314,17 @@ static long scan_byte(__u32 i, struct head_scan *s)
 	ch = AT(s, i);
 	if (i == line && i > 0) {
 		s->value_from = 0;
-		s->te_from = 0;
-		if ((ch | 32) == 'c' && header_is(s, i, "content-length:", 15)) {
+		if (is_content_length(s, i)) {
 			s->value_from = i + 15;
 			s->digits = 0;
 			s->value = 0;
 			s->value_done = 0;
-		} else if ((ch | 32) == 't' && header_is(s, i, "transfer-encoding:", 18)) {
+		} else if (is_transfer_encoding(s, i)) {
+			/* One Transfer-Encoding header is followed; several are not. */
+			if (s->te_from)
+				s->other_coding = 1;
 			s->te_from = i + 18;
+			s->te_line = i;
 		}
 	}
 	if (ch != '\n') {
@@ -288,45 +332,38 @@ static long scan_byte(__u32 i, struct head_scan *s)
 			return 0;
 		if (ch >= '0' && ch <= '9' && !s->value_done) {
 			s->value = s->value * 10 + (ch - '0');
-			s->digits++;
+			s->digits = 1;
+			if (s->value > 999999999999999999ULL)
+				s->bad = 1;
 		} else if (ch == ' ' || ch == '\t') {
 			if (s->digits)
 				s->value_done = 1;
 		} else {
 			s->bad = 1;
-			return 1;
 		}
-		return 0;
+		return s->bad ? 1 : 0;
 	}
 	s->line = i + 1;
 	eol = i > line && AT(s, i - 1) == '\r' ? i - 1 : i;
 	if (line == 0) {
-		/* Request line: "METHOD target HTTP/1.x" (the method checked already). */
-		if (s->request && !(eol >= 9 && AT(s, eol - 9) == ' ' && AT(s, eol - 8) == 'H' &&
-				    AT(s, eol - 7) == 'T' && AT(s, eol - 6) == 'T' && AT(s, eol - 5) == 'P' &&
-				    AT(s, eol - 4) == '/' && AT(s, eol - 3) == '1' && AT(s, eol - 2) == '.' &&
-				    AT(s, eol - 1) >= '0' && AT(s, eol - 1) <= '9')) {
-			s->bad = 1;
-			return 1;
-		}
+		s->first_eol = eol;
 		return 0;
 	}
 	if (eol == line) {
 		s->end = i + 1;
 		return 1;
 	}
+	if (s->te_line == line)
+		s->te_eol = eol;
 	if (s->value_from) {
 		/* Several Content-Length headers must agree (RFC 9112 6.3). */
-		if (!s->digits || s->digits > 18 || (s->has_length && s->length != s->value)) {
+		if (!s->digits || (s->has_length && s->length != s->value)) {
 			s->bad = 1;
 			return 1;
 		}
 		s->has_length = 1;
 		s->length = s->value;
 		s->value_from = 0;
-	} else if (s->te_from && eol >= s->te_from) {
-		transfer_encoding(s, s->te_from, eol);
-		s->te_from = 0;
 	}
 	return 0;
 }
@@ -336,6 +373,7 @@ struct walk {
 	struct __sk_buff *skb;
 	struct http_conn *c;
 	struct http_backend_stats *st;
+	struct http_conn_key *key;
 	__u32 pos;		/* offset in the skb */
 	__u32 end;
 	__u64 now;
@@ -446,6 +484,10 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 		r->status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
 	}
 	bpf_loop(n, scan_byte, &s, 0);
+	if (s.end && s.request && !http1_version_at_end(&s, s.first_eol))
+		s.bad = 1;
+	if (s.end && s.te_from && !s.other_coding)
+		transfer_encoding(&s, s.te_from, s.te_eol);
 	if (s.bad) {
 		r->verdict = HEAD_NOT_HTTP;
 		return 0;
@@ -551,7 +593,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 				st->status[cls]++;
 		}
 		if (tunnel) {
-			response_done(c, st, w->now);
+			response_done(c, w->key, w->now);
 			netbpf_inc(counters, HTTP_K_TUNNELS);
 			c->dir[0].state = DIR_TUNNEL;
 			d->state = DIR_TUNNEL;
@@ -559,7 +601,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			return;
 		}
 		if (no_body) {
-			response_done(c, st, w->now);
+			response_done(c, w->key, w->now);
 			return;
 		}
 		if (s.chunked) {
@@ -570,7 +612,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			d->state = DIR_BODY;
 			d->left = s.length;
 		} else {
-			response_done(c, st, w->now);
+			response_done(c, w->key, w->now);
 		}
 		return;
 	}
@@ -594,6 +636,7 @@ lost_len:
 
 struct chunk_line {
 	__u8 line[CHUNK_LINE_MAX];
+	__u32 pos;
 	__u32 n;
 	__u32 digits;
 	__u64 size;
@@ -629,21 +672,36 @@ static long chunk_byte(__u32 k, struct chunk_line *cl)
 	return 1;
 }
 
-/* A chunk-size line at w->pos: hex digits, maybe ";extensions", CRLF. */
-static __always_inline void parse_chunk_size(struct walk *w, struct http_dir *d)
+/* A chunk-size line at cl->pos (in) of cl->n bytes at most: hex digits,
+ * maybe ";extensions", CRLF. Global, verified once (see http_scan_head). */
+__noinline int http_chunk_line(struct __sk_buff *skb, struct chunk_line *out)
 {
-	struct chunk_line cl = {};
-	__u32 n = w->end - w->pos;
+	struct chunk_line cl = {};	/* bpf_loop's context must be on this stack */
+	__u32 n;
 
+	if (!out)
+		return 0;
+	n = out->n;
 	if (n > CHUNK_LINE_MAX)
 		n = CHUNK_LINE_MAX;
-	if (n < 1 || bpf_skb_load_bytes(w->skb, w->pos, cl.line, n)) {
-		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
-		w->stop = 1;
-		return;
+	if (n < 1 || bpf_skb_load_bytes(skb, out->pos, cl.line, n)) {
+		out->bad = 1;
+		return 0;
 	}
 	cl.n = n;
 	bpf_loop(CHUNK_LINE_MAX, chunk_byte, &cl, 0);
+	out->eol = cl.eol;
+	out->digits = cl.digits;
+	out->size = cl.size;
+	out->bad = cl.bad;
+	return 0;
+}
+
+static __always_inline void parse_chunk_size(struct walk *w, struct http_dir *d)
+{
+	struct chunk_line cl = { .pos = w->pos, .n = w->end - w->pos };
+
+	http_chunk_line(w->skb, &cl);
 	if (cl.bad || !cl.eol || !cl.digits) {
 		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
 		w->stop = 1;
@@ -672,7 +730,7 @@ static __always_inline void parse_trailer(struct walk *w, struct http_dir *d)
 	w->pos += 2;
 	d->state = DIR_HEAD;
 	if (w->side == 1)
-		response_done(w->c, w->st, w->now);
+		response_done(w->c, w->key, w->now);
 }
 
 static __always_inline void body_bytes(struct walk *w, __u64 n)
@@ -711,7 +769,7 @@ static long walk_step(__u32 i, struct walk *w)
 			if (!d->left) {
 				d->state = DIR_HEAD;
 				if (w->side == 1)
-					response_done(c, w->st, w->now);
+					response_done(c, w->key, w->now);
 			}
 		} else {
 			/* The last two bytes of `left` are the chunk's CRLF. */
@@ -822,7 +880,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 				return 0;
 			st = backend_stats(key);
 			if (c)
-				close_conn(c, st, now);
+				close_conn(c, key, st, now);
 			if (bpf_map_update_elem(&connections, key, &z->conn, BPF_ANY))
 				return 0;
 			c = bpf_map_lookup_elem(&connections, key);
@@ -865,7 +923,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	st = backend_stats(key);
 	if (len) {
 		struct http_dir *d = side ? &c->dir[1] : &c->dir[0];
-		struct walk w = { .skb = skb, .c = c, .st = st, .pos = payload, .end = end, .now = now,
+		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload, .end = end, .now = now,
 				  .side = side };
 		__s32 ahead = (__s32)(seq - d->next_seq);
 
@@ -893,7 +951,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		}
 	}
 	if (tcp->rst || (tcp->fin && side == 1))
-		close_conn(c, st, now);
+		close_conn(c, key, st, now);
 	return 0;
 }
 
