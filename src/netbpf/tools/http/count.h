@@ -49,8 +49,10 @@ struct http_dir {
 	__u32 next_seq;		/* sequence number of the next byte to parse */
 	__u32 isn;
 	__u8 state;
-	__u8 pad[7];
-	__u64 left;
+	__u8 chunk_digits;	/* a chunk-size line cut by the segment's end: */
+	__u8 chunk_ext;		/* its digits so far (value in `left`), in extensions */
+	__u8 pad[5];
+	__u64 left;		/* body / chunk bytes to come; CR seen in DIR_TRAILER */
 };
 
 struct http_conn_key {
@@ -681,6 +683,9 @@ __noinline int http_chunk_line(struct __sk_buff *skb, struct chunk_line *out)
 
 	if (!out)
 		return 0;
+	cl.size = out->size;		/* a line cut by the previous segment goes on */
+	cl.digits = out->digits;
+	cl.in_ext = out->in_ext;
 	n = out->n;
 	if (n > CHUNK_LINE_MAX)
 		n = CHUNK_LINE_MAX;
@@ -693,26 +698,39 @@ __noinline int http_chunk_line(struct __sk_buff *skb, struct chunk_line *out)
 	out->eol = cl.eol;
 	out->digits = cl.digits;
 	out->size = cl.size;
+	out->in_ext = cl.in_ext;
 	out->bad = cl.bad;
 	return 0;
 }
 
 static __always_inline void parse_chunk_size(struct walk *w, struct http_dir *d)
 {
-	struct chunk_line cl = { .pos = w->pos, .n = w->end - w->pos };
+	struct chunk_line cl = { .pos = w->pos, .n = w->end - w->pos, .digits = d->chunk_digits,
+				 .in_ext = d->chunk_ext, .size = d->chunk_digits ? d->left : 0 };
 
 	http_chunk_line(w->skb, &cl);
+	if (!cl.bad && !cl.eol && w->end - w->pos <= CHUNK_LINE_MAX) {
+		/* The segment ends inside the line: the next one goes on with it. */
+		d->left = cl.size;
+		d->chunk_digits = cl.digits;
+		d->chunk_ext = cl.in_ext;
+		w->pos = w->end;
+		return;
+	}
 	if (cl.bad || !cl.eol || !cl.digits) {
 		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
 		w->stop = 1;
 		return;
 	}
 	w->pos += cl.eol;
+	d->chunk_digits = 0;
+	d->chunk_ext = 0;
 	if (cl.size) {
 		d->state = DIR_CHUNK_DATA;
 		d->left = cl.size + 2;
 	} else {
 		d->state = DIR_TRAILER;
+		d->left = 0;
 	}
 }
 
@@ -720,17 +738,33 @@ static __always_inline void parse_chunk_size(struct walk *w, struct http_dir *d)
 static __always_inline void parse_trailer(struct walk *w, struct http_dir *d)
 {
 	__u8 crlf[2] = {};
+	__u32 avail = w->end - w->pos;
 
-	if (w->end - w->pos < 2 || bpf_skb_load_bytes(w->skb, w->pos, crlf, 2) ||
-	    crlf[0] != '\r' || crlf[1] != '\n') {
-		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
-		w->stop = 1;
+	if (d->left) {
+		/* CR seen at the end of the previous segment. */
+		if (bpf_skb_load_bytes(w->skb, w->pos, crlf, 1) || crlf[0] != '\n')
+			goto lost;
+		w->pos += 1;
+	} else if (avail == 1) {
+		if (bpf_skb_load_bytes(w->skb, w->pos, crlf, 1) || crlf[0] != '\r')
+			goto lost;
+		d->left = 1;
+		w->pos += 1;
 		return;
+	} else {
+		if (bpf_skb_load_bytes(w->skb, w->pos, crlf, 2) || crlf[0] != '\r' || crlf[1] != '\n')
+			goto lost;
+		w->pos += 2;
 	}
-	w->pos += 2;
 	d->state = DIR_HEAD;
+	d->left = 0;
 	if (w->side == 1)
 		response_done(w->c, w->key, w->now);
+	return;
+lost:
+	/* Trailer fields (rare) are not followed. */
+	lose(w->c, w->st, HTTP_K_LOST_CHUNK);
+	w->stop = 1;
 }
 
 static __always_inline void body_bytes(struct walk *w, __u64 n)

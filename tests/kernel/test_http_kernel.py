@@ -1,0 +1,329 @@
+"""The kernel's own HTTP counting (``count.h``), on crafted conversations run
+through the loaded socket filter with BPF_PROG_TEST_RUN.
+
+Every expectation comes from HTTP/1.1 (RFC 9112) and the conversation the test
+builds, never from the code under test: each case is counted right, or the
+connection is reported as not followed; nothing is ever counted twice or
+invented.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from netbpf.bpf import BpfObject
+from netbpf.tools.http import Counter, make_config, open_object, read_counters
+from netbpf.tools.http.kernel import KernelBackend, read_backends
+from tests.http_frames import (
+    FIN,
+    Pkt,
+    TcpFlow,
+    ethernet,
+    ethertype_of,
+    plain,
+    retransmitted,
+    vxlan,
+)
+
+BACKEND = "10.0.11.2:8080"
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Iterator[BpfObject]:
+    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True))
+    obj.load()
+    try:
+        yield obj
+    finally:
+        obj.close()
+
+
+@dataclass
+class Counted:
+    counters: dict[Counter, int]
+    backends: dict[str, KernelBackend]
+    kept: list[int]  # which frames the filter handed to user space
+
+    @property
+    def backend(self) -> KernelBackend:
+        return self.backends.get(BACKEND, KernelBackend())
+
+    def status(self) -> list[int]:
+        return self.backend.status
+
+    def lost(self) -> int:
+        return sum(v for c, v in self.counters.items() if c.name.startswith("K_LOST_"))
+
+
+@pytest.fixture
+def kernel(loaded: BpfObject) -> BpfObject:
+    for name in ("connections", "backends"):
+        loaded.map(name).clear()
+    counters = loaded.map("counters")
+    zero = bytes(counters.value_size * len(counters.lookup_percpu(0)))
+    for c in Counter:
+        counters.update(int(c), zero)
+    return loaded
+
+
+def run(obj: BpfObject, packets: list[Pkt], flow: TcpFlow, wrap=plain) -> Counted:  # type: ignore[no-untyped-def]
+    prog = obj.program("netbpf_http")
+    kept = []
+    for i, pkt in enumerate(packets):
+        ip = flow.render(pkt, wrap)
+        if prog.test_run(ethernet(ip, ethertype_of(ip))).retval:
+            kept.append(i)
+    return Counted(read_counters(obj), read_backends(obj), kept)
+
+
+def get(path: str, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: backend\r\n{extra}\r\n".encode()
+
+
+def response(status: int, body: bytes = b"", extra: str = "", length: int | None = None) -> bytes:
+    n = len(body) if length is None else length
+    return f"HTTP/1.1 {status} X\r\nContent-Length: {n}\r\n{extra}\r\n".encode() + body
+
+
+def chunked(status: int, chunks: list[bytes]) -> bytes:
+    out = f"HTTP/1.1 {status} X\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    for c in chunks:
+        out += f"{len(c):x}\r\n".encode() + c + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def exchange(flow: TcpFlow, req: bytes, resp: bytes) -> None:
+    flow.send(0, req)
+    flow.send(1, resp)
+
+
+# -- the ordinary case, and the statuses of the table -----------------------------------------
+def test_keep_alive_exchanges_are_counted_once_each(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    for status in (200, 201, 301, 404, 503, 200):
+        exchange(flow, get(f"/{status}"), response(status, b"x" * status))
+    flow.fin(0).fin(1)
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 6
+    assert c.status() == [0, 3, 1, 1, 1]
+    assert c.backend.response_body == 200 + 201 + 301 + 404 + 503 + 200
+    assert sum(c.backend.latency) == 6 and c.lost() == 0 and c.kept == []
+    assert c.counters[Counter.K_CONNECTIONS] == 1
+
+
+def test_fifty_pipelined_requests_in_one_segment_pair_in_order(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    statuses = [200 if i % 3 else 404 for i in range(50)]
+    flow.send(0, b"".join(get(f"/p{i}") for i in range(50)), [65000])  # one GRO segment
+    flow.send(1, b"".join(response(s, b"ok") for s in statuses), [65000])
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 50 and c.lost() == 0
+    assert c.status() == [0, statuses.count(200), 0, statuses.count(404), 0]
+
+
+def test_pipelined_heads_cut_by_segments_are_reported_not_followed(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    heads = b"".join(get(f"/p{i}") for i in range(50))
+    whole = heads[:700].count(b"\r\n\r\n")  # heads whole in the first segment
+    flow.send(0, heads, [700] * 100)
+    c = run(kernel, flow.packets, flow)
+    assert c.counters[Counter.K_LOST_HEAD_SPLIT] == 1 and c.lost() == 1
+    assert c.backend.requests == whole and sum(c.status()) == 0 and c.backend.unpaired == whole
+
+
+def test_fifty_pipelined_requests_segment_per_message(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    statuses = [200 if i % 3 else 404 for i in range(50)]
+    for i in range(50):
+        flow.send(0, get(f"/p{i}"))
+    for s in statuses:
+        flow.send(1, response(s, b"ok"))
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 50 and c.lost() == 0
+    assert c.status() == [0, statuses.count(200), 0, statuses.count(404), 0]
+    assert sum(c.backend.latency) == 50
+
+
+def test_message_starts_inside_bodies_are_not_messages(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    fake_request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    fake_response = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    body = fake_request * 3
+    flow.send(0, f"POST /up HTTP/1.1\r\nHost: b\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+    flow.send(1, response(201, fake_response * 2))  # a response body that begins like a response
+    flow.send(0, get("/chunked"))
+    flow.send(1, chunked(404, [fake_request, fake_response, b"HTTP/1.1 500 X\r\n\r\n"]))
+    flow.send(0, get("/after"))
+    flow.send(1, response(200, b"done"))
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 3 and c.lost() == 0
+    assert c.status() == [0, 2, 0, 1, 0]
+    assert c.backend.request_body == len(body)
+
+
+def test_chunks_cut_anywhere_by_segments(kernel: BpfObject) -> None:
+    rng = random.Random(5)
+    for trial in range(20):
+        flow = TcpFlow(client=("10.0.1.2", 41000 + trial)).handshake()
+        resp = chunked(200, [b"HTTP/1.1 200 OK\r\n" * 40, b"GET / HTTP/1.1\r\n" * 90, b"z" * 3000,
+                             b"x"])
+        flow.send(0, get("/c"))
+        head_len = resp.index(b"\r\n\r\n") + 4
+        # The head whole in its segment; chunk lines and the final CRLF cut anywhere.
+        sizes = [head_len + rng.randint(0, 5)]
+        while sum(sizes) < len(resp):
+            sizes.append(rng.randint(1, 400))
+        flow.send(1, resp, sizes)
+        flow.send(0, get("/next"))
+        flow.send(1, response(404))
+        c = run(kernel, flow.packets, flow)
+        assert c.lost() == 0
+        assert c.backend.requests == 2 * (trial + 1) and c.status() == [0, trial + 1, 0, trial + 1, 0]
+
+
+def test_head_and_304_have_no_body_whatever_their_length_says(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    flow.send(0, b"HEAD /big HTTP/1.1\r\nHost: b\r\n\r\n")
+    flow.send(1, b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+    flow.send(0, get("/cached", "If-None-Match: \"x\"\r\n"))
+    flow.send(1, b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5000\r\n\r\n")
+    flow.send(0, get("/empty"))
+    flow.send(1, b"HTTP/1.1 204 No Content\r\n\r\n")
+    flow.send(0, get("/last"))
+    flow.send(1, response(404, b"nope"))
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 4 and c.lost() == 0
+    assert c.status() == [0, 2, 1, 1, 0]
+    assert sum(c.backend.latency) == 4
+
+
+def test_interim_responses_wait_for_the_final_one(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    body = b"a" * 5000
+    flow.send(0, f"POST /upload HTTP/1.1\r\nHost: b\r\nExpect: 100-continue\r\nContent-Length: {len(body)}\r\n\r\n".encode())
+    flow.send(1, b"HTTP/1.1 100 Continue\r\n\r\n")
+    flow.send(0, body)
+    flow.send(1, b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + response(201, b"ok"))
+    flow.send(0, get("/two"))
+    flow.send(1, response(200))
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 2 and c.status() == [0, 2, 0, 0, 0] and c.lost() == 0
+    assert c.counters[Counter.K_INTERIM] == 2
+    assert c.backend.request_body == len(body)
+
+
+def test_request_head_one_byte_per_segment_is_reported_not_followed(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    req = get("/slow")
+    flow.send(0, req, [1] * len(req))
+    flow.send(1, response(200, b"ok"))
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 0 and sum(c.status()) == 0
+    assert c.counters[Counter.K_LOST_HEAD_SPLIT] == 1 and c.backend.lost_connections == 1
+    # From there on its frames go to user space (hand-off), the first one included.
+    first_data = next(i for i, p in enumerate(flow.packets) if p.payload)
+    assert c.kept == [i for i in range(first_data, len(flow.packets)) if flow.packets[i].payload
+                      or flow.packets[i].flags & FIN]
+
+
+def test_retransmitted_and_doubly_seen_segments_count_once(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    for i in range(20):
+        exchange(flow, get(f"/r{i}"), response(200 if i % 2 else 500, b"y" * 3000))
+    packets = retransmitted(flow.packets, random.Random(3), share=0.3)
+    doubled = [p for pkt in packets for p in (pkt, pkt)]  # -i any: in and out of a router
+    c = run(kernel, doubled, flow)
+    assert c.backend.requests == 20 and c.status() == [0, 10, 0, 0, 10] and c.lost() == 0
+    assert c.counters[Counter.K_RETRANSMITTED] >= sum(1 for p in packets if p.payload)
+
+
+def test_a_gap_stops_following_and_nothing_is_mispaired(kernel: BpfObject) -> None:
+    """The issue's case: /a -> 200 (response lost), /b (request lost) -> 404, /c -> 200."""
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/a"), response(200, b"a"))
+    exchange(flow, get("/b"), response(404, b"b"))
+    exchange(flow, get("/c"), response(200, b"c"))
+    lost = {4, 5}  # R1's response and R2's request (after SYN, SYN-ACK, ACK, R1)
+    assert flow.packets[4].payload.startswith(b"HTTP/1.1 200")
+    assert flow.packets[5].payload.startswith(b"GET /b")
+    c = run(kernel, [p for i, p in enumerate(flow.packets) if i not in lost], flow)
+    # /a counted as a request, then the gap: nothing after it is paired.
+    assert c.backend.requests == 1 and sum(c.status()) == 0
+    assert c.counters[Counter.K_LOST_GAP] == 1 and c.backend.unpaired == 1
+
+
+def test_reordered_segments_are_reported_not_followed(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    flow.send(0, get("/o"))
+    flow.send(1, response(200, b"q" * 4000))
+    p = flow.packets
+    swapped = p[:4] + [p[5], p[4]] + p[6:]  # the response's second segment first
+    c = run(kernel, swapped, flow)
+    assert c.backend.requests == 1 and sum(c.status()) == 0 and c.counters[Counter.K_LOST_GAP] == 1
+
+
+def test_websocket_upgrade_ends_http_on_the_connection(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    flow.send(0, get("/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n"))
+    flow.send(1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    flow.send(0, b"\x82\x0eGET / HTTP/1.1")
+    flow.send(1, b"\x82\x0fHTTP/1.1 200 OK")
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 1 and c.status() == [1, 0, 0, 0, 0]
+    assert c.counters[Counter.K_TUNNELS] == 1 and c.lost() == 0 and c.kept == []
+
+
+def test_http2_and_tls_are_named_and_not_counted(kernel: BpfObject) -> None:
+    h2 = TcpFlow().handshake()
+    h2.send(0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+    c = run(kernel, h2.packets, h2)
+    assert c.counters[Counter.K_HTTP2] == 1 and c.backend.requests == 0
+    tls = TcpFlow(client=("10.0.1.2", 40002)).handshake()
+    tls.send(0, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(40))
+    c = run(kernel, tls.packets, tls)
+    assert c.counters[Counter.K_TLS] == 1 and c.backend.requests == 0
+
+
+def test_chunked_request_body_and_response_until_close(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    flow.send(0, b"POST /c HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 b"5\r\nGET /\r\n3;ext=1\r\nabc\r\n0\r\n\r\n")
+    flow.send(1, b"HTTP/1.0 200 OK\r\n\r\nHTTP/1.1 404 inside a body")
+    flow.fin(1)
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 1 and c.status() == [0, 1, 0, 0, 0] and c.lost() == 0
+    assert c.backend.request_body == 8 and sum(c.backend.latency) == 1
+
+
+def test_a_reset_leaves_outstanding_requests_unanswered(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/1"), response(200))
+    flow.send(0, get("/2") + get("/3"))
+    flow.rst(1)
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 3 and c.status()[1] == 1 and c.backend.no_response == 2
+
+
+def test_connections_joined_midstream_are_handed_off_whole(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/x"), response(200))
+    packets = flow.packets[3:]  # no handshake
+    c = run(kernel, packets, flow)
+    assert c.backend.requests == 0 and c.counters[Counter.K_MIDSTREAM] == 1
+    assert c.backend.midstream == 1 and c.kept == [0, 1]
+
+
+@pytest.mark.parametrize("wrap", [vxlan(), plain], ids=["vxlan", "ipv6"])
+def test_ipv6_and_vxlan(kernel: BpfObject, wrap) -> None:  # type: ignore[no-untyped-def]
+    if wrap is plain:
+        flow = TcpFlow(client=("fd00:1::2", 40000), server=("fd00:11::2", 8080)).handshake()
+        backend = "[fd00:11::2]:8080"
+    else:
+        flow = TcpFlow().handshake()
+        backend = BACKEND
+    exchange(flow, get("/v"), response(200, b"v" * 100))
+    c = run(kernel, flow.packets, flow, wrap)
+    assert c.backends[backend].requests == 1 and c.backends[backend].status[1] == 1
