@@ -215,15 +215,16 @@ def test_interim_responses_wait_for_the_final_one(kernel: BpfObject) -> None:
     assert c.backend.request_body == len(body)
 
 
-def test_request_head_one_byte_per_segment_is_reported_not_followed(kernel: BpfObject) -> None:
+def test_request_head_one_byte_per_segment_is_handed_to_user_space(kernel: BpfObject) -> None:
     flow = TcpFlow().handshake()
     req = get("/slow")
     flow.send(0, req, [1] * len(req))
     flow.send(1, response(200, b"ok"))
     c = run(kernel, flow.packets, flow)
     assert c.backend.requests == 0 and sum(c.status()) == 0
-    assert c.counters[Counter.K_LOST_HEAD_SPLIT] == 1 and c.backend.lost_connections == 1
-    # From there on its frames go to user space (hand-off), the first one included.
+    assert c.counters[Counter.K_LOST_HEAD_SPLIT] == 1
+    # Nothing of it was counted: its frames go to user space (hand-off), the first one included.
+    assert c.backend.handed_off == 1 and c.backend.lost_connections == 0
     first_data = next(i for i, p in enumerate(flow.packets) if p.payload)
     assert c.kept == [i for i in range(first_data, len(flow.packets)) if flow.packets[i].payload
                       or flow.packets[i].flags & FIN]
@@ -253,6 +254,8 @@ def test_a_gap_stops_following_and_nothing_is_mispaired(kernel: BpfObject) -> No
     # /a counted as a request, then the gap: nothing after it is paired.
     assert c.backend.requests == 1 and sum(c.status()) == 0
     assert c.counters[Counter.K_LOST_GAP] == 1 and c.backend.unpaired == 1
+    # /a was counted here: the rest is not followed, and not handed off either.
+    assert c.backend.lost_connections == 1 and c.backend.handed_off == 0 and c.kept == []
 
 
 def test_reordered_segments_are_reported_not_followed(kernel: BpfObject) -> None:
@@ -313,7 +316,7 @@ def test_connections_joined_midstream_are_handed_off_whole(kernel: BpfObject) ->
     packets = flow.packets[3:]  # no handshake
     c = run(kernel, packets, flow)
     assert c.backend.requests == 0 and c.counters[Counter.K_MIDSTREAM] == 1
-    assert c.backend.midstream == 1 and c.kept == [0, 1]
+    assert c.backend.midstream == 1 and c.backend.handed_off == 1 and c.kept == [0, 1]
 
 
 @pytest.mark.parametrize("wrap", [vxlan(), plain], ids=["vxlan", "ipv6"])

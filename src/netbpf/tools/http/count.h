@@ -74,8 +74,9 @@ struct http_conn {
 	__u64 resp_req_ts;		/* the request of the response being received */
 	__u8 resp_open;			/* a final response is being received */
 	__u8 lost;			/* not followed from some point on */
+	__u8 handed;			/* ... and its frames go to user space */
 	__u8 closed;
-	__u8 pad[5];
+	__u8 pad[4];
 };
 
 struct {
@@ -172,6 +173,14 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 		return;
 	c->lost = 1;
 	netbpf_inc(counters, why);
+	/* Nothing of it counted yet, and HTTP/1.x as far as we know: user space
+	 * can take the whole of it from here without counting anything twice. */
+	if (config.hand_off && !c->fifo_tail && why != HTTP_K_LOST_NOT_HTTP) {
+		c->handed = 1;
+		if (st)
+			st->handed_off++;
+		return;
+	}
 	if (!st)
 		return;
 	st->lost_connections++;
@@ -944,14 +953,20 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		if (!c)
 			return 0;
 		c->lost = 1;
+		c->handed = config.hand_off;
 		netbpf_inc(counters, HTTP_K_MIDSTREAM);
 		st = backend_stats(key);
-		if (st)
+		if (st) {
 			st->midstream++;
-		return 1;
+			if (c->handed)
+				st->handed_off++;
+			else
+				st->lost_connections++;
+		}
+		return c->handed;
 	}
 	if (c->lost)
-		return 1;
+		return c->handed;
 	if (c->closed)
 		return 0;
 	st = backend_stats(key);
@@ -964,11 +979,11 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		netbpf_inc(counters, HTTP_K_SEGMENTS);
 		if (d->state == DIR_UNSYNCED) {
 			lose(c, st, HTTP_K_LOST_UNSYNCED);
-			return 1;
+			return c->handed;
 		}
 		if (ahead > 0) {
 			lose(c, st, HTTP_K_LOST_GAP);
-			return 1;
+			return c->handed;
 		}
 		if ((__s64)ahead + len <= 0) {
 			netbpf_inc(counters, HTTP_K_RETRANSMITTED);
@@ -976,10 +991,10 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			w.pos += -ahead;
 			bpf_loop(HTTP_MAX_STEPS, walk_step, &w, 0);
 			if (c->lost)
-				return 1;
+				return c->handed;
 			if (w.pos < w.end) {
 				lose(c, st, HTTP_K_LOST_STEPS);
-				return 1;
+				return c->handed;
 			}
 			d->next_seq = seq + len;
 		}

@@ -70,8 +70,9 @@ struct http_backend_stats {
 	__u64 no_response;	/* requests whose connection closed or reset unanswered */
 	__u64 unpaired;		/* requests outstanding when the connection stopped being followed */
 	__u64 connections;	/* followed from their SYN */
-	__u64 lost_connections;	/* stopped being followed (any HTTP_K_LOST_* reason) */
-	__u64 midstream;	/* connections joined after their SYN: not followed at all */
+	__u64 lost_connections;	/* not followed from some point on, not handed off: a loss */
+	__u64 midstream;	/* connections joined after their SYN (lost or handed off) */
+	__u64 handed_off;	/* connections given whole to user space (config.hand_off) */
 	__u64 request_body;	/* body bytes (chunk framing not counted) */
 	__u64 response_body;
 	__u64 latency_unknown;	/* responses whose end was not followed */

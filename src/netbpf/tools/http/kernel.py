@@ -61,7 +61,8 @@ class BackendStats(ctypes.Structure):
     _fields_ = [("requests", ctypes.c_uint64), ("status", ctypes.c_uint64 * 5),
                 ("no_response", ctypes.c_uint64), ("unpaired", ctypes.c_uint64),
                 ("connections", ctypes.c_uint64), ("lost_connections", ctypes.c_uint64),
-                ("midstream", ctypes.c_uint64), ("request_body", ctypes.c_uint64),
+                ("midstream", ctypes.c_uint64), ("handed_off", ctypes.c_uint64),
+                ("request_body", ctypes.c_uint64),
                 ("response_body", ctypes.c_uint64), ("latency_unknown", ctypes.c_uint64),
                 ("latency_sum_ns", ctypes.c_uint64), ("latency", ctypes.c_uint64 * BUCKETS)]
 
@@ -113,6 +114,7 @@ class KernelBackend:
     connections: int = 0
     lost_connections: int = 0
     midstream: int = 0
+    handed_off: int = 0
     request_body: int = 0
     response_body: int = 0
     latency_unknown: int = 0
@@ -132,7 +134,7 @@ class KernelBackend:
 
     @property
     def not_followed(self) -> int:
-        return self.lost_connections + self.midstream
+        return self.lost_connections
 
 
 def format_backend(key: BackendKey) -> str:
