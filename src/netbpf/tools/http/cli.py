@@ -12,6 +12,8 @@ from ... import cliutil, netdev
 from ...bpf.errors import UsageError
 from ...output import LiveView
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
+from .kernel import KernelCollector, KernelSummary, read_backends
+from .kernel import accounting as kernel_accounting
 from .report import Report
 from .summary import Summary
 from .tracer import HttpTracer, Transaction
@@ -79,6 +81,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"UDP ports carrying VXLAN (default {VXLAN_HELP})")
     p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=65536, metavar="KiB",
                    help="size of the capture ring in KiB (default 65536)")
+    p.add_argument("--counting", choices=("kernel", "user"), default="kernel",
+                   help="with --summary: count in the kernel, nothing per transaction crossing to user "
+                        "space (default), or reassemble every stream in user space as without it")
 
 
 def port_list(text: str) -> list[int]:
@@ -115,11 +120,15 @@ class Capture:
 
         self.args = args
         bind_ifindex, filter_ifindexes = resolve_interfaces(args.interface)
-        self.obj = open_object(make_config(args.port, filter_ifindexes, args.vxlan_port))
+        # Counting in the kernel needs nothing of each transaction but its counts.
+        self.in_kernel = (args.summary and args.counting == "kernel" and not args.headers
+                          and not args.tag_header and not args.count)
+        self.obj = open_object(make_config(args.port, filter_ifindexes, args.vxlan_port,
+                                           count_in_kernel=self.in_kernel, hand_off=self.in_kernel))
         self.ring: PacketRing | None = None
         try:
             self.obj.load()
-            self.summary = Summary(args.backends)
+            self.summary = KernelSummary(self.obj, args.backends) if self.in_kernel else Summary(args.backends)
             self.counts = TransactionCounts()
             self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
             self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
@@ -131,7 +140,10 @@ class Capture:
                 from ... import metrics
 
                 registry = metrics.serve(args.metrics)
-                registry.register(HttpCollector(self.counts, self.snapshot))
+                if isinstance(self.summary, KernelSummary):
+                    registry.register(KernelCollector(self.summary, self.snapshot))
+                else:
+                    registry.register(HttpCollector(self.counts, self.snapshot))
             self.ring = PacketRing(self.obj.program("netbpf_http"), bind_ifindex,
                                    ring_bytes=args.buffer_size << 10)
         except BaseException:
@@ -214,9 +226,14 @@ class Capture:
         t, r, h = self.tracer, self.tracer.reassembler.stats, self.tracer.http
         drops = self.ring.drops if self.ring else 0
         incomplete = h.incomplete
+        if isinstance(self.summary, KernelSummary):
+            head = (f"netbpf http: {kernel_accounting(k, self.printed, read_backends(self.obj))}; "
+                    f"user-space path: {incomplete} incomplete, {r.flows_opened} connections")
+        else:
+            head = (f"netbpf http: {self.printed} transactions ({incomplete} incomplete), "
+                    f"{r.flows_opened} connections")
         return (
-            f"netbpf http: {self.printed} transactions ({incomplete} incomplete), "
-            f"{r.flows_opened} connections; frames: {k[Counter.FRAMES_SEEN]} seen by the filter "
+            f"{head}; frames: {k[Counter.FRAMES_SEEN]} seen by the filter "
             f"(tcp {k[Counter.PROTO_TCP]}, udp {k[Counter.PROTO_UDP]}, icmp {k[Counter.PROTO_ICMP]}, "
             f"other {k[Counter.PROTO_OTHER]}, not IP {k[Counter.NOT_IP]}), {k[Counter.FRAMES_KEPT]} kept "
             f"({k[Counter.KEPT_IPIP]} via IPIP, {k[Counter.KEPT_VXLAN]} via VXLAN; "

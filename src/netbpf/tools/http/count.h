@@ -51,7 +51,10 @@ struct http_dir {
 	__u8 state;
 	__u8 chunk_digits;	/* a chunk-size line cut by the segment's end: */
 	__u8 chunk_ext;		/* its digits so far (value in `left`), in extensions */
-	__u8 pad[5];
+	__u8 island;		/* body bytes seen ahead of next_seq: */
+	__u8 pad[4];
+	__u32 island_start;	/* [island_start, island_end) */
+	__u32 island_end;
 	__u64 left;		/* body / chunk bytes to come; CR seen in DIR_TRAILER */
 };
 
@@ -843,9 +846,72 @@ static long walk_step(__u32 i, struct walk *w)
 	return 0;
 }
 
+/* A segment ahead of the next expected byte (reordered on its way to the
+ * hook, e.g. by a veth's per-CPU backlogs, or after a loss) whose bytes all
+ * lie inside the body being received: its content is not needed, only that
+ * it was seen. One such island per direction is remembered; the segments
+ * that fill the hole up to it then carry the parser across. */
+static __always_inline int hold_island(struct http_dir *d, __u32 seq, __u32 len, __s32 ahead)
+{
+	__u64 reach = (__u64)ahead + len;	/* from next_seq to this segment's end */
+
+	if ((d->state != DIR_BODY && d->state != DIR_CHUNK_DATA) || reach > d->left)
+		return 0;
+	if (!d->island) {
+		d->island = 1;
+		d->island_start = seq;
+		d->island_end = seq + len;
+		return 1;
+	}
+	/* Overlapping or touching the island: it grows; elsewhere: a second hole. */
+	if ((__s32)(seq - d->island_end) > 0 || (__s32)(seq + len - d->island_start) < 0)
+		return 0;
+	if ((__s32)(seq - d->island_start) < 0)
+		d->island_start = seq;
+	if ((__s32)(seq + len - d->island_end) > 0)
+		d->island_end = seq + len;
+	return 1;
+}
+
+/* The hole before the island is filled: skip the island's bytes of body. */
+static __always_inline int join_island(struct walk *w, struct http_dir *d)
+{
+	__s32 beyond = (__s32)(d->island_end - d->next_seq);
+	__u64 data;
+
+	d->island = 0;
+	if (beyond <= 0)
+		return 1;
+	if ((d->state != DIR_BODY && d->state != DIR_CHUNK_DATA) || beyond > d->left)
+		return 0;	/* cannot be: the island was inside this body */
+	if (d->state == DIR_BODY) {
+		data = beyond;
+	} else {
+		/* The last two bytes of a chunk's `left` are its CRLF. */
+		data = d->left > 2 ? d->left - 2 : 0;
+		if (data > (__u64)beyond)
+			data = beyond;
+	}
+	body_bytes(w, data);
+	d->left -= beyond;
+	d->next_seq = d->island_end;
+	if (!d->left) {
+		if (d->state == DIR_BODY) {
+			d->state = DIR_HEAD;
+			if (w->side == 1)
+				response_done(w->c, w->key, w->now);
+		} else {
+			d->state = DIR_CHUNK_SIZE;
+		}
+	}
+	return 1;
+}
+
 /* Where both directions of a connection meet: the client first. */
-static __always_inline int conn_key(struct http_conn_key *key, const __u8 *src, const __u8 *dst,
-				    __u16 sport, __u16 dport, __u8 family, int syn_only)
+/* Where both directions of a connection meet: the client first. The key
+ * holds the packet's source and destination; they are swapped when the
+ * packet comes from the server. */
+static __always_inline int conn_key(struct http_conn_key *key, __u16 sport, __u16 dport, int syn_only)
 {
 	int from_client;
 
@@ -856,18 +922,20 @@ static __always_inline int conn_key(struct http_conn_key *key, const __u8 *src, 
 	else
 		from_client = wanted_port(dport);
 	if (from_client) {
-		__builtin_memcpy(key->client, src, 16);
-		__builtin_memcpy(key->server, dst, 16);
 		key->cport = sport;
 		key->sport = dport;
-	} else {
-		__builtin_memcpy(key->client, dst, 16);
-		__builtin_memcpy(key->server, src, 16);
-		key->cport = dport;
-		key->sport = sport;
+		return 0;
 	}
-	key->family = family;
-	return from_client ? 0 : 1;
+#pragma unroll
+	for (int i = 0; i < 16; i += 8) {
+		__u64 a = *(__u64 *)(key->client + i);
+
+		*(__u64 *)(key->client + i) = *(__u64 *)(key->server + i);
+		*(__u64 *)(key->server + i) = a;
+	}
+	key->cport = dport;
+	key->sport = sport;
+	return 1;
 }
 
 /* One TCP segment of a target port, payload at [payload, end) of the skb.
@@ -982,6 +1050,8 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			return c->handed;
 		}
 		if (ahead > 0) {
+			if (hold_island(d, seq, len, ahead))
+				return 0;
 			lose(c, st, HTTP_K_LOST_GAP);
 			return c->handed;
 		}
@@ -997,6 +1067,11 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 				return c->handed;
 			}
 			d->next_seq = seq + len;
+			if (d->island && (__s32)(d->next_seq - d->island_start) >= 0 &&
+			    !join_island(&w, d)) {
+				lose(c, st, HTTP_K_LOST_GAP);
+				return c->handed;
+			}
 		}
 	}
 	if (tcp->rst || (tcp->fin && side == 1))

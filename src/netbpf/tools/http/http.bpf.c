@@ -75,14 +75,8 @@ static __always_inline int vxlan_port(__u16 port)
  * headers), sets *end to where the IP payload ends and returns the next
  * protocol, or -1 when the frame is too short, not IP or a later fragment
  * (which carries no TCP header). */
-struct addrs {
-	__u8 src[16];
-	__u8 dst[16];
-	__u8 family;
-};
-
 static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off, __u32 *end,
-				     struct addrs *a)
+				     struct http_conn_key *a)
 {
 	if (l3 == ETH_P_IP) {
 		struct iphdr ip;
@@ -94,8 +88,8 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off
 		*end = *off + bpf_ntohs(ip.tot_len);
 		*off += ip.ihl * 4;
 		__builtin_memset(a, 0, sizeof(*a));
-		__builtin_memcpy(a->src, &ip.saddr, 4);
-		__builtin_memcpy(a->dst, &ip.daddr, 4);
+		__builtin_memcpy(a->client, &ip.saddr, 4);	/* source, until conn_key() */
+		__builtin_memcpy(a->server, &ip.daddr, 4);
 		a->family = 4;
 		if (*end < *off)
 			return -1;
@@ -110,8 +104,8 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off
 		/* payload_len 0 is a jumbogram (BIG TCP): runs to the end of the frame. */
 		*end = ip6.payload_len ? *off + sizeof(ip6) + bpf_ntohs(ip6.payload_len) : skb->len;
 		*off += sizeof(ip6);
-		__builtin_memcpy(a->src, &ip6.saddr, 16);
-		__builtin_memcpy(a->dst, &ip6.daddr, 16);
+		__builtin_memcpy(a->client, &ip6.saddr, 16);
+		__builtin_memcpy(a->server, &ip6.daddr, 16);
 		a->family = 6;
 		next = ip6.nexthdr;
 #pragma unroll
@@ -147,7 +141,7 @@ int netbpf_http(struct __sk_buff *skb)
 	__u16 l3 = bpf_ntohs(skb->protocol);
 	__u32 off = 0, end = 0, packet_end = 0;
 	enum encap encap = ENCAP_NONE;
-	struct addrs addrs = {};
+	struct http_segment seg = {};	/* the innermost addresses, then the segment */
 	struct tcphdr tcp;
 	int proto = -1;
 
@@ -163,7 +157,7 @@ int netbpf_http(struct __sk_buff *skb)
 
 #pragma unroll
 	for (int depth = 0; depth <= MAX_TUNNELS; depth++) {
-		proto = ip_header(skb, l3, &off, &end, &addrs);
+		proto = ip_header(skb, l3, &off, &end, &seg.key);
 		if (depth == 0)
 			packet_end = end;
 		if (proto == IPPROTO_IPIP || proto == IPPROTO_IPV6) {
@@ -230,7 +224,6 @@ int netbpf_http(struct __sk_buff *skb)
 	if (!wanted_port(bpf_ntohs(tcp.source)) && !wanted_port(bpf_ntohs(tcp.dest)))
 		return 0;
 	if (config.count_in_kernel) {
-		struct http_segment seg = {};
 		__u32 payload = off + tcp.doff * 4;
 
 		if (end <= payload && !tcp.syn && !tcp.fin && !tcp.rst) {
@@ -239,8 +232,8 @@ int netbpf_http(struct __sk_buff *skb)
 		}
 		if (end > skb->len)
 			end = skb->len;
-		seg.side = conn_key(&seg.key, addrs.src, addrs.dst, bpf_ntohs(tcp.source),
-				    bpf_ntohs(tcp.dest), addrs.family, tcp.syn && !tcp.ack);
+		seg.side = conn_key(&seg.key, bpf_ntohs(tcp.source), bpf_ntohs(tcp.dest),
+				    tcp.syn && !tcp.ack);
 		seg.seq = bpf_ntohl(tcp.seq);
 		seg.flags = ((__u8 *)&tcp)[13];
 		seg.payload = payload;

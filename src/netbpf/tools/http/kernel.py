@@ -24,7 +24,7 @@ from typing import Any
 from ...bpf import BpfObject
 from ...output import Column, Table
 from . import Counter
-from .summary import STATUS_CLASSES, TAG_COLUMNS, Summary
+from .summary import STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, chi2_sf
 from .tracer import Transaction
 
 FIFO = 64
@@ -68,7 +68,7 @@ class BackendStats(ctypes.Structure):
 
 
 SHARED_STRUCTS = (BackendKey, BackendStats)
-_SCALARS = [name for name, _ in BackendStats._fields_ if name not in ("status", "latency")]
+_SCALARS = [f[0] for f in BackendStats._fields_ if f[0] not in ("status", "latency")]
 
 
 def bucket_of(ns: int) -> int:
@@ -194,15 +194,12 @@ class KernelSummary(Summary):
         self.kernel = read_backends(self.obj)
 
     def merged(self) -> dict[str, KernelBackend]:
-        merged: dict[str, KernelBackend] = {}
-        for name, kb in self.kernel.items():
-            merged[name] = kb
+        """The kernel's figures plus the user-space path's (handed-off connections)."""
+        merged = dict(self.kernel)
         for name, us in self.backends.items():
-            b = merged.setdefault(name, KernelBackend())
-            if not us.requests:
-                continue
-            b = merged[name] = KernelBackend(**{f: getattr(b, f) for f in b.__slots__})  # type: ignore[attr-defined]
-            b.status, b.latency = list(b.status), list(b.latency)
+            k = merged.get(name, KernelBackend())
+            b = merged[name] = KernelBackend(**{f: getattr(k, f) for f in _SCALARS})
+            b.status, b.latency = list(k.status), list(k.latency)
             b.requests += us.requests
             for i, c in enumerate(STATUS_CLASSES):
                 b.status[i] += us.statuses.get(c, 0)
@@ -211,6 +208,7 @@ class KernelSummary(Summary):
             b.response_body += us.response_body
             for seconds in us.latencies:
                 b.latency[bucket_of(int(seconds * 1e9))] += 1
+                b.latency_sum_ns += int(seconds * 1e9)
         return merged
 
     def _rows(self) -> list[tuple[str, KernelBackend]]:
@@ -238,9 +236,7 @@ class KernelSummary(Summary):
             rows.append(row)
         return rows
 
-    def balance(self):  # type: ignore[no-untyped-def]
-        from .summary import Balance, chi2_sf
-
+    def balance(self) -> Balance:
         counts = [b.requests for _, b in self._rows()]
         total, k = sum(counts), len(counts)
         if k < 2 or not total:
@@ -285,3 +281,71 @@ def accounting(k: dict[Counter, int], user_transactions: int, backends: dict[str
     if not_http:
         text += f"; connections not HTTP/1.x: {', '.join(not_http)}"
     return text
+
+
+def prometheus_buckets(hist: list[int], bounds: Iterable[float]) -> list[tuple[str, float]]:
+    """Cumulative counts at Prometheus' bounds (seconds) from the kernel's buckets:
+    a kernel bucket counts below a bound when its middle is (within 1/64)."""
+    out: list[tuple[str, float]] = []
+    cumulative, b, n = 0, 0, len(hist)
+    for bound in bounds:
+        limit = bound * 1e9
+        while b < n and bucket_value(b) <= limit:
+            cumulative += hist[b]
+            b += 1
+        out.append((repr(bound), float(cumulative)))
+    out.append(("+Inf", float(sum(hist))))
+    return out
+
+
+class KernelCollector:
+    """Prometheus metrics from the kernel's maps, read at scrape time: nothing
+    per transaction is kept in user space. The same families as the user-space
+    path, with status classes for statuses (the kernel keeps classes) and the
+    kernel path's own account."""
+
+    def __init__(self, summary: KernelSummary, snapshot: Any) -> None:
+        self.summary = summary
+        self.snapshot = snapshot
+
+    def collect(self) -> Any:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+        from .exporter import BUCKETS as BOUNDS
+
+        self.summary.refresh()
+        backends = self.summary.merged()
+        requests = CounterMetricFamily("netbpf_http_requests", "HTTP requests traced, by backend and "
+                                       "response status class (none: closed unanswered; unpaired: "
+                                       "its response not followed; pending: not answered yet)",
+                                       labels=["backend", "status"])
+        latency = HistogramMetricFamily("netbpf_http_request_duration_seconds",
+                                        "First request byte to last response byte", labels=["backend"])
+        lost = CounterMetricFamily("netbpf_http_connections_not_followed",
+                                   "Connections the kernel stopped following and did not hand off",
+                                   labels=["backend"])
+        for name, b in backends.items():
+            for i, c in enumerate(STATUS_CLASSES):
+                requests.add_metric([name, c], b.status[i])
+            requests.add_metric([name, "none"], b.no_response)
+            requests.add_metric([name, "unpaired"], b.unpaired)
+            requests.add_metric([name, "pending"],
+                                max(0, b.requests - sum(b.status) - b.no_response - b.unpaired))
+            latency.add_metric([name], prometheus_buckets(b.latency, BOUNDS), b.latency_sum_ns / 1e9)
+            lost.add_metric([name], b.lost_connections)
+        yield requests
+        yield latency
+        yield lost
+        from .exporter import HttpCollector, TransactionCounts
+
+        # Frames, ring and reassembly counters: as the user-space path exports them.
+        for family in HttpCollector(TransactionCounts(), self.snapshot).collect():
+            if family.name not in ("netbpf_http_requests", "netbpf_http_request_duration_seconds"):
+                yield family
+        k = self.snapshot()["kernel"]
+        paths = CounterMetricFamily("netbpf_http_kernel", "What the kernel's HTTP parser did",
+                                    labels=["what"])
+        for counter in Counter:
+            if counter.name.startswith("K_"):
+                paths.add_metric([counter.name[2:].lower()], k[counter])
+        yield paths
