@@ -171,6 +171,48 @@ def test_message_starts_inside_bodies_are_not_messages(kernel: BpfObject) -> Non
     assert c.backend.request_body == len(body)
 
 
+def _random_case(rng: random.Random, text: str) -> str:
+    return "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in text)
+
+
+def test_heads_of_any_shape_frame_their_bodies(kernel: BpfObject) -> None:
+    """Header lines of every length (so LFs fall at every place of the scanner's 8-byte
+    words), names in any case, bodies that look like messages: every one counted once."""
+    rng = random.Random(12)
+    flow = TcpFlow().handshake()
+    expected = [0] * 5
+    body_total = 0
+    for n in range(200):
+        filler = "".join(f"X-{'a' * rng.randint(0, 30)}: {'b' * rng.randint(0, 40)}\r\n"
+                         for _ in range(rng.randint(0, 6)))
+        body = b"GET / HTTP/1.1\r\n\r\n" * rng.randint(0, 3)
+        head = f"POST /{n} HTTP/1.1\r\n{filler}{_random_case(rng, 'content-length')}:{' ' * rng.randint(0, 2)}" \
+               f"{len(body)}{' ' * rng.randint(0, 1)}\r\n\r\n"
+        flow.send(0, head.encode() + body)
+        status = rng.choice([200, 204, 302, 404, 500])
+        if status == 204:
+            resp = f"HTTP/1.1 204 X\r\n{filler}\r\n".encode()
+        elif rng.random() < 0.5:
+            resp = response(status, b"HTTP/1.1 200 OK\r\n\r\n" * rng.randint(0, 2), filler)
+        else:
+            resp = (f"HTTP/1.1 {status} X\r\n{filler}{_random_case(rng, 'transfer-encoding')}: chunked\r\n\r\n"
+                    "3\r\nabc\r\n0\r\n\r\n").encode()
+        flow.send(1, resp)
+        expected[status // 100 - 1] += 1
+        body_total += len(body)
+    c = run(kernel, flow.packets, flow)
+    assert c.lost() == 0 and c.backend.requests == 200 and c.status() == expected
+    assert c.backend.request_body == body_total
+
+
+def test_several_content_lengths_are_not_followed(kernel: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    flow.send(0, b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc")
+    flow.send(1, response(400))
+    c = run(kernel, flow.packets, flow)
+    assert c.backend.requests == 0 and c.counters[Counter.K_LOST_NOT_HTTP] == 1
+
+
 def test_chunks_cut_anywhere_by_segments(kernel: BpfObject) -> None:
     rng = random.Random(5)
     for trial in range(20):

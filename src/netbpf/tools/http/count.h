@@ -241,22 +241,18 @@ static __always_inline void close_conn(struct http_conn *c, struct http_conn_key
 struct head_scan {
 	__u8 *buf;
 	__u32 n;		/* bytes in buf */
+	__u32 pos;		/* where the search for the next LF goes on */
 	__u32 line;		/* where the current line starts */
 	__u32 end;		/* bytes of the head, 0 until its empty line is found */
-	__u64 length;		/* Content-Length */
-	__u8 has_length;
-	__u8 chunked;		/* Transfer-Encoding whose last coding is chunked */
-	__u8 other_coding;	/* Transfer-Encoding otherwise */
-	__u8 bad;		/* a malformed or repeated Content-Length, a bad start line */
-	__u8 request;
-	__u8 value_done;	/* blanks after Content-Length's digits */
-	__u32 value_from;	/* where this line's Content-Length value starts, or 0 */
-	__u32 te_from;		/* where the Transfer-Encoding value starts, or 0 */
-	__u32 te_line;
+	__u32 first_eol;	/* end of the start line */
+	__u32 cl_from;		/* Content-Length's value: [cl_from, cl_eol), 0: none */
+	__u32 cl_eol;
+	__u32 te_from;		/* Transfer-Encoding's value: [te_from, te_eol), 0: none */
 	__u32 te_eol;
-	__u32 first_eol;
-	__u32 digits;
-	__u64 value;
+	__u8 chunked;		/* Transfer-Encoding whose last coding is chunked */
+	__u8 other_coding;	/* Transfer-Encoding otherwise, or several of them */
+	__u8 bad;		/* several Content-Length, a bad start line or length */
+	__u8 request;
 };
 
 #define AT(s, i) ((s)->buf[(i) & HEAD_MASK])
@@ -314,49 +310,34 @@ static __always_inline int http1_version_at_end(struct head_scan *s, __u32 eol)
 	       AT(s, eol - 1) >= '0' && AT(s, eol - 1) <= '9';
 }
 
-/* bpf_loop callback: one byte of the head. A header line's name is looked at
- * on its first byte, Content-Length's digits as they come, a line on its LF.
- * (One level of loop: a bpf_loop inside a bpf_loop callback multiplies the
- * verifier's work.) */
-static long scan_byte(__u32 i, struct head_scan *s)
-{
-	__u32 line = s->line, eol;
-	__u8 ch;
+#define LF8 0x0a0a0a0a0a0a0a0aULL
+#define ONES8 0x0101010101010101ULL
+#define HIGHS8 0x8080808080808080ULL
 
+/* bpf_loop callback: on to the next LF, eight bytes per step where there is
+ * none (a zero-byte test on the word XOR LFs), one line per step where there
+ * is. A line is looked at on its LF: the empty one ends the head; the names
+ * Content-Length and Transfer-Encoding are noted with where their values are,
+ * which are read once the head is whole. */
+static long scan_line(__u32 k, struct head_scan *s)
+{
+	__u32 pos = s->pos, line, eol, i;
+	__u64 x, m;
+
+	if (pos >= s->n)
+		return 1;
+	x = word_at(s, pos) ^ LF8;
+	m = (x - ONES8) & ~x & HIGHS8;	/* exact for the lowest LF */
+	if (!m) {
+		s->pos = pos + 8;
+		return 0;
+	}
+	/* Index of the lowest marked byte: its bit, times bytes 7..0, top byte. */
+	i = pos + (__u32)((((m & -m) >> 7) * 0x0001020304050607ULL) >> 56);
 	if (i >= s->n)
 		return 1;
-	ch = AT(s, i);
-	if (i == line && i > 0) {
-		s->value_from = 0;
-		if (is_content_length(s, i)) {
-			s->value_from = i + 15;
-			s->digits = 0;
-			s->value = 0;
-			s->value_done = 0;
-		} else if (is_transfer_encoding(s, i)) {
-			/* One Transfer-Encoding header is followed; several are not. */
-			if (s->te_from)
-				s->other_coding = 1;
-			s->te_from = i + 18;
-			s->te_line = i;
-		}
-	}
-	if (ch != '\n') {
-		if (!s->value_from || i < s->value_from || ch == '\r')
-			return 0;
-		if (ch >= '0' && ch <= '9' && !s->value_done) {
-			s->value = s->value * 10 + (ch - '0');
-			s->digits = 1;
-			if (s->value > 999999999999999999ULL)
-				s->bad = 1;
-		} else if (ch == ' ' || ch == '\t') {
-			if (s->digits)
-				s->value_done = 1;
-		} else {
-			s->bad = 1;
-		}
-		return s->bad ? 1 : 0;
-	}
+	s->pos = i + 1;
+	line = s->line;
 	s->line = i + 1;
 	eol = i > line && AT(s, i - 1) == '\r' ? i - 1 : i;
 	if (line == 0) {
@@ -367,19 +348,51 @@ static long scan_byte(__u32 i, struct head_scan *s)
 		s->end = i + 1;
 		return 1;
 	}
-	if (s->te_line == line)
+	if (is_content_length(s, line)) {
+		if (s->cl_from)
+			s->bad = 1;	/* several (even equal) Content-Length: not followed */
+		s->cl_from = line + 15;
+		s->cl_eol = eol;
+	} else if (is_transfer_encoding(s, line)) {
+		if (s->te_from)
+			s->other_coding = 1;
+		s->te_from = line + 18;
 		s->te_eol = eol;
-	if (s->value_from) {
-		/* Several Content-Length headers must agree (RFC 9112 6.3). */
-		if (!s->digits || (s->has_length && s->length != s->value)) {
-			s->bad = 1;
-			return 1;
-		}
-		s->has_length = 1;
-		s->length = s->value;
-		s->value_from = 0;
 	}
 	return 0;
+}
+
+/* Content-Length's value, one byte per bpf_loop step (after the scan, not
+ * inside it: a loop in a loop's callback multiplies the verifier's work). */
+struct number {
+	struct head_scan *s;
+	__u64 value;
+	__u32 digits;
+	__u8 done;		/* blanks after the digits */
+	__u8 bad;
+};
+
+static long number_byte(__u32 k, struct number *nb)
+{
+	struct head_scan *s = nb->s;
+	__u32 i = s->cl_from + k;
+	__u8 ch;
+
+	if (i >= s->cl_eol)
+		return 1;
+	ch = AT(s, i);
+	if (ch >= '0' && ch <= '9' && !nb->done) {
+		nb->value = nb->value * 10 + (ch - '0');
+		nb->digits++;
+		return 0;
+	}
+	if (ch == ' ' || ch == '\t') {
+		if (nb->digits)
+			nb->done = 1;
+		return 0;
+	}
+	nb->bad = 1;
+	return 1;
 }
 
 /* -- the parser's walk through one segment ------------------------------------ */
@@ -497,11 +510,23 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 		}
 		r->status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
 	}
-	bpf_loop(n, scan_byte, &s, 0);
+	bpf_loop(n, scan_line, &s, 0);
 	if (s.end && s.request && !http1_version_at_end(&s, s.first_eol))
 		s.bad = 1;
 	if (s.end && s.te_from && !s.other_coding)
 		transfer_encoding(&s, s.te_from, s.te_eol);
+	if (s.end && s.cl_from && !s.bad) {
+		struct number nb = { .s = &s };
+
+		if (s.cl_eol > s.cl_from + 24)
+			s.bad = 1;
+		else
+			bpf_loop(24, number_byte, &nb, 0);
+		if (nb.bad || !nb.digits || nb.digits > 18)
+			s.bad = 1;
+		r->has_length = 1;
+		r->length = nb.value;
+	}
 	if (s.bad) {
 		r->verdict = HEAD_NOT_HTTP;
 		return 0;
@@ -512,8 +537,6 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 	}
 	r->verdict = HEAD_OK;
 	r->end = s.end;
-	r->has_length = s.has_length;
-	r->length = s.length;
 	r->chunked = s.chunked;
 	r->other_coding = s.other_coding;
 	return 0;
