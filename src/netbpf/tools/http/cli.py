@@ -24,7 +24,8 @@ examples:
         every transaction to or from port 8080, one line each; the per-backend table at exit
   netbpf http -i b1,b2,b3 --port 8080 --summary --duration 60
         only the table: requests, share, status classes, latency per backend, and the
-        verdict on the spread (max/min share, chi-square against an even spread)
+        verdict on the spread (max/min share, chi-square against an even spread);
+        counted in the kernel, nothing per transaction crossing to user space
   netbpf http -i u1 --port 8080 --tag-header X-Test-Id --json | jq 'select(.tag)'
         tagged test requests, through VXLAN (the TUNNEL column shows the outer addresses)
   netbpf http -i any --port 8080 --metrics :9464

@@ -248,8 +248,15 @@ class KernelSummary(Summary):
     def text(self) -> str:
         self.refresh()
         rows = self.backend_rows()
-        parts = [Table(KERNEL_COLUMNS).render(rows) if rows else "no HTTP transaction traced",
-                 self.balance().text()]
+        balance = self.balance().text()
+        unpaired = sum(r["unpaired"] for r in rows)
+        lost = sum(r["not_followed"] for r in rows)
+        if unpaired or lost:
+            # Never hidden: how much of the traffic the verdict may not have seen.
+            balance += (f"\nloss: {lost} connections not followed (their requests after that point are "
+                        f"not counted), {unpaired} requests unpaired: the verdict is about what was "
+                        "counted and may change if the loss was uneven")
+        parts = [Table(KERNEL_COLUMNS).render(rows) if rows else "no HTTP transaction traced", balance]
         tags = self.tag_rows()
         if tags:
             parts.append(Table(TAG_COLUMNS).render(tags))
