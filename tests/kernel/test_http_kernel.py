@@ -425,7 +425,7 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
 
     rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
     line = accounting(err)
-    assert "user-space path: 0 transactions" in line, line
+    assert "user-space path: 0 transactions (0 incomplete) on 0 connections handed off (0 frames)" in line, line
     assert " not followed: 0 connections joined after their SYN, 0 lost track of (none), 0 requests unpaired" \
         in line, (line, rows)
     # Each backend: what it logged, N of N, per status class, with its body bytes.
@@ -447,3 +447,31 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
     for c in ("1xx", "2xx", "3xx", "4xx", "5xx"):
         assert sum(r[c] for r in front) == got.get(c, 0)
     assert len(rows) == len(logs) + len(front)
+
+
+def test_connections_open_before_the_tracer_are_handed_to_user_space(workdir: Path) -> None:
+    """nginx keeps its upstream connections open: started after them, the kernel cannot know
+    where their messages start, so it hands them whole to the user-space path, which
+    counts them; together the two paths count what the backends served."""
+    with HttpLab(False, weights=[1, 1, 1]) as h:
+        client_in_lab(h.lab, make_plan(300, seed=4, tag_share=0), workers=4)  # opens them
+        backend_logs(h, 300)
+        tracer = Tracer(h.lab.gateway, "-i", "any", "--port", "8080", "--summary", "--json",
+                        workdir=workdir)
+        plan = make_plan(600, seed=5, tag_share=0)
+        for p in plan:
+            p.id += 100000  # told apart from the first batch in the backends' logs
+        client_in_lab(h.lab, plan, workers=4)
+        logs = backend_logs(h, 900)
+        out, err = tracer.stop()
+    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
+    line = accounting(err)
+    joined = int(line.split(" connections joined after their SYN")[0].rsplit(" ", 1)[1])
+    assert joined > 0 and " 0 lost track of" in line, line
+    for address, entries in logs.items():
+        new = [e for e in entries if int(e["path"].split("/")[2].split("?")[0]) >= 100000]
+        classes = collections.Counter(_class(e["status"]) for e in new)
+        row = rows[address]
+        assert row["requests"] == len(new), (address, row, line)
+        assert {c: row[c] for c in ("2xx", "3xx", "4xx", "5xx")} == \
+            {c: classes.get(c, 0) for c in ("2xx", "3xx", "4xx", "5xx")}, (address, row)

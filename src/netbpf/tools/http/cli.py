@@ -228,8 +228,8 @@ class Capture:
         drops = self.ring.drops if self.ring else 0
         incomplete = h.incomplete
         if isinstance(self.summary, KernelSummary):
-            head = (f"netbpf http: {kernel_accounting(k, self.printed, read_backends(self.obj))}; "
-                    f"user-space path: {incomplete} incomplete, {r.flows_opened} connections")
+            head = (f"netbpf http: "
+                    f"{kernel_accounting(k, self.printed, incomplete, r.flows_opened, read_backends(self.obj))}")
         else:
             head = (f"netbpf http: {self.printed} transactions ({incomplete} incomplete), "
                     f"{r.flows_opened} connections")

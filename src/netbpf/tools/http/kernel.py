@@ -267,7 +267,8 @@ class KernelSummary(Summary):
         return [*self.backend_rows(), self.balance().row(), *self.tag_rows()]
 
 
-def accounting(k: dict[Counter, int], user_transactions: int, backends: dict[str, KernelBackend]) -> str:
+def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: int, user_connections: int,
+               backends: dict[str, KernelBackend]) -> str:
     """The exit line's account of the kernel path: what went where."""
     lost = {why: k[c] for c, why in LOST_REASONS.items() if k[c]}
     unpaired = sum(b.unpaired for b in backends.values())
@@ -279,7 +280,8 @@ def accounting(k: dict[Counter, int], user_transactions: int, backends: dict[str
         not_http.append(f"{k[Counter.K_TLS]} TLS handshake")
     text = (f"kernel path: {k[Counter.K_REQUESTS]} requests, {k[Counter.K_RESPONSES]} responses paired, "
             f"{k[Counter.K_CONNECTIONS]} connections followed from their SYN; user-space path: "
-            f"{user_transactions} transactions ({k[Counter.K_HANDED_OFF]} frames handed off); "
+            f"{user_transactions} transactions ({user_incomplete} incomplete) on {user_connections} "
+            f"connections handed off ({k[Counter.K_HANDED_OFF]} frames); "
             f"not followed: {k[Counter.K_MIDSTREAM]} connections joined after their SYN, "
             f"{sum(lost.values())} lost track of ({reasons}), {unpaired} requests unpaired; "
             f"{k[Counter.K_ORPHANS]} responses without their request, "
