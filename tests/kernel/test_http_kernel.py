@@ -409,14 +409,15 @@ def _class(status: int) -> str:
     return f"{status // 100}xx"
 
 
-@pytest.mark.parametrize("tunnel", ["plain", "vxlan"])
+@pytest.mark.parametrize("tunnel", ["plain", "vxlan", "plain-tc"])
 def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir: Path) -> None:
     """3,000 requests (keep-alive or not, chunked both ways, bodies up to megabytes, IPv4 and
     IPv6 from the client) through nginx to three logging backends: `--summary` counts them in
     the kernel, per backend and status class, equal to the backends' own logs."""
     with HttpLab(tunnel == "vxlan", weights=[3, 2, 1]) as h:
-        interfaces = "any" if tunnel == "plain" else "c0,u1,u2,u3"
-        tracer = Tracer(h.lab.gateway, "-i", interfaces, "--port", "80,8080", "--summary", "--json",
+        interfaces = {"plain": "any", "vxlan": "c0,u1,u2,u3", "plain-tc": "c0,b1,b2,b3"}[tunnel]
+        hook = ["--hook", "tc"] if tunnel.endswith("-tc") else []
+        tracer = Tracer(h.lab.gateway, "-i", interfaces, "--port", "80,8080", "--summary", "--json", *hook,
                         workdir=workdir)
         plan = make_plan(REQUESTS, seed=11)
         results = client_in_lab(h.lab, plan, workers=4)

@@ -114,10 +114,15 @@ def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
     return config
 
 
-def open_object(config: Config) -> BpfObject:
-    """The socket filter, configured (not yet loaded)."""
+PROGRAMS = {"socket": "netbpf_http", "tc": "netbpf_http_tc"}
+
+
+def open_object(config: Config, hook: str = "socket") -> BpfObject:
+    """The socket filter (or, ``hook="tc"``, the tc program), configured, not yet loaded."""
     obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
     try:
+        for kind, name in PROGRAMS.items():
+            obj.program(name).set_autoload(kind == hook)  # verify only the one used
         obj.set_rodata(config=bytes(config))
     except BaseException:
         obj.close()

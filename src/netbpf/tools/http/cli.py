@@ -82,6 +82,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"UDP ports carrying VXLAN (default {VXLAN_HELP})")
     p.add_argument("-B", "--buffer-size", type=cliutil.positive_int, default=65536, metavar="KiB",
                    help="size of the capture ring in KiB (default 65536)")
+    p.add_argument("--hook", choices=("socket", "tc"), default="socket",
+                   help="with --summary counted in the kernel: a socket filter on a packet socket "
+                        "(default; hands connections it cannot follow to user space) or tc (tcx) "
+                        "ingress and egress of the named Ethernet interfaces (no packet socket, "
+                        "so no copy of each frame; no hand-off)")
     p.add_argument("--counting", choices=("kernel", "user"), default="kernel",
                    help="with --summary: count in the kernel, nothing per transaction crossing to user "
                         "space (default), or reassemble every stream in user space as without it")
@@ -124,9 +129,16 @@ class Capture:
         # Counting in the kernel needs nothing of each transaction but its counts.
         self.in_kernel = (args.summary and args.counting == "kernel" and not args.headers
                           and not args.tag_header and not args.count)
-        self.obj = open_object(make_config(args.port, filter_ifindexes, args.vxlan_port,
-                                           count_in_kernel=self.in_kernel, hand_off=self.in_kernel))
+        if args.hook == "tc" and not self.in_kernel:
+            raise UsageError("--hook tc: only with --summary counted in the kernel (no -H, --tag-header, -c)")
+        if args.hook == "tc" and args.interface == "any":
+            raise UsageError("--hook tc: name the interfaces (-i a,b), not any")
+        tc = args.hook == "tc"
+        self.obj = open_object(make_config(args.port, [] if tc else filter_ifindexes, args.vxlan_port,
+                                           count_in_kernel=self.in_kernel, hand_off=self.in_kernel and not tc),
+                               args.hook)
         self.ring: PacketRing | None = None
+        self.links: list[Any] = []
         try:
             self.obj.load()
             self.summary = KernelSummary(self.obj, args.backends) if self.in_kernel else Summary(args.backends)
@@ -145,8 +157,16 @@ class Capture:
                     registry.register(KernelCollector(self.summary, self.snapshot))
                 else:
                     registry.register(HttpCollector(self.counts, self.snapshot))
-            self.ring = PacketRing(self.obj.program("netbpf_http"), bind_ifindex,
-                                   ring_bytes=args.buffer_size << 10)
+            if tc:
+                from ...bpf.attach.tc import TcOptions, attach_tc
+
+                prog = self.obj.program("netbpf_http_tc")
+                for name in args.interface.split(","):
+                    for direction in ("ingress", "egress"):
+                        self.links.append(attach_tc(prog, TcOptions(name, direction)))
+            else:
+                self.ring = PacketRing(self.obj.program("netbpf_http"), bind_ifindex,
+                                       ring_bytes=args.buffer_size << 10)
         except BaseException:
             self.close()
             raise
@@ -172,7 +192,6 @@ class Capture:
                 "orphans": self.tracer.http.orphan_responses}
 
     def loop(self) -> None:
-        assert self.ring is not None
         # Per-frame work allocates many small objects; collections of everything
         # set up so far (libbpf, argparse, prometheus) would only cost time.
         gc.freeze()
@@ -189,13 +208,17 @@ class Capture:
                        "(Ctrl-C to stop)")
         last_tick = time.monotonic()
         while not self.stop and not deadline.expired():
-            self.ring.read(feed, deadline.remaining(0.1))
+            if self.ring is None:
+                time.sleep(deadline.remaining(0.1))  # tc: nothing comes to user space
+            else:
+                self.ring.read(feed, deadline.remaining(0.1))
             sys.stdout.flush()
             now = time.monotonic()
             if now - last_tick >= 1.0:
                 last_tick = now
                 self.tracer.tick(time.time())
-                self.ring.update_stats()
+                if self.ring is not None:
+                    self.ring.update_stats()
                 if live is not None:
                     live.show(self.summary.text())
 
@@ -244,6 +267,8 @@ class Capture:
             f"{t.undecodable} undecodable frames")
 
     def close(self) -> None:
+        for link in self.links:
+            link.close()
         if self.ring is not None:
             self.ring.close()
         self.obj.close()

@@ -135,11 +135,11 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off
 	return -1;
 }
 
-SEC("socket")
-int netbpf_http(struct __sk_buff *skb)
+/* One frame whose network header is at `start`: how many bytes of it to keep. */
+static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 {
 	__u16 l3 = bpf_ntohs(skb->protocol);
-	__u32 off = 0, end = 0, packet_end = 0;
+	__u32 off = start, end = 0, packet_end = 0;
 	enum encap encap = ENCAP_NONE;
 	struct http_segment seg = {};	/* the innermost addresses, then the segment */
 	struct tcphdr tcp;
@@ -257,4 +257,20 @@ int netbpf_http(struct __sk_buff *skb)
 	else if (encap == ENCAP_VXLAN)
 		netbpf_inc(counters, HTTP_KEPT_VXLAN);
 	return packet_end;
+}
+
+SEC("socket")
+int netbpf_http(struct __sk_buff *skb)
+{
+	return http_frame(skb, 0);	/* SOCK_DGRAM: the frame starts at the network header */
+}
+
+/* The other hook: tc (tcx) ingress and egress of named Ethernet interfaces,
+ * counting only (config.count_in_kernel); no packet socket, so no clone of
+ * each frame for it. The traffic always goes on. */
+SEC("tc")
+int netbpf_http_tc(struct __sk_buff *skb)
+{
+	http_frame(skb, ETH_HLEN);
+	return 0;	/* TC_ACT_OK */
 }
