@@ -13,6 +13,7 @@ interface (c0). Each configuration runs ``--rounds`` times, alternating:
   (the default): transactions traced (answered ones) / wrk's completed
   requests, requests/s vs the anchor, CPU seconds of netbpf per 100k traced
   transactions, and the filter's own cost per packet (BPF_ENABLE_STATS);
+- the same with ``--hook tc``: tcx ingress and egress of c0, no packet socket;
 - the same with ``--counting user``: every frame to Python, as before;
 - the same with one JSON line per transaction (to a file);
 - ``tshark -i c0 -f 'tcp port 8080' -Y http -T fields -e http.response.code``:
@@ -102,6 +103,8 @@ def netbpf_argv(lab: Lab, kind: str) -> list[str]:
         return argv
     if kind == "netbpf-kernel":
         return [*argv, "--summary"]
+    if kind == "netbpf-tc":
+        return [*argv, "--summary", "--hook", "tc"]
     return [*argv, "--summary", "--counting", "user"]
 
 
@@ -113,7 +116,7 @@ def http_programs() -> set[int]:
         except Exception:  # gone meanwhile (another user's program)
             continue
         try:
-            if prog_info(fd).name == b"netbpf_http":
+            if prog_info(fd).name in (b"netbpf_http", b"netbpf_http_tc"):
                 ids.add(i)
         finally:
             close_quietly(fd)
@@ -193,7 +196,7 @@ def main() -> int:
         sys.exit("bench/http_wrk.py: run as root (namespaces, BPF)")
     lab = Lab(f"nbh{os.getpid() % 100}", backends=1).up()  # two runs at once do not collide
     backend = NginxBackend(lab, 1)
-    kinds = ["none", "netbpf-filter", "netbpf-kernel", "netbpf", "netbpf-json", "tshark"]
+    kinds = ["none", "netbpf-filter", "netbpf-kernel", "netbpf-tc", "netbpf", "netbpf-json", "tshark"]
     results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     try:
         lab.wait_reachable()
@@ -230,7 +233,8 @@ def main() -> int:
     anchor = statistics.median(x["rate"] for x in results["none"])
     labels = {"none": "no tracer (anchor)",
               "netbpf-filter": "socket filter only (`--port 9`: keeps no frame)",
-              "netbpf-kernel": "`netbpf http --summary` (counted in the kernel)",
+              "netbpf-kernel": "`netbpf http --summary` (counted in the kernel, socket filter)",
+              "netbpf-tc": "`netbpf http --summary --hook tc` (counted in the kernel, tcx)",
               "netbpf": "`netbpf http --summary --counting user`",
               "netbpf-json": "`netbpf http --json` (a line per transaction)", "tshark": "`tshark -Y http`"}
     where = ("wrk, nginx and their softirqs pinned to CPU 0, the tracer to CPU 1" if TRAFFIC_CPU
