@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from netbpf.bpf import BpfObject
+from netbpf.lab import Lab
 from netbpf.lab.servers import client_in_lab, make_plan
 from netbpf.tools.http import Counter, make_config, open_object, read_counters
 from netbpf.tools.http.kernel import KernelBackend, read_backends
@@ -476,3 +477,41 @@ def test_connections_open_before_the_tracer_are_handed_to_user_space(workdir: Pa
         assert row["requests"] == len(new), (address, row, line)
         assert {c: row[c] for c in ("2xx", "3xx", "4xx", "5xx")} == \
             {c: classes.get(c, 0) for c in ("2xx", "3xx", "4xx", "5xx")}, (address, row)
+
+
+@pytest.mark.parametrize("outer,inner", [
+    (("10.0.1.2", "10.0.1.1"), (("192.168.10.2", 40000), ("192.168.20.2", 8080))),  # IPIP
+    (("10.0.1.2", "10.0.1.1"), (("fd10::2", 40000), ("fd20::2", 8080))),  # IPv6 in IPv4 (41)
+    (("fd00:1::2", "fd00:1::1"), (("192.168.10.2", 40000), ("192.168.20.2", 8080))),  # IPv4 in IPv6
+], ids=["ipip", "ipv6-in-ipv4", "ipv4-in-ipv6"])
+def test_replayed_ipip_frames_are_counted_in_the_kernel(pair: Lab, workdir: Path, outer, inner) -> None:  # type: ignore[no-untyped-def]
+    """The replayed IPIP frames of test_http, counted by the kernel path from a real veth."""
+    from tests.http_frames import ipip, random_sizes
+
+    from .test_http import _mac, _replay
+
+    rng = random.Random(5)
+    frames = []
+    src_mac, dst_mac = _mac(pair, pair.client, "eth0"), _mac(pair, pair.gateway, "c0")
+    statuses = [200, 404, 200, 503, 302]
+    for n, status in enumerate(statuses):
+        flow = TcpFlow((inner[0][0], inner[0][1] + n), inner[1],
+                       isn=(rng.getrandbits(32), rng.getrandbits(32))).handshake()
+        body = rng.randbytes(rng.choice([0, 10, 3000, 20000]))
+        request = f"POST /ipip/{n} HTTP/1.1\r\nHost: svc\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body
+        flow.send(0, request, [len(request.split(b"\r\n\r\n")[0]) + 4, *random_sizes(rng, len(body), 1400)])
+        flow.send(1, response(status, b"r" * (n * 100)), random_sizes(rng, 4000, 1400))
+        flow.fin(0).fin(1)
+        for pkt in flow.packets:
+            packet = flow.render(pkt, ipip(*outer))
+            frames.append(ethernet(packet, ethertype_of(packet), dst=dst_mac, src=src_mac))
+    tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--summary", "--json", workdir=workdir)
+    _replay(pair, frames)
+    out, err = tracer.stop()
+    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
+    backend = f"[{inner[1][0]}]:8080" if ":" in inner[1][0] else f"{inner[1][0]}:8080"
+    assert list(rows) == [backend], rows
+    row = rows[backend]
+    assert row["requests"] == 5 and (row["2xx"], row["3xx"], row["4xx"], row["5xx"]) == (2, 1, 1, 1), row
+    assert row["response_body"] == sum(n * 100 for n in range(5))
+    assert "kept" in accounting(err) and row["unpaired"] == row["not_followed"] == 0
