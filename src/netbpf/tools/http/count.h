@@ -329,8 +329,14 @@ static long scan_line(__u32 k, struct head_scan *s)
 	x = word_at(s, pos) ^ LF8;
 	m = (x - ONES8) & ~x & HIGHS8;	/* exact for the lowest LF */
 	if (!m) {
-		s->pos = pos + 8;
-		return 0;
+		/* And the next word: header lines are mostly longer than 16 bytes. */
+		pos += 8;
+		x = word_at(s, pos) ^ LF8;
+		m = (x - ONES8) & ~x & HIGHS8;
+		if (!m) {
+			s->pos = pos + 8;
+			return 0;
+		}
 	}
 	/* Index of the lowest marked byte: its bit, times bytes 7..0, top byte. */
 	i = pos + (__u32)((((m & -m) >> 7) * 0x0001020304050607ULL) >> 56);
