@@ -515,3 +515,35 @@ def test_replayed_ipip_frames_are_counted_in_the_kernel(pair: Lab, workdir: Path
     assert row["requests"] == 5 and (row["2xx"], row["3xx"], row["4xx"], row["5xx"]) == (2, 1, 1, 1), row
     assert row["response_body"] == sum(n * 100 for n in range(5))
     assert "kept" in accounting(err) and row["unpaired"] == row["not_followed"] == 0
+
+
+def test_two_percent_loss_is_counted_right_or_reported(workdir: Path) -> None:
+    """`netbpf fault drop` takes 2% of the client's TCP segments before the gateway: the
+    gateway sees holes, filled by retransmissions out of order. The front connections are
+    counted right or reported as not followed, never more than the client got; the backend
+    connections, untouched, are counted exactly."""
+    from .test_fault import Fault
+
+    requests = 1000
+    with HttpLab(False, weights=[3, 2, 1]) as h:
+        fault = Fault(h.lab.client, "drop", "--probability", "0.02", "-i", "eth0", "--direction", "egress",
+                      "tcp")
+        tracer = Tracer(h.lab.gateway, "-i", "any", "--port", "80,8080", "--summary", "--json",
+                        workdir=workdir)
+        results = client_in_lab(h.lab, make_plan(requests, seed=21), workers=4)
+        logs = backend_logs(h, requests)
+        out, err = tracer.stop()
+        dropped = fault.stop()
+    assert int(dropped["hit"]) > 0  # type: ignore[call-overload]
+    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
+    front = [r for b, r in rows.items() if b.endswith(":80")]
+    got = collections.Counter(_class(r["status"]) for r in results)
+    counted = sum(r["requests"] for r in front)
+    assert counted <= requests
+    for c in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+        assert sum(r[c] for r in front) <= got.get(c, 0)
+    if counted < requests or any(sum(r[c] for c in ("2xx", "3xx", "4xx", "5xx")) < r["requests"] for r in front):
+        line = accounting(err)
+        assert sum(r["not_followed"] + r["unpaired"] for r in front) > 0 or "0 transactions" not in line, line
+    for address, entries in logs.items():
+        assert rows[address]["requests"] == len(entries)
