@@ -89,8 +89,11 @@ struct {
 	__type(value, struct http_conn);
 } connections SEC(".maps");
 
+/* Not preallocated: each value is ~10 KB per CPU, and a gateway has a few
+ * dozen backends, not 1024 (preallocated, 64 CPUs would pin 640 MB). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 1024);
 	__type(key, struct http_backend_key);
 	__type(value, struct http_backend_stats);
