@@ -9,9 +9,12 @@ interface (c0). Each configuration runs ``--rounds`` times, alternating:
 - no tracer: wrk's requests/s is the anchor;
 - the socket filter alone (a port nothing uses): what the kernel side costs
   the traffic (a copy of each frame to the packet socket, the BPF program);
-- ``netbpf http -i c0 --port 8080 --summary --json``: transactions traced
-  (complete ones) / wrk's completed requests, requests/s vs the anchor, CPU
-  seconds of netbpf per 100k traced transactions;
+- ``netbpf http -i c0 --port 8080 --summary --json``: counted in the kernel
+  (the default): transactions traced (answered ones) / wrk's completed
+  requests, requests/s vs the anchor, CPU seconds of netbpf per 100k traced
+  transactions, and the filter's own cost per packet (BPF_ENABLE_STATS);
+- the same with ``--hook tc``: tcx ingress and egress of c0, no packet socket;
+- the same with ``--counting user``: every frame to Python, as before;
 - the same with one JSON line per transaction (to a file);
 - ``tshark -i c0 -f 'tcp port 8080' -Y http -T fields -e http.response.code``:
   HTTP responses it printed / wrk's, requests/s, CPU seconds (tshark and its
@@ -39,6 +42,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from netbpf.bpf import _libbpf as L
+from netbpf.bpf.info import close_quietly, fd_by_id, prog_ids, prog_info
 from netbpf.lab import Lab
 from netbpf.lab.servers import NginxBackend
 
@@ -94,7 +99,45 @@ def netbpf_argv(lab: Lab, kind: str) -> list[str]:
     port = "9" if kind == "netbpf-filter" else "8080"  # port 9: the filter keeps nothing
     argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "http", "-i", "c0", "--port", port,
             "--json", "-B", "65536"]
-    return argv if kind == "netbpf-json" else [*argv, "--summary"]
+    if kind == "netbpf-json":
+        return argv
+    if kind == "netbpf-kernel":
+        return [*argv, "--summary"]
+    if kind == "netbpf-tc":
+        return [*argv, "--summary", "--hook", "tc"]
+    return [*argv, "--summary", "--counting", "user"]
+
+
+def http_programs() -> set[int]:
+    ids = set()
+    for i in prog_ids():
+        try:
+            fd = fd_by_id("prog", i)
+        except Exception:  # gone meanwhile (another user's program)
+            continue
+        try:
+            if prog_info(fd).name in (b"netbpf_http", b"netbpf_http_tc"):
+                ids.add(i)
+        finally:
+            close_quietly(fd)
+    return ids
+
+
+def run_stats(ids: set[int]) -> tuple[int, int]:
+    """(run_time_ns, run_cnt) of the programs, with BPF_ENABLE_STATS on."""
+    total = [0, 0]
+    for i in ids:
+        try:
+            fd = fd_by_id("prog", i)
+        except Exception:  # gone meanwhile (another user's program)
+            continue
+        try:
+            info = prog_info(fd)
+            total[0] += info.run_time_ns
+            total[1] += info.run_cnt
+        finally:
+            close_quietly(fd)
+    return total[0], total[1]
 
 
 def tshark_argv(lab: Lab) -> list[str]:
@@ -106,7 +149,8 @@ def traced_netbpf(out: Path, json_lines: bool) -> int:
     lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     if json_lines:
         return sum(1 for t in lines if t.get("status") and not t.get("error"))
-    return sum(r["requests"] - r["unanswered"] for r in lines if r.get("type") == "backend")
+    # Answered transactions, by status class: the same keys on both paths.
+    return sum(r[c] for r in lines if r.get("type") == "backend" for c in ("1xx", "2xx", "3xx", "4xx", "5xx"))
 
 
 def traced_tshark(out: Path) -> int:
@@ -116,19 +160,26 @@ def traced_tshark(out: Path) -> int:
 def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, work: Path,
              idle: bool = False) -> dict[str, float]:
     out = work / f"{kind}-{time.monotonic_ns()}.out"
+    before = http_programs()
     if kind == "tshark":
         tool = Tool(tshark_argv(lab), out, signal.SIGINT)
         tool.wait_ready("Capturing on")
     else:
         tool = Tool(netbpf_argv(lab, kind), out, signal.SIGTERM)
         tool.wait_ready("tracing HTTP")
+    ours = http_programs() - before
     if idle:
         time.sleep(2)
         return {"cpu": tool.stop(settle=0.5)}
+    start = run_stats(ours)
     rate, done = wrk(lab, url, duration, connections)
+    end = run_stats(ours)
     cpu = tool.stop()
     traced = traced_tshark(out) if kind == "tshark" else traced_netbpf(out, kind == "netbpf-json")
-    return {"rate": rate, "done": done, "traced": traced, "cpu": cpu}
+    runs = end[1] - start[1]
+    return {"rate": rate, "done": done, "traced": traced, "cpu": cpu,
+            "ns_per_packet": (end[0] - start[0]) / runs if runs else float("nan"),
+            "exit": tool.err.read_text().strip().splitlines()[-1] if kind.startswith("netbpf") else ""}
 
 
 def main() -> int:
@@ -143,9 +194,9 @@ def main() -> int:
     TRAFFIC_CPU = "0" if args.spare_core else ""
     if os.geteuid() != 0:
         sys.exit("bench/http_wrk.py: run as root (namespaces, BPF)")
-    lab = Lab("nbhb", backends=1).up()
+    lab = Lab(f"nbh{os.getpid() % 100}", backends=1).up()  # two runs at once do not collide
     backend = NginxBackend(lab, 1)
-    kinds = ["none", "netbpf-filter", "netbpf", "netbpf-json", "tshark"]
+    kinds = ["none", "netbpf-filter", "netbpf-kernel", "netbpf-tc", "netbpf", "netbpf-json", "tshark"]
     results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     try:
         lab.wait_reachable()
@@ -157,6 +208,11 @@ def main() -> int:
                     os.sched_setaffinity(int(pid), {int(TRAFFIC_CPU)})
         url = f"http://{lab.backends[0].ip}:8080/"
         wrk(lab, url, 2, args.connections)  # warm up
+        # The kernel's run-time statistics of BPF programs, on for the whole run (every
+        # configuration pays the same two clock reads per program run).
+        stats_fd = L.lib.bpf_enable_stats(0)  # BPF_STATS_RUN_TIME, off again when closed
+        if stats_fd < 0:
+            raise SystemExit(f"BPF_ENABLE_STATS failed: {-stats_fd}")
         with tempfile.TemporaryDirectory(prefix="netbpf-bench-") as d:
             work = Path(d)
             idle = {k: statistics.median(run_tool(k, lab, url, 0, 0, work, idle=True)["cpu"] for _ in range(2))
@@ -169,6 +225,7 @@ def main() -> int:
                     else:
                         results[kind].append(run_tool(kind, lab, url, args.duration, args.connections, work))
                     print(f"round {r + 1} {kind}: {results[kind][-1]}", file=sys.stderr, flush=True)
+        os.close(stats_fd)
     finally:
         backend.stop()
         lab.down()
@@ -176,36 +233,47 @@ def main() -> int:
     anchor = statistics.median(x["rate"] for x in results["none"])
     labels = {"none": "no tracer (anchor)",
               "netbpf-filter": "socket filter only (`--port 9`: keeps no frame)",
-              "netbpf": "`netbpf http --summary`",
+              "netbpf-kernel": "`netbpf http --summary` (counted in the kernel, socket filter)",
+              "netbpf-tc": "`netbpf http --summary --hook tc` (counted in the kernel, tcx)",
+              "netbpf": "`netbpf http --summary --counting user`",
               "netbpf-json": "`netbpf http --json` (a line per transaction)", "tshark": "`tshark -Y http`"}
     where = ("wrk, nginx and their softirqs pinned to CPU 0, the tracer to CPU 1" if TRAFFIC_CPU
              else "everything shares both CPUs")
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses, {where}; "
           f"median of {args.rounds} rounds; CPU net of start-up (idle run: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in idle.items()) + ")\n")
-    print("| tracer | wrk req/s | vs no tracer | completed | traced | traced/completed | CPU s | CPU s per 100k transactions |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| tracer | wrk req/s | vs no tracer | completed | traced | traced/completed | CPU s | "
+          "CPU s per 100k transactions | BPF ns/packet |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     per100k = {}
     for kind in kinds:
         rows = results[kind]
         rate = statistics.median(x["rate"] for x in rows)
         done = statistics.median(x["done"] for x in rows)
+        bpf = (f"{statistics.median(x['ns_per_packet'] for x in rows):.0f}"
+               if kind.startswith("netbpf") else "-")
         if kind == "none":
-            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - |")
+            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - | - |")
             continue
         if kind == "netbpf-filter":
             cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
-            print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - |")
+            print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - "
+                  f"| {bpf} |")
             continue
         traced = statistics.median(x["traced"] for x in rows)
         ratio = statistics.median(x["traced"] / x["done"] for x in rows)
         cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
         per100k[kind] = statistics.median((x["cpu"] - idle[kind]) / max(1, x["traced"]) * 1e5 for x in rows)
         print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | {traced:,.0f} | "
-              f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} |")
+              f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {bpf} |")
     if "tshark" in per100k:
-        print(f"\nCPU per transaction, netbpf / tshark: --summary {per100k['netbpf'] / per100k['tshark']:.2f}, "
-              f"--json {per100k['netbpf-json'] / per100k['tshark']:.2f}")
+        print(f"\nCPU per transaction, netbpf / tshark: --summary in the kernel "
+              f"{per100k['netbpf-kernel'] / per100k['tshark']:.3f}, --summary in user space "
+              f"{per100k['netbpf'] / per100k['tshark']:.2f}, --json {per100k['netbpf-json'] / per100k['tshark']:.2f}")
+    print("\nexit lines of the last round:")
+    for kind in kinds:
+        if kind.startswith("netbpf"):
+            print(f"- {kind}: {results[kind][-1]['exit']}")
     return 0
 
 

@@ -81,7 +81,8 @@ def backend_logs(h: HttpLab, expected: int) -> dict[str, list[dict[str, Any]]]:
 
 
 def http_prog_ids() -> set[int]:
-    return {int(p["id"]) for p in bpftool_json("prog", "show") if p.get("name") == "netbpf_http"}  # type: ignore[arg-type]
+    return {int(p["id"]) for p in bpftool_json("prog", "show")  # type: ignore[arg-type]
+            if p.get("name") in ("netbpf_http", "netbpf_http_tc")}
 
 
 def summary_counts(stderr: str) -> dict[str, int]:

@@ -1,7 +1,9 @@
 """``netbpf http``: trace HTTP through a load-balancing gateway.
 
 Kernel side (``http.bpf.c``): a socket filter on an AF_PACKET socket keeps the
-TCP segments of the target ports, also inside IPIP and VXLAN. User side:
+TCP segments of the target ports, also inside IPIP and VXLAN; or, for
+``--summary`` and ``--metrics``, counts the transactions itself (``count.h``,
+read by ``kernel.py``) and keeps only the frames of connections it cannot follow. User side:
 frames come through a TPACKET_V3 ring (``ring.py``), are decapsulated,
 reassembled and parsed by the I/O-free code of ``netbpf.packet``, and paired
 into transactions (``tracer.py``) that are printed, summarised per backend
@@ -38,6 +40,27 @@ class Counter(enum.IntEnum):
     PROTO_OTHER = 10
     NOT_IP = 11
     MALFORMED = 12
+    K_SEGMENTS = 13
+    K_REQUESTS = 14
+    K_RESPONSES = 15
+    K_INTERIM = 16
+    K_RETRANSMITTED = 17
+    K_CONNECTIONS = 18
+    K_MIDSTREAM = 19
+    K_LOST_GAP = 20
+    K_LOST_HEAD_SPLIT = 21
+    K_LOST_HEAD_LONG = 22
+    K_LOST_NOT_HTTP = 23
+    K_LOST_LENGTH = 24
+    K_LOST_CHUNK = 25
+    K_LOST_PIPELINE = 26
+    K_LOST_STEPS = 27
+    K_LOST_UNSYNCED = 28
+    K_ORPHANS = 29
+    K_HTTP2 = 30
+    K_TLS = 31
+    K_TUNNELS = 32
+    K_HANDED_OFF = 33
 
 
 N_COUNTERS = len(Counter)
@@ -55,6 +78,8 @@ class Config(ctypes.Structure):
         ("vxlan_ports", ctypes.c_uint16 * MAX_VXLAN_PORTS),
         ("n_vxlan_ports", ctypes.c_uint32),
         ("keep_acks", ctypes.c_uint32),
+        ("count_in_kernel", ctypes.c_uint32),
+        ("hand_off", ctypes.c_uint32),
     ]
 
 
@@ -62,7 +87,8 @@ SHARED_STRUCTS = (Config,)
 
 
 def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
-                vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, keep_acks: bool = False) -> Config:
+                vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, keep_acks: bool = False,
+                count_in_kernel: bool = False, hand_off: bool = False) -> Config:
     ports, ifindexes, vxlan_ports = list(dict.fromkeys(ports)), list(ifindexes), list(vxlan_ports)
     if not ports:
         raise UsageError("--port: at least one TCP port")
@@ -83,13 +109,20 @@ def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
     for i, port in enumerate(vxlan_ports):
         config.vxlan_ports[i] = port
     config.keep_acks = int(keep_acks)
+    config.count_in_kernel = int(count_in_kernel)
+    config.hand_off = int(hand_off)
     return config
 
 
-def open_object(config: Config) -> BpfObject:
-    """The socket filter, configured (not yet loaded)."""
+PROGRAMS = {"socket": "netbpf_http", "tc": "netbpf_http_tc"}
+
+
+def open_object(config: Config, hook: str = "socket") -> BpfObject:
+    """The socket filter (or, ``hook="tc"``, the tc program), configured, not yet loaded."""
     obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
     try:
+        for kind, name in PROGRAMS.items():
+            obj.program(name).set_autoload(kind == hook)  # verify only the one used
         obj.set_rodata(config=bytes(config))
     except BaseException:
         obj.close()

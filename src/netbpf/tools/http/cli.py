@@ -13,6 +13,8 @@ from ...bpf.errors import NetbpfError, UsageError
 from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
+from .kernel import KernelCollector, KernelSummary, read_backends
+from .kernel import accounting as kernel_accounting
 from .report import Report
 from .roles import LocalAddresses, Roles
 from .summary import Summary
@@ -24,7 +26,8 @@ examples:
         every transaction to or from port 8080, one line each; the per-backend table at exit
   netbpf http -i b1,b2,b3 --port 8080 --summary --duration 60
         only the table: requests, share, status classes, latency per backend, and the
-        verdict on the spread (max/min share, chi-square against an even spread)
+        verdict on the spread (max/min share, chi-square against an even spread);
+        counted in the kernel, nothing per transaction crossing to user space
   netbpf http -i u1 --port 8080 --tag-header X-Test-Id --json | jq 'select(.tag)'
         tagged test requests, through VXLAN (the TUNNEL column shows the outer addresses)
   netbpf http -i any --port 8080 --metrics 0.0.0.0:9464
@@ -89,6 +92,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-B", "--buffer-size", type=cliutil.int_in(1, MAX_RING_KIB, "a packet ring's 4 GiB"),
                    default=65536, metavar="KiB",
                    help=f"size of the capture ring in KiB (default 65536, at most {MAX_RING_KIB})")
+
+    p.add_argument("--hook", choices=("socket", "tc"), default="socket",
+                   help="with --summary counted in the kernel: a socket filter on a packet socket "
+                        "(default; hands connections it cannot follow to user space) or tc (tcx) "
+                        "ingress and egress of the named Ethernet interfaces (no packet socket, "
+                        "so no copy of each frame; no hand-off)")
+    p.add_argument("--counting", choices=("kernel", "user"), default="kernel",
+                   help="with --summary: count in the kernel, nothing per transaction crossing to user "
+                        "space (default), or reassemble every stream in user space as without it")
 
 
 # The kernel refuses a packet ring of more than 4 GiB (tp_block_size * tp_block_nr
@@ -163,11 +175,24 @@ class Capture:
         # deleted interface just stops receiving).
         self.watched = {i: netdev.ifname(i) for i in (bind_ifindex, *filter_ifindexes) if i}
         self.gone = ""
-        self.obj = open_object(make_config(args.port, filter_ifindexes, args.vxlan_port))
+        # Counting in the kernel needs nothing of each transaction but its counts.
+        self.in_kernel = (args.summary and args.counting == "kernel" and not args.headers
+                          and not args.tag_header and not args.count)
+        if args.hook == "tc" and not self.in_kernel:
+            raise UsageError("--hook tc: only with --summary counted in the kernel (no -H, --tag-header, -c)")
+        if args.hook == "tc" and args.interface == "any":
+            raise UsageError("--hook tc: name the interfaces (-i a,b), not any")
+        tc = args.hook == "tc"
+        self.obj = open_object(make_config(args.port, [] if tc else filter_ifindexes, args.vxlan_port,
+                                           count_in_kernel=self.in_kernel, hand_off=self.in_kernel and not tc),
+                               args.hook)
         self.ring: PacketRing | None = None
+        self.links: list[Any] = []
         try:
             self.obj.load()
-            self.summary = Summary(args.backends, Roles(args.front_port, LocalAddresses()))
+            roles = Roles(args.front_port, LocalAddresses())
+            self.summary = (KernelSummary(self.obj, args.backends, roles) if self.in_kernel
+                            else Summary(args.backends, roles))
             self.counts = TransactionCounts()
             self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
             self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
@@ -179,9 +204,20 @@ class Capture:
                 from ... import metrics
 
                 registry = metrics.serve(args.metrics)
-                registry.register(HttpCollector(self.counts, self.snapshot))
-            self.ring = PacketRing(self.obj.program("netbpf_http"), bind_ifindex,
-                                   ring_bytes=args.buffer_size << 10)
+                if isinstance(self.summary, KernelSummary):
+                    registry.register(KernelCollector(self.summary, self.snapshot))
+                else:
+                    registry.register(HttpCollector(self.counts, self.snapshot))
+            if tc:
+                from ...bpf.attach.tc import TcOptions, attach_tc
+
+                prog = self.obj.program("netbpf_http_tc")
+                for name in args.interface.split(","):
+                    for direction in ("ingress", "egress"):
+                        self.links.append(attach_tc(prog, TcOptions(name, direction)))
+            else:
+                self.ring = PacketRing(self.obj.program("netbpf_http"), bind_ifindex,
+                                       ring_bytes=args.buffer_size << 10)
         except BaseException:
             self.close()
             raise
@@ -207,7 +243,6 @@ class Capture:
                 "orphans": self.tracer.http.orphan_responses, "not_http": dict(self.tracer.http.not_http1)}
 
     def loop(self) -> None:
-        assert self.ring is not None
         # Per-frame work allocates many small objects; collections of everything
         # set up so far (libbpf, argparse, prometheus) would only cost time.
         gc.freeze()
@@ -224,13 +259,17 @@ class Capture:
                        "(Ctrl-C to stop)")
         last_tick = time.monotonic()
         while not self.stop and not deadline.expired():
-            self.ring.read(feed, deadline.remaining(0.1))
+            if self.ring is None:
+                time.sleep(deadline.remaining(0.1))  # tc: nothing comes to user space
+            else:
+                self.ring.read(feed, deadline.remaining(0.1))
             sys.stdout.flush()
             now = time.monotonic()
             if now - last_tick >= 1.0:
                 last_tick = now
                 self.tracer.tick(time.time())
-                self.ring.update_stats()
+                if self.ring is not None:
+                    self.ring.update_stats()
                 self.gone = ", ".join(name for i, name in self.watched.items() if not _present(i))
                 if self.gone:
                     return
@@ -266,18 +305,29 @@ class Capture:
         t, r, h = self.tracer, self.tracer.reassembler.stats, self.tracer.http
         drops = self.ring.drops if self.ring else 0
         incomplete = h.incomplete
+        not_http1 = dict(h.not_http1)
+        if isinstance(self.summary, KernelSummary):
+            # One count of what is not HTTP/1.x: the kernel's and the handed-off connections'.
+            not_http1[H2_PREFACE] = not_http1.get(H2_PREFACE, 0) + k[Counter.K_HTTP2]
+            not_http1[TLS_HANDSHAKE] = not_http1.get(TLS_HANDSHAKE, 0) + k[Counter.K_TLS]
+            head = (f"netbpf http: "
+                    f"{kernel_accounting(k, self.printed, incomplete, r.flows_opened, read_backends(self.obj))}")
+        else:
+            head = (f"netbpf http: {self.printed} transactions ({incomplete} incomplete), "
+                    f"{r.flows_opened} connections")
         return (
-            f"netbpf http: {self.printed} transactions ({incomplete} incomplete), "
-            f"{r.flows_opened} connections; frames: {k[Counter.FRAMES_SEEN]} seen by the filter "
+            f"{head}; frames: {k[Counter.FRAMES_SEEN]} seen by the filter "
             f"(tcp {k[Counter.PROTO_TCP]}, udp {k[Counter.PROTO_UDP]}, icmp {k[Counter.PROTO_ICMP]}, "
             f"other {k[Counter.PROTO_OTHER]}, not IP {k[Counter.NOT_IP]}), {k[Counter.FRAMES_KEPT]} kept "
             f"({k[Counter.KEPT_IPIP]} via IPIP, {k[Counter.KEPT_VXLAN]} via VXLAN; "
             f"{k[Counter.ACKS_SKIPPED]} bare ACKs skipped), {drops} lost in the ring; "
             f"{r.gaps} reassembly gaps ({r.gap_bytes} bytes), {h.unparseable_streams} unparseable "
             f"streams, {h.orphan_responses} responses without their request, "
-            f"{t.undecodable} undecodable frames; {not_http1_text(h.not_http1)}")
+            f"{t.undecodable} undecodable frames; {not_http1_text(not_http1)}")
 
     def close(self) -> None:
+        for link in self.links:
+            link.close()
         if self.ring is not None:
             self.ring.close()
         self.obj.close()

@@ -60,6 +60,8 @@ static __always_inline int wanted_ifindex(__u32 ifindex)
 	return 0;
 }
 
+#include "count.h"
+
 static __always_inline int vxlan_port(__u16 port)
 {
 #pragma unroll
@@ -73,7 +75,8 @@ static __always_inline int vxlan_port(__u16 port)
  * headers), sets *end to where the IP payload ends and returns the next
  * protocol, or -1 when the frame is too short, not IP or a later fragment
  * (which carries no TCP header). */
-static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off, __u32 *end)
+static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off, __u32 *end,
+				     struct http_conn_key *a)
 {
 	if (l3 == ETH_P_IP) {
 		struct iphdr ip;
@@ -84,6 +87,10 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off
 			return -1;
 		*end = *off + bpf_ntohs(ip.tot_len);
 		*off += ip.ihl * 4;
+		__builtin_memset(a, 0, sizeof(*a));
+		__builtin_memcpy(a->client, &ip.saddr, 4);	/* source, until conn_key() */
+		__builtin_memcpy(a->server, &ip.daddr, 4);
+		a->family = 4;
 		if (*end < *off)
 			return -1;
 		return ip.protocol;
@@ -97,6 +104,9 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off
 		/* payload_len 0 is a jumbogram (BIG TCP): runs to the end of the frame. */
 		*end = ip6.payload_len ? *off + sizeof(ip6) + bpf_ntohs(ip6.payload_len) : skb->len;
 		*off += sizeof(ip6);
+		__builtin_memcpy(a->client, &ip6.saddr, 16);
+		__builtin_memcpy(a->server, &ip6.daddr, 16);
+		a->family = 6;
 		next = ip6.nexthdr;
 #pragma unroll
 		for (int i = 0; i < MAX_IPV6_EXT; i++) {
@@ -125,12 +135,13 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off
 	return -1;
 }
 
-SEC("socket")
-int netbpf_http(struct __sk_buff *skb)
+/* One frame whose network header is at `start`: how many bytes of it to keep. */
+static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 {
 	__u16 l3 = bpf_ntohs(skb->protocol);
-	__u32 off = 0, end = 0, packet_end = 0;
+	__u32 off = start, end = 0, packet_end = 0;
 	enum encap encap = ENCAP_NONE;
+	struct http_segment seg = {};	/* the innermost addresses, then the segment */
 	struct tcphdr tcp;
 	int proto = -1;
 
@@ -146,7 +157,7 @@ int netbpf_http(struct __sk_buff *skb)
 
 #pragma unroll
 	for (int depth = 0; depth <= MAX_TUNNELS; depth++) {
-		proto = ip_header(skb, l3, &off, &end);
+		proto = ip_header(skb, l3, &off, &end, &seg.key);
 		if (depth == 0)
 			packet_end = end;
 		if (proto == IPPROTO_IPIP || proto == IPPROTO_IPV6) {
@@ -212,9 +223,27 @@ int netbpf_http(struct __sk_buff *skb)
 	}
 	if (!wanted_port(bpf_ntohs(tcp.source)) && !wanted_port(bpf_ntohs(tcp.dest)))
 		return 0;
-	/* A segment with no payload and none of SYN/FIN/RST tells the
-	 * reassembler nothing: most ACKs of a busy connection end here. */
-	if (!config.keep_acks && end <= off + tcp.doff * 4 && !tcp.syn && !tcp.fin && !tcp.rst) {
+	if (config.count_in_kernel) {
+		__u32 payload = off + tcp.doff * 4;
+
+		if (end <= payload && !tcp.syn && !tcp.fin && !tcp.rst) {
+			netbpf_inc(counters, HTTP_ACKS_SKIPPED);
+			return 0;
+		}
+		if (end > skb->len)
+			end = skb->len;
+		seg.side = conn_key(&seg.key, bpf_ntohs(tcp.source), bpf_ntohs(tcp.dest),
+				    tcp.syn && !tcp.ack);
+		seg.seq = bpf_ntohl(tcp.seq);
+		seg.flags = ((__u8 *)&tcp)[13];
+		seg.payload = payload;
+		seg.end = end;
+		if (!http_count_segment(skb, &seg) || !config.hand_off)
+			return 0;
+		netbpf_inc(counters, HTTP_K_HANDED_OFF);
+	} else if (!config.keep_acks && end <= off + tcp.doff * 4 && !tcp.syn && !tcp.fin && !tcp.rst) {
+		/* A segment with no payload and none of SYN/FIN/RST tells the
+		 * reassembler nothing: most ACKs of a busy connection end here. */
 		netbpf_inc(counters, HTTP_ACKS_SKIPPED);
 		return 0;
 	}
@@ -228,4 +257,20 @@ int netbpf_http(struct __sk_buff *skb)
 	else if (encap == ENCAP_VXLAN)
 		netbpf_inc(counters, HTTP_KEPT_VXLAN);
 	return packet_end;
+}
+
+SEC("socket")
+int netbpf_http(struct __sk_buff *skb)
+{
+	return http_frame(skb, 0);	/* SOCK_DGRAM: the frame starts at the network header */
+}
+
+/* The other hook: tc (tcx) ingress and egress of named Ethernet interfaces,
+ * counting only (config.count_in_kernel); no packet socket, so no clone of
+ * each frame for it. The traffic always goes on. */
+SEC("tc")
+int netbpf_http_tc(struct __sk_buff *skb)
+{
+	http_frame(skb, ETH_HLEN);
+	return 0;	/* TC_ACT_OK */
 }

@@ -22,7 +22,62 @@ enum http_counter {
 	HTTP_PROTO_OTHER,
 	HTTP_NOT_IP,		/* ARP, LLDP, ... */
 	HTTP_MALFORMED,		/* shorter than its headers claim */
+	/* Counting in the kernel (config.count_in_kernel): see kernel.py. */
+	HTTP_K_SEGMENTS,	/* payload segments the kernel parser ran on */
+	HTTP_K_REQUESTS,	/* request heads counted */
+	HTTP_K_RESPONSES,	/* final response heads paired with their request */
+	HTTP_K_INTERIM,		/* 1xx other than 101 */
+	HTTP_K_RETRANSMITTED,	/* segments whose bytes were all seen already (or seen twice) */
+	HTTP_K_CONNECTIONS,	/* connections followed from their SYN */
+	HTTP_K_MIDSTREAM,	/* connections first seen after their SYN: not followed */
+	HTTP_K_LOST_GAP,	/* not followed from a point on: a sequence gap / reordering */
+	HTTP_K_LOST_HEAD_SPLIT,	/* a message head not whole in one segment */
+	HTTP_K_LOST_HEAD_LONG,	/* a head longer than HTTP_HEAD_MAX */
+	HTTP_K_LOST_NOT_HTTP,	/* a message start that is not HTTP/1.x */
+	HTTP_K_LOST_LENGTH,	/* a body length the kernel cannot tell */
+	HTTP_K_LOST_CHUNK,	/* a chunk-size line split over segments, or trailers */
+	HTTP_K_LOST_PIPELINE,	/* more outstanding requests than HTTP_FIFO */
+	HTTP_K_LOST_STEPS,	/* more messages in one segment than the parser's loop */
+	HTTP_K_LOST_UNSYNCED,	/* payload before the handshake was seen both ways */
+	HTTP_K_ORPHANS,		/* responses on a followed connection with no request */
+	HTTP_K_HTTP2,		/* connections opening with the HTTP/2 preface */
+	HTTP_K_TLS,		/* connections opening with a TLS handshake */
+	HTTP_K_TUNNELS,		/* 101 Switching Protocols / CONNECT: not HTTP after that */
+	HTTP_K_HANDED_OFF,	/* frames of unfollowed connections kept for user space */
 	HTTP_COUNTERS,
+};
+
+/* Counting in the kernel. */
+#define HTTP_FIFO 64		/* outstanding (pipelined) requests per connection */
+#define HTTP_HEAD_MAX 2048	/* a message head must be whole in one segment and this long at most */
+#define HTTP_MAX_STEPS 256	/* message heads, bodies and chunks parsed in one segment */
+#define HTTP_LAT_SUB_BITS 5	/* latency histogram: 32 linear buckets per power of two ns */
+#define HTTP_LAT_MAX_LOG 42	/* ... up to 2^43 ns (2.4 hours), the last bucket open */
+#define HTTP_LAT_BUCKETS ((HTTP_LAT_MAX_LOG - HTTP_LAT_SUB_BITS + 2) << HTTP_LAT_SUB_BITS)
+
+/* The server side of a connection: where per-backend figures are kept. */
+struct http_backend_key {
+	__u8 addr[16];		/* IPv4 in the first 4 bytes */
+	__u16 port;		/* host order */
+	__u8 family;		/* 4 or 6 */
+	__u8 pad;
+};
+
+/* Per-CPU, per backend; summed by user space. */
+struct http_backend_stats {
+	__u64 requests;		/* request heads */
+	__u64 status[5];	/* final responses by class 1xx..5xx */
+	__u64 no_response;	/* requests whose connection closed or reset unanswered */
+	__u64 unpaired;		/* requests outstanding when the connection stopped being followed */
+	__u64 connections;	/* followed from their SYN */
+	__u64 lost_connections;	/* not followed from some point on, not handed off: a loss */
+	__u64 midstream;	/* connections joined after their SYN (lost or handed off) */
+	__u64 handed_off;	/* connections given whole to user space (config.hand_off) */
+	__u64 request_body;	/* body bytes (chunk framing not counted) */
+	__u64 response_body;
+	__u64 latency_unknown;	/* responses whose end was not followed */
+	__u64 latency_sum_ns;
+	__u64 latency[HTTP_LAT_BUCKETS];	/* first request byte to last response byte */
 };
 
 /* What the filter looks for, set before load (one const volatile global). */
@@ -34,6 +89,8 @@ struct http_config {
 	__u16 vxlan_ports[HTTP_MAX_VXLAN_PORTS];	/* UDP destination ports carrying VXLAN */
 	__u32 n_vxlan_ports;
 	__u32 keep_acks;			/* 1: keep payload-less ACKs too */
+	__u32 count_in_kernel;			/* 1: count transactions in maps, keep no frame... */
+	__u32 hand_off;				/* ...except those of connections not followed */
 };
 
 #endif /* NETBPF_HTTP_H */

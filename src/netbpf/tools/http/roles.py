@@ -74,6 +74,12 @@ class Roles:
         if seen[0] and not seen[1] and self.is_local is not None and not self.is_local(split_endpoint(client)[0]):
             self.servers[server] = (True, True)  # only while unsure: a local server's clients
 
+    def see(self, server: str) -> None:
+        """A server seen without its clients (the kernel path counts per server only)."""
+        if server not in self.servers:
+            local = self.is_local is not None and self.is_local(split_endpoint(server)[0])
+            self.servers[server] = (local, False)
+
     def role(self, server: str) -> str:
         if split_endpoint(server)[1] in self.front_ports:
             return FRONT
