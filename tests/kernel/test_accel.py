@@ -265,6 +265,67 @@ def test_nginx_wrk_through_acceleration(sandbox: Sandbox, pin_dir: Path, enabled
     assert seen["data_bytes"] == 0, seen
 
 
+# -- status --connections during a run ---------------------------------------------------------
+
+def _ss_pairs(sandbox: Sandbox, port: int) -> set[tuple[str, str]]:
+    """(local, remote) of every established TCP socket on ``port``, as ss sees them."""
+    out = sandbox.run(["ss", "-Htn", "state", "established", f"( sport = :{port} or dport = :{port} )"],
+                      None).stdout
+    pairs = set()
+    for line in out.splitlines():
+        local, remote = line.split()[-2:]
+        pairs.add((local.replace("[::ffff:", "").replace("]", ""),
+                   remote.replace("[::ffff:", "").replace("]", "")))
+    return pairs
+
+
+def test_connections_during_an_iperf3_run(sandbox: Sandbox, pin_dir: Path, enabled: dict[str, object]) -> None:
+    """A colleague saw "no socket in the map" while iperf3 was being redirected:
+    during a run, --connections lists exactly the sockets ss sees, from the host
+    and through --netns; under `ip netns exec` (a /sys without bpffs) the answer
+    is one line saying it cannot see, never "not enabled"."""
+    server = sandbox.popen(["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], "accel",
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = None
+    try:
+        wait_listening(sandbox, IPERF_PORT)
+        client = sandbox.popen(["iperf3", "-c", "127.0.0.1", "-p", str(IPERF_PORT), "-t", "30", "-b", "100M"],
+                               "accel", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while len(_ss_pairs(sandbox, IPERF_PORT)) < 4 or counters(pin_dir)["bytes_redirected"] == 0:
+            assert time.monotonic() < deadline, "iperf3 did not start"
+            time.sleep(0.05)
+        seen_by_ss = _ss_pairs(sandbox, IPERF_PORT)
+        listed = {}
+        for netns in (None, sandbox.netns):
+            out = accel_cli("status", "--connections", "--json", pin_dir=pin_dir, netns=netns)
+            assert out.returncode == 0, out.stderr
+            listed[netns] = {(s["local"], s["remote"]) for s in map(json.loads, out.stdout.splitlines())}
+        text = accel_cli("status", "--connections", pin_dir=pin_dir).stdout
+        hidden = {action: subprocess.run(["ip", "netns", "exec", sandbox.netns, sys.executable, "-m", "netbpf",
+                                          "accel", action, "--pin-dir", str(pin_dir)],
+                                         capture_output=True, text=True, timeout=60)
+                  for action in ("status", "disable")}
+        still = status_json(pin_dir)
+    finally:
+        if client is not None:
+            client.terminate()
+            client.wait(timeout=10)
+        server.terminate()
+        server.wait(timeout=10)
+    assert len(seen_by_ss) == 4  # control and data connection, both ends
+    assert listed[None] == seen_by_ss and listed[sandbox.netns] == seen_by_ss
+    assert "no socket in the map" not in text
+    for action, out in hidden.items():
+        assert out.returncode == 1 and out.stdout == "", (action, out)
+        assert len(out.stderr.splitlines()) == 1 and "cannot be seen from here" in out.stderr, out.stderr
+    assert still["enabled"] is True  # the `ip netns exec` disable changed nothing
+    # Once iperf3 is gone the map is empty while the counters still add up: say both.
+    sandbox.kill()
+    after = accel_cli("status", "--connections", pin_dir=pin_dir).stdout
+    assert after == "no socket in the map now: the 4 added since enable have all closed\n", after
+
+
 def test_small_writes_move_to_tcp(sandbox: Sandbox, pin_dir: Path, enabled: dict[str, object]) -> None:
     server = sandbox.popen(["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], "accel",
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -266,7 +266,14 @@ def run_status(args: argparse.Namespace) -> int:
         elif socks:
             print(table.render(socks))
         else:
-            print("no socket in the map" if accel.read_status(pin_dir).enabled else "accel is not enabled")
+            status = accel.read_status(pin_dir)
+            if not status.enabled:
+                print("accel is not enabled")
+            else:
+                # The counters add up since enable; the map holds open sockets only.
+                added = status.counters.get("sockets_added", 0)
+                print(f"no socket in the map now: the {added:,} added since enable have all closed"
+                      if added else "no socket in the map: none was added since enable")
         return 0
     status = accel.read_status(pin_dir)
     if args.json:
