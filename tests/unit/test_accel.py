@@ -246,3 +246,11 @@ def test_bench_median_resists_one_outlier() -> None:
     for v in (20.0, 21.0, 2.0):
         s.add("x", "plain", v)
     assert s.median("x", "plain") == 20.0
+
+
+def test_bench_cells_are_chosen_by_name() -> None:
+    assert [c.key for c in bench.select_cells("web, pp1k")] == ["pp1k", "web"]
+    with pytest.raises(UsageError, match="unknown cell pp2k"):
+        bench.select_cells("pp2k,web")
+    with pytest.raises(UsageError):
+        bench.select_cells(",")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...bpf import fs
-from ...bpf.errors import BuildMissing, NetbpfError
+from ...bpf.errors import BuildMissing, NetbpfError, UsageError
 from ...output import Column
 from . import accel, clients
 from .sandbox import Sandbox
@@ -120,8 +120,10 @@ class Samples:
 
 
 class Bench:
-    def __init__(self, seconds: float, rounds: int, progress: Callable[[str], None]) -> None:
+    def __init__(self, seconds: float, rounds: int, progress: Callable[[str], None],
+                 cells: list[Cell] | None = None) -> None:
         self.seconds, self.rounds, self.progress = seconds, rounds, progress
+        self.cells = cells or CELLS
         tag = f"b{os.getpid()}"
         self.sandbox = Sandbox(tag, MODES)
         self.pin = fs.PIN_ROOT / f"accel-bench-{tag}"
@@ -177,7 +179,7 @@ class Bench:
         s = self.samples
         for r in range(self.rounds):
             order = [*MODES[r % len(MODES):], *MODES[:r % len(MODES)]]
-            for cell in CELLS:
+            for cell in self.cells:
                 for mode in order:
                     if mode == "seed" and cell.key in s.failed:
                         continue
@@ -264,8 +266,18 @@ def summary(table_rows: list[dict[str, Any]], samples_failed: dict[str, str], se
     return "\n".join(lines)
 
 
-def run(seconds: float, rounds: int, progress: Callable[[str], None]) -> tuple[list[dict[str, Any]],
-                                                                                dict[str, str]]:
-    with Bench(seconds, rounds, progress) as bench:
+def select_cells(text: str) -> list[Cell]:
+    """``--cells pp1k,web`` -> those cells, in the bench's order."""
+    wanted = {w.strip() for w in text.split(",") if w.strip()}
+    unknown = wanted - {c.key for c in CELLS}
+    if unknown or not wanted:
+        raise UsageError(f"--cells: unknown cell {', '.join(sorted(unknown)) or '(none)'}; "
+                         f"choose from {','.join(c.key for c in CELLS)}")
+    return [c for c in CELLS if c.key in wanted]
+
+
+def run(seconds: float, rounds: int, progress: Callable[[str], None],
+        cells: list[Cell] | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    with Bench(seconds, rounds, progress, cells) as bench:
         samples = bench.run()
         return rows(samples), samples.failed

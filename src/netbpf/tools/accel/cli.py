@@ -148,6 +148,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="length of each run (default %(default)s)")
     b.add_argument("--rounds", type=cliutil.positive_int, default=3, metavar="N",
                    help="rounds, rotating the order of the modes (default %(default)s)")
+    b.add_argument("--cells", metavar="LIST", default="",
+                   help="only these runs, comma-separated: pp64,pp1k,pp16k,stream1k,stream64k,web "
+                        "(default: all)")
     cliutil.add_json(b)
     b.set_defaults(func=run_bench, needs_root=True)
 
@@ -302,7 +305,8 @@ def _serve_metrics(args: argparse.Namespace, pin_dir: Path) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from . import bench
 
-    rows, failed = bench.run(args.seconds, args.rounds, cliutil.stderr)
+    cells = bench.select_cells(args.cells) if args.cells else None
+    rows, failed = bench.run(args.seconds, args.rounds, cliutil.stderr, cells)
     if args.json:
         table = Table([*bench.COLUMNS, Column("key", "key")])
         for row in rows:
