@@ -188,10 +188,24 @@ def test_bench_rows_ratios_and_verdicts() -> None:
     assert "pp64_rate" not in rows  # not measured: no row rather than a made-up one
 
 
+def test_bench_verdict_says_when_rounds_disagree() -> None:
+    s = bench.Samples()
+    for r, (plain, netbpf, seed) in enumerate([(100, 90, 80), (100, 120, 130), (100, 95, 90)]):
+        for mode, v in zip(bench.MODES, (plain, netbpf, seed), strict=True):
+            s.add("web", mode, v, r)
+    row = bench.rows(s)[0]
+    assert row["ratio"] == 0.95 and row["ratio_rounds"] == (0.9, 1.2)
+    assert row["vs_seed_rounds"] == pytest.approx((120 / 130, 90 / 80))
+    assert row["verdict"] == "below target, slower with netbpf (not in every round)"
+    assert "| 0.90–1.20× |" in bench.markdown([row])
+    assert "(0.95×, not in every round)" in bench.summary([row], {}, 2, 3)
+
+
 def test_bench_markdown_and_summary() -> None:
     rows = bench.rows(_samples())
     md = bench.markdown(rows).splitlines()
-    assert md[0].startswith("| measure | unit | plain | netbpf | netbpf/plain | bytes redirected | seed |")
+    assert md[0].startswith("| measure | unit | plain | netbpf | netbpf/plain | per round | bytes redirected | "
+                            "seed |")
     assert len(md) == 2 + len(rows)
     web = next(line for line in md if line.startswith("| nginx"))
     assert "| fails |" in web

@@ -90,13 +90,19 @@ COLUMNS = [
     Column("plain", "plain", align=">", text=lambda v: _num(v)),
     Column("netbpf", "netbpf", align=">", text=lambda v: _num(v)),
     Column("ratio", "netbpf/plain", align=">", text=lambda v: f"{v:.2f}×"),
+    Column("ratio_rounds", "per round", align=">", text=lambda v: _span(v)),
     Column("redirected", "bytes redirected", align=">", text=lambda v: f"{v:.0%}"),
     Column("seed", "seed", align=">", text=lambda v: v if isinstance(v, str) else _num(v)),
     Column("seed_ratio", "seed/plain", align=">", text=lambda v: f"{v:.2f}×"),
     Column("vs_seed", "netbpf/seed", align=">", text=lambda v: f"{v:.2f}×"),
+    Column("vs_seed_rounds", "per round", align=">", text=lambda v: _span(v)),
     Column("target", "target"),
     Column("verdict", "verdict"),
 ]
+
+
+def _span(v: tuple[float, float]) -> str:
+    return f"{v[0]:.2f}–{v[1]:.2f}×"
 
 
 def _num(v: float) -> str:
@@ -108,11 +114,20 @@ def _num(v: float) -> str:
 @dataclass
 class Samples:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # measure -> mode -> values
+    rounds: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # measure -> round -> mode
     redirected: dict[str, list[float]] = field(default_factory=dict)  # cell -> netbpf's share of bytes
     failed: dict[str, str] = field(default_factory=dict)  # cell -> why the seed failed there
 
-    def add(self, measure: str, mode: str, value: float) -> None:
+    def add(self, measure: str, mode: str, value: float, round_: int = 0) -> None:
         self.values.setdefault(measure, {}).setdefault(mode, []).append(value)
+        self.rounds.setdefault(measure, {}).setdefault(round_, {})[mode] = value
+
+    def per_round(self, measure: str, mode: str, anchor: str) -> tuple[float, float] | None:
+        """The lowest and highest mode/anchor ratio of the rounds that ran both:
+        the spread a shared machine puts around the median's ratio."""
+        ratios = [r[mode] / r[anchor] for r in self.rounds.get(measure, {}).values()
+                  if mode in r and r.get(anchor)]
+        return (min(ratios), max(ratios)) if ratios else None
 
     def median(self, measure: str, mode: str) -> float | None:
         values = self.values.get(measure, {}).get(mode)
@@ -194,7 +209,7 @@ class Bench:
                         continue
                     for m in MEASURES:
                         if m.cell == cell.key:
-                            s.add(m.key, mode, result[m.field])
+                            s.add(m.key, mode, result[m.field], r)
                     extra = ""
                     if mode == "netbpf":
                         share = self._redirected_share(before)
@@ -205,15 +220,23 @@ class Bench:
         return s
 
 
-def _verdict(m: Measure, ratio: float, vs_seed: float | None) -> str:
+def _verdict(m: Measure, ratio: float, vs_seed: float | None, spread: tuple[float, float] | None,
+             seed_spread: tuple[float, float] | None) -> str:
+    def worse(r: float) -> bool:
+        return r < 1.0 if m.higher_is_better else r > 1.0
+
+    def every_round(span: tuple[float, float] | None) -> str:
+        # The median says worse; say so only as strongly as the rounds do.
+        return "" if span is None or (worse(span[0]) and worse(span[1])) else " (not in every round)"
+
     words = []
     if m.target_ratio is not None:
         ok = ratio >= m.target_ratio if m.higher_is_better else ratio <= m.target_ratio
         words.append("holds" if ok else "below target")
-    if (ratio < 1.0) if m.higher_is_better else (ratio > 1.0):
-        words.append("slower with netbpf")
-    if vs_seed is not None and ((vs_seed < 1.0) if m.higher_is_better else (vs_seed > 1.0)):
-        words.append("behind the seed")
+    if worse(ratio):
+        words.append("slower with netbpf" + every_round(spread))
+    if vs_seed is not None and worse(vs_seed):
+        words.append("behind the seed" + every_round(seed_spread))
     return ", ".join(words) or "-"
 
 
@@ -232,10 +255,14 @@ def rows(samples: Samples) -> list[dict[str, Any]]:
             seed_ratio = seed / plain if plain else None
             vs_seed = netbpf / seed if seed else None
         shares = samples.redirected.get(m.cell, [])
+        spread = samples.per_round(m.key, "netbpf", "plain")
+        seed_spread = samples.per_round(m.key, "netbpf", "seed")
         out.append({"measure": m.label, "unit": m.unit, "plain": plain, "netbpf": netbpf,
-                    "ratio": ratio, "redirected": statistics.median(shares) if shares else None,
+                    "ratio": ratio, "ratio_rounds": spread,
+                    "redirected": statistics.median(shares) if shares else None,
                     "seed": seed_cell, "seed_ratio": seed_ratio, "vs_seed": vs_seed,
-                    "target": m.target or "-", "verdict": _verdict(m, ratio, vs_seed), "key": m.key})
+                    "vs_seed_rounds": seed_spread, "target": m.target or "-",
+                    "verdict": _verdict(m, ratio, vs_seed, spread, seed_spread), "key": m.key})
     return out
 
 
@@ -251,16 +278,22 @@ def markdown(table_rows: list[dict[str, Any]]) -> str:
 
 def summary(table_rows: list[dict[str, Any]], samples_failed: dict[str, str], seconds: float,
             rounds: int) -> str:
-    lines = [f"Medians of {rounds} rounds of {seconds:g} s per cell, plain/netbpf/seed rotating; both "
+    lines = [f"Medians of {rounds} rounds of {seconds:g} s per cell, plain/netbpf/seed rotating (\"per "
+             "round\": the lowest and highest of the ratios taken round by round, the machine's noise); both "
              "ends in one cgroup, in a network namespace of the benchmark's own, servers on 127.0.0.1 "
              "only; sockperf ping-pong (round trip = 2 × sockperf's latency), iperf3, nginx + wrk. "
              "The seed counts nothing: its share of bytes redirected is unknown."]
-    slower = [r for r in table_rows if "slower" in r["verdict"]]
+    slower = [r for r in table_rows if "slower with netbpf" in r["verdict"]]
     behind = [r for r in table_rows if "behind the seed" in r["verdict"]]
+    def noisy(row: dict[str, Any], what: str) -> str:
+        return ", not in every round" if f"{what} (not in every round)" in row["verdict"] else ""
+
     lines.append("Slower with netbpf than plain: " + ("; ".join(
-        f"{r['measure']} ({r['ratio']:.2f}×)" for r in slower) if slower else "nothing") + ".")
+        f"{r['measure']} ({r['ratio']:.2f}×{noisy(r, 'slower with netbpf')})" for r in slower)
+        if slower else "nothing") + ".")
     lines.append("netbpf behind the seed: " + ("; ".join(
-        f"{r['measure']} ({r['vs_seed']:.2f}× the seed)" for r in behind) if behind else "nowhere") + ".")
+        f"{r['measure']} ({r['vs_seed']:.2f}× the seed{noisy(r, 'behind the seed')})" for r in behind)
+        if behind else "nowhere") + ".")
     for cell, why in samples_failed.items():
         lines.append(f"The seed fails at {cell}: {why}")
     return "\n".join(lines)
