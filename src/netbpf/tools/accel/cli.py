@@ -23,7 +23,7 @@ examples:
   netbpf accel status --connections        every accelerated socket, and how it sends now
   netbpf accel status --metrics :9464      Prometheus counters, read from the pins at each scrape
   netbpf accel disable                     back to plain TCP, nothing left (idempotent)
-  netbpf accel bench                       measure it here: with vs without, same run
+  netbpf accel bench                       measure it here: plain, netbpf, the seed's program, same run
 
 What it does: a sock_ops program stores each new local TCP socket (both ends
 on this host: a loopback address, or a host talking to its own address; each
