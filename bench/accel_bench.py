@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Local TCP with and without netbpf accel, in the same run: the README's table.
+"""Local TCP plain, with netbpf accel and with the seed's program, in the same run: the README's table.
 
 Runs ``netbpf accel bench`` (see ``src/netbpf/tools/accel/bench.py``): in a
-network namespace and child cgroups of its own, iperf3 streams with 64 KiB and
-1 KiB writes and a 1 KiB request/response echo, without acceleration and with
-it (also with the seed's behaviour: every message redirected, no limit on
-unread data), rounds alternating; prints a markdown table of medians and the
-ratios against the run without acceleration, and says what was slower.
+network namespace and child cgroups of its own, sockperf ping-pong at 64 B,
+1 KiB and 16 KiB, iperf3 streams of 1 KiB and 64 KiB writes, and nginx serving
+a 1 KiB file to wrk, each plain, with netbpf accel and with the seed's own
+sockops + sk_msg program (``seed_accel.bpf.c``), the order rotating per round;
+prints a markdown table of medians, the ratios with their per-round spread, the
+share of bytes netbpf redirected, and says what was slower or behind the seed.
 
-    sudo .venv/bin/python bench/accel_bench.py [--seconds 3] [--rounds 5]
+    sudo .venv/bin/python bench/accel_bench.py [--seconds 2] [--rounds 3] [--cells pp1k,web]
 """
 from __future__ import annotations
 

@@ -257,12 +257,53 @@ def check_pin_dir(pin_dir: str | Path) -> Path:
     return p
 
 
+class PinsHidden(NetbpfError):
+    """The pins cannot be seen from this mount namespace: neither "on" nor "off" is known."""
+
+
+def _bpffs_visible(pin_dir: Path) -> bool:
+    return any(fstype == "bpf" and (Path(point) == pin_dir or Path(point) in pin_dir.parents)
+               for _, point, fstype in fs.mounts())
+
+
+def _private_mount_ns() -> bool:
+    """True in a mount namespace other than an ancestor's, e.g. under `ip netns
+    exec`, which mounts a /sys of its own without bpffs. Ancestors, because
+    pid 1's namespace links may not be readable (a container)."""
+    try:
+        mine = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return False
+    pid = os.getppid()
+    for _ in range(64):
+        try:
+            if os.readlink(f"/proc/{pid}/ns/mnt") != mine:
+                return True
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: ppid
+        if pid <= 0:
+            return False
+    return False
+
+
+def check_pins_visible(pin_dir: Path) -> None:
+    """Refuse to answer from a mount namespace where bpffs is not mounted: the
+    pins may well exist in init's, and "not enabled" would be a guess."""
+    if not _bpffs_visible(pin_dir) and _private_mount_ns():
+        raise PinsHidden(f"no bpffs above {pin_dir} in this mount namespace (`ip netns exec` mounts "
+                         "a /sys of its own): whether accel is enabled cannot be seen from here; "
+                         "run `netbpf --netns NAME accel ...` instead")
+
+
 def _present(pin_dir: Path) -> dict[str, Path]:
     """The pins there, by role; NotOurs when the directory is not netbpf's
     (another user's directory could hold anything, and they could unlink it)."""
     try:
         fs.owned_dir(pin_dir, create=False)
     except FileNotFoundError:
+        check_pins_visible(pin_dir)
         return {}
     return {role: pin_dir / name for role, name in PINS.items() if (pin_dir / name).exists()}
 
@@ -273,6 +314,9 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
     """Attach and pin; returns (status, True if it was already enabled the same way)."""
     pin_dir = pin_dir or default_pin_dir()
     group = resolve_cgroup(options.cgroup)
+    # A bpffs mounted now in a private mount namespace would vanish, pins and
+    # all, when this command exits: "enabled" would be a lie.
+    check_pins_visible(pin_dir)
     fs.ensure_bpffs()
     if _present(pin_dir):
         current = read_status(pin_dir)

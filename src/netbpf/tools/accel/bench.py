@@ -1,43 +1,39 @@
-"""``netbpf accel bench``: local TCP with and without acceleration, in the same run.
+"""``netbpf accel bench``: local TCP without acceleration, with netbpf accel,
+and with the seed's program, in the same run.
 
 Everything happens in a sandbox of the benchmark's own (a network namespace
-with only ``lo``, and child cgroups): ``plain`` has no program, ``accel`` has
-netbpf accel as ``enable`` sets it up, ``every`` has it with ``--no-demote``
-and ``--max-queued 0`` (every message redirected, as in the seed), ``unlimited`` with
-``--max-queued 0``. Both ends of each test run in the
-same cgroup. Rounds alternate the order of the modes, and each figure is the
-median over the rounds, so that the noise of a shared machine hits both sides.
+with only ``lo``, and child cgroups): ``plain`` has no program, ``netbpf``
+has netbpf accel as ``enable`` sets it up (default options), ``seed`` has the
+seed's sockops + sk_msg program (``seed_accel.bpf.c``: every message
+redirected, IPv4 loopback only). Both ends of each test run in the same
+cgroup; every server listens on 127.0.0.1 only (see clients.py). Each round
+runs every cell in the three modes, the order rotating from round to round,
+and each figure is the median over the rounds, so that the noise of a shared
+machine hits all sides.
 
-- streams: iperf3 (its default dual-stack server, a client on 127.0.0.1),
-  64 KiB and 1 KiB writes, received Gbit/s; ``unlimited`` has no limit on
-  unread redirected data (``--max-queued 0``), to show what the limit costs;
-- request/response: netbpf's echo load (``loadgen``), 1 KiB each way on one
-  connection, round trips per second, p50 and p99 latency.
-
-Each accelerated run reads the BPF counters before and after: the share of
-bytes that were really redirected is printed with the result.
+The clients are C programs from Debian (clients.py): sockperf ping-pong at
+64 B, 1 KiB and 16 KiB; iperf3 streams of 1 KiB and 64 KiB writes; nginx
+serving a 1 KiB file to wrk. netbpf's runs read its BPF counters before and
+after: the share of bytes really redirected is printed with the result. The
+seed counts nothing, so its share is unknown; a seed run that fails is
+reported as such (its column says why) instead of stopping the bench.
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ...bpf import fs
-from ...bpf.errors import BuildMissing, NetbpfError
-from ...lab import stop_process
+from ...bpf.errors import BuildMissing, NetbpfError, UsageError
 from ...output import Column
-from . import accel
+from . import accel, clients
 from .sandbox import Sandbox
+from .seed import SeedAccel
 
-IPERF_PORT, ECHO_PORT = 5201, 7007
+MODES = ("plain", "netbpf", "seed")
 
 
 class BenchError(NetbpfError):
@@ -47,37 +43,66 @@ class BenchError(NetbpfError):
 @dataclass(frozen=True, slots=True)
 class Measure:
     key: str
+    cell: str  # the run that yields it
+    field: str  # which of the run's figures
     label: str
     unit: str
     higher_is_better: bool
     target: str = ""
     target_ratio: float | None = None  # the ratio the target asks for (>= or <=)
-    baseline: str = ""  # the measure whose "without" this one is compared with (default: itself)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    key: str
+    kind: str  # pp, stream, web
+    size: int = 0  # bytes per message or write
+
+
+CELLS = [Cell("pp64", "pp", 64), Cell("pp1k", "pp", 1024), Cell("pp16k", "pp", 16384),
+         Cell("stream1k", "stream", 1024), Cell("stream64k", "stream", 65536), Cell("web", "web")]
+
+
+def _pp(cell: str, size: str, rate: tuple[str, float | None] = ("", None),
+        p99: tuple[str, float | None] = ("", None)) -> list[Measure]:
+    return [Measure(f"{cell}_rate", cell, "rate", f"sockperf ping-pong {size}, round trips", "/s", True,
+                    *rate),
+            Measure(f"{cell}_p50", cell, "p50", f"sockperf ping-pong {size}, p50 round trip", "µs", False),
+            Measure(f"{cell}_p99", cell, "p99", f"sockperf ping-pong {size}, p99 round trip", "µs", False,
+                    *p99)]
 
 
 MEASURES = [
-    Measure("stream_64k", "64 KiB writes, stream", "Gbit/s", True, "≥ 1.5×", 1.5),
-    Measure("stream_64k_unlimited", "64 KiB writes, stream, no unread limit (`--max-queued 0`)",
-            "Gbit/s", True, baseline="stream_64k"),
-    Measure("stream_1k", "1 KiB writes, stream", "Gbit/s", True, "≥ 1.0× (aim)", 1.0),
-    Measure("stream_1k_every", "1 KiB writes, stream, every message redirected as in the seed "
-            "(`--no-demote --max-queued 0`)",
-            "Gbit/s", True, baseline="stream_1k"),
-    Measure("rr_rate", "1 KiB request/response, one connection", "round trips/s", True, "≥ 1.2×", 1.2),
-    Measure("rr_p50", "1 KiB request/response, p50 latency", "µs", False),
-    Measure("rr_p99", "1 KiB request/response, p99 latency", "µs", False, "≤ 0.8×", 0.8),
+    *_pp("pp64", "64 B"),
+    *_pp("pp1k", "1 KiB", rate=("≥ 1.3×", 1.3), p99=("≤ 0.75×", 0.75)),
+    *_pp("pp16k", "16 KiB"),
+    Measure("stream1k", "stream1k", "rate", "iperf3 stream, 1 KiB writes", "Gbit/s", True,
+            "≥ 1.0× (aim)", 1.0),
+    Measure("stream64k", "stream64k", "rate", "iperf3 stream, 64 KiB writes", "Gbit/s", True,
+            "≥ 1.5×", 1.5),
+    Measure("web", "web", "rate", "nginx 1 KiB file to wrk (8 connections)", "requests/s", True,
+            "≥ 1.15×", 1.15),
 ]
 
 COLUMNS = [
     Column("measure", "measure"),
     Column("unit", "unit"),
-    Column("without", "without", align=">", text=lambda v: _num(v)),
-    Column("with", "with accel", align=">", text=lambda v: _num(v)),
-    Column("ratio", "ratio", align=">", text=lambda v: f"{v:.2f}×"),
+    Column("plain", "plain", align=">", text=lambda v: _num(v)),
+    Column("netbpf", "netbpf", align=">", text=lambda v: _num(v)),
+    Column("ratio", "netbpf/plain", align=">", text=lambda v: f"{v:.2f}×"),
+    Column("ratio_rounds", "per round", align=">", text=lambda v: _span(v)),
     Column("redirected", "bytes redirected", align=">", text=lambda v: f"{v:.0%}"),
+    Column("seed", "seed", align=">", text=lambda v: v if isinstance(v, str) else _num(v)),
+    Column("seed_ratio", "seed/plain", align=">", text=lambda v: f"{v:.2f}×"),
+    Column("vs_seed", "netbpf/seed", align=">", text=lambda v: f"{v:.2f}×"),
+    Column("vs_seed_rounds", "per round", align=">", text=lambda v: _span(v)),
     Column("target", "target"),
     Column("verdict", "verdict"),
 ]
+
+
+def _span(v: tuple[float, float]) -> str:
+    return f"{v[0]:.2f}–{v[1]:.2f}×"
 
 
 def _num(v: float) -> str:
@@ -89,37 +114,48 @@ def _num(v: float) -> str:
 @dataclass
 class Samples:
     values: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # measure -> mode -> values
-    redirected: dict[str, list[float]] = field(default_factory=dict)  # measure -> share of bytes
+    rounds: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)  # measure -> round -> mode
+    redirected: dict[str, list[float]] = field(default_factory=dict)  # cell -> netbpf's share of bytes
+    failed: dict[str, str] = field(default_factory=dict)  # cell -> why the seed failed there
 
-    def add(self, measure: str, mode: str, value: float) -> None:
+    def add(self, measure: str, mode: str, value: float, round_: int = 0) -> None:
         self.values.setdefault(measure, {}).setdefault(mode, []).append(value)
+        self.rounds.setdefault(measure, {}).setdefault(round_, {})[mode] = value
 
-    def median(self, measure: str, mode: str) -> float:
-        return statistics.median(self.values[measure][mode])
+    def per_round(self, measure: str, mode: str, anchor: str) -> tuple[float, float] | None:
+        """The lowest and highest mode/anchor ratio of the rounds that ran both:
+        the spread a shared machine puts around the median's ratio."""
+        ratios = [r[mode] / r[anchor] for r in self.rounds.get(measure, {}).values()
+                  if mode in r and r.get(anchor)]
+        return (min(ratios), max(ratios)) if ratios else None
+
+    def median(self, measure: str, mode: str) -> float | None:
+        values = self.values.get(measure, {}).get(mode)
+        return statistics.median(values) if values else None
 
 
 class Bench:
-    def __init__(self, seconds: float, rounds: int, progress: Callable[[str], None]) -> None:
+    def __init__(self, seconds: float, rounds: int, progress: Callable[[str], None],
+                 cells: list[Cell] | None = None) -> None:
         self.seconds, self.rounds, self.progress = seconds, rounds, progress
+        self.cells = cells or CELLS
         tag = f"b{os.getpid()}"
-        self.sandbox = Sandbox(tag, ("plain", "accel", "every", "unlimited"))
-        self.pins = {"accel": fs.PIN_ROOT / f"accel-bench-{tag}",
-                     "every": fs.PIN_ROOT / f"accel-bench-{tag}-every",
-                     "unlimited": fs.PIN_ROOT / f"accel-bench-{tag}-unlimited"}
+        self.sandbox = Sandbox(tag, MODES)
+        self.pin = fs.PIN_ROOT / f"accel-bench-{tag}"
+        self.seed = SeedAccel(self.sandbox.cgroups["seed"])
         self.samples = Samples()
+        self.port = 20000  # a new port per run: no TIME_WAIT or leftover listener in the way
 
     # -- set-up ------------------------------------------------------------------------
     def __enter__(self) -> Bench:
-        for tool in ("iperf3",):
-            if subprocess.run(["which", tool], capture_output=True).returncode != 0:
-                raise BuildMissing(f"{tool} is not installed (apt-get install {tool})")
+        missing = clients.missing_tools()
+        if missing:
+            raise BuildMissing(f"not installed: {', '.join(missing)} (apt-get install {' '.join(missing)}"
+                               ", or scripts/install-deps)")
         self.sandbox.up()
         try:
-            accel.enable(accel.Options(cgroup=self.sandbox.cgroups["accel"]), self.pins["accel"])
-            accel.enable(accel.Options(cgroup=self.sandbox.cgroups["every"], demote_after=0,
-                                       max_queued=0), self.pins["every"])
-            accel.enable(accel.Options(cgroup=self.sandbox.cgroups["unlimited"], max_queued=0),
-                         self.pins["unlimited"])
+            accel.enable(accel.Options(cgroup=self.sandbox.cgroups["netbpf"]), self.pin)
+            self.seed.__enter__()
         except BaseException:
             self.__exit__()
             raise
@@ -129,67 +165,26 @@ class Bench:
         try:
             self.sandbox.down()  # the sockets close first, so the disable below frees everything
         finally:
-            for pin in self.pins.values():
-                accel.disable(pin)
+            try:
+                self.seed.__exit__()
+            finally:
+                accel.disable(self.pin)
 
     # -- one run -----------------------------------------------------------------------
     def _counters(self, mode: str) -> dict[str, int]:
-        if mode not in self.pins:
-            return {}
-        return accel.read_status(self.pins[mode]).counters
+        return accel.read_status(self.pin).counters if mode == "netbpf" else {}
 
-    def stream(self, mode: str, length: str) -> tuple[float, float]:
-        """Received Gbit/s with iperf3, and the share of bytes redirected."""
-        before = self._counters(mode)
-        server = self.sandbox.popen(["iperf3", "-s", "-1", "-p", str(IPERF_PORT)], mode,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 5
-            while True:
-                out = self.sandbox.run(["iperf3", "-c", "127.0.0.1", "-p", str(IPERF_PORT), "-J",
-                                        "-t", str(self.seconds), "-l", length], mode,
-                                       timeout=self.seconds + 30)
-                report = json.loads(out.stdout or "{}")
-                error = report.get("error", "")
-                if "refused" in error and time.monotonic() < deadline:
-                    time.sleep(0.05)  # the server is not listening yet
-                    continue
-                break
-            if error or out.returncode != 0:
-                raise BenchError(f"iperf3 -l {length} in cgroup {mode}: {error or out.stderr.strip()}")
-            received = report["end"]["sum_received"]
-            if received["bytes"] <= 0:
-                raise BenchError(f"iperf3 -l {length} in cgroup {mode}: nothing received")
-            gbits = float(received["bits_per_second"]) / 1e9
-        finally:
-            stop_process(server, timeout=5)
-        return gbits, self._redirected_share(mode, before)
+    def measure(self, cell: Cell, mode: str) -> dict[str, float]:
+        self.port += 1
+        s = self.sandbox
+        if cell.kind == "pp":
+            return clients.ping_pong(s, mode, self.port, cell.size, self.seconds)
+        if cell.kind == "stream":
+            return {"rate": clients.stream(s, mode, self.port, f"{cell.size // 1024}K", self.seconds)}
+        return clients.web(s, mode, self.port, self.seconds)
 
-    def request_response(self, mode: str) -> tuple[dict[str, float], float]:
-        before = self._counters(mode)
-        loadgen = [sys.executable, "-m", "netbpf.tools.accel.loadgen"]
-        env = dict(os.environ, PYTHONPATH=_package_root())
-        server = self.sandbox.popen([*loadgen, "echo", "--port", str(ECHO_PORT)], mode,
-                                    stdout=subprocess.PIPE, text=True, env=env)
-        try:
-            assert server.stdout is not None
-            if server.stdout.readline().strip() != "listening":
-                raise BenchError(f"echo server in cgroup {mode} did not start")
-            out = self.sandbox.run([*loadgen, "rr", "--port", str(ECHO_PORT),
-                                    "--seconds", str(self.seconds)], mode,
-                                   timeout=self.seconds + 30, env=env)
-            result = json.loads(out.stdout or "{}")
-            if out.returncode != 0 or "error" in result:
-                raise BenchError(f"request/response in cgroup {mode}: "
-                                 f"{result.get('error') or out.stderr.strip()}")
-        finally:
-            stop_process(server, timeout=5)
-        return result, self._redirected_share(mode, before)
-
-    def _redirected_share(self, mode: str, before: dict[str, int]) -> float:
-        if mode not in self.pins:
-            return 0.0
-        after = self._counters(mode)
+    def _redirected_share(self, before: dict[str, int]) -> float:
+        after = self._counters("netbpf")
         redirected = after["bytes_redirected"] - before["bytes_redirected"]
         tcp = after["bytes_tcp"] - before["bytes_tcp"]
         return redirected / (redirected + tcp) if redirected + tcp else 0.0
@@ -198,61 +193,76 @@ class Bench:
     def run(self) -> Samples:
         s = self.samples
         for r in range(self.rounds):
-            order = ["plain", "accel"] if r % 2 == 0 else ["accel", "plain"]
-            for mode in [*order, "unlimited"]:
-                gbits, share = self.stream(mode, "64K")
-                measure = "stream_64k_unlimited" if mode == "unlimited" else "stream_64k"
-                s.add(measure, "plain" if mode == "plain" else "accel", gbits)
-                self._note(r, "64 KiB stream", mode, f"{gbits:.2f} Gbit/s", share)
-                if mode != "plain":
-                    s.redirected.setdefault(measure, []).append(share)
-            for mode in [*order, "every"]:
-                gbits, share = self.stream(mode, "1K")
-                measure = "stream_1k_every" if mode == "every" else "stream_1k"
-                s.add(measure, "accel" if mode == "every" else mode, gbits)
-                if mode != "plain":
-                    s.redirected.setdefault(measure, []).append(share)
-                self._note(r, "1 KiB stream", mode, f"{gbits:.2f} Gbit/s", share)
-            for mode in order:
-                result, share = self.request_response(mode)
-                s.add("rr_rate", mode, result["round_trips_per_s"])
-                s.add("rr_p50", mode, result["p50_us"])
-                s.add("rr_p99", mode, result["p99_us"])
-                if mode == "accel":
-                    for m in ("rr_rate", "rr_p50", "rr_p99"):
-                        s.redirected.setdefault(m, []).append(share)
-                self._note(r, "1 KiB request/response", mode,
-                           f"{result['round_trips_per_s']:,.0f}/s p99 {result['p99_us']:.1f} µs", share)
+            order = [*MODES[r % len(MODES):], *MODES[:r % len(MODES)]]
+            for cell in self.cells:
+                for mode in order:
+                    if mode == "seed" and cell.key in s.failed:
+                        continue
+                    before = self._counters(mode)
+                    try:
+                        result = self.measure(cell, mode)
+                    except clients.ClientError as e:
+                        if mode != "seed":
+                            raise BenchError(f"{cell.key} in cgroup {mode}: {e}") from e
+                        s.failed[cell.key] = str(e)
+                        self.progress(f"round {r + 1}/{self.rounds}: {cell.key}, seed: fails: {e}")
+                        continue
+                    for m in MEASURES:
+                        if m.cell == cell.key:
+                            s.add(m.key, mode, result[m.field], r)
+                    extra = ""
+                    if mode == "netbpf":
+                        share = self._redirected_share(before)
+                        s.redirected.setdefault(cell.key, []).append(share)
+                        extra = f" ({share:.0%} of bytes redirected)"
+                    shown = ", ".join(f"{k} {_num(v)}" for k, v in result.items() if k != "requests")
+                    self.progress(f"round {r + 1}/{self.rounds}: {cell.key}, {mode}: {shown}{extra}")
         return s
 
-    def _note(self, r: int, what: str, mode: str, value: str, share: float) -> None:
-        extra = f" ({share:.0%} of bytes redirected)" if mode != "plain" else ""
-        self.progress(f"round {r + 1}/{self.rounds}: {what}, {mode}: {value}{extra}")
 
+def _verdict(m: Measure, ratio: float, vs_seed: float | None, spread: tuple[float, float] | None,
+             seed_spread: tuple[float, float] | None) -> str:
+    def worse(r: float) -> bool:
+        return r < 1.0 if m.higher_is_better else r > 1.0
 
-def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[3])
+    def every_round(span: tuple[float, float] | None) -> str:
+        # The median says worse; say so only as strongly as the rounds do.
+        return "" if span is None or (worse(span[0]) and worse(span[1])) else " (not in every round)"
+
+    words = []
+    if m.target_ratio is not None:
+        ok = ratio >= m.target_ratio if m.higher_is_better else ratio <= m.target_ratio
+        words.append("holds" if ok else "below target")
+    if worse(ratio):
+        words.append("slower with netbpf" + every_round(spread))
+    if vs_seed is not None and worse(vs_seed):
+        words.append("behind the seed" + every_round(seed_spread))
+    return ", ".join(words) or "-"
 
 
 def rows(samples: Samples) -> list[dict[str, Any]]:
     out = []
     for m in MEASURES:
-        without = samples.median(m.baseline or m.key, "plain")
-        with_ = samples.median(m.key, "accel")
-        ratio = with_ / without if without else 0.0
-        if m.target_ratio is None:
-            verdict = ""
-        elif m.higher_is_better:
-            verdict = "holds" if ratio >= m.target_ratio else "below target"
+        plain, netbpf, seed = (samples.median(m.key, mode) for mode in MODES)
+        if plain is None or netbpf is None:
+            continue
+        ratio = netbpf / plain if plain else 0.0
+        seed_cell: Any = seed
+        seed_ratio = vs_seed = None
+        if seed is None:
+            seed_cell = "fails" if m.cell in samples.failed else "-"
         else:
-            verdict = "holds" if ratio <= m.target_ratio else "below target"
-        slower = (ratio < 1.0) if m.higher_is_better else (ratio > 1.0)
-        if slower:
-            verdict = (verdict + ", " if verdict else "") + "slower with acceleration"
-        shares = samples.redirected.get(m.key, [])
-        out.append({"measure": m.label, "unit": m.unit, "without": without, "with": with_,
-                    "ratio": ratio, "redirected": statistics.median(shares) if shares else 0.0,
-                    "target": m.target or "-", "verdict": verdict or "-", "key": m.key})
+            seed_ratio = seed / plain if plain else None
+            vs_seed = netbpf / seed if seed else None
+        shares = samples.redirected.get(m.cell, [])
+        spread = samples.per_round(m.key, "netbpf", "plain")
+        seed_spread = samples.per_round(m.key, "netbpf", "seed")
+        out.append({"measure": m.label, "unit": m.unit, "plain": plain, "netbpf": netbpf,
+                    "ratio": ratio, "ratio_rounds": spread,
+                    "redirected": statistics.median(shares) if shares else None,
+                    "seed": seed_cell, "seed_ratio": seed_ratio, "vs_seed": vs_seed,
+                    "vs_seed_rounds": seed_spread, "target": m.target or "-",
+                    "verdict": _verdict(m, ratio, vs_seed, spread, seed_spread), "key": m.key})
     return out
 
 
@@ -266,19 +276,41 @@ def markdown(table_rows: list[dict[str, Any]]) -> str:
     return "\n".join(header + body)
 
 
-def summary(table_rows: list[dict[str, Any]], seconds: float, rounds: int) -> str:
-    slower = [r for r in table_rows if "slower" in r["verdict"]]
-    lines = [f"Medians of {rounds} rounds of {seconds:g} s each, modes alternating; both ends in one "
-             "cgroup, in a network namespace of the benchmark's own; iperf3 for streams, "
-             "netbpf's echo (Python) for request/response."]
-    if slower:
-        lines.append("Slower with acceleration: " + "; ".join(
-            f"{r['measure']} ({r['ratio']:.2f}×)" for r in slower) + ".")
-    else:
-        lines.append("Nothing measured here was slower with acceleration.")
+def summary(table_rows: list[dict[str, Any]], samples_failed: dict[str, str], seconds: float,
+            rounds: int) -> str:
+    lines = [f"Medians of {rounds} rounds of {seconds:g} s per cell, plain/netbpf/seed rotating (\"per "
+             "round\": the lowest and highest of the ratios taken round by round, the machine's noise); both "
+             "ends in one cgroup, in a network namespace of the benchmark's own, servers on 127.0.0.1 "
+             "only; sockperf ping-pong (round trip = 2 × sockperf's latency), iperf3, nginx + wrk. "
+             "The seed counts nothing: its share of bytes redirected is unknown."]
+    slower = [r for r in table_rows if "slower with netbpf" in r["verdict"]]
+    behind = [r for r in table_rows if "behind the seed" in r["verdict"]]
+    def noisy(row: dict[str, Any], what: str) -> str:
+        return ", not in every round" if f"{what} (not in every round)" in row["verdict"] else ""
+
+    lines.append("Slower with netbpf than plain: " + ("; ".join(
+        f"{r['measure']} ({r['ratio']:.2f}×{noisy(r, 'slower with netbpf')})" for r in slower)
+        if slower else "nothing") + ".")
+    lines.append("netbpf behind the seed: " + ("; ".join(
+        f"{r['measure']} ({r['vs_seed']:.2f}× the seed{noisy(r, 'behind the seed')})" for r in behind)
+        if behind else "nowhere") + ".")
+    for cell, why in samples_failed.items():
+        lines.append(f"The seed fails at {cell}: {why}")
     return "\n".join(lines)
 
 
-def run(seconds: float, rounds: int, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    with Bench(seconds, rounds, progress) as bench:
-        return rows(bench.run())
+def select_cells(text: str) -> list[Cell]:
+    """``--cells pp1k,web`` -> those cells, in the bench's order."""
+    wanted = {w.strip() for w in text.split(",") if w.strip()}
+    unknown = wanted - {c.key for c in CELLS}
+    if unknown or not wanted:
+        raise UsageError(f"--cells: unknown cell {', '.join(sorted(unknown)) or '(none)'}; "
+                         f"choose from {','.join(c.key for c in CELLS)}")
+    return [c for c in CELLS if c.key in wanted]
+
+
+def run(seconds: float, rounds: int, progress: Callable[[str], None],
+        cells: list[Cell] | None = None) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    with Bench(seconds, rounds, progress, cells) as bench:
+        samples = bench.run()
+        return rows(samples), samples.failed
