@@ -1,0 +1,231 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Which process owns a packet's socket, without kprobes or fentry.
+ *
+ * netbpf/attrib/attrib.bpf.c fills `attrib_socks` (socket cookie -> the
+ * process that created the socket, its cgroup) from cgroup/sock_create, which
+ * runs in the creating process; netbpf.attrib.tracker fills it at start for
+ * sockets that already existed (sock_diag cookies, /proc). A capture program
+ * includes this header, is given the tracker's maps before load
+ * (bpf_map__reuse_fd), and finds a packet's socket:
+ *   - tc egress: the skb's own socket (locally sent packets carry it);
+ *   - tc ingress and XDP: a socket lookup by the packet's addresses and
+ *     ports in the device's network namespace (bpf_skc_lookup_tcp,
+ *     bpf_sk_lookup_udp), then the cookie read through bpf_rdonly_cast,
+ *     since bpf_get_socket_cookie() takes only the skb there.
+ * Cookies are never reused, so an entry can never name another socket: the
+ * map is an LRU and entries stay after close (a FIN or the data still queued
+ * leave after the close() that would delete them). An evicted entry or a
+ * socket that netbpf never saw is "unknown", never guessed.
+ */
+#ifndef NETBPF_ATTRIB_H
+#define NETBPF_ATTRIB_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+#define ATTRIB_COMM_LEN 16
+
+/* The owner of one socket (value of attrib_socks). */
+struct attrib_sock {
+	__u32 pid;		/* the process (tgid) that created the socket */
+	__u32 tid;		/* its thread */
+	__u64 cgroup_id;	/* its cgroup v2 (the directory's inode number) */
+	char comm[ATTRIB_COMM_LEN];
+	__u32 selected;		/* in the cgroup subtree the tool selects (--cgroup, --container) */
+	__u32 origin;		/* enum attrib_origin */
+};
+
+enum attrib_origin {
+	ATTRIB_CREATED = 1,	/* cgroup/sock_create, in the creating process */
+	ATTRIB_FOUND,		/* already open at start: sock_diag + /proc */
+	ATTRIB_ACCEPTED,	/* accept() returned it to this process */
+};
+
+/* What a capture record says about its packet's socket. */
+enum attrib_status {
+	ATTRIB_OWNER = 0,	/* the socket and its owner are known */
+	ATTRIB_NO_SOCKET,	/* no local socket (forwarded, or nobody listens) */
+	ATTRIB_UNKNOWN_OWNER,	/* a local socket that netbpf never saw being made (or evicted) */
+	ATTRIB_TIME_WAIT,	/* a TCP socket in TIME-WAIT: its process has closed it */
+	ATTRIB_STATUSES,
+};
+
+/* Written after a packet's bytes (pcapng: as a local-use option of the EPB,
+ * which user space turns into the packet's comment). */
+struct attrib_record {
+	__u64 cookie;
+	__u32 status;		/* enum attrib_status */
+	__u32 pid;
+	__u32 tid;
+	__u32 origin;
+	__u64 cgroup_id;
+	char comm[ATTRIB_COMM_LEN];
+};
+
+#define ATTRIB_OPTION_CODE 0x8a77	/* pcapng: 0x8000 and above are for local use */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);		/* socket cookie */
+	__type(value, struct attrib_sock);
+} attrib_socks SEC(".maps");
+
+/* The command of a process after exec (sched_process_exec), so that a socket
+ * created before an exec shows the command that uses it now. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);		/* tgid */
+	__type(value, char[ATTRIB_COMM_LEN]);
+} attrib_comms SEC(".maps");
+
+#ifndef NETBPF_ATTRIB_NO_PACKETS
+/* -- the packet side -------------------------------------------------------------------- */
+
+#define __attrib_core __attribute__((preserve_access_index))
+
+struct sock_common___attrib {
+	struct {
+		__s64 counter;
+	} skc_cookie;
+	volatile unsigned char skc_state;
+} __attrib_core;
+
+struct sock___attrib {
+	struct sock_common___attrib __sk_common;
+} __attrib_core;
+
+struct request_sock___attrib {
+	struct sock___attrib *rsk_listener;
+} __attrib_core;
+
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
+#define ATTRIB_TCP_TIME_WAIT 6
+#define ATTRIB_TCP_NEW_SYN_RECV 12
+
+/* The cookie of a socket from a lookup: a request socket (a handshake in
+ * progress) counts as its listener's, whose process will accept it. */
+static __always_inline __u64 attrib_sock_cookie(struct bpf_sock *sk, __u32 *status)
+{
+	struct sock___attrib *s;
+	struct request_sock___attrib *req;
+	__u32 state = sk->state;
+
+	if (state == ATTRIB_TCP_TIME_WAIT) {
+		*status = ATTRIB_TIME_WAIT;
+		return 0;
+	}
+	if (state == ATTRIB_TCP_NEW_SYN_RECV) {
+		req = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct request_sock___attrib));
+		s = req->rsk_listener;
+		if (!s)
+			return 0;
+		return s->__sk_common.skc_cookie.counter;
+	}
+	s = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock___attrib));
+	return s->__sk_common.skc_cookie.counter;
+}
+
+/* The socket a received packet is for, looked up as the stack will. */
+static __always_inline __u64 attrib_lookup(void *ctx, void *data, void *data_end, __u32 *status)
+{
+	struct ethhdr *eth = data;
+	struct bpf_sock_tuple tuple = {};
+	struct bpf_sock *sk;
+	__u32 size, proto, l4;
+	__u16 *ports;
+	__u64 cookie;
+
+	*status = ATTRIB_NO_SOCKET;
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end || ip->ihl < 5)
+			return 0;
+		if (ip->frag_off & bpf_htons(0x1fff))	/* a later fragment has no ports */
+			return 0;
+		tuple.ipv4.saddr = ip->saddr;
+		tuple.ipv4.daddr = ip->daddr;
+		size = sizeof(tuple.ipv4);
+		proto = ip->protocol;
+		l4 = sizeof(*eth) + ip->ihl * 4;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = (void *)(eth + 1);
+
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, 16);
+		size = sizeof(tuple.ipv6);
+		proto = ip6->nexthdr;	/* extension headers: not looked through */
+		l4 = sizeof(*eth) + sizeof(*ip6);
+	} else {
+		return 0;
+	}
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return 0;
+	if (l4 > 1024)
+		return 0;
+	ports = data + l4;
+	if ((void *)(ports + 2) > data_end)
+		return 0;
+	if (size == sizeof(tuple.ipv4)) {
+		tuple.ipv4.sport = ports[0];
+		tuple.ipv4.dport = ports[1];
+	} else {
+		tuple.ipv6.sport = ports[0];
+		tuple.ipv6.dport = ports[1];
+	}
+	if (proto == IPPROTO_TCP)
+		sk = bpf_skc_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	*status = ATTRIB_UNKNOWN_OWNER;
+	cookie = attrib_sock_cookie(sk, status);
+	bpf_sk_release(sk);
+	return cookie;
+}
+
+/* Fill `rec` for a packet whose socket has `cookie` (0: none found). */
+static __always_inline struct attrib_sock *attrib_owner(__u64 cookie, __u32 status,
+							 struct attrib_record *rec)
+{
+	struct attrib_sock *owner = 0;
+	char *comm;
+
+	rec->cookie = cookie;
+	rec->status = status;
+	if (!cookie)
+		return 0;
+	owner = bpf_map_lookup_elem(&attrib_socks, &cookie);
+	if (!owner) {
+		rec->status = ATTRIB_UNKNOWN_OWNER;
+		return 0;
+	}
+	rec->status = ATTRIB_OWNER;
+	rec->pid = owner->pid;
+	rec->tid = owner->tid;
+	rec->origin = owner->origin;
+	rec->cgroup_id = owner->cgroup_id;
+	comm = bpf_map_lookup_elem(&attrib_comms, &owner->pid);
+	__builtin_memcpy(rec->comm, comm ? comm : owner->comm, ATTRIB_COMM_LEN);
+	return owner;
+}
+#endif /* NETBPF_ATTRIB_NO_PACKETS */
+
+#endif
