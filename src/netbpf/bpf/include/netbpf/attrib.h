@@ -94,11 +94,13 @@ struct {
 
 #define __attrib_core __attribute__((preserve_access_index))
 
+struct sock___attrib;
+
 struct sock_common___attrib {
 	struct {
 		__s64 counter;
 	} skc_cookie;
-	volatile unsigned char skc_state;
+	struct sock___attrib *skc_listener;	/* request sockets (in an anonymous union) */
 } __attrib_core;
 
 struct sock___attrib {
@@ -106,7 +108,7 @@ struct sock___attrib {
 } __attrib_core;
 
 struct request_sock___attrib {
-	struct sock___attrib *rsk_listener;
+	struct sock_common___attrib __req_common;	/* rsk_listener is __req_common.skc_listener */
 } __attrib_core;
 
 extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
@@ -114,21 +116,25 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define ATTRIB_TCP_TIME_WAIT 6
 #define ATTRIB_TCP_NEW_SYN_RECV 12
 
-/* The cookie of a socket from a lookup: a request socket (a handshake in
- * progress) counts as its listener's, whose process will accept it. */
-static __always_inline __u64 attrib_sock_cookie(struct bpf_sock *sk, __u32 *status)
+/* The cookie of a TCP socket from a lookup: a request socket (a handshake in
+ * progress) counts as its listener's, whose process will accept it; a
+ * TIME-WAIT socket has no process any more. */
+static __always_inline __u64 attrib_tcp_cookie(struct bpf_sock *sk, __u32 *status)
 {
 	struct sock___attrib *s;
 	struct request_sock___attrib *req;
 	__u32 state = sk->state;
 
+	*status = ATTRIB_UNKNOWN_OWNER;
 	if (state == ATTRIB_TCP_TIME_WAIT) {
 		*status = ATTRIB_TIME_WAIT;
 		return 0;
 	}
 	if (state == ATTRIB_TCP_NEW_SYN_RECV) {
 		req = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct request_sock___attrib));
-		s = req->rsk_listener;
+		/* A pointer read out of a union comes back as a number: cast it too. */
+		s = bpf_rdonly_cast(req->__req_common.skc_listener,
+				    bpf_core_type_id_kernel(struct sock___attrib));
 		if (!s)
 			return 0;
 		return s->__sk_common.skc_cookie.counter;
@@ -189,14 +195,22 @@ static __always_inline __u64 attrib_lookup(void *ctx, void *data, void *data_end
 		tuple.ipv6.sport = ports[0];
 		tuple.ipv6.dport = ports[1];
 	}
-	if (proto == IPPROTO_TCP)
+	/* Two paths: the verifier refuses one load through a socket and a
+	 * sock_common pointer alike. */
+	if (proto == IPPROTO_TCP) {
 		sk = bpf_skc_lookup_tcp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
-	else
-		sk = bpf_sk_lookup_udp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
+		if (!sk)
+			return 0;
+		cookie = attrib_tcp_cookie(sk, status);
+		bpf_sk_release(sk);
+		return cookie;
+	}
+	sk = bpf_sk_lookup_udp(ctx, &tuple, size, BPF_F_CURRENT_NETNS, 0);
 	if (!sk)
 		return 0;
 	*status = ATTRIB_UNKNOWN_OWNER;
-	cookie = attrib_sock_cookie(sk, status);
+	cookie = ((struct sock___attrib *)bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct sock___attrib)))
+			 ->__sk_common.skc_cookie.counter;
 	bpf_sk_release(sk);
 	return cookie;
 }
