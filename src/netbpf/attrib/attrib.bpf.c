@@ -10,6 +10,7 @@
 #define NETBPF_ATTRIB_NO_PACKETS
 #include <netbpf/common.h>
 #include <netbpf/attrib.h>
+#include <bpf/bpf_tracing.h>
 
 NETBPF_BTF_EXPORT(attrib_sock);
 NETBPF_BTF_EXPORT(attrib_record);
@@ -38,6 +39,104 @@ int netbpf_attrib_sock_create(struct bpf_sock *sk)
 	 * hold for a dead process: its own command now. */
 	bpf_map_update_elem(&attrib_comms, &owner.pid, owner.comm, BPF_ANY);
 	return 1;	/* allow: attribution never refuses a socket */
+}
+
+/* accept(): the socket it returns was made by the kernel from a listener,
+ * without sock_create. Its cookie is made when the handshake completes (so
+ * that the accept below can read it), and accept() names the process. */
+SEC("sockops")
+int netbpf_attrib_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		bpf_get_socket_cookie(skops);
+	return 1;
+}
+
+#define __core __attribute__((preserve_access_index))
+
+struct sock_common___acc {
+	struct {
+		__s64 counter;
+	} skc_cookie;
+} __core;
+
+struct sock___acc {
+	struct sock_common___acc __sk_common;
+} __core;
+
+struct socket___acc {
+	struct sock___acc *sk;
+} __core;
+
+struct file___acc {
+	void *private_data;
+} __core;
+
+struct fdtable___acc {
+	unsigned int max_fds;
+	struct file___acc **fd;
+} __core;
+
+struct files_struct___acc {
+	struct fdtable___acc *fdt;
+} __core;
+
+struct task_struct___acc {
+	struct files_struct___acc *files;
+} __core;
+
+struct accept_exit {
+	__u64 common;
+	int nr;
+	long ret;
+};
+
+static __always_inline int accepted(struct accept_exit *ctx)
+{
+	struct task_struct___acc *task = (void *)bpf_get_current_task();
+	struct fdtable___acc *fdt;
+	struct file___acc *file;
+	struct socket___acc *sock;
+	struct attrib_sock owner = {};
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 cookie;
+	long fd = ctx->ret;
+
+	if (fd < 0)
+		return 0;
+	fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	bpf_probe_read_kernel(&file, sizeof(file), BPF_CORE_READ(fdt, fd) + fd);
+	if (!file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return 0;
+	cookie = BPF_CORE_READ(sock, sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return 0;	/* no handshake seen by the sockops program: stays unknown */
+	owner.pid = pid_tgid >> 32;
+	owner.tid = (__u32)pid_tgid;
+	owner.cgroup_id = bpf_get_current_cgroup_id();
+	owner.origin = ATTRIB_ACCEPTED;
+	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
+	if (select_cgroup)
+		owner.selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
+	bpf_map_update_elem(&attrib_socks, &cookie, &owner, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int netbpf_attrib_accept4(struct accept_exit *ctx)
+{
+	return accepted(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int netbpf_attrib_accept(struct accept_exit *ctx)
+{
+	return accepted(ctx);
 }
 
 SEC("tracepoint/sched/sched_process_exec")

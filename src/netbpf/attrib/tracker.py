@@ -115,6 +115,9 @@ class Tracker:
             obj.load()
             self.links.append(attach_cgroup(obj.program("netbpf_attrib_sock_create"), CgroupOptions()))
             self.links.append(attach_section(obj.program("netbpf_attrib_exec")))
+            self.links.append(attach_cgroup(obj.program("netbpf_attrib_sockops"), CgroupOptions()))
+            for name in ("netbpf_attrib_accept4", "netbpf_attrib_accept"):
+                self.links.append(attach_section(obj.program(name)))
             self.found = self._fill_existing()
         except BaseException:
             self.close()

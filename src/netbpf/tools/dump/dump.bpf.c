@@ -283,8 +283,12 @@ int netbpf_dump_tc(struct __sk_buff *skb)
 		if (egress) {
 			/* Locally sent packets carry their socket. (Received ones may
 			 * carry the sender's, from another namespace: looked up instead.) */
-			cookie = bpf_get_socket_cookie(skb);
-			status = cookie ? ATTRIB_UNKNOWN_OWNER : ATTRIB_NO_SOCKET;
+			struct bpf_sock *sk = skb->sk;
+
+			status = ATTRIB_NO_SOCKET;
+			cookie = 0;
+			if (sk)	/* a SYN-ACK's is a request socket: its listener's */
+				cookie = attrib_tcp_cookie(sk, &status);
 		} else {
 			if (!pull_len && (long)skb->data_end - (long)skb->data < ATTRIB_PULL)
 				bpf_skb_pull_data(skb, skb->len < ATTRIB_PULL ? skb->len : ATTRIB_PULL);

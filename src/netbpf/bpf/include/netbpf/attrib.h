@@ -116,9 +116,10 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
 #define ATTRIB_TCP_TIME_WAIT 6
 #define ATTRIB_TCP_NEW_SYN_RECV 12
 
-/* The cookie of a TCP socket from a lookup: a request socket (a handshake in
- * progress) counts as its listener's, whose process will accept it; a
- * TIME-WAIT socket has no process any more. */
+/* The cookie of a socket (TCP from a lookup, or any skb's): a request socket
+ * (a handshake in progress) counts as its listener's, whose process will
+ * accept it; a TIME-WAIT socket has no process any more. (UDP sockets are
+ * never in those two states.) */
 static __always_inline __u64 attrib_tcp_cookie(struct bpf_sock *sk, __u32 *status)
 {
 	struct sock___attrib *s;
