@@ -1,0 +1,207 @@
+"""Packets attributed to their process, cgroup and container, checked against what the test set up.
+
+Processes join child cgroups named as Docker (systemd and cgroupfs drivers) and
+containerd under Kubernetes name them, in a test-owned parent under the cgroup
+v2 root; they talk from the gateway namespace to an echo server in the client
+namespace, over sockets opened before and after netbpf starts, TCP and UDP,
+IPv4 and IPv6. Every packet of their ports must name the process that owns
+the socket (N of N): at tc egress the sender, at tc ingress and XDP the
+receiver. ``--pid`` must keep exactly the packets tcpdump sees on that
+process's ports, and tshark must show the process in every packet's comment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from netbpf.bpf.fs import cgroup2_root
+from netbpf.lab import Lab, stop_process
+
+from .conftest import wait_until_settled
+from .test_dump import start, stop
+
+HERE = Path(__file__).resolve().parent
+PORT = 7411
+MESSAGES = 5
+
+
+def _hex64() -> str:
+    return uuid.uuid4().hex + uuid.uuid4().hex
+
+
+@dataclass
+class Worker:
+    name: str  # its command (prctl)
+    cgroup: str  # path under the v2 root
+    runtime: str
+    container: str
+    pod: str | None = None
+    proc: subprocess.Popen[str] | None = None
+    pid: int = 0
+    ports: dict[int, str] = field(default_factory=dict)  # local port -> tcp/udp
+
+    def command(self, line: str) -> dict[str, object]:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def read(self) -> dict[str, object]:
+        assert self.proc is not None and self.proc.stdout is not None
+        report = json.loads(self.proc.stdout.readline())
+        self.pid = int(report["pid"])
+        self.ports = {int(s["port"]): str(s["proto"]) for s in report["sockets"]}
+        return report
+
+
+@pytest.fixture
+def containers(pair: Lab) -> Iterator[tuple[Lab, list[Worker]]]:
+    """Three workers in container-like cgroups, and an echo server in the client namespace."""
+    root = cgroup2_root()
+    parent = root / f"netbpf-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    pod = str(uuid.uuid4())
+    ids = [_hex64() for _ in range(3)]
+    workers = [
+        Worker("wk-docker", f"/{parent.name}/system.slice/docker-{ids[0]}.scope", "docker", ids[0]),
+        Worker("wk-k8s", f"/{parent.name}/kubepods.slice/kubepods-burstable.slice/"
+               f"kubepods-burstable-pod{pod.replace('-', '_')}.slice/cri-containerd-{ids[1]}.scope",
+               "containerd", ids[1], pod),
+        Worker("wk-cgroupfs", f"/{parent.name}/docker/{ids[2]}", "docker", ids[2]),
+    ]
+    echo = pair.popen(pair.client, sys.executable, str(HERE / "attrib_echo.py"), str(PORT),
+                      stdout=subprocess.PIPE, text=True)
+    try:
+        assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+        for w in workers:
+            (root / w.cgroup.lstrip("/")).mkdir(parents=True)
+            procs = os.open(root / w.cgroup.lstrip("/") / "cgroup.procs", os.O_WRONLY)
+            try:
+                w.proc = pair.popen(pair.gateway, sys.executable, str(HERE / "attrib_worker.py"),
+                                    str(procs), w.name, pair.CLIENT_IP, pair.CLIENT_IP6, str(PORT),
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                    pass_fds=(procs,))
+            finally:
+                os.close(procs)
+            w.read()
+        yield pair, workers
+    finally:
+        for w in workers:
+            if w.proc is not None:
+                stop_process(w.proc)
+        stop_process(echo)
+        # Children first: rmdir of a cgroup needs it empty of processes and cgroups.
+        for directory in sorted((p for p in parent.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            directory.rmdir()
+        if parent.exists():
+            parent.rmdir()
+
+
+def _records(out: bytes) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+
+
+def _local_port(rec: dict[str, object], egress: bool) -> int:
+    return int(rec["sport"] if egress else rec["dport"])  # type: ignore[call-overload]
+
+
+@pytest.mark.parametrize("hook", ["tc-egress", "tc-ingress", "xdp"])
+def test_every_packet_names_its_process_cgroup_and_container(containers: tuple[Lab, list[Worker]],
+                                                              hook: str) -> None:
+    lab, workers = containers
+    dump = start(lab, "-i", "c0", "--hook", hook, "--json", "--process", f"port {PORT}")
+    try:
+        for w in workers:
+            w.command("open")  # a second set, opened while netbpf runs
+            w.command(f"send {MESSAGES}")
+    finally:
+        time.sleep(0.5)
+        out, err = stop(dump)
+    records = _records(out)
+    egress = hook == "tc-egress"
+    by_port = {port: w for w in workers for port in w.ports}
+    per_socket: dict[int, int] = {}
+    for rec in records:
+        w = by_port[_local_port(rec, egress)]
+        assert (rec["pid"], rec["comm"], rec["cgroup"]) == (w.pid, w.name, w.cgroup), rec
+        assert (rec["container"], rec["container_runtime"], rec["pod"]) == (w.container, w.runtime, w.pod), rec
+        per_socket[_local_port(rec, egress)] = per_socket.get(_local_port(rec, egress), 0) + 1
+    # Every socket (4 before, 4 after start, per worker) was seen with all its messages.
+    assert set(per_socket) == set(by_port), (sorted(per_socket), sorted(by_port))
+    assert all(n >= MESSAGES for n in per_socket.values()), per_socket
+    assert "0 no local socket, 0 local socket, owner unknown" in err, err
+
+
+def _tcpdump(lab: Lab, direction: str, ports: list[int], path: Path) -> subprocess.Popen[bytes]:
+    expression = " or ".join(f"port {p}" for p in ports)
+    proc = lab.popen(lab.gateway, "tcpdump", "-i", "c0", "-Q", direction, "-U", "-w", str(path),
+                     expression, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert b"listening on" in line, line
+    return proc
+
+
+def _frames(path: Path) -> list[bytes]:
+    from netbpf.packet import pcap
+
+    return sorted(p.data for p in pcap.read(str(path)))
+
+
+@pytest.mark.parametrize("hook", ["tc-egress", "tc-ingress"])
+def test_pid_captures_exactly_the_process_packets(containers: tuple[Lab, list[Worker]], hook: str,
+                                                  tmp_path: Path) -> None:
+    lab, workers = containers
+    target = workers[1]
+    ours, theirs = tmp_path / "netbpf.pcapng", tmp_path / "tcpdump.pcap"
+    os.chmod(tmp_path, 0o777)  # netbpf writes as its -Z user
+    dump = start(lab, "-i", "c0", "--hook", hook, "--pid", str(target.pid), "-U", "-w", str(ours))
+    reference = _tcpdump(lab, "out" if hook == "tc-egress" else "in", list(target.ports), theirs)
+    try:
+        for w in workers:  # the others talk too, on the same port of the same server
+            w.command(f"send {MESSAGES}")
+    finally:
+        wait_until_settled(theirs)
+        wait_until_settled(ours)
+        reference.send_signal(signal.SIGINT)
+        reference.wait(timeout=10)
+        stop(dump)
+    expected = _frames(theirs)
+    assert len(expected) >= 4 * MESSAGES
+    assert _frames(ours) == expected
+    comments = subprocess.run(["tshark", "-r", str(ours), "-T", "fields", "-e", "frame.comment"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    assert len(comments) == len(expected)
+    want = f"pid {target.pid} comm {target.name} cgroup {target.cgroup} container containerd:{target.container[:12]}"
+    assert all(c.startswith(want) for c in comments), comments[:3]
+
+
+def test_short_lived_process(containers: tuple[Lab, list[Worker]]) -> None:
+    """exec, send one datagram, exit: the packet still names it."""
+    lab, workers = containers
+    procs = os.open(cgroup2_root() / workers[0].cgroup.lstrip("/") / "cgroup.procs", os.O_WRONLY)
+    dump = start(lab, "-i", "c0", "--hook", "tc-egress", "--json", "--comm", "bash", f"udp port {PORT}")
+    pids = []
+    try:
+        for _ in range(3):
+            # The shell joins the cgroup, then execs bash, which sends and exits.
+            result = lab.run(lab.gateway, "bash", "-c",
+                             f"echo $$ >&{procs}; exec bash -c "
+                             f"'echo $$; echo hi > /dev/udp/{lab.CLIENT_IP}/{PORT}'", pass_fds=(procs,))
+            pids.append(int(result.stdout.split()[0]))
+    finally:
+        os.close(procs)
+        time.sleep(0.5)
+        out, _ = stop(dump)
+    records = _records(out)
+    assert sorted(int(r["pid"]) for r in records) == sorted(pids)  # type: ignore[call-overload]
+    assert all(r["comm"] == "bash" and r["container"] == workers[0].container for r in records)
