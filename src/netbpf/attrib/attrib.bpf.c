@@ -21,7 +21,7 @@ const volatile __u64 select_cgroup = 0;
 const volatile __u32 select_level = 0;
 
 SEC("cgroup/sock_create")
-int netbpf_attrib_sock_create(struct bpf_sock *sk)
+int netbpf_attrsock(struct bpf_sock *sk)
 {
 	__u64 cookie = bpf_get_socket_cookie(sk);
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
@@ -45,7 +45,7 @@ int netbpf_attrib_sock_create(struct bpf_sock *sk)
  * without sock_create. Its cookie is made when the handshake completes (so
  * that the accept below can read it), and accept() names the process. */
 SEC("sockops")
-int netbpf_attrib_sockops(struct bpf_sock_ops *skops)
+int netbpf_attrsops(struct bpf_sock_ops *skops)
 {
 	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		bpf_get_socket_cookie(skops);
@@ -128,19 +128,19 @@ static __always_inline int accepted(struct accept_exit *ctx)
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept4")
-int netbpf_attrib_accept4(struct accept_exit *ctx)
+int netbpf_attracc4(struct accept_exit *ctx)
 {
 	return accepted(ctx);
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
-int netbpf_attrib_accept(struct accept_exit *ctx)
+int netbpf_attracc(struct accept_exit *ctx)
 {
 	return accepted(ctx);
 }
 
 SEC("tracepoint/sched/sched_process_exec")
-int netbpf_attrib_exec(void *ctx)
+int netbpf_attrexec(void *ctx)
 {
 	__u32 pid = bpf_get_current_pid_tgid() >> 32;
 	char comm[ATTRIB_COMM_LEN] = {};

@@ -113,10 +113,10 @@ class Tracker:
             if self.selection is not None:
                 obj.set_rodata(select_cgroup=self.selection.cgroup_id, select_level=self.selection.level)
             obj.load()
-            self.links.append(attach_cgroup(obj.program("netbpf_attrib_sock_create"), CgroupOptions()))
-            self.links.append(attach_section(obj.program("netbpf_attrib_exec")))
-            self.links.append(attach_cgroup(obj.program("netbpf_attrib_sockops"), CgroupOptions()))
-            for name in ("netbpf_attrib_accept4", "netbpf_attrib_accept"):
+            self.links.append(attach_cgroup(obj.program("netbpf_attrsock"), CgroupOptions()))
+            self.links.append(attach_section(obj.program("netbpf_attrexec")))
+            self.links.append(attach_cgroup(obj.program("netbpf_attrsops"), CgroupOptions()))
+            for name in ("netbpf_attracc4", "netbpf_attracc"):
                 self.links.append(attach_section(obj.program(name)))
             self.found = self._fill_existing()
         except BaseException:
@@ -238,8 +238,8 @@ class Owner:
 class Owners:
     """Records -> :class:`Owner`, with the cgroup names cached."""
 
-    def __init__(self) -> None:
-        self.names = procfs.CgroupNames(cgroup2_root())
+    def __init__(self, names: procfs.CgroupNames | None = None) -> None:
+        self.names = names if names is not None else procfs.CgroupNames(cgroup2_root())
 
     def owner(self, raw: bytes | memoryview) -> Owner:
         r = AttribRecord.from_buffer_copy(raw)

@@ -13,6 +13,8 @@
 #include <netbpf/attrib.h>
 #include "dump.h"
 
+_Static_assert(DUMP_ATTRIB_OPTIONS == 4 + sizeof(struct attrib_record) + 4, "owner option size");
+
 NETBPF_BTF_EXPORT(dump_ring);
 NETBPF_BTF_EXPORT(dump_block);
 NETBPF_COUNTERS(counters, DUMP_COUNTERS);
