@@ -1,9 +1,12 @@
 """Echo server for the attribution tests: TCP and UDP, IPv4 and IPv6, one port.
 
-    attrib_echo.py PORT      (prints "ready" once all four listen)
+    attrib_echo.py PORT [FD]     (prints "ready" once all four listen)
+
+FD: a cgroup's cgroup.procs to join first (opened by the test).
 """
 from __future__ import annotations
 
+import os
 import selectors
 import socket
 import sys
@@ -11,6 +14,9 @@ import sys
 
 def main() -> None:
     port = int(sys.argv[1])
+    if len(sys.argv) > 2:
+        os.write(int(sys.argv[2]), str(os.getpid()).encode())
+        os.close(int(sys.argv[2]))
     sel = selectors.DefaultSelector()
     for family, addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
         for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):

@@ -27,8 +27,8 @@ import pytest
 from netbpf.bpf.fs import cgroup2_root
 from netbpf.lab import Lab, stop_process
 
-from .conftest import wait_until_settled
-from .test_dump import start, stop
+from .conftest import netbpf, wait_until_settled
+from .test_dump import ARGV, stop
 
 HERE = Path(__file__).resolve().parent
 PORT = 7411
@@ -78,10 +78,18 @@ def containers(pair: Lab) -> Iterator[tuple[Lab, list[Worker]]]:
                "containerd", ids[1], pod),
         Worker("wk-cgroupfs", f"/{parent.name}/docker/{ids[2]}", "docker", ids[2]),
     ]
-    echo = pair.popen(pair.client, sys.executable, str(HERE / "attrib_echo.py"), str(PORT),
-                      stdout=subprocess.PIPE, text=True)
+    echo_pod, echo_id = str(uuid.uuid4()), _hex64()
+    echo_cgroup = f"/{parent.name}/kubepods/besteffort/pod{echo_pod}/{echo_id}"
+    (root / echo_cgroup.lstrip("/")).mkdir(parents=True)
+    procs = os.open(root / echo_cgroup.lstrip("/") / "cgroup.procs", os.O_WRONLY)
+    try:
+        echo = pair.popen(pair.client, sys.executable, str(HERE / "attrib_echo.py"), str(PORT), str(procs),
+                          stdout=subprocess.PIPE, text=True, pass_fds=(procs,))
+    finally:
+        os.close(procs)
     try:
         assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+        server = Worker(Path(sys.executable).name[:15], echo_cgroup, "kubernetes", echo_id, echo_pod, echo, echo.pid)
         for w in workers:
             (root / w.cgroup.lstrip("/")).mkdir(parents=True)
             procs = os.open(root / w.cgroup.lstrip("/") / "cgroup.procs", os.O_WRONLY)
@@ -93,7 +101,7 @@ def containers(pair: Lab) -> Iterator[tuple[Lab, list[Worker]]]:
             finally:
                 os.close(procs)
             w.read()
-        yield pair, workers
+        yield pair, [*workers, server]
     finally:
         for w in workers:
             if w.proc is not None:
@@ -104,6 +112,18 @@ def containers(pair: Lab) -> Iterator[tuple[Lab, list[Worker]]]:
             directory.rmdir()
         if parent.exists():
             parent.rmdir()
+
+
+def start(lab: Lab, *args: str, netns: str | None = None) -> subprocess.Popen[bytes]:
+    """`netbpf --netns NS dump ...` (the gateway by default), once it says it captures."""
+    proc = subprocess.Popen([*ARGV, "--netns", netns or lab.gateway, "dump", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()  # the first line: capturing, or the one error line
+    if b"capturing on" not in line:
+        proc.kill()
+        raise AssertionError(f"netbpf dump did not start: {line!r} {proc.stderr.read()!r}")
+    return proc
 
 
 def _records(out: bytes) -> list[dict[str, object]]:
@@ -117,7 +137,7 @@ def _local_port(rec: dict[str, object], egress: bool) -> int:
 @pytest.mark.parametrize("hook", ["tc-egress", "tc-ingress", "xdp"])
 def test_every_packet_names_its_process_cgroup_and_container(containers: tuple[Lab, list[Worker]],
                                                               hook: str) -> None:
-    lab, workers = containers
+    lab, (*workers, _server) = containers
     dump = start(lab, "-i", "c0", "--hook", hook, "--json", "--process", f"port {PORT}")
     try:
         for w in workers:
@@ -160,7 +180,7 @@ def _frames(path: Path) -> list[bytes]:
 @pytest.mark.parametrize("hook", ["tc-egress", "tc-ingress"])
 def test_pid_captures_exactly_the_process_packets(containers: tuple[Lab, list[Worker]], hook: str,
                                                   tmp_path: Path) -> None:
-    lab, workers = containers
+    lab, (*workers, _server) = containers
     target = workers[1]
     ours, theirs = tmp_path / "netbpf.pcapng", tmp_path / "tcpdump.pcap"
     os.chmod(tmp_path, 0o777)  # netbpf writes as its -Z user
@@ -173,10 +193,10 @@ def test_pid_captures_exactly_the_process_packets(containers: tuple[Lab, list[Wo
         wait_until_settled(theirs)
         wait_until_settled(ours)
         reference.send_signal(signal.SIGINT)
-        reference.wait(timeout=10)
+        _, tcpdump_said = reference.communicate(timeout=10)
         stop(dump)
     expected = _frames(theirs)
-    assert len(expected) >= 4 * MESSAGES
+    assert len(expected) >= 4 * MESSAGES, tcpdump_said
     assert _frames(ours) == expected
     comments = subprocess.run(["tshark", "-r", str(ours), "-T", "fields", "-e", "frame.comment"],
                               capture_output=True, text=True, check=True).stdout.splitlines()
@@ -187,7 +207,7 @@ def test_pid_captures_exactly_the_process_packets(containers: tuple[Lab, list[Wo
 
 def test_short_lived_process(containers: tuple[Lab, list[Worker]]) -> None:
     """exec, send one datagram, exit: the packet still names it."""
-    lab, workers = containers
+    lab, (*workers, _server) = containers
     procs = os.open(cgroup2_root() / workers[0].cgroup.lstrip("/") / "cgroup.procs", os.O_WRONLY)
     dump = start(lab, "-i", "c0", "--hook", "tc-egress", "--json", "--comm", "bash", f"udp port {PORT}")
     pids = []
@@ -205,3 +225,78 @@ def test_short_lived_process(containers: tuple[Lab, list[Worker]]) -> None:
     records = _records(out)
     assert sorted(int(r["pid"]) for r in records) == sorted(pids)  # type: ignore[call-overload]
     assert all(r["comm"] == "bash" and r["container"] == workers[0].container for r in records)
+
+
+def test_container_filter_keeps_that_container_only(containers: tuple[Lab, list[Worker]]) -> None:
+    lab, (*workers, _server) = containers
+    target = workers[0]
+    dump = start(lab, "-i", "c0", "--hook", "tc-egress", "--json", "--container", target.container[:12],
+                 f"port {PORT}")
+    try:
+        for w in workers:
+            w.command(f"send {MESSAGES}")
+    finally:
+        time.sleep(0.5)
+        out, err = stop(dump)
+    records = _records(out)
+    assert len(records) >= 4 * MESSAGES
+    assert {(r["pid"], r["container"]) for r in records} == {(target.pid, target.container)}
+    assert {int(r["sport"]) for r in records} == set(target.ports)  # type: ignore[call-overload]
+    # The other workers' packets matched the expression, and were counted, not kept.
+    assert f"{len(records)} packets captured" in err
+
+
+def test_cgroup_filter_takes_the_subtree(containers: tuple[Lab, list[Worker]]) -> None:
+    lab, (*workers, _server) = containers
+    k8s = workers[1]
+    slice_path = k8s.cgroup.rsplit("/", 2)[0]  # .../kubepods-burstable.slice: the pod's parent
+    dump = start(lab, "-i", "c0", "--hook", "tc-ingress", "--json", "--cgroup", slice_path, f"port {PORT}")
+    try:
+        for w in workers:
+            w.command(f"send {MESSAGES}")
+    finally:
+        time.sleep(0.5)
+        out, _ = stop(dump)
+    records = _records(out)
+    assert len(records) >= 4 * MESSAGES
+    assert {r["pid"] for r in records} == {k8s.pid}
+
+
+def test_accepted_sockets_name_the_accepting_process(containers: tuple[Lab, list[Worker]]) -> None:
+    """The echo server's accepted sockets: sock_create never saw them; accept() names the process.
+    Before accept() returns, their packets say "owner unknown": never the listener's process by guess."""
+    lab, (*workers, server) = containers
+    dump = start(lab, "-i", "eth0", "--hook", "tc-egress", "--json", "--process", f"tcp src port {PORT}",
+                 netns=lab.client)
+    try:
+        for w in workers:
+            w.command("open")  # new connections: accepted while netbpf runs
+            w.command(f"send {MESSAGES}")
+    finally:
+        time.sleep(0.5)
+        out, _ = stop(dump)
+    records = _records(out)
+    with_data = [r for r in records if r.get("length")]
+    assert len(with_data) >= 2 * len(workers) * MESSAGES
+    for r in with_data:  # an echo is sent after accept() and recv(): always known
+        assert (r["pid"], r["comm"], r["cgroup"], r["container"], r["pod"]) == (
+            server.pid, server.name, server.cgroup, server.container, server.pod), r
+    assert {r["owner"] for r in records} <= {"known", "local socket, owner unknown"}
+    assert all(r["pid"] in (server.pid, None) for r in records)
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--container", "0123456789ab"], 1, "no cgroup of such a container"),
+    (["--cgroup", "/no/such/cgroup/here"], 1, "no such cgroup"),
+    (["--pid", "abc"], 2, "not a process id"),
+    (["--comm", "a-name-longer-than-15"], 2, "keeps 15 bytes"),
+    (["--cgroup", "/", "--container", "0123"], 2, "do not go together"),
+])
+def test_bad_attribution_options(pair: Lab, args: list[str], code: int, message: str) -> None:
+    result = netbpf("dump", "-i", "c0", *args, netns=pair.gateway)
+    assert result.returncode == code, result.stderr
+    # One line (argparse's own errors: after its usage lines, as for every option)
+    assert message in result.stderr.strip().splitlines()[-1], result.stderr
+    if code == 1:
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr

@@ -73,7 +73,7 @@ def select_cgroup(path: str) -> Selection:
     if not full.is_absolute() or root not in (full, *full.parents):
         full = root / path.lstrip("/")
     if not full.is_dir():
-        raise UsageError(f"no such cgroup: {path} (looked for {full})")
+        raise NetbpfError(f"no such cgroup: {path} (looked for {full})")
     rel = "/" + str(full.relative_to(root)).lstrip(".")
     rel = "/" if rel in ("/", "/.") else rel
     level = 0 if rel == "/" else rel.count("/")
@@ -94,7 +94,7 @@ def select_container(wanted: str) -> Selection:
         if c is not None and matches(c, wanted) and c.id not in found:
             found[c.id] = rel
     if not found:
-        raise UsageError(f"--container {wanted}: no cgroup of such a container under {root}")
+        raise NetbpfError(f"--container {wanted}: no cgroup of such a container under {root}")
     if len(found) > 1:
         raise UsageError(f"--container {wanted}: matches {len(found)} containers; give more digits")
     return select_cgroup(next(iter(found.values())))
