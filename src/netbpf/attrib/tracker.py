@@ -37,9 +37,10 @@ COMM_LEN = 16
 
 # enum attrib_origin / attrib_status (netbpf/attrib.h)
 CREATED, FOUND, ACCEPTED = 1, 2, 3
-OWNER, NO_SOCKET, UNKNOWN_OWNER, TIME_WAIT = 0, 1, 2, 3
+OWNER, NO_SOCKET, UNKNOWN_OWNER, TIME_WAIT, NOT_LOOKED_UP = 0, 1, 2, 3, 4
 STATUS_TEXT = {NO_SOCKET: "no local socket", UNKNOWN_OWNER: "local socket, owner unknown",
-               TIME_WAIT: "local socket in TIME-WAIT, closed by its process"}
+               TIME_WAIT: "local socket in TIME-WAIT, closed by its process",
+               NOT_LOOKED_UP: "owner unknown (received, not TCP/UDP right after IP: no socket lookup)"}
 
 
 class AttribSock(ctypes.Structure):

@@ -68,7 +68,7 @@ def configure(obj: BpfObject, options: AttribOptions | None, tracker: Tracker | 
 def attrib_counts(obj: BpfObject) -> dict[int, int]:
     """Kept packets by enum attrib_status (counted before the process filters)."""
     counters = obj.map("attrib_counters")
-    return {status: counters.sum_u64(status) for status in range(4)}
+    return {status: counters.sum_u64(status) for status in range(1 + len(STATUS_TEXT))}
 
 
 def summary(counts: dict[int, int]) -> str:

@@ -56,6 +56,9 @@ enum attrib_status {
 	ATTRIB_NO_SOCKET,	/* no local socket (forwarded, or nobody listens) */
 	ATTRIB_UNKNOWN_OWNER,	/* a local socket that netbpf never saw being made (or evicted) */
 	ATTRIB_TIME_WAIT,	/* a TCP socket in TIME-WAIT: its process has closed it */
+	ATTRIB_NOT_LOOKED_UP,	/* received, and not TCP or UDP right after an IP header (VLAN
+				 * tag at XDP, IPv6 extension header, later fragment, ICMP...):
+				 * the lookup needs ports */
 	ATTRIB_STATUSES,
 };
 
@@ -154,7 +157,7 @@ static __always_inline __u64 attrib_lookup(void *ctx, void *data, void *data_end
 	__u16 *ports;
 	__u64 cookie;
 
-	*status = ATTRIB_NO_SOCKET;
+	*status = ATTRIB_NOT_LOOKED_UP;
 	if ((void *)(eth + 1) > data_end)
 		return 0;
 	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
@@ -196,6 +199,7 @@ static __always_inline __u64 attrib_lookup(void *ctx, void *data, void *data_end
 		tuple.ipv6.sport = ports[0];
 		tuple.ipv6.dport = ports[1];
 	}
+	*status = ATTRIB_NO_SOCKET;
 	/* Two paths: the verifier refuses one load through a socket and a
 	 * sock_common pointer alike. */
 	if (proto == IPPROTO_TCP) {
