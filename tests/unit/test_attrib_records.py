@@ -1,27 +1,30 @@
-"""The owner a capture record carries becomes a pcapng comment tshark reads, and JSON fields."""
+"""The owner a capture record carries (binary, for lines and JSON) becomes JSON fields and text."""
 from __future__ import annotations
 
 import ctypes
 import json
-import os
-import shutil
 import struct
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from netbpf.attrib import procfs, sockdiag
-from netbpf.attrib.tracker import FOUND, NO_SOCKET, OWNER, TIME_WAIT, UNKNOWN_OWNER, AttribRecord, Owners
-from netbpf.packet import pcap
+from netbpf.attrib.tracker import (
+    FOUND,
+    NO_SOCKET,
+    OWNER,
+    TIME_WAIT,
+    UNKNOWN_OWNER,
+    AttribRecord,
+    Owners,
+    label,
+)
 from netbpf.packet.tcpdump import TcpdumpPrinter
 from netbpf.tools.dump.attribution import (
     OPTION_CODE,
-    CommentFileSink,
     OwnerJsonSink,
     epb_records,
-    epb_with_comment,
 )
 
 from .packets import ether, ipv4, udp
@@ -77,31 +80,6 @@ def test_walk_finds_each_owner_option() -> None:
     assert epb_records(plain, nano=False)[0][-1] == -1
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
-def test_comments_read_by_tshark(tmp_path: Path) -> None:
-    span, frames = records()
-    path = tmp_path / "x.pcapng"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    sink = CommentFileSink(fd, pcap.pcapng_file_header(["eth0"], 262144), owners(), False, None)
-    sink.write(memoryview(span))
-    os.close(fd)
-    assert sink.written == 4
-    out = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "frame.comment", "-e", "udp.srcport"],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
-    assert out == [f"{c}\t{1000 + i}" for i, c in enumerate(COMMENTS)]
-    assert [p.data for p in pcap.read(str(path))] == frames  # the packets themselves unchanged
-
-
-def test_count_limit_stops_mid_span(tmp_path: Path) -> None:
-    span, _ = records()
-    path = tmp_path / "x.pcapng"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
-    sink = CommentFileSink(fd, pcap.pcapng_file_header(["eth0"], 262144), owners(), False, 2)
-    sink.write(memoryview(span))
-    os.close(fd)
-    assert sink.done and len(pcap.read(str(path))) == 2
-
-
 def test_json_fields(capsys: pytest.CaptureFixture[str]) -> None:
     import sys
 
@@ -123,12 +101,9 @@ def test_removed_cgroup_and_shared_socket_say_so() -> None:
                     "(socket open in 3 processes at start: lowest pid shown)")
 
 
-def test_epb_with_comment_keeps_packet() -> None:
-    frame = udp4(sport=1, dport=2, payload=b"abc")
-    block = epb_with_comment(kernel_epb(1, frame, None), 0, len(frame), "hello")
-    (length,) = struct.unpack_from("<I", block, 4)
-    assert length == len(block) and length % 4 == 0
-    assert struct.unpack_from("<I", block, len(block) - 4)[0] == length
+def test_labels_name_path_and_container() -> None:
+    assert label(CGROUP) == f"{CGROUP} container docker:{ID[:12]}"
+    assert label("/user.slice") == "/user.slice"
 
 
 def test_sockdiag_message_parse() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,9 @@ from . import procfs, sockdiag
 from .container import Container, container_of, describe
 
 BPF_OBJECT = "attrib.bpf.o"
-MAPS = ("attrib_socks", "attrib_comms")
+MAPS = ("attrib_socks", "attrib_comms", "attrib_labels")
+LABEL_LEN = 512  # ATTRIB_LABEL_LEN
+LABEL_INTERVAL = 1.0  # seconds between walks of the cgroup tree for new cgroups' labels
 BPF_NOEXIST = 1
 COMM_LEN = 16
 
@@ -107,6 +110,9 @@ class Tracker:
         self.obj: BpfObject | None = None
         self.links: list[Attachment] = []
         self.found = 0  # sockets filled in at start
+        self._labelled: set[int] = set()
+        self._stop = threading.Event()
+        self._labeller: threading.Thread | None = None
 
     def start(self) -> Tracker:
         try:
@@ -165,6 +171,46 @@ class Tracker:
                     pass
         return filled
 
+    def label_cgroups(self) -> int:
+        """Write each cgroup's label (its path, and the container it names) into
+        attrib_labels, for comments the kernel writes; return how many were new.
+        A cgroup made since the last walk is said as its id until the next one."""
+        assert self.obj is not None
+        labels = self.obj.map("attrib_labels")
+        root = cgroup2_root()
+        new = 0
+        for directory, _subdirs, _files in os.walk(root):
+            try:
+                cid = os.stat(directory).st_ino
+            except OSError:
+                continue
+            if cid in self._labelled:
+                continue
+            rel = os.path.relpath(directory, root)
+            text = label("/" if rel == "." else "/" + rel).encode()
+            if len(text) >= LABEL_LEN:
+                continue  # too long for the kernel's copy: its comments say the id
+            try:
+                labels.update(ctypes.c_uint64(cid), text.ljust(LABEL_LEN, b"\0"))
+            except NetbpfError:
+                continue
+            self._labelled.add(cid)
+            new += 1
+        return new
+
+    def keep_labels(self) -> None:
+        """Label cgroups now, then walk again every LABEL_INTERVAL until close()."""
+        self.label_cgroups()
+
+        def walk() -> None:
+            while not self._stop.wait(LABEL_INTERVAL):
+                try:
+                    self.label_cgroups()
+                except (OSError, NetbpfError):
+                    pass  # the next walk tries again; misses are counted by the kernel
+        self._labeller = threading.Thread(target=walk, name="attrib labels", daemon=True)
+        self._labeller.start()
+
     def _selected(self, path: str | None) -> bool:
         sel = self.selection
         if sel is None or path is None:
@@ -179,6 +225,10 @@ class Tracker:
                   f"share map {name}")
 
     def close(self) -> None:
+        self._stop.set()
+        if self._labeller is not None:
+            self._labeller.join()
+            self._labeller = None
         for link in reversed(self.links):
             link.close()
         self.links = []
@@ -191,6 +241,12 @@ class Tracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def label(path: str) -> str:
+    """How a comment names a cgroup: its path, and the container it names."""
+    c = container_of(path)
+    return path if c is None else f"{path} container {describe(c)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +270,8 @@ class Owner:
         """One line: the pcapng packet comment."""
         if not self.known:
             return STATUS_TEXT.get(self.status, "unknown")
-        text = f"pid {self.pid} comm {self.comm} cgroup {self.cgroup or f'id {self.cgroup_id} (removed)'}"
-        if self.container is not None:
-            text += f" container {describe(self.container)}"
+        text = f"pid {self.pid} comm {self.comm} cgroup "
+        text += label(self.cgroup) if self.cgroup else f"id {self.cgroup_id} (removed)"
         if self.origin == FOUND and self.holders > 1:
             text += f" (socket open in {self.holders} processes at start: lowest pid shown)"
         return text

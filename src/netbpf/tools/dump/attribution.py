@@ -5,9 +5,11 @@ With attribution on, the capture program looks up each packet's socket
 (netbpf/attrib.h) and applies --pid, --comm, --cgroup, --container after the
 tcpdump expression: a packet is kept only if it matches both. In pcapng
 records (files, and internally for lines and JSON) it writes the owner as a
-local-use option of the Enhanced Packet Block; the sinks here replace that
-option with opt_comment, which tshark shows as ``frame.comment``. A pcap file
-(no options in its format) gets the filters, not the owners.
+local-use option of the Enhanced Packet Block, which the sinks here decode;
+a pcapng file gets an opt_comment written by the kernel itself (tshark:
+``frame.comment``), from cgroup labels the tracker keeps in a map, so that a
+file costs Python nothing per packet. A pcap file (no options in its format)
+gets the filters, not the owners.
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ from ...bpf import BpfObject
 from ...bpf.errors import UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter, format_time
-from .ring import write_all
 from .sinks import Sink
 
 OPTION_CODE = 0x8A77  # ATTRIB_OPTION_CODE
 RECORD_SIZE = 48  # sizeof(struct attrib_record)
-OPTIONS_BYTES = 4 + RECORD_SIZE + 4  # DUMP_ATTRIB_OPTIONS
+COMMENT_MAX = 640  # ATTRIB_COMMENT_MAX
+# Room after a packet: the binary owner (4 + RECORD_SIZE) or the comment, then opt_endofopt.
+OPTIONS_BYTES = 4 + max(RECORD_SIZE, COMMENT_MAX) + 4
+LABEL_MISSES = 5  # ATTRIB_LABEL_MISSES
 COMM_LEN = 16
 _epb = struct.Struct("<IIIIIII")
 
@@ -53,13 +57,15 @@ class AttribOptions:
         return " and ".join(parts)
 
 
-def configure(obj: BpfObject, options: AttribOptions | None, tracker: Tracker | None, egress: bool) -> None:
-    """Before load: the capture object's attribution globals and maps."""
+def configure(obj: BpfObject, options: AttribOptions | None, tracker: Tracker | None, egress: bool,
+              comments: bool) -> None:
+    """Before load: the capture object's attribution globals and maps.
+    ``comments``: the kernel writes each owner as opt_comment text (pcapng files)."""
     if options is None or tracker is None:
-        for name in ("attrib_socks", "attrib_comms"):
+        for name in ("attrib_socks", "attrib_comms", "attrib_labels"):
             obj.set_map_size(name, 1)  # unused: no 64K-entry LRU per capture
         return
-    obj.set_rodata(attrib=1, want_pid=options.pid, want_comm=int(bool(options.comm)),
+    obj.set_rodata(attrib=1, attrib_text=int(comments), want_pid=options.pid, want_comm=int(bool(options.comm)),
                    want_comm_name=options.comm.encode().ljust(COMM_LEN, b"\0"),
                    want_selected=int(options.selection is not None), egress=int(egress))
     tracker.share_maps(obj)
@@ -68,19 +74,23 @@ def configure(obj: BpfObject, options: AttribOptions | None, tracker: Tracker | 
 def attrib_counts(obj: BpfObject) -> dict[int, int]:
     """Kept packets by enum attrib_status (counted before the process filters)."""
     counters = obj.map("attrib_counters")
-    return {status: counters.sum_u64(status) for status in range(1 + len(STATUS_TEXT))}
+    return {status: counters.sum_u64(status) for status in range(LABEL_MISSES + 1)}
 
 
 def summary(counts: dict[int, int]) -> str:
     """The exit line's attribution part: every packet's answer is counted."""
-    return ", ".join([f"{counts.get(0, 0)} with their process"]
+    text = ", ".join([f"{counts.get(0, 0)} with their process"]
                      + [f"{counts.get(s, 0)} {text}" for s, text in STATUS_TEXT.items()])
+    if counts.get(LABEL_MISSES):
+        text += (f"; {counts[LABEL_MISSES]} comments name a cgroup by its id "
+                 "(made after the last walk of the cgroup tree)")
+    return text
 
 
 # -- records ------------------------------------------------------------------------------
 
 def epb_records(span: memoryview | bytes, nano: bool) -> list[tuple[int, int, int, int, int, int]]:
-    """(ts_ns, start, block length, caplen, orig_len, offset of the owner or -1) per EPB."""
+    """(ts_ns, start, block length, caplen, orig_len, offset of the binary owner or -1) per EPB."""
     out = []
     pos, end = 0, len(span)
     scale = 1 if nano else 1000
@@ -91,44 +101,13 @@ def epb_records(span: memoryview | bytes, nano: bool) -> list[tuple[int, int, in
         if block_type == pcap.PCAPNG_EPB:
             opt = pos + 28 + ((caplen + 3) & ~3)
             owner = -1
-            if opt + OPTIONS_BYTES <= pos + length - 4:
+            if opt + 4 + RECORD_SIZE + 4 <= pos + length - 4:
                 code, size = struct.unpack_from("<HH", span, opt)
                 if code == OPTION_CODE and size == RECORD_SIZE:
                     owner = opt + 4
             out.append((((high << 32) | low) * scale, pos, length, caplen, orig, owner))
         pos += length
     return out
-
-
-def epb_with_comment(span: memoryview | bytes, start: int, caplen: int, comment: str) -> bytes:
-    """The EPB at ``start`` with its options replaced by one opt_comment."""
-    padded = (caplen + 3) & ~3
-    head = bytes(span[start + 8:start + 28 + padded])  # interface .. padded data
-    text = comment.encode()
-    option = struct.pack("<HH", pcap.OPT_COMMENT, len(text)) + text + bytes(-len(text) % 4)
-    body = head + option + bytes(4)  # opt_endofopt
-    length = 12 + len(body)
-    return struct.pack("<II", pcap.PCAPNG_EPB, length) + body + struct.pack("<I", length)
-
-
-class CommentFileSink(Sink):
-    """pcapng file: each packet's owner as its comment (tshark: frame.comment)."""
-
-    def __init__(self, fd: int, header: bytes, owners: Owners, nano: bool, count: int | None) -> None:
-        super().__init__(count)
-        self.fd, self.owners, self.nano = fd, owners, nano
-        write_all(fd, memoryview(header))
-
-    def write(self, span: memoryview) -> None:
-        out = bytearray()
-        for _ts, start, _length, caplen, _orig, owner in epb_records(span, self.nano):
-            if self.done:
-                break
-            comment = (self.owners.owner(span[owner:owner + RECORD_SIZE]).comment() if owner >= 0
-                       else "owner not recorded")
-            out += epb_with_comment(span, start, caplen, comment)
-            self.written += 1
-        write_all(self.fd, memoryview(out))
 
 
 class OwnerDecodingSink(Sink):

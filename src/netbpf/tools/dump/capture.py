@@ -56,6 +56,7 @@ class CaptureOptions:
     buffer_bytes: int = 4 << 20  # per CPU
     xdp_mode: xdp.Mode = "auto"  # when the hook is empty; else the original's mode
     attribution: AttribOptions | None = None  # find each packet's process (attribution.py)
+    owner_comments: bool = False  # pcapng: the kernel writes each owner as the packet's comment
 
     def __post_init__(self) -> None:
         if self.hook not in HOOKS:
@@ -124,7 +125,7 @@ class Capture:
             obj.set_rodata(snap=g.snap, fill_limit=g.fill_limit, block_mask=g.blocks_per_cpu - 1,
                            format=DUMP_PCAPNG if o.pcapng else DUMP_PCAP, nano=int(o.nano),
                            pull_len=g.snap if self._code is not None and o.hook != "xdp" else 0)
-            configure(obj, o.attribution, self.tracker, o.hook == "tc-egress")
+            configure(obj, o.attribution, self.tracker, o.hook == "tc-egress", o.owner_comments)
             obj.set_map_size("rings", g.cpus)
             obj.set_map_size("blocks", g.cpus * g.blocks_per_cpu)
             _set_value_size(obj, "blocks", g.block_size)
@@ -155,6 +156,8 @@ class Capture:
                 # Before the capture program: it shares the tracker's maps.
                 sel = self.options.attribution.selection
                 self.tracker = Tracker(sel).start()
+                if self.options.owner_comments:
+                    self.tracker.keep_labels()
             if self.options.hook == "xdp":
                 self._start_xdp()
             else:

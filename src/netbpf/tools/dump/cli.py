@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
                              pcapng=pcapng_out or (owners is not None and not args.write),
                              nano=nano if args.write else True,
                              buffer_bytes=args.buffer_kib << 10, xdp_mode=args.xdp_mode,
-                             attribution=owners)
+                             attribution=owners, owner_comments=owners is not None and pcapng_out)
     linktype = link_type(args.interface)
     capture = Capture(options)  # compiles the filter: a bad one stops here (exit 2)
     if args.verdict:
@@ -123,10 +123,7 @@ def run(args: argparse.Namespace) -> int:
                 privilege.forget(privilege.CAP_DAC_OVERRIDE)  # the file is open: no more use for it
             header = (pcap.pcapng_file_header([args.interface], options.snap, linktype, nano)
                       if pcapng_out else pcap.pcap_file_header(options.snap, linktype, nano))
-            if owners is not None and pcapng_out:
-                sink = attribution.CommentFileSink(fd, header, Owners(), nano, args.count)
-            else:
-                sink = FileSink(fd, header, pcapng_out, args.count)
+            sink = FileSink(fd, header, pcapng_out, args.count)  # with owners: the kernel's comments
             immediate = args.write == "-" or args.packet_buffered
         elif args.json and owners is not None:
             sink = attribution.OwnerJsonSink(printer, sys.stdout, Owners(), args.count,

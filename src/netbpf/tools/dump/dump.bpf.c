@@ -18,7 +18,8 @@ _Static_assert(DUMP_ATTRIB_OPTIONS == 4 + sizeof(struct attrib_record) + 4, "own
 NETBPF_BTF_EXPORT(dump_ring);
 NETBPF_BTF_EXPORT(dump_block);
 NETBPF_COUNTERS(counters, DUMP_COUNTERS);
-NETBPF_COUNTERS(attrib_counters, ATTRIB_STATUSES);	/* matched packets, by enum attrib_status */
+/* matched packets, by enum attrib_status; then ATTRIB_LABEL_MISSES */
+NETBPF_COUNTERS(attrib_counters, ATTRIB_STATUSES + 1);
 
 /* One per possible CPU (max_entries set before load). */
 struct {
@@ -67,6 +68,7 @@ const volatile __u32 pull_len = 0;	/* tc: bytes the filter may read, made linear
 /* Attribution (netbpf/attrib.h): find each packet's socket and its process;
  * keep only the packets of the process or cgroup asked for. */
 const volatile __u32 attrib = 0;		/* look the owner up (pcapng records carry it) */
+const volatile __u32 attrib_text = 0;		/* ... as opt_comment text (files), else binary (lines, JSON) */
 const volatile __u32 want_pid = 0;		/* --pid: the creating process (tgid) */
 const volatile __u32 want_comm = 0;		/* --comm: match want_comm_name */
 const volatile char want_comm_name[ATTRIB_COMM_LEN] = {};
@@ -149,7 +151,7 @@ static __always_inline void record(void *ctx, int xdp, __u32 len, __u32 cap, __u
 		if (padded > snap + 3)
 			goto lost;
 		header = DUMP_EPB_HEADER;
-		if (attrib)
+		if (attrib && !attrib_text)
 			options = DUMP_ATTRIB_OPTIONS;
 		((__u32 *)rec)[0] = 6;	/* Enhanced Packet Block */
 		((__u32 *)rec)[1] = DUMP_EPB_HEADER + padded + options + DUMP_EPB_TRAILER;
@@ -183,7 +185,13 @@ static __always_inline void record(void *ctx, int xdp, __u32 len, __u32 cap, __u
 		goto lost;
 	if (format == DUMP_PCAPNG) {
 		*(__u32 *)(dst + cap) = 0;	/* the padding: zeroes */
-		if (attrib && owner) {
+		if (attrib && attrib_text && owner) {
+			/* The comment, written here: no per-packet work in Python. */
+			options = attrib_comment(dst + padded, owner, &attrib_counters);
+			if (options > ATTRIB_COMMENT_MAX + 8)
+				goto lost;
+			((__u32 *)rec)[1] = DUMP_EPB_HEADER + padded + options + DUMP_EPB_TRAILER;
+		} else if (attrib && owner) {
 			/* One local-use option with the owner, then opt_endofopt. */
 			*(__u32 *)(dst + padded) = ATTRIB_OPTION_CODE | sizeof(*owner) << 16;
 			__builtin_memcpy(dst + padded + 4, owner, sizeof(*owner));

@@ -75,6 +75,9 @@ struct attrib_record {
 };
 
 #define ATTRIB_OPTION_CODE 0x8a77	/* pcapng: 0x8000 and above are for local use */
+#define ATTRIB_LABEL_LEN 512		/* a cgroup's path and container (Kubernetes' are long) */
+#define ATTRIB_COMMENT_MAX 640		/* the comment's text, at most */
+#define ATTRIB_LABEL_MISSES ATTRIB_STATUSES	/* attrib_counters: comments with a cgroup id only */
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -91,6 +94,16 @@ struct {
 	__type(key, __u32);		/* tgid */
 	__type(value, char[ATTRIB_COMM_LEN]);
 } attrib_comms SEC(".maps");
+
+/* cgroup id -> "PATH[ container RUNTIME:ID[ pod UID]]", written by user space
+ * (netbpf.attrib.tracker), so that the kernel can write whole comments. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);	/* memory for the cgroups there are, not 8 MiB */
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, char[ATTRIB_LABEL_LEN]);
+} attrib_labels SEC(".maps");
 
 #ifndef NETBPF_ATTRIB_NO_PACKETS
 /* -- the packet side -------------------------------------------------------------------- */
@@ -244,6 +257,71 @@ static __always_inline struct attrib_sock *attrib_owner(__u64 cookie, __u32 stat
 	comm = bpf_map_lookup_elem(&attrib_comms, &owner->pid);
 	__builtin_memcpy(rec->comm, comm ? comm : owner->comm, ATTRIB_COMM_LEN);
 	return owner;
+}
+/* Write the owner as a pcapng opt_comment and opt_endofopt at `opt` (inside
+ * a block of `blocks`, with ATTRIB_COMMENT_MAX + 12 bytes of room); return
+ * how many bytes the options take (a multiple of 4), or 0 on failure. The
+ * texts are netbpf.attrib.tracker's (Owner.comment), tested against tshark. */
+static __always_inline __u32 attrib_comment(void *opt, struct attrib_record *owner, void *counters)
+{
+	static const char owned[] = "pid %u comm %s cgroup %s";
+	static const char owned_id[] = "pid %u comm %s cgroup id %llu";
+	static const char shared[] = "pid %u comm %s cgroup %s (socket open in %u processes at start: lowest pid shown)";
+	static const char shared_id[] = "pid %u comm %s cgroup id %llu (socket open in %u processes at start: lowest pid shown)";
+	static const char no_socket[] = "no local socket";
+	static const char unknown[] = "local socket, owner unknown";
+	static const char time_wait[] = "local socket in TIME-WAIT, closed by its process";
+	static const char not_looked_up[] = "owner unknown (received, not TCP/UDP right after IP: no socket lookup)";
+	__u64 args[4];
+	int is_shared = owner->origin == ATTRIB_FOUND && owner->tid > 1;	/* tid: holders */
+	char *label;
+	long n;
+	__u32 len;
+
+	switch (owner->status) {
+	case ATTRIB_OWNER:
+		args[0] = owner->pid;
+		args[1] = (__u64)(long)owner->comm;
+		args[3] = owner->tid;
+		label = bpf_map_lookup_elem(&attrib_labels, &owner->cgroup_id);
+		if (label) {
+			args[2] = (__u64)(long)label;
+			if (is_shared)
+				n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, shared, args, sizeof(args));
+			else
+				n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, owned, args, 3 * sizeof(__u64));
+		} else {
+			/* A cgroup made since the last walk: said as its id. */
+			args[2] = owner->cgroup_id;
+			netbpf_add(counters, ATTRIB_LABEL_MISSES, 1);
+			if (is_shared)
+				n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, shared_id, args, sizeof(args));
+			else
+				n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, owned_id, args, 3 * sizeof(__u64));
+		}
+		break;
+	case ATTRIB_NO_SOCKET:
+		n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, no_socket, 0, 0);
+		break;
+	case ATTRIB_TIME_WAIT:
+		n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, time_wait, 0, 0);
+		break;
+	case ATTRIB_NOT_LOOKED_UP:
+		n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, not_looked_up, 0, 0);
+		break;
+	default:
+		n = bpf_snprintf(opt + 4, ATTRIB_COMMENT_MAX, unknown, 0, 0);
+	}
+	if (n <= 1)
+		return 0;
+	len = n - 1;	/* bpf_snprintf counts the NUL; output truncated at the maximum */
+	if (len > ATTRIB_COMMENT_MAX - 1)
+		len = ATTRIB_COMMENT_MAX - 1;
+	*(__u32 *)opt = 1 | len << 16;	/* opt_comment */
+	*(__u32 *)(opt + 4 + len) = 0;	/* the padding (and the NUL): zeroes */
+	len = (len + 3) & ~3U;
+	*(__u32 *)(opt + 4 + len) = 0;	/* opt_endofopt */
+	return 4 + len + 4;
 }
 #endif /* NETBPF_ATTRIB_NO_PACKETS */
 
