@@ -300,3 +300,27 @@ def test_bad_attribution_options(pair: Lab, args: list[str], code: int, message:
     if code == 1:
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tcp_names_the_container(containers: tuple[Lab, list[Worker]]) -> None:
+    """netbpf tcp: connect() runs in the process, so SYN_SENT carries its cgroup and container."""
+    lab, (*workers, _server) = containers
+    proc = subprocess.Popen([*ARGV, "--netns", lab.gateway, "tcp", "--events", "state", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert b"watching TCP" in line, line
+    try:
+        for w in workers:
+            w.command("open")
+    finally:
+        time.sleep(0.5)
+        out, _ = stop(proc)
+    connects = [r for r in _records(out) if r["oldstate"] == "CLOSE" and r["state"] == "SYN_SENT"]
+    # Two TCP connections (IPv4, IPv6) per worker.
+    assert sorted(int(r["pid"]) for r in connects) == sorted(w.pid for w in workers for _ in range(2))  # type: ignore[call-overload]
+    by_pid = {w.pid: w for w in workers}
+    for r in connects:
+        w = by_pid[int(r["pid"])]  # type: ignore[call-overload]
+        assert (r["comm"], r["cgroup"], r["container"], r["container_runtime"], r["pod"]) == (
+            w.name, w.cgroup, w.container, w.runtime, w.pod), r
