@@ -324,3 +324,24 @@ def test_tcp_names_the_container(containers: tuple[Lab, list[Worker]]) -> None:
         w = by_pid[int(r["pid"])]  # type: ignore[call-overload]
         assert (r["comm"], r["cgroup"], r["container"], r["container_runtime"], r["pod"]) == (
             w.name, w.cgroup, w.container, w.runtime, w.pod), r
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_nothing_stays_attached(pair: Lab, sig: int) -> None:
+    """The cgroup, sockops and tracepoint programs go with the process, even after SIGKILL
+    (BPF links held by file descriptors, never pinned)."""
+    from .conftest import bpftool_json
+
+    def ours() -> set[int]:
+        return {int(p["id"]) for p in bpftool_json("prog", "show")  # type: ignore[call-overload]
+                if str(p.get("name", "")).startswith("netbpf_attr")}
+
+    before = ours()
+    proc = start(pair, "-i", "c0", "--hook", "tc-egress", "--process")
+    assert len(ours() - before) == 5  # sock_create, sockops, accept, accept4, exec
+    proc.send_signal(sig)
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while ours() - before and time.monotonic() < deadline:
+        time.sleep(0.2)  # programs are freed after an RCU grace period
+    assert not ours() - before
