@@ -345,3 +345,35 @@ def test_nothing_stays_attached(pair: Lab, sig: int) -> None:
     while ours() - before and time.monotonic() < deadline:
         time.sleep(0.2)  # programs are freed after an RCU grace period
     assert not ours() - before
+
+
+def test_drops_names_the_owner_of_a_full_socket(containers: tuple[Lab, list[Worker]]) -> None:
+    """A UDP socket that never reads, in the Docker-named cgroup: its overflow drops (rx_sk)
+    name its process and container; drops without a socket say so."""
+    from .drops_helpers import Tool, send_udp
+
+    lab, (*workers, _server) = containers
+    cgroup = workers[0].cgroup
+    procs = os.open(cgroup2_root() / cgroup.lstrip("/") / "cgroup.procs", os.O_WRONLY)
+    try:
+        sink = lab.popen(lab.gateway, "bash", "-c", f"echo $$ >&{procs}; exec {sys.executable} -c \""
+                         "import socket, sys, time\n"
+                         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                         "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)\n"
+                         "s.bind(('0.0.0.0', 7412)); print('bound', flush=True); time.sleep(60)\"",
+                         stdout=subprocess.PIPE, text=True, pass_fds=(procs,))
+    finally:
+        os.close(procs)
+    try:
+        assert sink.stdout is not None and sink.stdout.readline().strip() == "bound"
+        tool = Tool("drops", "--json", "--process", "--in-netns", lab.gateway, "--port", "7412")
+        send_udp(lab, lab.client, lab.GATEWAY_IP, 7412, count=200, size=1000)
+        out, _ = tool.stop()
+    finally:
+        stop_process(sink)
+    drops = [json.loads(line) for line in out.splitlines() if line.strip()]
+    full = [d for d in drops if d["socket"] == "rx_sk"]
+    assert full, drops[:3]
+    assert {d["reason"] for d in full} == {"SOCKET_RCVBUFF"}, full[:1]
+    for d in full:
+        assert (d["pid"], d["container"], d["cgroup"]) == (sink.pid, workers[0].container, cgroup), d

@@ -174,7 +174,7 @@ def test_filter_rodata() -> None:
 def event(**kw: object) -> bytes:
     values = dict(ts=5_000_000_000, location=0xFFFFFFFF81A00099, reason=3, netns=0, ifindex=0, len=9,
                   eth=0x800, family=4, l4=17, sport=40000, dport=9, flags=0, hook=1, stack_bytes=0, ip_len=29,
-                  saddr=bytes([10, 0, 1, 2]), daddr=bytes([10, 0, 1, 1]))
+                  saddr=bytes([10, 0, 1, 2]), daddr=bytes([10, 0, 1, 1]), sk_cookie=0, sk_side=0)
     values.update(kw)
     return _EVENT.pack(*(values[k] if not isinstance(values[k], bytes) else values[k].ljust(16, b"\0")
                          for k in values))

@@ -304,3 +304,26 @@ class Owners:
         path = self.names.path(r.cgroup_id)
         return Owner(OWNER, r.cookie, r.pid, r.comm.decode(errors="replace"), path, r.cgroup_id,
                      container_of(path) if path else None, r.origin, r.tid if r.origin == FOUND else 1)
+
+
+class SocketOwners:
+    """A socket cookie -> its :class:`Owner`, read from a running tracker's map (for tools
+    that see a socket's cookie in their own events, such as drops)."""
+
+    def __init__(self, tracker: Tracker, owners: Owners | None = None) -> None:
+        assert tracker.obj is not None
+        self.socks = tracker.obj.map("attrib_socks")
+        self.comms = tracker.obj.map("attrib_comms")
+        self.owners = owners or Owners()
+
+    def owner(self, cookie: int) -> Owner:
+        if not cookie:
+            return Owner(UNKNOWN_OWNER)  # a socket never given a cookie: netbpf never saw it
+        raw = self.socks.lookup(cookie)
+        if raw is None:
+            return Owner(UNKNOWN_OWNER, cookie)
+        s = AttribSock.from_buffer_copy(raw)
+        comm = self.comms.lookup(ctypes.c_uint32(s.pid))
+        rec = AttribRecord(cookie=cookie, status=OWNER, pid=s.pid, tid=s.tid, origin=s.origin,
+                           cgroup_id=s.cgroup_id, comm=(comm or bytes(s.comm)).split(b"\0", 1)[0])
+        return self.owners.owner(bytes(rec))
