@@ -174,7 +174,7 @@ def test_filter_rodata() -> None:
 def event(**kw: object) -> bytes:
     values = dict(ts=5_000_000_000, location=0xFFFFFFFF81A00099, reason=3, netns=0, ifindex=0, len=9,
                   eth=0x800, family=4, l4=17, sport=40000, dport=9, flags=0, hook=1, stack_bytes=0, ip_len=29,
-                  saddr=bytes([10, 0, 1, 2]), daddr=bytes([10, 0, 1, 1]))
+                  saddr=bytes([10, 0, 1, 2]), daddr=bytes([10, 0, 1, 1]), sk_cookie=0, sk_side=0)
     values.update(kw)
     return _EVENT.pack(*(values[k] if not isinstance(values[k], bytes) else values[k].ljust(16, b"\0")
                          for k in values))
@@ -248,7 +248,7 @@ def tcp_event(**kw: object) -> bytes:
     values = dict(ts=1, skaddr=0xFFFF888000001000, duration=2_500_000, rx=1015, tx=75, netns=0, pid=42,
                   kind=int(Kind.CLOSE), family=4, old=4, new=7, lport=37924, rport=80, reason=0, segs=0,
                   err=0, total_retrans=1, srtt=120, laddr=bytes([10, 0, 1, 2]), raddr=bytes([10, 0, 11, 2]),
-                  comm=b"curl")
+                  comm=b"curl", cgroup_id=0)
     values.update(kw)
     return TCP_EVENT.pack(*(v.ljust(16, b"\0") if isinstance(v, bytes) else v for v in values.values()))
 
@@ -259,6 +259,7 @@ def test_tcp_events_read_as_documented() -> None:
     assert (close["event"], close["pid"], close["comm"], close["local"], close["remote"]) == (
         "CLOSE", 42, "curl", "10.0.1.2:37924", "10.0.11.2:80")
     assert close["detail"] == "tx 75 B rx 1015 B 2.5 ms retrans 1"
+    assert close["container"] is None  # no cgroup id: no container, never a guess
     state = f.json_object(tcp_event(kind=int(Kind.STATE), old=2, new=1))
     assert (state["event"], state["oldstate"], state["state"]) == ("state", "SYN_SENT", "ESTABLISHED")
     rtx = f.row(tcp_decode(tcp_event(kind=int(Kind.RETRANS), new=1, segs=2, total_retrans=3)))

@@ -95,6 +95,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--interval", type=cliutil.interval, default=1.0, metavar="S",
                    help="--summary: seconds between refreshes (default 1)")
     p.add_argument("--stack", action="store_true", help="the kernel stack of each drop, symbolised")
+    p.add_argument("--process", action="store_true",
+                   help="the process, cgroup and container of the dropped packet's socket, when it had one")
     p.add_argument("--all", action="store_true",
                    help="also the frees that are not packet loss (hidden by default, and counted): "
                         + "; ".join(f"{name}: {why}" for name, why in NOT_LOSS.items()))
@@ -158,7 +160,19 @@ def run(args: argparse.Namespace) -> int:
     formatter = DropFormatter(reasons, kallsyms)
     hidden = Hidden(reasons, () if args.all else
                     tuple(v for v in reasons.not_loss if v not in drop_filter.reasons))
-    tracer.start()
+    tracker = None
+    if args.process:
+        cliutil.require(not args.summary, "--process names each streamed drop's owner: not with --summary")
+        from ...attrib.tracker import SocketOwners, Tracker
+
+        tracker = Tracker().start()  # before the drops: a socket made meanwhile is known
+        formatter.socket_owner = SocketOwners(tracker).owner
+    try:
+        tracer.start()
+    except BaseException:
+        if tracker is not None:
+            tracker.close()
+        raise
     cliutil.stderr(f"netbpf: watching drops ({tracer.hook} kfree_skb) {_scope_text(drop_filter, formatter)}; "
                    "Ctrl-C to stop")
     shown = [0]
@@ -177,6 +191,8 @@ def run(args: argparse.Namespace) -> int:
         stack_lost = tracer.stat(STAT_STACK_LOST) if args.stack else 0
         full = tracer.stat(STAT_SUMMARY_FULL) if options.summary else 0
         tracer.close()
+        if tracker is not None:
+            tracker.close()
         if not args.summary:
             cliutil.stderr(f"{shown[0]} drop{'' if shown[0] == 1 else 's'} shown, {lost} lost"
                            + hidden.text("; "))

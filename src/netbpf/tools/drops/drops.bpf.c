@@ -124,6 +124,8 @@ struct skb_fields {
 	__u32 l3_len;		/* bytes from the network header to the end of the data */
 	__u16 network_header;
 	__u16 protocol;
+	__u64 sk_cookie;
+	__u32 sk_side;
 };
 
 /* The summary counts bytes without reading the packet: from the network header
@@ -161,6 +163,13 @@ static __always_inline void load_btf(struct sk_buff *skb, struct sock *rx_sk, st
 	if (!f->netns && rx_sk)
 		f->netns = rx_sk->__sk_common.skc_net.net->ns.inum;
 	sk = skb->sk;
+	if (rx_sk) {
+		f->sk_cookie = rx_sk->__sk_common.skc_cookie.counter;
+		f->sk_side = DROP_SK_RX;
+	} else if (sk) {
+		f->sk_cookie = sk->__sk_common.skc_cookie.counter;
+		f->sk_side = DROP_SK_SKB;
+	}
 	if (!f->netns && sk)
 		f->netns = sk->__sk_common.skc_net.net->ns.inum;
 	/* Neither: a drop in a system call that already took the packet off its
@@ -188,6 +197,13 @@ static __always_inline void load_probe(struct sk_buff *skb, struct sock *rx_sk, 
 		f->netns = sock_netns(rx_sk);
 	if (!f->netns)
 		f->netns = sock_netns(BPF_CORE_READ(skb, sk));
+	if (rx_sk) {
+		f->sk_cookie = BPF_CORE_READ(rx_sk, __sk_common.skc_cookie.counter);
+		f->sk_side = DROP_SK_RX;
+	} else if (BPF_CORE_READ(skb, sk)) {
+		f->sk_cookie = BPF_CORE_READ(skb, sk, __sk_common.skc_cookie.counter);
+		f->sk_side = DROP_SK_SKB;
+	}
 	if (!f->netns)	/* see load_btf */
 		f->netns = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), nsproxy, net_ns, ns.inum);
 }
@@ -396,6 +412,8 @@ static __always_inline int handle(void *ctx, const struct skb_fields *f, __u64 l
 	e.ifindex = f->ifindex;
 	e.len = f->len;
 	e.hook = hook;
+	e.sk_cookie = f->sk_cookie;
+	e.sk_side = f->sk_side;
 	netbpf_inc(stats, DROP_STAT_SEEN);
 	if (summarise)
 		add_to_summary(ctx, &e, f->l3_len);

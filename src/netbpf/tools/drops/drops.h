@@ -26,6 +26,15 @@ struct drop_event {
 	__u32 ip_len;		/* the IP packet's length from its header; 0: none */
 	__u8 saddr[16];		/* IPv4 in the first 4 bytes */
 	__u8 daddr[16];
+	__u64 sk_cookie;	/* the packet's socket (see sk_side); 0: none, or never given a cookie */
+	__u32 sk_side;		/* DROP_SK_*: which socket sk_cookie is */
+	__u32 _pad;
+};
+
+enum drop_sk_side {
+	DROP_SK_NONE = 0,
+	DROP_SK_RX,		/* the receiving socket (the tracepoint's rx_sk) */
+	DROP_SK_SKB,		/* skb->sk: the socket that sent it, or holds it */
 };
 
 /* Key of the in-kernel summary (--summary, --metrics): where and why.

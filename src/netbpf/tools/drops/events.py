@@ -50,6 +50,7 @@ class DropEvent(ctypes.Structure):
         ("tcp_flags", ctypes.c_uint8), ("hook", ctypes.c_uint8), ("stack_bytes", ctypes.c_uint16),
         ("ip_len", ctypes.c_uint32),
         ("saddr", ctypes.c_uint8 * 16), ("daddr", ctypes.c_uint8 * 16),
+        ("sk_cookie", ctypes.c_uint64), ("sk_side", ctypes.c_uint32), ("_pad", ctypes.c_uint32),
     ]
 
 
@@ -84,7 +85,8 @@ class DropSlot(ctypes.Structure):
 SHARED_STRUCTS = (DropEvent, DropWhere, DropKey, DropCount, DropSlot)
 
 # The same layouts as struct formats, for decoding a flood without ctypes objects.
-_EVENT = struct.Struct("<QQIIIIHBBHHBBHI16s16s")
+_EVENT = struct.Struct("<QQIIIIHBBHHBBHI16s16sQI4x")
+SK_NONE, SK_RX, SK_SKB = 0, 1, 2  # enum drop_sk_side
 _KEY = struct.Struct("<QIIIiBBHHH16s16s")
 assert _EVENT.size == ctypes.sizeof(DropEvent) and _KEY.size == ctypes.sizeof(DropKey)
 
@@ -109,18 +111,20 @@ class Drop:
     saddr: bytes
     daddr: bytes
     stack: tuple[int, ...] = ()
+    sk_cookie: int = 0  # the packet's socket (sk_side says which): its owner, with --process
+    sk_side: int = 0
 
 
 def decode(raw: bytes) -> Drop:
     (ts, loc, reason, netns, ifindex, length, eth, family, l4, sport, dport, flags, _hook,
-     stack_bytes, ip_len, saddr, daddr) = _EVENT.unpack_from(raw)
+     stack_bytes, ip_len, saddr, daddr, sk_cookie, sk_side) = _EVENT.unpack_from(raw)
     alen = 4 if family == 4 else 16 if family == 6 else 0
     stack: tuple[int, ...] = ()
     if stack_bytes:
         n = min(stack_bytes, len(raw) - _EVENT.size) // 8
         stack = struct.unpack_from(f"<{n}Q", raw, _EVENT.size)
     return Drop(ts, loc, reason, netns, ifindex, length, ip_len, eth, family, l4, sport, dport, flags,
-                saddr[:alen], daddr[:alen], stack)
+                saddr[:alen], daddr[:alen], stack, sk_cookie, sk_side)
 
 
 @dataclass(frozen=True, slots=True)

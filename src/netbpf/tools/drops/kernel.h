@@ -48,6 +48,9 @@ struct sock_common {
 	} skc_net;
 	struct in6_addr skc_v6_daddr;
 	struct in6_addr skc_v6_rcv_saddr;
+	struct {
+		__s64 counter;
+	} skc_cookie;		/* drops --process: the socket's owner (netbpf.attrib) */
 } __core;
 
 struct sock {

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
+from ...attrib.tracker import Owner
 from ...output import Column, Table
-from .events import Drop, DropEvent, SummaryKey, decode
+from .events import SK_NONE, SK_RX, Drop, DropEvent, SummaryKey, decode
 from .kallsyms import Kallsyms
 from .names import Clock, Names, endpoint, has_ports, protocol_name, tcp_flags
 from .reasons import DropReasons
@@ -72,6 +74,25 @@ class DropFormatter:
         self._flow_text_cache: dict[bytes, str] = {}
         self._where_json_cache: dict[bytes, str] = {}
         self._flow_json_cache: dict[bytes, str] = {}
+        # --process: the owner of the packet's socket (netbpf.attrib), else None.
+        self.socket_owner: Callable[[int], Owner] | None = None
+
+    def owner_fields(self, d: Drop) -> dict[str, Any]:
+        """--process: which socket (rx_sk: the receiving one; skb->sk: the packet's own, the
+        sender's or, after early demux, the receiver's) and its process."""
+        assert self.socket_owner is not None
+        if d.sk_side == SK_NONE:
+            return {"socket": None, "owner": "no socket", "pid": None, "comm": None, "cgroup": None,
+                    "container": None}
+        who = self.socket_owner(d.sk_cookie)
+        return {"socket": "rx_sk" if d.sk_side == SK_RX else "skb->sk", **who.fields()}
+
+    def owner_text(self, d: Drop) -> str:
+        assert self.socket_owner is not None
+        if d.sk_side == SK_NONE:
+            return "[no socket]"
+        side = "rx_sk" if d.sk_side == SK_RX else "skb->sk"
+        return f"[{side}: {self.socket_owner(d.sk_cookie).comment()}]"
 
     def where(self, reason: int, location: int, netns: int, ifindex: int) -> tuple[str, str, str, str]:
         """(reason, location, netns, interface) as text."""
@@ -153,6 +174,8 @@ class DropFormatter:
         second, ns = divmod(self._offset_ns + _ts(raw)[0], 1_000_000_000)
         clock = self._seconds.get(second) or self._new_second(second)  # Clock.text(), inlined
         line = f"{clock}.{ns // 1000:06d}  {where}  {flow}"
+        if self.socket_owner is not None:
+            line += "  " + self.owner_text(decode(raw))
         if raw[_STACK_BYTES] != b"\0\0":
             line += "".join(f"\n        {self.kallsyms.symbolise(a)}" for a in decode(raw).stack)
         return line
@@ -180,7 +203,7 @@ class DropFormatter:
 
     def json_line(self, raw: bytes) -> str:
         """json.dumps(self.json_object(raw)), made from cached pieces."""
-        if raw[_STACK_BYTES] != b"\0\0":
+        if raw[_STACK_BYTES] != b"\0\0" or self.socket_owner is not None:
             return json.dumps(self.json_object(raw))
         where = self._where_json_cache.get(raw[_WHERE]) or self._new_where_json(raw)
         flow = self._flow_json_cache.get(raw[_FLOW]) or self._new_flow_json(raw)
@@ -215,6 +238,8 @@ class DropFormatter:
         obj.update(len=d.ip_len or d.length, skb_len=d.length)
         if d.stack:
             obj["stack"] = [self.kallsyms.symbolise(a) for a in d.stack]
+        if self.socket_owner is not None:
+            obj.update(self.owner_fields(d))
         return obj
 
     def summary_row(self, key: SummaryKey, packets: int, nbytes: int, rate: float,

@@ -51,6 +51,7 @@ struct birth {
 	__u32 pid;
 	__u32 _pad;
 	char comm[16];
+	__u64 cgroup_id;
 };
 
 struct {
@@ -316,6 +317,7 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 	e.newstate = newstate;
 	e.pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(e.comm, sizeof(e.comm));
+	e.cgroup_id = bpf_get_current_cgroup_id();
 	netbpf_inc(totals, TCP_T_STATE_CHANGES);
 	emit(&e);
 
@@ -328,6 +330,7 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 
 		if (newstate == TCP_SYN_SENT) {
 			fresh.pid = e.pid;
+			fresh.cgroup_id = e.cgroup_id;
 			__builtin_memcpy(fresh.comm, e.comm, sizeof(fresh.comm));
 		}
 		bpf_map_update_elem(&births, &key, &fresh, BPF_NOEXIST);
@@ -338,6 +341,7 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 		return 0; /* born before we started: no lifetime to tell */
 	if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) && !b->pid) {
 		b->pid = e.pid;
+		b->cgroup_id = e.cgroup_id;
 		__builtin_memcpy(b->comm, e.comm, sizeof(b->comm));
 	}
 	if (newstate != TCP_CLOSE)
@@ -345,6 +349,7 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 	e.kind = TCP_EV_CLOSE;
 	e.duration_ns = bpf_ktime_get_ns() - b->ts_ns;
 	e.pid = b->pid;
+	e.cgroup_id = b->cgroup_id;
 	__builtin_memcpy(e.comm, b->comm, sizeof(e.comm));
 	e.rx_bytes = BPF_CORE_READ((const struct tcp_sock *)sk, bytes_received);
 	e.tx_bytes = BPF_CORE_READ((const struct tcp_sock *)sk, bytes_acked);

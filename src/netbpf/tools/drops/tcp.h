@@ -37,6 +37,7 @@ struct tcp_event {
 	__u8 laddr[16];		/* IPv4 in the first 4 bytes */
 	__u8 raddr[16];
 	char comm[16];
+	__u64 cgroup_id;	/* with pid: that process's cgroup v2 (netbpf.attrib names its container) */
 };
 
 /* Key of the in-kernel summary: per flow, or (by remote) with the local side zero. */

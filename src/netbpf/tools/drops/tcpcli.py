@@ -7,6 +7,8 @@ import sys
 from typing import Any
 
 from ... import cliutil
+from ...attrib.container import Container, container_of
+from ...attrib.procfs import CgroupNames
 from ...output import Column, LiveView, Table
 from . import stream
 from .names import TCP_STATES, Clock, Names, endpoint
@@ -62,6 +64,7 @@ COLUMNS = [
     Column("netns", "NETNS", 10),
     Column("pid", "PID", 6),
     Column("comm", "COMM", 9),
+    Column("container", "CONTAINER", 19),
     Column("local", "LOCAL", 18),
     Column("remote", "REMOTE", 18),
     Column("detail", "DETAIL"),
@@ -120,6 +123,23 @@ class TcpFormatter:
         self.clock = Clock()
         self.table = Table(COLUMNS)
         self.rst_reasons = _rst_reasons()
+        self._cgroups: CgroupNames | None = None
+
+    def cgroup(self, cgroup_id: int) -> str | None:
+        """The cgroup v2 path of an id (None: removed, or no cgroup v2 here)."""
+        if self._cgroups is None:
+            from ...bpf.errors import NotSupported
+            from ...bpf.fs import cgroup2_root
+
+            try:
+                self._cgroups = CgroupNames(cgroup2_root())
+            except NotSupported:
+                return None
+        return self._cgroups.path(cgroup_id) if cgroup_id else None
+
+    def container(self, t: Tcp) -> Container | None:
+        path = self.cgroup(t.cgroup_id)
+        return container_of(path) if path else None
 
     def rst_reason(self, value: int) -> str:
         """enum sk_rst_reason by name, from the running kernel's BTF (it changes too)."""
@@ -147,6 +167,7 @@ class TcpFormatter:
             "time": self.clock.text(t.ts_ns), "event": EVENT_NAMES[t.kind],
             "netns": self.names.netns(t.netns), "pid": t.pid if in_process else None,
             "comm": t.comm if in_process else None,
+            "container": _short(self.container(t)) if in_process else None,
             "local": endpoint(t.laddr, t.lport), "remote": endpoint(t.raddr, t.rport),
             "detail": self.detail(t),
         }
@@ -163,6 +184,10 @@ class TcpFormatter:
             "remote": endpoint(t.raddr, 0, False), "rport": t.rport,
             "state": TCP_STATES.get(t.newstate, t.newstate),
         }
+        if t.kind in (Kind.STATE, Kind.CLOSE):
+            c = self.container(t)
+            obj.update(cgroup=self.cgroup(t.cgroup_id), container=c.id if c else None,
+                       container_runtime=c.runtime if c else None, pod=c.pod if c else None)
         if t.kind == Kind.STATE:
             obj.update(oldstate=TCP_STATES.get(t.oldstate, t.oldstate), pid=t.pid, comm=t.comm)
         elif t.kind == Kind.RETRANS:
@@ -186,6 +211,11 @@ class TcpFormatter:
             "local": endpoint(key.laddr, key.lport) if key.laddr else None,
             "remote": endpoint(key.raddr, key.rport),
         }
+
+
+def _short(c: Container | None) -> str | None:
+    """RUNTIME:ID12, the table's container (JSON has the full id and the pod)."""
+    return f"{c.runtime}:{c.short_id}" if c else None
 
 
 def _rst_reasons() -> dict[int, str]:

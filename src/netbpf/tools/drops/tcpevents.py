@@ -56,6 +56,7 @@ class TcpEvent(ctypes.Structure):
         ("reason", ctypes.c_uint32), ("segs", ctypes.c_uint32), ("err", ctypes.c_int32),
         ("total_retrans", ctypes.c_uint32), ("srtt_us", ctypes.c_uint32),
         ("laddr", ctypes.c_uint8 * 16), ("raddr", ctypes.c_uint8 * 16), ("comm", ctypes.c_char * 16),
+        ("cgroup_id", ctypes.c_uint64),
     ]
 
 
@@ -76,7 +77,7 @@ class TcpCounts(ctypes.Structure):
 
 SHARED_STRUCTS = (TcpEvent, TcpKey, TcpCounts)
 
-_EVENT = struct.Struct("<QQQQQIIBBBBHHIIiII16s16s16s4x")
+_EVENT = struct.Struct("<QQQQQIIBBBBHHIIiII16s16s16s4xQ")
 _KEY = struct.Struct("<IBBHHH16s16s")
 _COUNTS = struct.Struct("<6Q")
 assert _EVENT.size == ctypes.sizeof(TcpEvent) and _KEY.size == ctypes.sizeof(TcpKey)
@@ -107,15 +108,16 @@ class Tcp:
     duration_ns: int = 0
     rx_bytes: int = 0
     tx_bytes: int = 0
+    cgroup_id: int = 0  # with pid (STATE, CLOSE): that process's cgroup v2
 
 
 def decode(raw: bytes) -> Tcp:
     (ts, skaddr, duration, rx, tx, netns, pid, kind, family, old, new, lport, rport, reason, segs,
-     err, total_retrans, srtt, laddr, raddr, comm) = _EVENT.unpack_from(raw)
+     err, total_retrans, srtt, laddr, raddr, comm, cgroup_id) = _EVENT.unpack_from(raw)
     alen = 4 if family == 4 else 16
     return Tcp(Kind(kind), ts, skaddr, netns, family, laddr[:alen], lport, raddr[:alen], rport, old, new,
                pid, comm.split(b"\0", 1)[0].decode(errors="replace"), reason, segs, err, total_retrans,
-               srtt, duration, rx, tx)
+               srtt, duration, rx, tx, cgroup_id)
 
 
 @dataclass(frozen=True, slots=True)

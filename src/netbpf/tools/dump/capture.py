@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from ... import netdev, netns, privilege
+from ...attrib.tracker import Tracker
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import tc, xdp, xdp_front
 from ...bpf.attach.base import Attachment
@@ -28,6 +29,7 @@ from ...bpf.errors import BpfError, InterfaceNotFound, NotSupported, UsageError
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
+from .attribution import OPTIONS_BYTES, AttribOptions, configure
 from .ring import BlockRing, DumpBlock, DumpRing, Geometry
 
 BPF_OBJECT = "dump.bpf.o"
@@ -53,6 +55,8 @@ class CaptureOptions:
     nano: bool = False
     buffer_bytes: int = 4 << 20  # per CPU
     xdp_mode: xdp.Mode = "auto"  # when the hook is empty; else the original's mode
+    attribution: AttribOptions | None = None  # find each packet's process (attribution.py)
+    owner_comments: bool = False  # pcapng: the kernel writes each owner as the packet's comment
 
     def __post_init__(self) -> None:
         if self.hook not in HOOKS:
@@ -110,7 +114,9 @@ class Capture:
 
     def __init__(self, options: CaptureOptions) -> None:
         self.options = options
-        self.geometry = Geometry(options.snap, options.buffer_bytes, possible_cpus())
+        extra = OPTIONS_BYTES if options.attribution is not None and options.pcapng else 0
+        self.geometry = Geometry(options.snap, options.buffer_bytes, possible_cpus(), extra)
+        self.tracker: Tracker | None = None
         self.ring: BlockRing | None = None
         self.obj: BpfObject | None = None
         self.original: Program | None = None  # the XDP program we stand in front of
@@ -135,6 +141,7 @@ class Capture:
             obj.set_rodata(snap=g.snap, fill_limit=g.fill_limit, block_mask=g.blocks_per_cpu - 1,
                            format=DUMP_PCAPNG if o.pcapng else DUMP_PCAP, nano=int(o.nano),
                            pull_len=self._pull_len())
+            configure(obj, o.attribution, self.tracker, o.hook == "tc-egress", o.owner_comments)
             obj.set_map_size("rings", g.cpus)
             obj.set_map_size("blocks", g.cpus * g.blocks_per_cpu)
             _set_value_size(obj, "blocks", g.block_size)
@@ -171,6 +178,12 @@ class Capture:
 
     def start(self) -> Capture:
         try:
+            if self.options.attribution is not None:
+                # Before the capture program: it shares the tracker's maps.
+                sel = self.options.attribution.selection
+                self.tracker = Tracker(sel).start()
+                if self.options.owner_comments:
+                    self.tracker.keep_labels()
             if self.options.hook == "xdp":
                 self._start_xdp()
             else:
@@ -284,6 +297,9 @@ class Capture:
             self.pin_path = None
 
     def close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
         if self.ring is not None:
             self.ring.release()
             self.ring = None

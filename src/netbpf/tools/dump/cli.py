@@ -9,9 +9,11 @@ import time
 from collections.abc import Callable, Iterator
 
 from ... import cliutil, privilege
+from ...attrib.tracker import Owners
 from ...bpf.errors import NetbpfError, NotSupported, OutputError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
+from . import attribution
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
 from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
 
@@ -70,6 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="XDP mode when the interface has no XDP program (else the program's own mode)")
     p.add_argument("--verdict", action="store_true",
                    help="record each packet's XDP action (needs fexit on XDP programs)")
+    attribution.add_arguments(p)
     cliutil.add_duration(p)
     cliutil.add_json(p)
     cliutil.add_metrics(p)
@@ -245,9 +248,13 @@ def run(args: argparse.Namespace) -> int:
 
         raise NotPermitted("netbpf dump")
     pcapng_out = bool(args.write and args.write.endswith(".pcapng"))
+    owners = attribution.options_from(args)
     options = CaptureOptions(args.interface, hook=args.hook, snaplen=args.snaplen, expression=expression,
-                             pcapng=pcapng_out, nano=nano if args.write else True,
-                             buffer_bytes=args.buffer_kib << 10, xdp_mode=args.xdp_mode)
+                             # lines and JSON read the owner from pcapng records
+                             pcapng=pcapng_out or (owners is not None and not args.write),
+                             nano=nano if args.write else True,
+                             buffer_bytes=args.buffer_kib << 10, xdp_mode=args.xdp_mode,
+                             attribution=owners, owner_comments=owners is not None and pcapng_out)
     linktype = link_type(args.interface)
     capture = Capture(options)  # compiles the filter: a bad one stops here (exit 2)
     cliutil.check_memory(f"-B {args.buffer_kib} x {capture.geometry.cpus} CPUs",
@@ -287,16 +294,23 @@ def run(args: argparse.Namespace) -> int:
             if not capture.pin_path and rotating is None:
                 privilege.forget(privilege.CAP_DAC_OVERRIDE)  # the file is open: no more use for it
             immediate = args.write == "-" or args.packet_buffered or bool(args.rotate_seconds)  # -G: at packets
+        elif args.json and owners is not None:
+            sink = attribution.OwnerJsonSink(printer, sys.stdout, Owners(), args.count,
+                                             {"ifname": args.interface, "hook": args.hook})
+            immediate = True
         elif args.json:
             sink = JsonSink(printer, sys.stdout, True, False, args.count,
                             {"ifname": args.interface, "hook": args.hook})
+            immediate = True
+        elif owners is not None:
+            sink = attribution.OwnerTextSink(printer, sys.stdout, Owners(), args.count)
             immediate = True
         else:
             sink = text_sink(args, printer, linktype)  # tcpdump, if it prints, runs as -Z USER too
             immediate = True
         cliutil.stderr(f"netbpf: capturing on {args.interface} at {args.hook}"
                        f"{_in_front_of(capture)}, link-type EN10MB (Ethernet), "
-                       f"snapshot length {options.snap} bytes")
+                       f"snapshot length {options.snap} bytes{_owners_note(options)}")
         metrics = _metrics(args.metrics, capture, sink) if args.metrics else None
         with _StopSignals(capture) as stop:
             _loop(capture, sink, cliutil.Deadline(args.duration), immediate, metrics, stop)
@@ -319,12 +333,25 @@ def run(args: argparse.Namespace) -> int:
                 if isinstance(sink, TcpdumpSink):
                     sink.close()  # tcpdump's last lines before netbpf's summary
                 cliutil.stderr(f"{captured} packets captured, {matched} matched in kernel, {lost} lost")
+                if owners is not None:
+                    cliutil.stderr("netbpf: owners of the packets the expression matched: "
+                                   + attribution.summary(attribution.attrib_counts(capture.obj)))
         finally:
             capture.close()
             close_output()
     if started and not capture.interface_present():
         raise NetbpfError(f"{args.interface} was deleted while capturing: stopped, nothing of netbpf left on it")
     return 0
+
+
+def _owners_note(options: CaptureOptions) -> str:
+    a = options.attribution
+    if a is None:
+        return ""
+    text = f", only packets of {a.describe()}" if a.filters else ", with each packet's process"
+    if options.hook == "tc-egress":
+        return text
+    return text + " (received packets: the socket they are for)"
 
 
 def _nothing() -> None:

@@ -10,11 +10,16 @@
  */
 #include <netbpf/common.h>
 #include <netbpf/filter.h>
+#include <netbpf/attrib.h>
 #include "dump.h"
+
+_Static_assert(DUMP_ATTRIB_OPTIONS == 4 + sizeof(struct attrib_record) + 4, "owner option size");
 
 NETBPF_BTF_EXPORT(dump_ring);
 NETBPF_BTF_EXPORT(dump_block);
 NETBPF_COUNTERS(counters, DUMP_COUNTERS);
+/* matched packets, by enum attrib_status; then ATTRIB_LABEL_MISSES */
+NETBPF_COUNTERS(attrib_counters, ATTRIB_STATUSES + 1);
 
 /* One per possible CPU (max_entries set before load). */
 struct {
@@ -58,7 +63,16 @@ const volatile __u32 fill_limit = 0;	/* a block takes records while its len <= f
 const volatile __u32 block_mask = 0;	/* blocks per CPU - 1 (a power of two) */
 const volatile __u32 format = DUMP_PCAP;
 const volatile __u32 nano = 0;		/* nanosecond time stamps */
+const volatile __u32 egress = 0;		/* tc: the program is at egress */
 const volatile __u32 pull_len = 0;	/* tc: bytes the filter may read, made linear first */
+/* Attribution (netbpf/attrib.h): find each packet's socket and its process;
+ * keep only the packets of the process or cgroup asked for. */
+const volatile __u32 attrib = 0;		/* look the owner up (pcapng records carry it) */
+const volatile __u32 attrib_text = 0;		/* ... as opt_comment text (files), else binary (lines, JSON) */
+const volatile __u32 want_pid = 0;		/* --pid: the creating process (tgid) */
+const volatile __u32 want_comm = 0;		/* --comm: match want_comm_name */
+const volatile char want_comm_name[ATTRIB_COMM_LEN] = {};
+const volatile __u32 want_selected = 0;		/* --cgroup/--container: the owner's `selected` */
 
 static __always_inline void wake(__u32 cpu)
 {
@@ -103,12 +117,13 @@ static __always_inline struct dump_block *block_for_record(struct dump_ring *rin
 /* Write one record: `len` is the packet's length on the wire, `cap` how much
  * of it to keep; `tag` (tc only) is a VLAN tag the driver took out of the
  * frame, put back where tcpdump shows it. */
-static __always_inline void record(void *ctx, int xdp, __u32 len, __u32 cap, __u32 tag)
+static __always_inline void record(void *ctx, int xdp, __u32 len, __u32 cap, __u32 tag,
+				   struct attrib_record *owner)
 {
 	__u32 cpu = bpf_get_smp_processor_id();
 	struct dump_ring *ring = bpf_map_lookup_elem(&rings, &cpu);
 	struct dump_block *block;
-	__u32 off = 0, header, padded = 0;
+	__u32 off = 0, header, padded = 0, options = 0;
 	int woken = 0;
 	__u64 now;
 	void *rec, *dst;
@@ -136,8 +151,10 @@ static __always_inline void record(void *ctx, int xdp, __u32 len, __u32 cap, __u
 		if (padded > snap + 3)
 			goto lost;
 		header = DUMP_EPB_HEADER;
+		if (attrib && !attrib_text)
+			options = DUMP_ATTRIB_OPTIONS;
 		((__u32 *)rec)[0] = 6;	/* Enhanced Packet Block */
-		((__u32 *)rec)[1] = DUMP_EPB_HEADER + padded + DUMP_EPB_TRAILER;
+		((__u32 *)rec)[1] = DUMP_EPB_HEADER + padded + options + DUMP_EPB_TRAILER;
 		((__u32 *)rec)[2] = 0;	/* interface 0: the one in the IDB */
 		((__u32 *)rec)[3] = units >> 32;
 		((__u32 *)rec)[4] = (__u32)units;
@@ -168,8 +185,20 @@ static __always_inline void record(void *ctx, int xdp, __u32 len, __u32 cap, __u
 		goto lost;
 	if (format == DUMP_PCAPNG) {
 		*(__u32 *)(dst + cap) = 0;	/* the padding: zeroes */
-		*(__u32 *)(dst + padded) = DUMP_EPB_HEADER + padded + DUMP_EPB_TRAILER;
-		header += padded - cap + DUMP_EPB_TRAILER;
+		if (attrib && attrib_text && owner) {
+			/* The comment, written here: no per-packet work in Python. */
+			options = attrib_comment(dst + padded, owner, &attrib_counters);
+			if (options > ATTRIB_COMMENT_MAX + 8)
+				goto lost;
+			((__u32 *)rec)[1] = DUMP_EPB_HEADER + padded + options + DUMP_EPB_TRAILER;
+		} else if (attrib && owner) {
+			/* One local-use option with the owner, then opt_endofopt. */
+			*(__u32 *)(dst + padded) = ATTRIB_OPTION_CODE | sizeof(*owner) << 16;
+			__builtin_memcpy(dst + padded + 4, owner, sizeof(*owner));
+			*(__u32 *)(dst + padded + 4 + sizeof(*owner)) = 0;
+		}
+		*(__u32 *)(dst + padded + options) = DUMP_EPB_HEADER + padded + options + DUMP_EPB_TRAILER;
+		header += padded - cap + options + DUMP_EPB_TRAILER;
 	}
 	block->count += 1;
 	/* Committing the length is the last step (and a full barrier): Python
@@ -186,6 +215,32 @@ lost:
 		wake(cpu);
 }
 
+/* Whether the owner is the one asked for; fills `owner` (the attribution
+ * counters say how many packets had which answer). */
+static __always_inline int wanted(__u64 cookie, __u32 status, struct attrib_record *owner)
+{
+	struct attrib_sock *sock = attrib_owner(cookie, status, owner);
+
+	netbpf_inc(attrib_counters, owner->status);
+	if (!want_pid && !want_comm && !want_selected)
+		return 1;
+	if (!sock)
+		return 0;
+	if (want_pid && sock->pid != want_pid)
+		return 0;
+	if (want_selected && !sock->selected)
+		return 0;
+	if (want_comm) {
+		for (int i = 0; i < ATTRIB_COMM_LEN; i++) {
+			if (owner->comm[i] != want_comm_name[i])
+				return 0;
+			if (!owner->comm[i])
+				break;
+		}
+	}
+	return 1;
+}
+
 SEC("netbpf/xdp")
 int netbpf_dump_xdp(struct xdp_md *ctx)
 {
@@ -195,9 +250,18 @@ int netbpf_dump_xdp(struct xdp_md *ctx)
 
 	netbpf_inc(counters, DUMP_SEEN);
 	keep = netbpf_filter(data, data_end);
-	if (keep) {
+	if (keep && attrib) {
+		struct attrib_record owner = {};
+		__u32 status;
+		__u64 cookie = attrib_lookup(ctx, data, data_end, &status);
+
+		if (wanted(cookie, status, &owner)) {
+			netbpf_inc(counters, DUMP_MATCHED);
+			record(ctx, 1, bpf_xdp_get_buff_len(ctx), keep, 0, &owner);
+		}
+	} else if (keep) {
 		netbpf_inc(counters, DUMP_MATCHED);
-		record(ctx, 1, bpf_xdp_get_buff_len(ctx), keep, 0);
+		record(ctx, 1, bpf_xdp_get_buff_len(ctx), keep, 0, 0);
 	}
 	bpf_tail_call(ctx, &xdp_original, 0);
 	return XDP_PASS;
@@ -208,6 +272,7 @@ int netbpf_dump_tc(struct __sk_buff *skb)
 {
 	void *data, *data_end;
 	__u32 keep, tag = 0, want;
+	struct attrib_record *arec = 0;
 
 	netbpf_inc(counters, DUMP_SEEN);
 	/* Direct packet access sees only the linear part of an skb: make the
@@ -220,11 +285,41 @@ int netbpf_dump_tc(struct __sk_buff *skb)
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
 	keep = netbpf_filter(data, data_end);
-	if (keep) {
+	if (keep && attrib) {
+		struct attrib_record owner = {};
+		__u32 status;
+		__u64 cookie;
+
+		if (egress) {
+			/* Locally sent packets carry their socket. (Received ones may
+			 * carry the sender's, from another namespace: looked up instead.) */
+			struct bpf_sock *sk = skb->sk;
+
+			status = ATTRIB_NO_SOCKET;
+			cookie = 0;
+			if (sk)	/* a SYN-ACK's is a request socket: its listener's */
+				cookie = attrib_tcp_cookie(sk, &status);
+		} else {
+			if (!pull_len && (long)skb->data_end - (long)skb->data < ATTRIB_PULL)
+				bpf_skb_pull_data(skb, skb->len < ATTRIB_PULL ? skb->len : ATTRIB_PULL);
+			cookie = attrib_lookup(skb, (void *)(long)skb->data, (void *)(long)skb->data_end,
+					       &status);
+		}
+		if (!wanted(cookie, status, &owner))
+			keep = 0;
+		else
+			arec = &owner;
+		if (keep) {
+			netbpf_inc(counters, DUMP_MATCHED);
+			if (skb->vlan_present)
+				tag = bpf_htonl((__u32)bpf_ntohs(skb->vlan_proto) << 16 | skb->vlan_tci);
+			record(skb, 0, skb->len, keep, tag, arec);
+		}
+	} else if (keep) {
 		netbpf_inc(counters, DUMP_MATCHED);
 		if (skb->vlan_present)
 			tag = bpf_htonl((__u32)bpf_ntohs(skb->vlan_proto) << 16 | skb->vlan_tci);
-		record(skb, 0, skb->len, keep, tag);
+		record(skb, 0, skb->len, keep, tag, 0);
 	}
 	return -1;	/* TC_ACT_UNSPEC (tcx: next): capture never decides */
 }

@@ -51,5 +51,8 @@ struct dump_block {
 #define DUMP_PCAP_HEADER 16
 #define DUMP_EPB_HEADER 28	/* type, length, interface, ts high, ts low, caplen, len */
 #define DUMP_EPB_TRAILER 4
+/* With attribution: the owner option (4 + struct attrib_record) and opt_endofopt. */
+#define DUMP_ATTRIB_OPTIONS (4 + 48 + 4)
+#define ATTRIB_PULL 128	/* tc ingress, no filter: header bytes the socket lookup reads */
 
 #endif

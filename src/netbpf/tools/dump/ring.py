@@ -56,9 +56,10 @@ class Geometry:
     records of the largest size, so at least three quarters of each is used.
     """
 
-    def __init__(self, snap: int, buffer_bytes: int, cpus: int) -> None:
+    def __init__(self, snap: int, buffer_bytes: int, cpus: int, options: int = 0) -> None:
         self.snap = snap
-        self.record_max = snap + 64  # pcapng EPB: 28 header + 3 padding + 4 trailer, rounded up
+        # pcapng EPB: 28 header + 3 padding + 4 trailer, rounded up; `options`: the owner (attribution)
+        self.record_max = snap + 64 + options
         self.block_size = _round_up(max(256 << 10, 4 * (self.record_max + BLOCK_HEADER)), PAGE)
         self.fill_limit = self.block_size - BLOCK_HEADER - self.record_max
         per_cpu = max(2, -(-buffer_bytes // self.block_size))

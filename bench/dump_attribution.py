@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""netbpf dump with and without attribution (--process), on the same UDP flood.
+
+The lab and the flood are bench/dump_capture.py's: 64-byte UDP frames from
+the client to the gateway's c0 (10.0.1.1:5678), captured at XDP on c0 by
+``netbpf dump -w FILE.pcapng``, the capture pinned to CPU 1, the sender to
+CPU 0. A process in the gateway holds a UDP socket on 10.0.1.1:5678, so
+that every frame's socket lookup finds a socket with a known owner (the
+costliest path: lookup, cookie, two map lookups, the owner written).
+
+Per run, for each variant (alternating, repeated):
+  - plain:     no attribution;
+  - --process: every packet's owner, written as its pcapng comment (Python
+               rewrites each Enhanced Packet Block: per-packet work).
+CPU is the capture process's own time (schedstat), as in dump_capture.py.
+The capture program's own cost per packet is the kernel's run-time
+statistics (BPF_ENABLE_STATS, on only while this runs): run_time_ns/run_cnt.
+
+    sudo .venv/bin/python bench/dump_attribution.py [--packets 1000000] [--repeat 3] [--flood auto|live|socket]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import dump_capture as dc  # noqa: E402
+from fault_throughput import run_stats  # noqa: E402
+
+from netbpf import netns  # noqa: E402
+from netbpf.bpf import _libbpf as L  # noqa: E402
+from netbpf.bpf import features  # noqa: E402
+from netbpf.bpf.attach import xdp  # noqa: E402
+from netbpf.bpf.errors import NetbpfError  # noqa: E402
+from netbpf.bpf.program import Program  # noqa: E402
+from netbpf.lab import Lab, stop_process  # noqa: E402
+from netbpf.tools.dump import flood as floods  # noqa: E402
+
+VARIANTS = {"plain": [], "--process": ["--process"]}
+
+
+def run(lab: Lab, packets: int, extra: list[str], out: Path) -> dict[str, float]:
+    argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "dump", "-i", "c0", "-Z", "root",
+            "-w", str(out), *extra]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, preexec_fn=dc.pin(dc.CAPTURE_CPU), cwd=ROOT)
+    assert proc.stderr is not None
+    try:
+        dc.wait_for(proc.stderr, b"capturing on")
+        time.sleep(0.5)
+        before = dc.cpu_ns(proc.pid)
+        stats_before = run_stats(proc.pid, ("netbpf_dump_xdp",))
+        sent, seconds = dc.flood(lab, packets, False)
+        time.sleep(2)
+        used = dc.cpu_ns(proc.pid) - before
+        stats_after = run_stats(proc.pid, ("netbpf_dump_xdp",))
+    finally:
+        proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().decode()
+    proc.wait()
+    m = re.search(r"(\d+) packets captured, (\d+) matched in kernel, (\d+) lost", err)
+    if not m:
+        raise dc.BenchError(f"netbpf dump ended without its summary: {err.strip()[-300:]!r}")
+    runs = stats_after[1] - stats_before[1]
+    return {"sent": sent, "seconds": seconds, "captured": int(m.group(1)), "lost": int(m.group(3)),
+            "cpu": used / 1e9, "prog_ns": (stats_after[0] - stats_before[0]) / runs if runs else float("nan")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--flood", choices=floods.CHOICES, default=os.environ.get(floods.ENV) or "auto")
+    args = parser.parse_args()
+    try:
+        return measure(args)
+    except (NetbpfError, dc.BenchError) as e:
+        print(f"dump_attribution: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 1)
+
+
+def measure(args: argparse.Namespace) -> int:
+    dc.GENERATOR = floods.choose(args.flood)
+    print(f"flood generator: {dc.GENERATOR} (--flood {args.flood})\n", flush=True)
+    lab = Lab(f"ba{os.getpid() % 10000}", backends=0).up()
+    holder = None
+    stats_fd = -1
+    try:
+        lab.wait_reachable()
+
+        def attach_pass() -> None:
+            fd = features.load_trivial(6, 37, verdict=2, name="bench_pass")
+            xdp.attach_xdp_netlink(Program("bench_pass", fd=fd), xdp.XdpOptions("c0", "drv"), None)
+        netns.run_in(f"/run/netns/{lab.gateway}", attach_pass)
+        holder = lab.popen(lab.gateway, sys.executable, "-c",
+                           "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                           f"s.bind(('{lab.GATEWAY_IP}', 5678))\ntime.sleep(3600)")
+        stats_fd = L.lib.bpf_enable_stats(0)  # BPF_STATS_RUN_TIME, off again when closed
+        if stats_fd < 0:
+            raise dc.BenchError(f"BPF_ENABLE_STATS failed: {-stats_fd}")
+        rows: dict[str, list[dict[str, float]]] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for _ in range(args.repeat):
+                for name, extra in VARIANTS.items():
+                    out = Path(tmp) / "x.pcapng"
+                    rows.setdefault(name, []).append(run(lab, args.packets, extra, out))
+                    out.unlink()
+        print(f"UDP 64-byte frames from {dc.GENERATOR} to a bound UDP socket, {args.packets:,} per run, "
+              f"median of {args.repeat}; XDP capture to a pcapng file in {tempfile.gettempdir()} "
+              "(a shared machine: ratios within this run only)\n")
+        print("| variant | offered pkt/s | captured | lost | capture CPU s | CPU µs per captured "
+              "| program ns per packet |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        medians = {}
+        for name, rs in rows.items():
+            m = dc.median_run(rs)
+            per = m["cpu"] / m["captured"] * 1e6 if m["captured"] else float("nan")
+            medians[name] = (per, m["prog_ns"])
+            print(f"| {name} | {m['sent'] / m['seconds']:,.0f} | {m['captured']:,.0f} | {m['lost']:,.0f} "
+                  f"| {m['cpu']:.3f} | {per:.3f} | {m['prog_ns']:.0f} |")
+        print(f"\n--process / plain, CPU per captured packet: {medians['--process'][0] / medians['plain'][0]:.2f}x "
+              "(target <= 1.2)")
+        print(f"--process / plain, program ns per packet:    {medians['--process'][1] / medians['plain'][1]:.2f}x")
+        return 0
+    finally:
+        if stats_fd >= 0:
+            os.close(stats_fd)
+        if holder is not None:
+            stop_process(holder)
+        lab.down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+// SPDX-License-Identifier: GPL-2.0
+/* netbpf attribution: who created each socket (see netbpf/attrib.h).
+ *
+ * cgroup/sock_create runs inside socket(), in the creating process, for every
+ * AF_INET/AF_INET6 socket of the cgroup it is attached to and below: attached
+ * to the cgroup v2 root it sees them all, with no kprobe. Its socket cookie
+ * is made here (bpf_get_socket_cookie generates it), which is also what lets
+ * the packet side read it later without a helper.
+ */
+#define NETBPF_ATTRIB_NO_PACKETS
+#include <netbpf/common.h>
+#include <netbpf/attrib.h>
+#include <bpf/bpf_tracing.h>
+
+NETBPF_BTF_EXPORT(attrib_sock);
+NETBPF_BTF_EXPORT(attrib_record);
+
+/* Set before load: the cgroup subtree the tool selects (0: none), and its
+ * depth below the root, for bpf_get_current_ancestor_cgroup_id(). */
+const volatile __u64 select_cgroup = 0;
+const volatile __u32 select_level = 0;
+
+SEC("cgroup/sock_create")
+int netbpf_attrsock(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct attrib_sock owner = {};
+
+	owner.pid = pid_tgid >> 32;
+	owner.tid = (__u32)pid_tgid;
+	owner.cgroup_id = bpf_get_current_cgroup_id();
+	owner.origin = ATTRIB_CREATED;
+	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
+	if (select_cgroup)
+		owner.selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
+	bpf_map_update_elem(&attrib_socks, &cookie, &owner, BPF_ANY);
+	/* A process that forked without exec has a pid that attrib_comms may
+	 * hold for a dead process: its own command now. */
+	bpf_map_update_elem(&attrib_comms, &owner.pid, owner.comm, BPF_ANY);
+	return 1;	/* allow: attribution never refuses a socket */
+}
+
+/* accept(): the socket it returns was made by the kernel from a listener,
+ * without sock_create. Its cookie is made when the handshake completes (so
+ * that the accept below can read it), and accept() names the process. */
+SEC("sockops")
+int netbpf_attrsops(struct bpf_sock_ops *skops)
+{
+	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		bpf_get_socket_cookie(skops);
+	return 1;
+}
+
+#define __core __attribute__((preserve_access_index))
+
+struct sock_common___acc {
+	struct {
+		__s64 counter;
+	} skc_cookie;
+} __core;
+
+struct sock___acc {
+	struct sock_common___acc __sk_common;
+} __core;
+
+struct socket___acc {
+	struct sock___acc *sk;
+} __core;
+
+struct file___acc {
+	void *private_data;
+} __core;
+
+struct fdtable___acc {
+	unsigned int max_fds;
+	struct file___acc **fd;
+} __core;
+
+struct files_struct___acc {
+	struct fdtable___acc *fdt;
+} __core;
+
+struct task_struct___acc {
+	struct files_struct___acc *files;
+} __core;
+
+struct accept_exit {
+	__u64 common;
+	int nr;
+	long ret;
+};
+
+static __always_inline int accepted(struct accept_exit *ctx)
+{
+	struct task_struct___acc *task = (void *)bpf_get_current_task();
+	struct fdtable___acc *fdt;
+	struct file___acc *file;
+	struct socket___acc *sock;
+	struct attrib_sock owner = {};
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u64 cookie;
+	long fd = ctx->ret;
+
+	if (fd < 0)
+		return 0;
+	fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	bpf_probe_read_kernel(&file, sizeof(file), BPF_CORE_READ(fdt, fd) + fd);
+	if (!file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return 0;
+	cookie = BPF_CORE_READ(sock, sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return 0;	/* no handshake seen by the sockops program: stays unknown */
+	owner.pid = pid_tgid >> 32;
+	owner.tid = (__u32)pid_tgid;
+	owner.cgroup_id = bpf_get_current_cgroup_id();
+	owner.origin = ATTRIB_ACCEPTED;
+	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
+	if (select_cgroup)
+		owner.selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
+	bpf_map_update_elem(&attrib_socks, &cookie, &owner, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int netbpf_attracc4(struct accept_exit *ctx)
+{
+	return accepted(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int netbpf_attracc(struct accept_exit *ctx)
+{
+	return accepted(ctx);
+}
+
+SEC("tracepoint/sched/sched_process_exec")
+int netbpf_attrexec(void *ctx)
+{
+	__u32 pid = bpf_get_current_pid_tgid() >> 32;
+	char comm[ATTRIB_COMM_LEN] = {};
+
+	bpf_get_current_comm(comm, sizeof(comm));
+	bpf_map_update_elem(&attrib_comms, &pid, comm, BPF_ANY);
+	return 0;
+}
+
