@@ -187,10 +187,17 @@ class Kallsyms:
         if now - self._refreshed < REFRESH_S:
             return False
         self._refreshed = now
+        # After the privilege drop (-Z) kallsyms reads as zeros and programs cannot be
+        # opened by id: what was read as root stays, rather than nothing.
+        before = (self._addresses, self._names, self._module_of, self._etext, self._bpf, self._bpf_starts)
         if self._reload is not None:
             self._read(self._reload())
         else:
             self._read_bpf()
+        if not self._addresses:
+            (self._addresses, self._names, self._module_of, self._etext, self._bpf, self._bpf_starts) = before
+        elif not self._bpf and before[4]:
+            self._bpf, self._bpf_starts = before[4], before[5]
         self._cache.clear()
         return True
 
