@@ -275,6 +275,8 @@ class Capture:
                     return
                 if live is not None:
                     live.show(self.summary.text())
+                elif isinstance(self.summary, KernelSummary):
+                    self.summary.refresh()  # each second's client samples tell front ends apart
 
     def finish(self) -> None:
         """Take what is still in the ring, report open exchanges, print the summary."""

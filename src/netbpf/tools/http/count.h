@@ -172,6 +172,20 @@ static __always_inline struct http_backend_stats *backend_stats(const struct htt
 	return bpf_map_lookup_elem(&backends, &bk);
 }
 
+/* Remember a client of this server that is not the server's own address (per CPU). */
+static __always_inline void sample_client(struct http_backend_stats *st, const struct http_conn_key *key)
+{
+	__u64 c[2], v[2];
+
+	if (!st)
+		return;
+	__builtin_memcpy(c, key->client, 16);
+	__builtin_memcpy(v, key->server, 16);
+	if (c[0] == v[0] && c[1] == v[1])
+		return;
+	__builtin_memcpy(st->client_sample, key->client, 16);
+}
+
 /* The connection is not followed from here on. */
 static __always_inline void lose(struct http_conn *c, struct http_backend_stats *st, enum http_counter why)
 {
@@ -1035,6 +1049,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			netbpf_inc(counters, HTTP_K_CONNECTIONS);
 			if (st)
 				st->connections++;
+			sample_client(st, key);
 		} else if (side == 1 && tcp->ack && c && c->dir[1].state == DIR_UNSYNCED) {
 			c->dir[1].isn = seq;
 			c->dir[1].next_seq = seq + 1;
@@ -1056,6 +1071,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		c->handed = config.hand_off;
 		netbpf_inc(counters, HTTP_K_MIDSTREAM);
 		st = backend_stats(key);
+		sample_client(st, key);
 		if (st) {
 			st->midstream++;
 			if (c->handed)

@@ -78,6 +78,9 @@ struct http_backend_stats {
 	__u64 latency_unknown;	/* responses whose end was not followed */
 	__u64 latency_sum_ns;
 	__u64 latency[HTTP_LAT_BUCKETS];	/* first request byte to last response byte */
+	/* The last client of a new connection whose address is not the server's own:
+	 * user space tells a front end (clients from elsewhere) from a backend by it. */
+	__u8 client_sample[16];
 };
 
 /* What the filter looks for, set before load (one const volatile global). */

@@ -65,11 +65,12 @@ class BackendStats(ctypes.Structure):
                 ("midstream", ctypes.c_uint64), ("handed_off", ctypes.c_uint64),
                 ("request_body", ctypes.c_uint64),
                 ("response_body", ctypes.c_uint64), ("latency_unknown", ctypes.c_uint64),
-                ("latency_sum_ns", ctypes.c_uint64), ("latency", ctypes.c_uint64 * BUCKETS)]
+                ("latency_sum_ns", ctypes.c_uint64), ("latency", ctypes.c_uint64 * BUCKETS),
+                ("client_sample", ctypes.c_uint8 * 16)]
 
 
 SHARED_STRUCTS = (BackendKey, BackendStats)
-_SCALARS = [f[0] for f in BackendStats._fields_ if f[0] not in ("status", "latency")]
+_SCALARS = [f[0] for f in BackendStats._fields_ if f[0] not in ("status", "latency", "client_sample")]
 
 
 def bucket_of(ns: int) -> int:
@@ -121,9 +122,14 @@ class KernelBackend:
     latency_unknown: int = 0
     latency_sum_ns: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    clients: set[bytes] = field(default_factory=set)  # sampled client addresses, one per CPU
+    family: int = 4
 
     def add_raw(self, raw: bytes) -> None:
         s = BackendStats.from_buffer_copy(raw[:ctypes.sizeof(BackendStats)])
+        sample = bytes(s.client_sample)
+        if any(sample):
+            self.clients.add(sample)
         for name in _SCALARS:
             setattr(self, name, getattr(self, name) + getattr(s, name))
         for i in range(5):
@@ -145,6 +151,13 @@ def format_backend(key: BackendKey) -> str:
     return f"[{ipaddress.IPv6Address(raw)}]:{key.port}"
 
 
+def format_client(sample: bytes, family: int) -> str:
+    """A sampled client address, as Roles takes it (no port: only the address counts)."""
+    if family == 4:
+        return f"{ipaddress.IPv4Address(sample[:4])}:0"
+    return f"[{ipaddress.IPv6Address(sample)}]:0"
+
+
 def read_backends(obj: BpfObject) -> dict[str, KernelBackend]:
     """The ``backends`` map, CPUs summed."""
     m = obj.map("backends")
@@ -155,6 +168,7 @@ def read_backends(obj: BpfObject) -> dict[str, KernelBackend]:
         b = out.setdefault(format_backend(k), KernelBackend())
         for i in range(0, len(value), step):
             b.add_raw(value[i:i + m.value_size])
+        b.family = k.family
     return out
 
 
@@ -194,6 +208,9 @@ class KernelSummary(Summary):
 
     def refresh(self) -> None:
         self.kernel = read_backends(self.obj)
+        for name, backend in self.kernel.items():
+            for client in backend.clients:
+                self.roles.add(name, format_client(client, backend.family))  # a remote one is kept
 
     def merged(self) -> dict[str, KernelBackend]:
         """The kernel's figures plus the user-space path's (handed-off connections)."""
