@@ -25,7 +25,7 @@ from ...bpf import BpfObject
 from ...output import Column, Table
 from . import Counter
 from .roles import FRONT, Roles
-from .summary import STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, chi2_sf
+from .summary import STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, balance_of
 from .tracer import Transaction
 
 FIFO = 64
@@ -271,13 +271,7 @@ class KernelSummary(Summary):
         items = self._rows()
         roles = self._roles(items)
         front = tuple(sorted(name for name, _ in items if roles[name] == FRONT))
-        counts = [b.requests for name, b in items if name not in front]
-        total, k = sum(counts), len(counts)
-        if k < 2 or not total:
-            return Balance(k, total, 1.0 if k else 0.0, 1.0 if k else 0.0, 0.0, 1.0, front)
-        expected = total / k
-        chi2 = sum((c - expected) ** 2 / expected for c in counts)
-        return Balance(k, total, max(counts) / total, min(counts) / total, chi2, chi2_sf(chi2, k - 1), front)
+        return balance_of([b.requests for name, b in items if name not in front], front)
 
     def text(self) -> str:
         self.refresh()

@@ -210,13 +210,7 @@ class Summary:
     def balance(self) -> Balance:
         """The verdict over the backends: a front end is not one of them."""
         front = tuple(sorted(b for b in self.backends if self.role(b) == FRONT))
-        counts = [s.requests for b, s in self.backends.items() if b not in front]
-        total, k = sum(counts), len(counts)
-        if k < 2 or not total:
-            return Balance(k, total, 1.0 if k else 0.0, 1.0 if k else 0.0, 0.0, 1.0, front)
-        expected = total / k
-        chi2 = sum((c - expected) ** 2 / expected for c in counts)
-        return Balance(k, total, max(counts) / total, min(counts) / total, chi2, chi2_sf(chi2, k - 1), front)
+        return balance_of([s.requests for b, s in self.backends.items() if b not in front], front)
 
     def tag_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -244,3 +238,13 @@ class Summary:
 
     def json_rows(self) -> list[dict[str, Any]]:
         return [*self.backend_rows(), self.balance().row(), *self.tag_rows()]
+
+
+def balance_of(counts: list[int], front: tuple[str, ...] = ()) -> Balance:
+    """Chi-square of the backends' request counts against an even spread."""
+    total, k = sum(counts), len(counts)
+    if k < 2 or not total:
+        return Balance(k, total, 1.0 if k else 0.0, 1.0 if k else 0.0, 0.0, 1.0, front)
+    expected = total / k
+    chi2 = sum((c - expected) ** 2 / expected for c in counts)
+    return Balance(k, total, max(counts) / total, min(counts) / total, chi2, chi2_sf(chi2, k - 1), front)
