@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -425,9 +426,15 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
         logs = backend_logs(h, REQUESTS)
         out, err = tracer.stop()
 
-    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
+    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] in ("backend", "front")}
     line = accounting(err)
     assert "user-space path: 0 transactions (0 incomplete) on 0 connections handed off (0 frames)" in line, line
+    if tunnel.endswith("-tc") and " 0 lost track of (none)" not in line:
+        # tcx on four interfaces: a segment may reach one hook before its predecessor
+        # reached another (other CPU); without hand-off at tc the connection is then lost
+        # track of. Allowed only as said: never counted over the truth, and shown.
+        _assert_loss_is_shown_never_overcounted(rows, logs, line)
+        return
     assert " not followed: 0 connections joined after their SYN, 0 lost track of (none), 0 requests unpaired" \
         in line, (line, rows)
     # Each backend: what it logged, N of N, per status class, with its body bytes.
@@ -444,11 +451,24 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
         assert row["latency_unknown"] == 0 and row["p50_ms"] is not None
     # The gateway's front (port 80, over IPv4 and IPv6): what the client got.
     front = [r for b, r in rows.items() if b.endswith(":80")]
+    # Its clients come from elsewhere (sampled by the kernel): the front end, not compared.
+    assert all(r["type"] == "front" and r["role"] == "front end" and r["share"] is None for r in front), front
+    assert all(rows[a]["type"] == "backend" for a in logs)
     got = collections.Counter(_class(r["status"]) for r in results)
     assert sum(r["requests"] for r in front) == REQUESTS
     for c in ("1xx", "2xx", "3xx", "4xx", "5xx"):
         assert sum(r[c] for r in front) == got.get(c, 0)
     assert len(rows) == len(logs) + len(front)
+
+
+def _assert_loss_is_shown_never_overcounted(rows: dict[str, Any], logs: dict[str, list[Any]], line: str) -> None:
+    assert "sequence gap or reordering" in line, line
+    assert sum(r["not_followed"] for r in rows.values()) > 0, rows
+    for address, entries in logs.items():
+        row = rows[address]
+        classes = collections.Counter(_class(e["status"]) for e in entries)
+        assert row["requests"] <= len(entries), (address, row)
+        assert all(row[c] <= classes.get(c, 0) for c in ("1xx", "2xx", "3xx", "4xx", "5xx")), (address, row)
 
 
 def test_connections_open_before_the_tracer_are_handed_to_user_space(workdir: Path) -> None:
@@ -466,7 +486,7 @@ def test_connections_open_before_the_tracer_are_handed_to_user_space(workdir: Pa
         client_in_lab(h.lab, plan, workers=4)
         logs = backend_logs(h, 900)
         out, err = tracer.stop()
-    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
+    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] in ("backend", "front")}
     line = accounting(err)
     joined = int(line.split(" connections joined after their SYN")[0].rsplit(" ", 1)[1])
     assert joined > 0 and " 0 lost track of" in line, line
@@ -516,7 +536,7 @@ def test_replayed_ipip_frames_are_counted_in_the_kernel(pair: Lab, workdir: Path
     tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--summary", "--json", workdir=workdir)
     _replay(pair, frames)
     out, err = tracer.stop()
-    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
+    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] in ("backend", "front")}
     backend = f"[{inner[1][0]}]:8080" if ":" in inner[1][0] else f"{inner[1][0]}:8080"
     assert list(rows) == [backend], rows
     row = rows[backend]
@@ -543,7 +563,7 @@ def test_two_percent_loss_is_counted_right_or_reported(workdir: Path) -> None:
         out, err = tracer.stop()
         dropped = fault.stop()
     assert int(dropped["hit"]) > 0  # type: ignore[call-overload]
-    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] == "backend"}
+    rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] in ("backend", "front")}
     front = [r for b, r in rows.items() if b.endswith(":80")]
     got = collections.Counter(_class(r["status"]) for r in results)
     counted = sum(r["requests"] for r in front)
