@@ -560,10 +560,13 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[s
             elif entry.link_id and not entry.pinned and entry.holders:
                 failed.append(f"{entry.kind} {entry.program} ({entry.target}) is held by "
                               f"{', '.join(entry.holders)}: stop that process")
-            if entry.kind in ("xdp", "xdp-netlink"):
+            if entry.kind in ("xdp", "xdp-netlink") or (entry.kind in DETACHABLE_LINKS and entry.link_id
+                                                        and entry.pinned):
                 # Our XDP program is off the hook (the original back, netlink or in its
                 # link): its pins (the PROG_ARRAY that kept the original alive behind it,
-                # a chain's maps and dispatcher) have done their job.
+                # a chain's maps and dispatcher) have done their job. So have a detached
+                # pinned link's (a `fault --pin`: its link and counters), which would
+                # otherwise stay, holding a link that is attached nowhere.
                 progs = (entry.prog_id, *entry.stacked)  # and the front programs stacked behind it
                 for path, kind, obj_id, _ in pins:
                     ours = (obj_id in entry.map_ids if kind == "map" else obj_id in progs if kind == "prog"

@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     c = sub.add_parser("cleanup", help="detach and unpin everything netbpf left behind",
                        epilog=CLEANUP_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--this-netns", action="store_true",
-                   help="only what belongs to the current network namespace: its attachments, and pins "
+                   help="only what belongs to the current network namespace: its attachments (with their pins), and pins "
                         "left for its interfaces that nothing uses (deleted interface, killed tool); "
                         "other pins stay")
     c.set_defaults(func=run_cleanup, needs_root=True)

@@ -58,9 +58,12 @@ class TcpdumpLines:
         # unnoticed. Its lines come through a pipe, written out here, where an error is
         # seen and stops the capture in one line (flush_output raises it).
         out = self.stdout if self.stdout is not None else subprocess.PIPE
+        # A process group of its own: the terminal's Ctrl-C goes to netbpf, which stops the
+        # capture and closes tcpdump's input; tcpdump, signalled too, would stop mid-read
+        # ("Interrupted system call") and lose the lines it was given.
         proc = subprocess.Popen([self.tcpdump, "-nn", "-l", *self.flags, "-r", "-"],
                                 stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE,
-                                close_fds=True)
+                                close_fds=True, process_group=0)
         assert proc.stdin is not None
         self._relay = threading.Thread(target=self._relay_stderr, args=(proc,), daemon=True)
         self._relay.start()
