@@ -307,7 +307,7 @@ def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: i
             f"connections handed off ({k[Counter.K_HANDED_OFF]} frames); "
             f"not followed: {k[Counter.K_MIDSTREAM]} connections joined after their SYN, "
             f"{sum(lost.values())} lost track of ({reasons}), {unpaired} requests unpaired; "
-            f"{k[Counter.K_ORPHANS]} responses without their request, "
+            f"{k[Counter.K_ORPHANS]} responses without their request in the kernel path, "
             f"{k[Counter.K_RETRANSMITTED]} segments seen twice or retransmitted, "
             f"{k[Counter.K_TUNNELS]} upgraded/CONNECT")
     return text  # what is not HTTP/1.x is said once, with the user-space path's (cli.py)
