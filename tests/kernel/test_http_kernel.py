@@ -429,10 +429,11 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
     rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] in ("backend", "front")}
     line = accounting(err)
     assert "user-space path: 0 transactions (0 incomplete) on 0 connections handed off (0 frames)" in line, line
-    if tunnel.endswith("-tc") and " 0 lost track of (none)" not in line:
-        # tcx on four interfaces: a segment may reach one hook before its predecessor
-        # reached another (other CPU); without hand-off at tc the connection is then lost
-        # track of. Allowed only as said: never counted over the truth, and shown.
+    if " 0 lost track of (none)" not in line:
+        # A segment may reach the hook on one CPU before its predecessor reached it on
+        # another (tcx on four interfaces; the packet tap on a loaded machine): the kernel
+        # then loses track of that connection from there on, and says so. Allowed only
+        # rarely, as said, and never counted over the truth.
         _assert_loss_is_shown_never_overcounted(rows, logs, line)
         return
     assert " not followed: 0 connections joined after their SYN, 0 lost track of (none), 0 requests unpaired" \
@@ -463,7 +464,9 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
 
 def _assert_loss_is_shown_never_overcounted(rows: dict[str, Any], logs: dict[str, list[Any]], line: str) -> None:
     assert "sequence gap or reordering" in line, line
-    assert sum(r["not_followed"] for r in rows.values()) > 0, rows
+    lost = sum(r["not_followed"] for r in rows.values())
+    followed = int(line.split(" connections followed from their SYN")[0].rsplit(" ", 1)[1])
+    assert 0 < lost <= max(2, followed // 100), (lost, followed, line)  # shown, and rare
     for address, entries in logs.items():
         row = rows[address]
         classes = collections.Counter(_class(e["status"]) for e in entries)
