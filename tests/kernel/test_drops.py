@@ -357,15 +357,20 @@ def test_closed_connections_are_not_shown_as_loss(pair: Lab, show_all: bool) -> 
     send_udp(pair, pair.client, GW, 9, count=1, sport=40019)
     out, err = tool.stop()
     events = json_lines(out)
-    purged = [e for e in events if e["reason"] == "QUEUE_PURGE" and port in (e["sport"], e["dport"])]
+    # Each connection's unread FIN is freed once: purged with the receive queue at close,
+    # or, when it arrives after the close (the kernel's timing), dropped by tcp_v4_rcv.
+    fins = [e for e in events if port in (e["sport"], e["dport"]) and "F" in (e["tcp_flags"] or "")]
+    purged = [e for e in fins if e["reason"] == "QUEUE_PURGE"]
+    late = [e for e in fins if e["reason"] != "QUEUE_PURGE"]
     closed_port = [e for e in events if e["reason"] == "NO_SOCKET" and e["sport"] == 40019]
     assert len(closed_port) == 1, out
+    assert all(e["location"].startswith("tcp_v") for e in late), out
     last = [ln for ln in err.splitlines() if "shown" in ln][-1]
     if show_all:
-        assert len(purged) == n, out
+        assert len(purged) + len(late) == n and purged, out
         assert "not packet loss hidden" not in last
     else:
         assert not [e for e in events if e["reason"] == "QUEUE_PURGE"], out
         hidden = int(last.split("; ")[1].split()[0])
-        assert hidden >= n, last  # other sockets of the namespace may close meanwhile
+        assert hidden + len(late) >= n and hidden, last  # other sockets of the namespace may close meanwhile
         assert f"(QUEUE_PURGE {hidden}; --all shows them)" in last, last
