@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .bpf.errors import NetbpfError, NotPermitted, VerifierError
+from .errors import NetbpfError, NotPermitted, VerifierError
 
 # The order tools appear in --help; tools not listed follow alphabetically.
 TOOL_ORDER = ["dump", "http", "fault", "drops", "accel", "xdp"]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NoReturn
 
-from .bpf.errors import OutputError, UsageError
+from .errors import OutputError, UsageError
 
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1

@@ -160,7 +160,7 @@ def test_interface_names_the_kernel_could_give() -> None:
 
 
 def test_in_netns_refuses_what_is_no_namespace() -> None:
-    from netbpf.bpf.errors import UsageError
+    from netbpf.errors import UsageError
     from netbpf.tools.drops.names import parse_protocol
     from netbpf.tools.drops.scope import netns_inode
 
@@ -172,7 +172,7 @@ def test_in_netns_refuses_what_is_no_namespace() -> None:
 
 
 def test_libbpf_errors_are_named() -> None:
-    from netbpf.bpf.errors import BpfError
+    from netbpf.errors import BpfError
 
     assert str(BpfError("open BPF object x", 4001)) == "open BPF object x: not a valid BPF object (ELF) file"
 

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from netbpf.bpf.errors import UsageError
+from netbpf.errors import UsageError
 from netbpf.tools.drops import reasons
 from netbpf.tools.drops.events import _EVENT, DropFilter, decode, decode_key
 from netbpf.tools.drops.kallsyms import Kallsyms
@@ -68,7 +68,7 @@ def test_unknown_reason_suggests_close_names() -> None:
 
 
 def test_format_without_reasons_is_not_supported() -> None:
-    from netbpf.bpf.errors import NotSupported
+    from netbpf.errors import NotSupported
 
     with pytest.raises(NotSupported, match=r"5\.17"):
         reasons.from_format('print fmt: "skbaddr=%p protocol=%u location=%p", REC->skbaddr')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..bpf.errors import UsageError
+from ..errors import UsageError
 from . import Lab
 
 EXAMPLES = """\

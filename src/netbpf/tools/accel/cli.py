@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ... import cliutil
-from ...bpf.errors import UsageError
+from ...errors import UsageError
 from ...output import Column, Table, human_bytes
 from . import accel
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import cliutil
-from ...bpf.errors import NotPermitted
+from ...errors import NotPermitted
 from ...output import LiveView, Table
 from . import stream, tcpcli
 from .events import (

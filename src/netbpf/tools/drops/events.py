@@ -23,9 +23,9 @@ from typing import ClassVar
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import trace
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import NetbpfError, NotSupported
 from ...bpf.fs import ensure_tracefs
 from ...bpf.ringbuf import RingBuffer
+from ...errors import NetbpfError, NotSupported
 from . import reasons as _reasons
 from .scope import scope_rodata
 

@@ -12,7 +12,7 @@ import ipaddress
 import os
 
 from ... import netns
-from ...bpf.errors import UsageError
+from ...errors import UsageError
 from ...netdev import ifindex as _ifindex
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -128,8 +128,8 @@ class TcpFormatter:
     def cgroup(self, cgroup_id: int) -> str | None:
         """The cgroup v2 path of an id (None: removed, or no cgroup v2 here)."""
         if self._cgroups is None:
-            from ...bpf.errors import NotSupported
             from ...bpf.fs import cgroup2_root
+            from ...errors import NotSupported
 
             try:
                 self._cgroups = CgroupNames(cgroup2_root())
@@ -220,7 +220,7 @@ def _short(c: Container | None) -> str | None:
 
 def _rst_reasons() -> dict[int, str]:
     from ...bpf.btf import vmlinux
-    from ...bpf.errors import NotSupported
+    from ...errors import NotSupported
 
     try:
         values = vmlinux().enum_values("sk_rst_reason")

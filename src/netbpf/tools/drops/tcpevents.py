@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import trace
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import NotSupported
 from ...bpf.ringbuf import RingBuffer
+from ...errors import NotSupported
 from .scope import IPNetwork, scope_rodata
 
 # At most this much of the ring per read: a reader that fell behind takes it in steps.

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 from ... import cliutil, privilege
 from ...attrib.tracker import Owners
-from ...bpf.errors import NetbpfError, NotSupported, OutputError, UsageError
+from ...errors import NetbpfError, NotSupported, OutputError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from . import attribution
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")
     if os.geteuid() != 0:
-        from ...bpf.errors import NotPermitted
+        from ...errors import NotPermitted
 
         raise NotPermitted("netbpf dump")
     pcapng_out = bool(args.write and args.write.endswith(".pcapng"))

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ... import cliutil, netdev, privilege
-from ...bpf.errors import NetbpfError, UsageError
+from ...errors import NetbpfError, UsageError
 from ...output import Column, LiveView, Table
 from .kernel import (
     ACTIONS,

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ... import cliutil, netdev
-from ...bpf.errors import NetbpfError, UsageError
+from ...errors import NetbpfError, UsageError
 from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters

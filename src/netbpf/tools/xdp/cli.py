@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ... import cliutil
-from ...bpf.errors import UsageError
+from ...errors import UsageError
 from ...output import Column, Table, format_since
 
 EXAMPLES = """\
