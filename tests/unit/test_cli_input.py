@@ -161,8 +161,8 @@ def test_interface_names_the_kernel_could_give() -> None:
 
 def test_in_netns_refuses_what_is_no_namespace() -> None:
     from netbpf.errors import UsageError
-    from netbpf.tools.drops.names import parse_protocol
-    from netbpf.tools.drops.scope import netns_inode
+    from netbpf.tracepoints.names import parse_protocol
+    from netbpf.tracepoints.scope import netns_inode
 
     for bad in ("", "..", "a/b", "²", str(1 << 32), str(10 ** 30)):
         with pytest.raises(UsageError):

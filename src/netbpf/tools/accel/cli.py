@@ -11,6 +11,7 @@ from typing import Any
 from ... import cliutil
 from ...errors import UsageError
 from ...output import Column, Table, human_bytes
+from .. import summary
 from . import accel
 
 EXAMPLES = """\
@@ -94,8 +95,7 @@ SOCKET_COLUMNS = [
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = cliutil.add_parser(sub, "accel", "bypass the TCP/IP stack for local TCP connections "
-                                "(sockops + sk_msg)", EXAMPLES, _no_action)
+    parser = cliutil.add_parser(sub, "accel", summary("accel"), EXAMPLES, _no_action)
     actions = parser.add_subparsers(dest="accel_command", metavar="ACTION", required=True)
 
     e = actions.add_parser("enable", help="load, attach and pin the acceleration (it stays on)",

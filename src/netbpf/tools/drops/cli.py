@@ -13,7 +13,10 @@ from typing import Any
 from ... import cliutil
 from ...errors import NotPermitted
 from ...output import LiveView, Table
-from . import stream, tcpcli
+from ...tracepoints import stream
+from ...tracepoints.names import parse_protocol
+from ...tracepoints.scope import add_scope_arguments, interface_index, scope_netns
+from .. import summary
 from .events import (
     STAT_FILTERED,
     STAT_STACK_LOST,
@@ -24,13 +27,11 @@ from .events import (
     DropTracer,
 )
 from .kallsyms import Kallsyms
-from .names import parse_protocol
 from .reasons import NOT_LOSS, DropReasons
 from .reasons import load as load_reasons
 from .report import FLOW_COLUMNS, SUMMARY_COLUMNS, DropFormatter
-from .scope import add_scope_arguments, interface_index, scope_netns
 
-HELP = "why the kernel dropped packets: reason, kernel function, interface, namespace, flow"
+HELP = summary("drops")
 
 EXAMPLES = """\
 Every packet the kernel frees as a drop (tracepoint skb:kfree_skb) with its
@@ -110,7 +111,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "tracepoint skb/kfree_skb")
     p.add_argument("--list-reasons", action="store_true",
                    help="print the drop reasons of the running kernel and exit")
-    tcpcli.register(sub)
 
 
 def build_filter(args: argparse.Namespace, reasons: DropReasons) -> DropFilter:

@@ -13,6 +13,7 @@ from ...attrib.tracker import Owners
 from ...errors import NetbpfError, NotSupported, OutputError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
+from .. import summary
 from . import attribution
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
 from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
@@ -46,8 +47,7 @@ what found no room in the buffer (-B): lost packets are counted, never guessed.
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = cliutil.add_parser(sub, "dump", "capture packets at XDP or tc with a tcpdump filter "
-                           "(pcap, tcpdump lines, JSON)", EXAMPLES, run, needs_root=False)
+    p = cliutil.add_parser(sub, "dump", summary("dump"), EXAMPLES, run, needs_root=False)
     cliutil.add_interface(p, required=False)
     p.add_argument("--hook", choices=HOOKS, default="xdp",
                    help="where to capture: xdp (default: before the stack and any XDP program), "

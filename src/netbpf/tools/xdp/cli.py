@@ -7,6 +7,7 @@ from pathlib import Path
 from ... import cliutil
 from ...errors import UsageError
 from ...output import Column, Table, format_since
+from .. import summary
 
 EXAMPLES = """\
 examples:
@@ -38,7 +39,7 @@ COLUMNS = [
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    xdp = sub.add_parser("xdp", help="XDP helpers: chain several XDP programs on one interface",
+    xdp = sub.add_parser("xdp", help=summary("xdp"),
                          description="XDP helpers")
     xdp_sub = xdp.add_subparsers(dest="xdp_command", metavar="COMMAND", required=True)
     p = cliutil.add_parser(xdp_sub, "chain", "a tail-call chain of XDP programs on one interface",

@@ -15,7 +15,7 @@ from ...bpf.attach import trace
 from ...bpf.attach.base import Attachment
 from ...bpf.ringbuf import RingBuffer
 from ...errors import NotSupported
-from .scope import IPNetwork, scope_rodata
+from ...tracepoints.scope import IPNetwork, scope_rodata
 
 # At most this much of the ring per read: a reader that fell behind takes it in steps.
 READ_BYTES = 1 << 20

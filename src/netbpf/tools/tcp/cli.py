@@ -10,12 +10,13 @@ from ... import cliutil
 from ...attrib.container import Container, container_of
 from ...attrib.procfs import CgroupNames
 from ...output import Column, LiveView, Table
-from . import stream
-from .names import TCP_STATES, Clock, Names, endpoint
-from .scope import add_scope_arguments, scope_netns
-from .tcpevents import EVENT_KINDS, FlowCounts, FlowKey, Kind, Tcp, TcpOptions, TcpTracer, Total, decode
+from ...tracepoints import stream
+from ...tracepoints.names import TCP_STATES, Clock, Names, endpoint
+from ...tracepoints.scope import add_scope_arguments, scope_netns
+from .. import summary
+from .events import EVENT_KINDS, FlowCounts, FlowKey, Kind, Tcp, TcpOptions, TcpTracer, Total, decode
 
-HELP = "what TCP is doing: retransmits, resets, state changes, connection lifetimes"
+HELP = summary("tcp")
 
 EXAMPLES = """\
 From the kernel's TCP tracepoints (tcp:tcp_retransmit_skb, tcp_retransmit_synack,
