@@ -144,8 +144,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                        "to wrk: plain, with netbpf accel and with the seed's "
                                        "program, in a namespace and cgroups of the benchmark's "
                                        "own; prints a markdown table of medians and ratios.")
-    b.add_argument("--seconds", type=cliutil.float_in(0.0, 3600.0, "an hour"), default=2.0, metavar="S",
-                   help="length of each run (default %(default)s)")
+    run_length = cliutil.float_in(0.0, 3600.0, "an hour")
+    b.add_argument("--duration", dest="seconds", type=run_length, default=2.0, metavar="S",
+                   help="how long each measured run lasts, in seconds (default %(default)s)")
+    cliutil.add_old_spelling(b, "--seconds", "seconds", type=run_length, metavar="S")
     b.add_argument("--rounds", type=cliutil.int_in(1, 1000), default=3, metavar="N",
                    help="rounds, rotating the order of the modes (default %(default)s)")
     b.add_argument("--cells", metavar="LIST", default="",

@@ -106,9 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_duration(p)
     cliutil.add_metrics(p)
     cliutil.add_privileges(p)
-    p.add_argument("--hook", choices=["auto", "tp_btf", "tracepoint"], default="auto",
-                   help="tp_btf/kfree_skb (typed, default where the kernel has BTF) or the classic "
-                        "tracepoint skb/kfree_skb")
+    tracepoint_kinds = ["auto", "tp_btf", "tracepoint"]
+    p.add_argument("--attach", dest="hook", choices=tracepoint_kinds, default="auto",
+                   help="attach to kfree_skb as tp_btf (typed, default where the kernel has BTF) or as "
+                        "the classic tracepoint skb/kfree_skb")
+    cliutil.add_old_spelling(p, "--hook", "hook", choices=tracepoint_kinds)  # --hook is a place elsewhere
     p.add_argument("--list-reasons", action="store_true",
                    help="print the drop reasons of the running kernel and exit")
 

@@ -45,8 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = cliutil.add_parser(xdp_sub, "chain", "a tail-call chain of XDP programs on one interface",
                            EXAMPLES, run)
     cliutil.add_interface(p)
-    p.add_argument("--mode", choices=("auto", "skb", "drv"), default="auto",
+    p.add_argument("--xdp-mode", dest="mode", choices=("auto", "skb", "drv"), default="auto",
                    help="XDP mode for a new chain on an empty hook (else the current program's mode)")
+    cliutil.add_old_spelling(p, "--mode", "mode", choices=("auto", "skb", "drv"))
     cliutil.add_json(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="the chain, in order (the default)")
