@@ -61,8 +61,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                              "keeping the host's bpffs for pins")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_tools(sub, full)
-    from . import status_cli
-    from .lab import cli as lab_cli
+    from . import lab_cli, status_cli
 
     status_cli.register(sub)
     lab_cli.register(sub)

@@ -3,7 +3,7 @@
 Each tool may ship ``netbpf/tools/<tool>/demo.py`` with ``scene(demo)``, given a
 :class:`Demo`. A scene prints the command a user would type, runs exactly that,
 and shows its output. Which scenes run, in what order, and around which lab is
-decided above the tools, by ``netbpf lab demo`` (``lab/cli.py``).
+decided above the tools, by ``netbpf lab demo`` (``lab_cli.py``).
 """
 from __future__ import annotations
 

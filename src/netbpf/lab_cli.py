@@ -1,17 +1,18 @@
 """``netbpf lab up|down|show`` and ``netbpf lab demo``.
 
-The demo's order of scenes comes from the tool registry: this module stands above the
-tools (the rest of ``lab/`` stands below them: tools' scenes use its servers and stage).
+The demo's scenes, and their order, come from the tool registry: this module stands above
+the tools, as ``cli.py`` and ``status_cli.py`` do; ``lab/`` stands below them (the tools'
+scenes use its servers and its stage).
 """
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 
-from .. import tools
-from ..errors import UsageError
-from . import Lab
-from .demo import Demo
+from . import tools
+from .errors import UsageError
+from .lab import Lab
+from .lab.demo import Demo
 
 EXAMPLES = """\
 examples:
@@ -55,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import servers
+    from .lab import servers
 
     lab = Lab(args.prefix, args.backends, args.vxlan)
     if args.weights is not None and len(args.weights) != args.backends:
