@@ -9,7 +9,7 @@ sockops + sk_msg program (``seed_accel.bpf.c``), the order rotating per round;
 prints a markdown table of medians, the ratios with their per-round spread, the
 share of bytes netbpf redirected, and says what was slower or behind the seed.
 
-    sudo .venv/bin/python bench/accel_bench.py [--seconds 2] [--rounds 3] [--cells pp1k,web]
+    sudo .venv/bin/python bench/accel_bench.py [--duration 2] [--rounds 3] [--cells pp1k,web]
 """
 from __future__ import annotations
 

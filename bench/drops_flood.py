@@ -54,7 +54,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from netbpf.bpf.errors import NetbpfError  # noqa: E402
+from netbpf.errors import NetbpfError  # noqa: E402
 from netbpf.lab import Lab  # noqa: E402
 from netbpf.tools.dump import flood as floods  # noqa: E402
 

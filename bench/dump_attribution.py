@@ -41,8 +41,8 @@ from netbpf import netns  # noqa: E402
 from netbpf.bpf import _libbpf as L  # noqa: E402
 from netbpf.bpf import features  # noqa: E402
 from netbpf.bpf.attach import xdp  # noqa: E402
-from netbpf.bpf.errors import NetbpfError  # noqa: E402
 from netbpf.bpf.program import Program  # noqa: E402
+from netbpf.errors import NetbpfError  # noqa: E402
 from netbpf.lab import Lab, stop_process  # noqa: E402
 from netbpf.tools.dump import flood as floods  # noqa: E402
 

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from netbpf import netns  # noqa: E402
 from netbpf.bpf import features  # noqa: E402
 from netbpf.bpf.attach import xdp  # noqa: E402
-from netbpf.bpf.errors import NetbpfError  # noqa: E402
 from netbpf.bpf.program import Program  # noqa: E402
+from netbpf.errors import NetbpfError  # noqa: E402
 from netbpf.lab import Lab  # noqa: E402
 from netbpf.tools.dump import flood as floods  # noqa: E402
 

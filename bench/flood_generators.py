@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from netbpf import netdev, netns  # noqa: E402
 from netbpf.bpf import features  # noqa: E402
 from netbpf.bpf.attach import xdp  # noqa: E402
-from netbpf.bpf.errors import BpfError, NetbpfError, UsageError, from_errno  # noqa: E402
 from netbpf.bpf.program import Program  # noqa: E402
+from netbpf.errors import BpfError, NetbpfError, UsageError, from_errno  # noqa: E402
 from netbpf.lab import Lab  # noqa: E402
 from netbpf.tools.dump import flood as floods  # noqa: E402
 

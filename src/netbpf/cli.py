@@ -1,8 +1,9 @@
 """``netbpf``: one entry point; each tool registers its own subcommand.
 
-A tool is a package under ``netbpf.tools`` with a ``cli`` module that has
-``register(subparsers)``; the parser it adds sets ``func`` (called with the
-parsed arguments, returns an exit code) and ``needs_root``.
+A tool is a package under ``netbpf.tools``, listed in its registry
+(``netbpf.tools.TOOLS``), with a ``cli`` module that has ``register(subparsers)``;
+the parser it adds sets ``func`` (called with the parsed arguments, returns an
+exit code) and ``needs_root``. Only the tool named on the command line is imported.
 
 Errors: a NetbpfError prints one line, ``netbpf: <message>``, and exits 1
 (usage errors 2); ``-v`` adds the verifier log and libbpf's messages.
@@ -10,30 +11,41 @@ Errors: a NetbpfError prints one line, ``netbpf: <message>``, and exits 1
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
-import pkgutil
 import signal
 import sys
 from collections.abc import Sequence
 
 from . import __version__
-from .bpf.errors import NetbpfError, NotPermitted, VerifierError
-
-# The order tools appear in --help; tools not listed follow alphabetically.
-TOOL_ORDER = ["dump", "http", "fault", "drops", "accel", "xdp"]
-
-
-def _tool_modules() -> list[str]:
-    from . import tools
-
-    found = [m.name for m in pkgutil.iter_modules(tools.__path__) if m.ispkg]
-    return sorted(found, key=lambda n: (TOOL_ORDER.index(n) if n in TOOL_ORDER else len(TOOL_ORDER), n))
+from .errors import NetbpfError, NotPermitted, VerifierError
+from .tools import TOOLS
+from .tools import register as register_tools
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_word(argv: Sequence[str]) -> str | None:
+    """The COMMAND of a command line: its first word that is neither a global option nor the
+    value of ``--netns`` (or of an abbreviation of it, which argparse accepts)."""
+    words = iter(argv)
+    for word in words:
+        if word.startswith("--") and len(word) > 2 and "--netns".startswith(word):
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line, one that imports only the tool it runs
+    (all of them when its COMMAND is not a tool's: the word may be a mistake to report)."""
     from .cliutil import Parser
+
+    command = None if argv is None else command_word(argv)
+    full: list[str] = list(TOOLS)
+    if argv is not None and command is None:
+        full = []  # --help, --version, or a usage error: names and lines are enough
+    elif command in TOOLS:
+        full = [command]
 
     parser = Parser(
         prog="netbpf",
@@ -48,11 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run inside the network namespace NAME (as `ip -n NAME`), "
                              "keeping the host's bpffs for pins")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in _tool_modules():
-        module = importlib.import_module(f".tools.{name}.cli", __package__)
-        module.register(sub)
-    from . import status_cli
-    from .lab import cli as lab_cli
+    register_tools(sub, full)
+    from . import lab_cli, status_cli
 
     status_cli.register(sub)
     lab_cli.register(sub)
@@ -96,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cliutil import guard_stdout
 
     guard_stdout()
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     try:
         try:
             args = parser.parse_args(argv)

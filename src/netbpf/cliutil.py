@@ -18,9 +18,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from .bpf.errors import OutputError, UsageError
+from .errors import OutputError, UsageError
 
 U32_MAX = (1 << 32) - 1
 U64_MAX = (1 << 64) - 1
@@ -61,6 +61,12 @@ def add_interface(parser: argparse.ArgumentParser, required: bool = True, allow_
 
 def add_count(parser: argparse.ArgumentParser, what: str = "events") -> None:
     parser.add_argument("-c", "--count", type=positive_int, metavar="N", help=f"exit after N {what}")
+
+
+def add_old_spelling(parser: argparse.ArgumentParser, old: str, dest: str, **kwargs: Any) -> None:
+    """A flag's former name, still accepted (a user's script may say it) and shown nowhere:
+    each flag name means one thing across the tools (README's table of shared flags)."""
+    parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
 
 
 def add_duration(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ import sys
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from .bpf.errors import UsageError
+from .errors import UsageError
 
 _bound: dict[tuple[str, int], CollectorRegistry] = {}
 

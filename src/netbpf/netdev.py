@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 
-from .bpf.errors import InterfaceNotFound
+from .errors import InterfaceNotFound
 
 
 def ifindex(name_or_index: str | int) -> int:

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .bpf import _libbpf as L
-from .bpf.errors import NotPermitted, UsageError, from_errno
+from .errors import NotPermitted, UsageError, from_errno
+from .libc import libc
 
 T = TypeVar("T")
 
@@ -47,7 +47,7 @@ def enter(name: str) -> None:
     except FileNotFoundError:
         raise UsageError(f"no such network namespace: {name} (ip netns list)") from None
     try:
-        if L.libc.setns(fd, CLONE_NEWNET) != 0:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()
             if os.geteuid() != 0:
                 raise NotPermitted(f"enter network namespace {name}")
@@ -122,7 +122,7 @@ def run_in(path: str, fn: Callable[[], T]) -> T:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                if L.libc.setns(fd, CLONE_NEWNET) != 0:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
                     raise from_errno(f"enter network namespace {path}", ctypes.get_errno())
             finally:
                 os.close(fd)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .bpf import fs
-from .bpf.errors import BpfError, NetbpfError
 from .bpf.info import close_quietly, fd_by_id, prog_map_ids
+from .errors import BpfError, NetbpfError
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,8 @@ import platform
 import pwd
 from collections.abc import Iterable, Iterator
 
-from .bpf.errors import NetbpfError, OutputError
+from .errors import NetbpfError, OutputError
+from .libc import libc
 
 CAP_DAC_OVERRIDE, CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 1, 6, 7, 8
 CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_BPF = 12, 21, 39
@@ -49,8 +50,6 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 DEFAULT_USERS = ("netbpf", "tcpdump", "nobody")
 NR_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
 BPF_OBJ_GET_INFO_BY_FD = 15
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class _CapHeader(ctypes.Structure):
@@ -94,7 +93,7 @@ def _capset(effective: int, permitted: int) -> None:
     for i in (0, 1):
         data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
         data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
-    if _libc.capset(ctypes.byref(header), data) != 0:
+    if libc.capset(ctypes.byref(header), data) != 0:
         err = ctypes.get_errno()
         raise NetbpfError(f"capset: {os.strerror(err)}")
 
@@ -102,7 +101,7 @@ def _capset(effective: int, permitted: int) -> None:
 def _capget() -> tuple[int, int]:
     header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
-    if _libc.capget(ctypes.byref(header), data) != 0:
+    if libc.capget(ctypes.byref(header), data) != 0:
         raise NetbpfError(f"capget: {os.strerror(ctypes.get_errno())}")
     return (data[0].effective | data[1].effective << 32, data[0].permitted | data[1].permitted << 32)
 
@@ -112,8 +111,8 @@ def _mask(caps: Iterable[int]) -> int:
 
 
 def _prctl(option: int, arg: int, what: str, arg3: int = 0) -> None:
-    if _libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0),
-                   ctypes.c_ulong(0)) != 0:
+    if libc.prctl(option, ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0),
+                  ctypes.c_ulong(0)) != 0:
         err = ctypes.get_errno()
         if not (option == PR_CAPBSET_DROP and err == _errno.EINVAL):  # a cap this kernel lacks
             raise NetbpfError(f"{what}: {os.strerror(err)}")
@@ -128,8 +127,8 @@ def _bpf_is_gated() -> bool:
     if nr is None:
         return True  # cannot ask: keep CAP_BPF rather than lose the counters
     attr = (ctypes.c_uint32 * 4)(0xFFFFFFFF, 0, 0, 0)  # bpf_fd = -1, info_len, info
-    ret = _libc.syscall(ctypes.c_long(nr), ctypes.c_int(BPF_OBJ_GET_INFO_BY_FD), ctypes.byref(attr),
-                        ctypes.c_uint(ctypes.sizeof(attr)))
+    ret = libc.syscall(ctypes.c_long(nr), ctypes.c_int(BPF_OBJ_GET_INFO_BY_FD), ctypes.byref(attr),
+                       ctypes.c_uint(ctypes.sizeof(attr)))
     return ret != 0 and ctypes.get_errno() == _errno.EPERM
 
 

@@ -32,7 +32,6 @@ from typing import Any
 from . import netns
 from .bpf import _libbpf as L
 from .bpf import fs, made
-from .bpf.errors import BpfError, NetbpfError, check
 from .bpf.info import (
     PROG_TYPES,
     boottime_to_epoch,
@@ -45,6 +44,7 @@ from .bpf.info import (
     prog_info,
     prog_map_ids,
 )
+from .errors import BpfError, NetbpfError, check
 from .pin_owners import pin_owner, remove_left_pins
 
 PREFIX = "netbpf_"

@@ -731,7 +731,7 @@ def test_seed_program_breaks_a_dual_stack_server_and_netbpf_does_not(sandbox: Sa
 
 
 def test_bench_runs_every_mode_and_leaves_nothing(tmp_path: Path) -> None:
-    out = netbpf("accel", "bench", "--cells", "pp64,web", "--seconds", "1", "--rounds", "1", "--json",
+    out = netbpf("accel", "bench", "--cells", "pp64,web", "--duration", "1", "--rounds", "1", "--json",
                  timeout=300)
     assert out.returncode == 0, out.stderr
     rows = {r["key"]: r for r in map(json.loads, out.stdout.splitlines())}

@@ -43,7 +43,7 @@ def nothing_left_behind():
 @pytest.mark.parametrize("server,client,src", [(GW, CLIENT, CLIENT), (GW6, CLIENT6, CLIENT6)],
                          ids=["ipv4", "ipv6"])
 def test_syn_to_a_closed_port(pair: Lab, hook: str, server: str, client: str, src: str) -> None:
-    tool = Tool("drops", "--json", "--hook", hook, netns=pair.gateway)
+    tool = Tool("drops", "--json", "--attach", hook, netns=pair.gateway)
     url = f"http://[{server}]:81/" if ":" in server else f"http://{server}:81/"
     result = pair.run(pair.client, "curl", "-sS", "--max-time", "2", url, check=False)
     assert result.returncode == 7  # couldn't connect: the RST came back, one SYN, no retry

@@ -12,8 +12,9 @@ import struct
 
 import pytest
 
-from netbpf.bpf import FilterError, selftest
+from netbpf.bpf import selftest
 from netbpf.bpf.inject import set_code
+from netbpf.errors import FilterError
 from netbpf.packet import cbpf
 from netbpf.packet.filter import compile_filter, hook_facts
 

@@ -21,7 +21,7 @@ import pytest
 
 from netbpf import netns
 from netbpf.bpf import features
-from netbpf.bpf.errors import NotSupported
+from netbpf.errors import NotSupported
 from netbpf.lab import Lab
 from netbpf.tools.dump import flood as floods
 
@@ -65,7 +65,7 @@ def test_refused_live_frames_probe_false_and_auto_takes_the_socket() -> None:
 
 
 def test_forced_live_frames_when_refused_is_one_line_naming_the_feature() -> None:
-    script = ("from netbpf.bpf.errors import NotSupported\n"
+    script = ("from netbpf.errors import NotSupported\n"
               "from netbpf.tools.dump import flood\n"
               "try:\n    flood.open_flood('lo')\n"
               "except NotSupported as e:\n    print(e.feature)\n")

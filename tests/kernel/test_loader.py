@@ -11,16 +11,16 @@ import time
 import pytest
 
 from netbpf import netns
-from netbpf.bpf import NotSupported, selftest
+from netbpf.bpf import selftest
 from netbpf.bpf.attach import cgroup, sockmap, tc, trace, xdp
 from netbpf.bpf.attach.socket import attach_socket_filter
 from netbpf.bpf.btf import vmlinux
-from netbpf.bpf.errors import InterfaceNotFound
 from netbpf.bpf.fs import cgroup2_root, pin_dir
 from netbpf.bpf.maps import Map
 from netbpf.bpf.perfbuf import PerfBuffer
 from netbpf.bpf.ringbuf import RingBuffer
 from netbpf.bpf.selftest import Counter
+from netbpf.errors import InterfaceNotFound, NotSupported
 
 from .conftest import link_prog_ids, loaded_prog_ids, ping, qdisc_kinds, tc_filters, xdp_prog_on
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from netbpf.bpf import BpfObject, UsageError
+from netbpf.bpf import BpfObject
 from netbpf.cli import build_parser
+from netbpf.errors import UsageError
 from netbpf.tools.accel import accel, bench, cli, clients
 
 HEADER = Path(accel.__file__).with_name("accel.h")

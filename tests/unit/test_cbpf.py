@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from netbpf.bpf import FilterError
 from netbpf.bpf import insn as E
+from netbpf.errors import FilterError
 from netbpf.packet import cbpf
 from netbpf.packet.filter import compile_filter
 from netbpf.packet.libpcap import compile_classic

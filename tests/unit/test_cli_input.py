@@ -160,9 +160,9 @@ def test_interface_names_the_kernel_could_give() -> None:
 
 
 def test_in_netns_refuses_what_is_no_namespace() -> None:
-    from netbpf.bpf.errors import UsageError
-    from netbpf.tools.drops.names import parse_protocol
-    from netbpf.tools.drops.scope import netns_inode
+    from netbpf.errors import UsageError
+    from netbpf.tracepoints.names import parse_protocol
+    from netbpf.tracepoints.scope import netns_inode
 
     for bad in ("", "..", "a/b", "²", str(1 << 32), str(10 ** 30)):
         with pytest.raises(UsageError):
@@ -172,7 +172,7 @@ def test_in_netns_refuses_what_is_no_namespace() -> None:
 
 
 def test_libbpf_errors_are_named() -> None:
-    from netbpf.bpf.errors import BpfError
+    from netbpf.errors import BpfError
 
     assert str(BpfError("open BPF object x", 4001)) == "open BPF object x: not a valid BPF object (ELF) file"
 
@@ -183,3 +183,29 @@ def test_an_error_quoting_output_is_one_line() -> None:
     assert one_line("lab: ip exited 1:\n  RTNETLINK answers: File exists\n\n") == \
         "lab: ip exited 1: RTNETLINK answers: File exists"
     assert one_line("a\nb") == "a; b" and one_line("one") == "one"
+
+
+@pytest.mark.parametrize("old, new, dest", [
+    (["drops", "--hook", "tracepoint"], ["drops", "--attach", "tracepoint"], "hook"),
+    (["xdp", "chain", "-i", "lo", "--mode", "skb"], ["xdp", "chain", "-i", "lo", "--xdp-mode", "skb"], "mode"),
+    (["accel", "bench", "--seconds", "3"], ["accel", "bench", "--duration", "3"], "seconds"),
+])
+def test_a_renamed_flag_keeps_its_old_spelling(old: list[str], new: list[str], dest: str) -> None:
+    """One meaning per flag name (README's shared flags); a user's script with the old name still runs,
+    and --help shows only the new one."""
+    parser = build_parser()
+    assert getattr(parser.parse_args(old), dest) == getattr(parser.parse_args(new), dest)
+    assert getattr(parser.parse_args(new[:new.index(new[-2])]), dest) != getattr(parser.parse_args(new), dest)
+    code, out, _err = parse([*new[:new.index(new[-2])], "--help"], parser)
+    assert code == 0 and new[-2] in out and f"{old[-2]} " not in out.replace("--xdp-mode", "")
+
+
+def test_only_the_tool_named_is_imported() -> None:
+    """`netbpf dump -r F` loads no other tool (the registry lists them by name and line)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from netbpf.cli import build_parser; build_parser(['dump', '-r', 'x.pcap']); "
+            "print(sorted({m.split('.')[2] for m in sys.modules if m.startswith('netbpf.tools.')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['dump']"

@@ -9,16 +9,16 @@ import struct
 
 import pytest
 
-from netbpf.bpf.errors import UsageError
+from netbpf.errors import UsageError
 from netbpf.tools.drops import reasons
 from netbpf.tools.drops.events import _EVENT, DropFilter, decode, decode_key
 from netbpf.tools.drops.kallsyms import Kallsyms
-from netbpf.tools.drops.names import Clock, Names, endpoint, parse_protocol, protocol_name, tcp_flags
 from netbpf.tools.drops.report import DropFormatter
-from netbpf.tools.drops.tcpcli import TcpFormatter, event_list
-from netbpf.tools.drops.tcpevents import _EVENT as TCP_EVENT
-from netbpf.tools.drops.tcpevents import Kind
-from netbpf.tools.drops.tcpevents import decode as tcp_decode
+from netbpf.tools.tcp.cli import TcpFormatter, event_list
+from netbpf.tools.tcp.events import _EVENT as TCP_EVENT
+from netbpf.tools.tcp.events import Kind
+from netbpf.tools.tcp.events import decode as tcp_decode
+from netbpf.tracepoints.names import Clock, Names, endpoint, parse_protocol, protocol_name, tcp_flags
 
 # A piece of a real tracefs format file (Linux 6.18), cut short.
 FORMAT = '''name: kfree_skb
@@ -68,7 +68,7 @@ def test_unknown_reason_suggests_close_names() -> None:
 
 
 def test_format_without_reasons_is_not_supported() -> None:
-    from netbpf.bpf.errors import NotSupported
+    from netbpf.errors import NotSupported
 
     with pytest.raises(NotSupported, match=r"5\.17"):
         reasons.from_format('print fmt: "skbaddr=%p protocol=%u location=%p", REC->skbaddr')
@@ -271,7 +271,7 @@ def test_tcp_events_read_as_documented() -> None:
 def test_namespace_names() -> None:
     import os
 
-    from netbpf.tools.drops.scope import netns_inode, network, port
+    from netbpf.tracepoints.scope import netns_inode, network, port
 
     here = os.stat("/proc/thread-self/ns/net").st_ino
     assert netns_inode("all") == 0 and netns_inode(".") == here and netns_inode("4026531840") == 4026531840

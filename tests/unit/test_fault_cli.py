@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from netbpf.bpf import BpfObject
-from netbpf.bpf.errors import UsageError
 from netbpf.cli import build_parser
+from netbpf.errors import UsageError
 from netbpf.tools.fault import kernel
 from netbpf.tools.fault.cli import fault_from_args
 from netbpf.tools.fault.kernel import Action, Counter, Fault, Selection, default_skip, parse_tcp_flags

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from netbpf.bpf import features
-from netbpf.bpf.errors import NotSupported, UsageError
+from netbpf.errors import NotSupported, UsageError
 from netbpf.tools.dump import flood
 
 

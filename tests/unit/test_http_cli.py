@@ -5,8 +5,8 @@ import argparse
 
 import pytest
 
-from netbpf.bpf.errors import InterfaceNotFound, UsageError
 from netbpf.cli import build_parser
+from netbpf.errors import InterfaceNotFound, UsageError
 from netbpf.tools.http import MAX_PORTS, make_config
 from netbpf.tools.http.cli import port_list, resolve_interfaces
 

@@ -1,6 +1,6 @@
 import pytest
 
-from netbpf.bpf.errors import UsageError
+from netbpf.errors import UsageError
 from netbpf.lab import Lab
 
 

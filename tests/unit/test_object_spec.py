@@ -6,7 +6,8 @@ import pickle
 
 import pytest
 
-from netbpf.bpf import BpfObject, BuildMissing, NotPermitted, selftest
+from netbpf.bpf import BpfObject, selftest
+from netbpf.errors import BuildMissing, NotPermitted
 
 
 def as_nobody(fn):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from netbpf import privilege
-from netbpf.bpf.errors import NetbpfError
+from netbpf.errors import NetbpfError
 
 
 def test_own_file_is_truncated_then_written(tmp_path: Path) -> None:

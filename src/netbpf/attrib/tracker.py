@@ -26,8 +26,8 @@ from ..bpf import _libbpf as L
 from ..bpf.attach.base import Attachment
 from ..bpf.attach.cgroup import CgroupOptions, attach_cgroup
 from ..bpf.attach.trace import attach_section
-from ..bpf.errors import NetbpfError, UsageError, check
 from ..bpf.fs import cgroup2_root
+from ..errors import NetbpfError, UsageError, check
 from . import procfs, sockdiag
 from .container import Container, container_of, describe
 

@@ -8,25 +8,9 @@
     info               what the kernel says about programs, maps and links
     btf.Btf            layouts, enums and variables from BTF
     fs                 bpffs / tracefs / cgroup v2 mounts
-    errors             the exception tree
 """
-from .errors import (
-    BpfError,
-    BuildMissing,
-    FilterError,
-    InterfaceNotFound,
-    NetbpfError,
-    NotPermitted,
-    NotSupported,
-    UsageError,
-    VerifierError,
-)
 from .maps import Map
 from .object import BpfObject, object_path
 from .program import Program
 
-__all__ = [
-    "BpfError", "BpfObject", "BuildMissing", "FilterError", "InterfaceNotFound", "Map",
-    "NetbpfError", "NotPermitted", "NotSupported", "Program", "UsageError", "VerifierError",
-    "object_path",
-]
+__all__ = ["BpfObject", "Map", "Program", "object_path"]

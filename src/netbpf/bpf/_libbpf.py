@@ -5,7 +5,7 @@ Only functions that exist in libbpf 1.1 are declared here; what 1.1 lacks
 unknown attach types through to the kernel unchanged.
 
 Nothing in this module raises netbpf errors: callers turn return codes into
-exceptions with :func:`netbpf.bpf.errors.check`.
+exceptions with :func:`netbpf.errors.check`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from ctypes import (
     c_bool,
     c_char_p,
     c_int,
-    c_long,
     c_size_t,
     c_uint8,
     c_uint32,
@@ -27,7 +26,7 @@ from ctypes import (
 )
 from typing import Any
 
-from .errors import BuildMissing
+from ..errors import BuildMissing
 
 
 def _load() -> ctypes.CDLL:
@@ -42,7 +41,6 @@ def _load() -> ctypes.CDLL:
 
 
 lib = _load()
-libc = ctypes.CDLL(None, use_errno=True)
 
 # Opaque handles.
 obj_p = c_void_p
@@ -296,13 +294,5 @@ _PROTOTYPES: list[tuple[Any, ...]] = [
 
 for _p in _PROTOTYPES:
     _proto(*_p)
-
-libc.vsnprintf.restype = c_int
-libc.vsnprintf.argtypes = [c_void_p, c_size_t, c_char_p, c_void_p]
-libc.syscall.restype = c_long
-libc.setns.restype = c_int
-libc.setns.argtypes = [c_int, c_int]
-libc.mount.restype = c_int
-libc.mount.argtypes = [c_char_p, c_char_p, c_char_p, ctypes.c_ulong, c_void_p]
 
 LIBBPF_VERSION = (lib.libbpf_major_version(), lib.libbpf_minor_version())

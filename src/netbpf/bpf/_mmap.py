@@ -12,21 +12,21 @@ import ctypes
 import mmap
 from typing import cast
 
-from . import _libbpf as L
-from .errors import from_errno
+from ..errors import from_errno
+from ..libc import libc
 
-L.libc.mmap.restype = ctypes.c_void_p
-L.libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                         ctypes.c_long]
-L.libc.munmap.restype = ctypes.c_int
-L.libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+libc.munmap.restype = ctypes.c_int
+libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 MAP_FAILED = ctypes.c_void_p(-1).value
 
 
 class Mapping:
     def __init__(self, fd: int, length: int, offset: int = 0, writable: bool = False) -> None:
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        address = L.libc.mmap(None, length, prot, mmap.MAP_SHARED, fd, offset)
+        address = libc.mmap(None, length, prot, mmap.MAP_SHARED, fd, offset)
         if address in (None, MAP_FAILED):
             raise from_errno("mmap of a BPF map", ctypes.get_errno())
         self.address: int = address
@@ -44,5 +44,5 @@ class Mapping:
 
     def close(self) -> None:
         if self.address:
-            L.libc.munmap(self.address, self.length)
+            libc.munmap(self.address, self.length)
             self.address = 0

@@ -11,8 +11,8 @@ import ctypes
 from dataclasses import dataclass
 from functools import cache
 
+from ..errors import NotSupported, check_ptr
 from . import _libbpf as L
-from .errors import NotSupported, check_ptr
 
 KIND_INT, KIND_PTR, KIND_ARRAY, KIND_STRUCT, KIND_UNION, KIND_ENUM = 1, 2, 3, 4, 5, 6
 KIND_TYPEDEF, KIND_VOLATILE, KIND_CONST, KIND_VAR, KIND_DATASEC = 8, 9, 10, 14, 15

@@ -12,8 +12,8 @@ import errno as _errno
 import os
 from functools import cache
 
+from ..errors import NotSupported, from_errno
 from . import _libbpf as L
-from .errors import NotSupported, from_errno
 
 BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_PROG_TYPE_XDP = 6

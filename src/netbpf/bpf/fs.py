@@ -21,8 +21,8 @@ import os
 from functools import cache
 from pathlib import Path
 
-from . import _libbpf as L
-from .errors import NetbpfError, NotPermitted, NotSupported, from_errno
+from ..errors import NetbpfError, NotPermitted, NotSupported, from_errno
+from ..libc import libc
 
 BPFFS = Path("/sys/fs/bpf")
 # A private pin root (tests, or two netbpf users on one machine): any path in
@@ -46,7 +46,7 @@ def mounts() -> list[tuple[str, str, str]]:
 
 def _mount(fstype: str, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    if L.libc.mount(fstype.encode(), str(target).encode(), fstype.encode(), 0, None) != 0:
+    if libc.mount(fstype.encode(), str(target).encode(), fstype.encode(), 0, None) != 0:
         err = ctypes.get_errno()
         if os.geteuid() != 0:
             raise NotPermitted(f"mount {fstype} on {target}")

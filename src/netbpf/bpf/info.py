@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from ctypes import Structure, c_char, c_uint8, c_uint32, c_uint64
 from dataclasses import dataclass
 
+from ..errors import check, from_errno
 from . import _libbpf as L
-from .errors import check, from_errno
 
 
 class BpfProgInfo(Structure):

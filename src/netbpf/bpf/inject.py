@@ -20,8 +20,8 @@ import struct
 import threading
 from dataclasses import dataclass
 
+from ..errors import NetbpfError
 from . import _libbpf as L
-from .errors import NetbpfError
 from .program import Program
 
 BPF_PROG_TYPE_SCHED_CLS = 3

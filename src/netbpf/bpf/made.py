@@ -22,8 +22,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import NetbpfError
 from . import fs
-from .errors import NetbpfError
 from .info import close_quietly, fd_by_id, map_ids, map_info, prog_ids, prog_info
 
 RUN_BASE = Path("/run")

@@ -14,8 +14,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..errors import NetbpfError, check, from_errno
 from . import _libbpf as L
-from .errors import NetbpfError, check, from_errno
 from .info import fd_by_id, map_info
 
 MAP_TYPES = {

@@ -23,13 +23,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..errors import BuildMissing, NetbpfError, NotPermitted, VerifierError, check, from_errno
+from ..libc import libc
 from . import _libbpf as L
 from . import (
     inject,  # registers the netbpf/xdp and netbpf/tc sections with libbpf
     made,
 )
 from .btf import Btf
-from .errors import BuildMissing, NetbpfError, NotPermitted, VerifierError, check, from_errno
 from .maps import Map
 from .program import Program
 
@@ -43,7 +44,7 @@ _messages_lock = threading.Lock()
 
 def _libbpf_print(level: int, fmt: bytes, args: int) -> int:
     buf = ctypes.create_string_buffer(4096)
-    L.libc.vsnprintf(buf, len(buf), fmt, args)
+    libc.vsnprintf(buf, len(buf), fmt, args)
     text = buf.value.decode(errors="replace").rstrip()
     with _messages_lock:
         _messages.append(text)

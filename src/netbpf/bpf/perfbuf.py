@@ -22,9 +22,9 @@ import select
 import struct
 from ctypes import Structure, c_int32, c_uint16, c_uint32, c_uint64
 
-from . import _libbpf as L
+from ..errors import NetbpfError, from_errno
+from ..libc import libc
 from ._mmap import Mapping
-from .errors import NetbpfError, from_errno
 from .maps import Map
 
 PERF_EVENT_ARRAY = 4
@@ -70,7 +70,7 @@ def _perf_event_open(cpu: int, watermark: int) -> int:
     attr = PerfEventAttr(type=PERF_TYPE_SOFTWARE, size=ctypes.sizeof(PerfEventAttr),
                          config=PERF_COUNT_SW_BPF_OUTPUT, sample_period=1,
                          sample_type=PERF_SAMPLE_RAW, flags=ATTR_FLAG_WATERMARK, wakeup=watermark)
-    fd = L.libc.syscall(SYS_PERF_EVENT_OPEN, ctypes.byref(attr), -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
+    fd = libc.syscall(SYS_PERF_EVENT_OPEN, ctypes.byref(attr), -1, cpu, -1, PERF_FLAG_FD_CLOEXEC)
     if fd < 0:
         raise from_errno(f"perf_event_open on CPU {cpu}", ctypes.get_errno())
     return int(fd)

@@ -5,8 +5,8 @@ import ctypes
 import os
 from dataclasses import dataclass
 
+from ..errors import NetbpfError, check
 from . import _libbpf as L
-from .errors import NetbpfError, check
 from .info import PROG_TYPES, fd_by_id, prog_info
 
 PROG_TYPE_SOCKET_FILTER = 1

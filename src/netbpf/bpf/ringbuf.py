@@ -21,8 +21,8 @@ import select
 import struct
 import threading
 
+from ..errors import NetbpfError
 from ._mmap import Mapping
-from .errors import NetbpfError
 from .maps import Map
 
 BUSY = 1 << 31

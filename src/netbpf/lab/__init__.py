@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..bpf.errors import NetbpfError, UsageError
+from ..errors import NetbpfError, UsageError
 
 
 class LabError(NetbpfError):

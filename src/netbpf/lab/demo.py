@@ -1,18 +1,17 @@
-"""The demo: build a lab, then let each tool show itself on live traffic.
+"""The demo's stage: what a tool's scene uses to show itself on live traffic.
 
-Each tool may ship ``netbpf/tools/<tool>/demo.py`` with ``scene(demo)``; the
-scenes run in the order of ``netbpf --help``. A scene prints the command a
-user would type, runs exactly that, and shows its output.
+Each tool may ship ``netbpf/tools/<tool>/demo.py`` with ``scene(demo)``, given a
+:class:`Demo`. A scene prints the command a user would type, runs exactly that,
+and shows its output. Which scenes run, in what order, and around which lab is
+decided above the tools, by ``netbpf lab demo`` (``lab_cli.py``).
 """
 from __future__ import annotations
 
-import importlib
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from . import Lab
 
@@ -71,40 +70,3 @@ class Demo:
 
     def wait(self, seconds: float) -> None:
         time.sleep(seconds)
-
-
-def scenes() -> list[tuple[str, Any]]:
-    from ..cli import _tool_modules
-
-    found = []
-    for name in _tool_modules():
-        try:
-            module = importlib.import_module(f"netbpf.tools.{name}.demo")
-        except ModuleNotFoundError:
-            continue
-        found.append((name, module.scene))
-    return found
-
-
-def run_demo(lab: Lab, keep: bool = False) -> int:
-    demo = Demo(lab)
-    demo.title("The lab: network namespaces joined by veth pairs")
-    if Lab.find(lab.prefix) is not None:
-        # the scenes start their own servers, on the ports `lab up`'s servers hold
-        demo.say(f"lab {lab.prefix} was up: built again for the demo, without its servers")
-        lab.down()
-    lab.up()
-    lab.wait_reachable()
-    demo.say(lab.describe().replace("\n", "\n   "))
-    demo.run(["ping", "-c", "2", "-i", "0.2", lab.backends[0].ip if lab.backends else lab.GATEWAY_IP],
-             netns=lab.client)
-    try:
-        for _name, scene in scenes():
-            scene(demo)
-        demo.title("What netbpf has attached now (every tool cleaned up after itself)")
-        demo.run(["netbpf", "status"])
-    finally:
-        if not keep:
-            lab.down()
-            print(f"\nlab {lab.prefix} removed")
-    return 0

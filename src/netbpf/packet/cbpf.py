@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..bpf import insn as E
-from ..bpf.errors import UsageError
+from ..errors import UsageError
 
 # classic opcode fields
 C_LD, C_LDX, C_ST, C_STX, C_ALU, C_JMP, C_RET, C_MISC = range(8)

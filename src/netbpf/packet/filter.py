@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..bpf.errors import FilterError
+from ..errors import FilterError
 from . import cbpf
 from .libpcap import DLT_EN10MB, ClassicProgram, compile_classic
 

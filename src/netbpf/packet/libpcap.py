@@ -13,7 +13,7 @@ from collections.abc import Callable
 from ctypes import POINTER, Structure, c_char_p, c_int, c_long, c_uint, c_uint8, c_uint16, c_uint32, c_void_p
 from dataclasses import dataclass
 
-from ..bpf.errors import BuildMissing, FilterError
+from ..errors import BuildMissing, FilterError
 
 DLT_EN10MB = 1
 # File link types (LINKTYPE_*) are DLT_* values but for a few that differ between

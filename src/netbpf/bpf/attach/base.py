@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ...errors import check
 from .. import _libbpf as L
-from ..errors import check
 from ..info import LinkInfo, link_info
 
 

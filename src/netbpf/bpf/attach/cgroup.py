@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...errors import NotSupported, UsageError, from_errno
 from .. import _libbpf as L
-from ..errors import NotSupported, UsageError, from_errno
 from ..fs import cgroup2_root
 from ..program import Program
 from .base import Link

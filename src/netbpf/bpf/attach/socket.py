@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 import struct
 
-from ..errors import from_errno
+from ...errors import from_errno
 from ..program import Program
 from .base import Attachment
 

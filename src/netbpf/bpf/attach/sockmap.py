@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import ctypes
 
+from ...errors import check, from_errno
 from .. import _libbpf as L
 from .. import features
-from ..errors import check, from_errno
 from ..maps import Map
 from ..program import Program
 from .base import Attachment, Link

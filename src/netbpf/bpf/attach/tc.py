@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ... import netdev
+from ...errors import NotSupported, check, from_errno
 from .. import _libbpf as L
 from .. import features
-from ..errors import NotSupported, check, from_errno
 from ..program import Program
 from .base import Attachment, Link, NetlinkAttachment
 

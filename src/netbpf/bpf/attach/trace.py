@@ -1,8 +1,8 @@
 """Tracepoints: classic (``tracepoint/skb/kfree_skb``) and BTF-typed (``tp_btf/kfree_skb``)."""
 from __future__ import annotations
 
+from ...errors import NotSupported, check_ptr
 from .. import _libbpf as L
-from ..errors import NotSupported, check_ptr
 from ..fs import ensure_tracefs
 from ..program import Program
 from .base import LibbpfLink

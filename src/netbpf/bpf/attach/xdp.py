@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ... import netdev
+from ...errors import BpfError, NotSupported, check, from_errno
 from .. import _libbpf as L
-from ..errors import BpfError, NotSupported, check, from_errno
 from ..info import close_quietly, fd_by_id, link_ids, link_info
 from ..program import Program
 from .base import Attachment, Link, NetlinkAttachment

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import errno as _errno
 
+from ...errors import BpfError, InterfaceNotFound, NetbpfError, check
 from .. import _libbpf as L
-from ..errors import BpfError, InterfaceNotFound, NetbpfError, check
 from ..info import close_quietly, fd_by_id, map_info, prog_map_ids
 from ..maps import Map
 from ..program import Program

@@ -35,7 +35,6 @@ from ...bpf import _libbpf as L
 from ...bpf import fs
 from ...bpf.attach import cgroup as cgroup_attach
 from ...bpf.attach import sockmap as sockmap_attach
-from ...bpf.errors import BpfError, NetbpfError, UsageError, check, from_errno
 from ...bpf.info import (
     close_quietly,
     fd_by_id,
@@ -48,6 +47,7 @@ from ...bpf.info import (
 from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program
+from ...errors import BpfError, NetbpfError, UsageError, check, from_errno
 
 BPF_OBJECT = "accel.bpf.o"
 SOCKOPS_PROG, MSG_PROG = "netbpf_acc_ops", "netbpf_acc_msg"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...bpf import fs
-from ...bpf.errors import BuildMissing, NetbpfError, UsageError
+from ...errors import BuildMissing, NetbpfError, UsageError
 from ...output import Column
 from . import accel, clients
 from .sandbox import Sandbox

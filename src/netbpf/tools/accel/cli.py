@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from ... import cliutil
-from ...bpf.errors import UsageError
+from ...errors import UsageError
 from ...output import Column, Table, human_bytes
+from .. import summary
 from . import accel
 
 EXAMPLES = """\
@@ -94,8 +95,7 @@ SOCKET_COLUMNS = [
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = cliutil.add_parser(sub, "accel", "bypass the TCP/IP stack for local TCP connections "
-                                "(sockops + sk_msg)", EXAMPLES, _no_action)
+    parser = cliutil.add_parser(sub, "accel", summary("accel"), EXAMPLES, _no_action)
     actions = parser.add_subparsers(dest="accel_command", metavar="ACTION", required=True)
 
     e = actions.add_parser("enable", help="load, attach and pin the acceleration (it stays on)",
@@ -144,8 +144,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                        "to wrk: plain, with netbpf accel and with the seed's "
                                        "program, in a namespace and cgroups of the benchmark's "
                                        "own; prints a markdown table of medians and ratios.")
-    b.add_argument("--seconds", type=cliutil.float_in(0.0, 3600.0, "an hour"), default=2.0, metavar="S",
-                   help="length of each run (default %(default)s)")
+    run_length = cliutil.float_in(0.0, 3600.0, "an hour")
+    b.add_argument("--duration", dest="seconds", type=run_length, default=2.0, metavar="S",
+                   help="how long each measured run lasts, in seconds (default %(default)s)")
+    cliutil.add_old_spelling(b, "--seconds", "seconds", type=run_length, metavar="S")
     b.add_argument("--rounds", type=cliutil.int_in(1, 1000), default=3, metavar="N",
                    help="rounds, rotating the order of the modes (default %(default)s)")
     b.add_argument("--cells", metavar="LIST", default="",

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ...bpf.errors import NetbpfError
+from ...errors import NetbpfError
 from ...lab import stop_process
 from .sandbox import Sandbox
 

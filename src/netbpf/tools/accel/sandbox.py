@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ...bpf import _libbpf as L
 from ...bpf import fs
-from ...bpf.errors import NetbpfError
+from ...errors import NetbpfError
+from ...libc import libc
 from ...netns import CLONE_NEWNET, NETNS_RUN_DIR
 
 
@@ -63,7 +63,7 @@ class Sandbox:
         def enter() -> None:
             if netns:
                 fd = os.open(ns_path, os.O_RDONLY)
-                if L.libc.setns(fd, CLONE_NEWNET) != 0:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
                     os._exit(126)
                 os.close(fd)
             if procs:

@@ -11,8 +11,8 @@ from typing import Any
 
 from ...bpf.attach import cgroup as cgroup_attach
 from ...bpf.attach import sockmap as sockmap_attach
-from ...bpf.errors import NetbpfError
 from ...bpf.object import BpfObject, object_path
+from ...errors import NetbpfError
 
 SEED_OBJECT = "seed_accel.bpf.o"
 

@@ -11,9 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import cliutil
-from ...bpf.errors import NotPermitted
+from ...errors import NotPermitted
 from ...output import LiveView, Table
-from . import stream, tcpcli
+from ...tracepoints import stream
+from ...tracepoints.names import parse_protocol
+from ...tracepoints.scope import add_scope_arguments, interface_index, scope_netns
+from .. import summary
 from .events import (
     STAT_FILTERED,
     STAT_STACK_LOST,
@@ -24,13 +27,11 @@ from .events import (
     DropTracer,
 )
 from .kallsyms import Kallsyms
-from .names import parse_protocol
 from .reasons import NOT_LOSS, DropReasons
 from .reasons import load as load_reasons
 from .report import FLOW_COLUMNS, SUMMARY_COLUMNS, DropFormatter
-from .scope import add_scope_arguments, interface_index, scope_netns
 
-HELP = "why the kernel dropped packets: reason, kernel function, interface, namespace, flow"
+HELP = summary("drops")
 
 EXAMPLES = """\
 Every packet the kernel frees as a drop (tracepoint skb:kfree_skb) with its
@@ -105,12 +106,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_duration(p)
     cliutil.add_metrics(p)
     cliutil.add_privileges(p)
-    p.add_argument("--hook", choices=["auto", "tp_btf", "tracepoint"], default="auto",
-                   help="tp_btf/kfree_skb (typed, default where the kernel has BTF) or the classic "
-                        "tracepoint skb/kfree_skb")
+    tracepoint_kinds = ["auto", "tp_btf", "tracepoint"]
+    p.add_argument("--attach", dest="hook", choices=tracepoint_kinds, default="auto",
+                   help="attach to kfree_skb as tp_btf (typed, default where the kernel has BTF) or as "
+                        "the classic tracepoint skb/kfree_skb")
+    cliutil.add_old_spelling(p, "--hook", "hook", choices=tracepoint_kinds)  # --hook is a place elsewhere
     p.add_argument("--list-reasons", action="store_true",
                    help="print the drop reasons of the running kernel and exit")
-    tcpcli.register(sub)
 
 
 def build_filter(args: argparse.Namespace, reasons: DropReasons) -> DropFilter:

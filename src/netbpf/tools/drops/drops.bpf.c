@@ -16,8 +16,8 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
-#include "kernel.h"
-#include "scope.h"
+#include <netbpf/kernel.h>
+#include <netbpf/scope.h>
 #include "drops.h"
 
 NETBPF_BTF_EXPORT(drop_event);

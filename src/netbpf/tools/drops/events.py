@@ -23,11 +23,11 @@ from typing import ClassVar
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import trace
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import NetbpfError, NotSupported
 from ...bpf.fs import ensure_tracefs
 from ...bpf.ringbuf import RingBuffer
+from ...errors import NetbpfError, NotSupported
+from ...tracepoints.scope import scope_rodata
 from . import reasons as _reasons
-from .scope import scope_rodata
 
 # At most this much of the ring per read: a reader that fell behind takes it in steps.
 READ_BYTES = 1 << 20

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...bpf.errors import NotSupported, UsageError
+from ...errors import NotSupported, UsageError
 
 PREFIX = "SKB_DROP_REASON_"
 # Values of the enum that mean "not a drop": a normal free.

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from ...attrib.tracker import STATUS_TEXT, Owner, Owners, Selection, Tracker
 from ...bpf import BpfObject
-from ...bpf.errors import UsageError
+from ...errors import UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter, format_time
 from .sinks import Sink

@@ -25,10 +25,10 @@ from ...attrib.tracker import Tracker
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import tc, xdp, xdp_front
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import BpfError, InterfaceNotFound, NotSupported, UsageError
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
+from ...errors import BpfError, InterfaceNotFound, NotSupported, UsageError
 from .attribution import OPTIONS_BYTES, AttribOptions, configure
 from .ring import BlockRing, DumpBlock, DumpRing, Geometry
 
@@ -324,7 +324,7 @@ def _set_value_size(obj: BpfObject, name: str, size: int) -> None:
     import ctypes
 
     from ...bpf import _libbpf as L
-    from ...bpf.errors import check
+    from ...errors import check
 
     fn = L.lib.bpf_map__set_value_size
     fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32]

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 
 from ... import cliutil, privilege
 from ...attrib.tracker import Owners
-from ...bpf.errors import NetbpfError, NotSupported, OutputError, UsageError
+from ...errors import NetbpfError, NotSupported, OutputError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
+from .. import summary
 from . import attribution
 from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
 from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
@@ -46,8 +47,7 @@ what found no room in the buffer (-B): lost packets are counted, never guessed.
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = cliutil.add_parser(sub, "dump", "capture packets at XDP or tc with a tcpdump filter "
-                           "(pcap, tcpdump lines, JSON)", EXAMPLES, run, needs_root=False)
+    p = cliutil.add_parser(sub, "dump", summary("dump"), EXAMPLES, run, needs_root=False)
     cliutil.add_interface(p, required=False)
     p.add_argument("--hook", choices=HOOKS, default="xdp",
                    help="where to capture: xdp (default: before the stack and any XDP program), "
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")
     if os.geteuid() != 0:
-        from ...bpf.errors import NotPermitted
+        from ...errors import NotPermitted
 
         raise NotPermitted("netbpf dump")
     pcapng_out = bool(args.write and args.write.endswith(".pcapng"))

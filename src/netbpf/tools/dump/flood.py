@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ... import netdev
 from ...bpf import _libbpf as L
 from ...bpf import features
-from ...bpf.errors import BpfError, UsageError, from_errno
+from ...errors import BpfError, UsageError, from_errno
 
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
 XDP_PASS, XDP_TX = 2, 3

@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Callable
 
-from ...bpf.errors import NetbpfError, UsageError
+from ...errors import NetbpfError, UsageError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from . import tcpdump_lines

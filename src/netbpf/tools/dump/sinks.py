@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ...bpf.errors import OutputError
+from ...errors import OutputError
 from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter, format_time
 from .ring import write_all

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Sequence
 from typing import IO
 
-from ...bpf.errors import NetbpfError, OutputError
+from ...errors import NetbpfError, OutputError
 from ...packet import pcap
 
 # tcpdump's first line on stderr when it reads a file: netbpf says its own.

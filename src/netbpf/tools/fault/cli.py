@@ -10,8 +10,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ... import cliutil, netdev, privilege
-from ...bpf.errors import NetbpfError, UsageError
+from ...errors import NetbpfError, UsageError
 from ...output import Column, LiveView, Table
+from .. import summary
 from .kernel import (
     ACTIONS,
     DEFAULT_FLOWS,
@@ -27,7 +28,7 @@ from .kernel import (
     stop,
 )
 
-HELP = "mangle, drop or duplicate chosen packets, to reproduce network bugs"
+HELP = summary("fault")
 
 EXAMPLES = """\
 examples:

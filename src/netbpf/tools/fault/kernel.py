@@ -34,11 +34,11 @@ from ...bpf import _libbpf as L
 from ...bpf import fs
 from ...bpf.attach import tc, xdp
 from ...bpf.attach.base import Attachment, Link
-from ...bpf.errors import BpfError, NetbpfError, NotSupported, UsageError, check
 from ...bpf.info import close_quietly
 from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program
+from ...errors import BpfError, NetbpfError, NotSupported, UsageError, check
 from . import ifinfo
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ import enum
 from collections.abc import Iterable
 
 from ...bpf import BpfObject
-from ...bpf.errors import UsageError
 from ...bpf.object import object_path
+from ...errors import UsageError
 
 BPF_OBJECT = "http.bpf.o"
 MAX_PORTS, MAX_IFINDEXES, MAX_VXLAN_PORTS = 16, 8, 4

@@ -9,9 +9,10 @@ import time
 from typing import Any
 
 from ... import cliutil, netdev
-from ...bpf.errors import NetbpfError, UsageError
+from ...errors import NetbpfError, UsageError
 from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
+from .. import summary
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
 from .kernel import KernelCollector, KernelSummary, read_backends
 from .kernel import accounting as kernel_accounting
@@ -62,8 +63,7 @@ VXLAN_HELP = ",".join(map(str, DEFAULT_VXLAN_PORTS))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = cliutil.add_parser(sub, "http", "trace HTTP through a load-balancing gateway: which backend "
-                           "served each request, the spread over backends", EXAMPLES, run)
+    p = cliutil.add_parser(sub, "http", summary("http"), EXAMPLES, run)
     p.add_argument("-i", "--interface", required=True, metavar="IFACE",
                    help=f"interface, comma-separated interfaces (at most {MAX_IFINDEXES}) or any")
     p.add_argument("--port", required=True, type=port_list, metavar="PORT[,PORT...]",

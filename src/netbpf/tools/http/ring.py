@@ -30,10 +30,10 @@ import socket
 import struct
 from collections.abc import Callable
 
-from ...bpf import _libbpf as L
 from ...bpf.attach.socket import SocketFilterAttachment, attach_socket_filter
-from ...bpf.errors import NotSupported, from_errno
 from ...bpf.program import Program
+from ...errors import NotSupported, from_errno
+from ...libc import libc
 
 SOL_PACKET = 263
 PACKET_RX_RING, PACKET_STATISTICS, PACKET_VERSION = 5, 6, 10
@@ -102,10 +102,10 @@ class PacketRing:
 
     def _bind(self, protocol: int) -> None:
         addr = SockaddrLL(sll_family=socket.AF_PACKET, sll_protocol=protocol, sll_ifindex=self.ifindex)
-        if L.libc.bind(self.sock.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)) != 0:
+        if libc.bind(self.sock.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)) != 0:
             err = ctypes.get_errno()
             if err == _errno.ENODEV:
-                from ...bpf.errors import InterfaceNotFound
+                from ...errors import InterfaceNotFound
 
                 raise InterfaceNotFound(f"index {self.ifindex}")
             raise from_errno("bind packet socket", err)

@@ -26,10 +26,10 @@ from ... import netdev, netns
 from ...bpf import BpfObject, object_path
 from ...bpf import _libbpf as L
 from ...bpf.attach import xdp, xdp_front
-from ...bpf.errors import BpfError, NetbpfError, UsageError, check
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import Map
 from ...bpf.program import Program
+from ...errors import BpfError, NetbpfError, UsageError, check
 from .wrap import BPF_XDP, load_wrapped, wrapper
 
 BPF_OBJECT = "chain.bpf.o"

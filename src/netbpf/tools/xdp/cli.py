@@ -5,8 +5,9 @@ import argparse
 from pathlib import Path
 
 from ... import cliutil
-from ...bpf.errors import UsageError
+from ...errors import UsageError
 from ...output import Column, Table, format_since
+from .. import summary
 
 EXAMPLES = """\
 examples:
@@ -38,14 +39,15 @@ COLUMNS = [
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    xdp = sub.add_parser("xdp", help="XDP helpers: chain several XDP programs on one interface",
+    xdp = sub.add_parser("xdp", help=summary("xdp"),
                          description="XDP helpers")
     xdp_sub = xdp.add_subparsers(dest="xdp_command", metavar="COMMAND", required=True)
     p = cliutil.add_parser(xdp_sub, "chain", "a tail-call chain of XDP programs on one interface",
                            EXAMPLES, run)
     cliutil.add_interface(p)
-    p.add_argument("--mode", choices=("auto", "skb", "drv"), default="auto",
+    p.add_argument("--xdp-mode", dest="mode", choices=("auto", "skb", "drv"), default="auto",
                    help="XDP mode for a new chain on an empty hook (else the current program's mode)")
+    cliutil.add_old_spelling(p, "--mode", "mode", choices=("auto", "skb", "drv"))
     cliutil.add_json(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.add_parser("list", help="the chain, in order (the default)")

@@ -30,9 +30,9 @@ import threading
 from pathlib import Path
 
 from ...bpf import _libbpf as L
-from ...bpf.errors import NetbpfError, UsageError
 from ...bpf.object import BpfObject
 from ...bpf.program import Program
+from ...errors import NetbpfError, UsageError
 
 BPF_PROG_TYPE_XDP = 6
 BPF_XDP = 37

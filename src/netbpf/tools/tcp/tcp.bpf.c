@@ -18,8 +18,8 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
-#include "kernel.h"
-#include "scope.h"
+#include <netbpf/kernel.h>
+#include <netbpf/scope.h>
 #include "tcp.h"
 
 #define AF_INET 2

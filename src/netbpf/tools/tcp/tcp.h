@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Shared between tcp.bpf.c and netbpf/tools/drops/tcpevents.py. */
+/* Shared between tcp.bpf.c and netbpf/tools/tcp/events.py. */
 #ifndef NETBPF_TCP_H
 #define NETBPF_TCP_H
 

@@ -1,10 +1,18 @@
-"""``netbpf lab up|down|show`` and ``netbpf lab demo``."""
+"""``netbpf lab up|down|show`` and ``netbpf lab demo``.
+
+The demo's scenes, and their order, come from the tool registry: this module stands above
+the tools, as ``cli.py`` and ``status_cli.py`` do; ``lab/`` stands below them (the tools'
+scenes use its servers and its stage).
+"""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
-from ..bpf.errors import UsageError
-from . import Lab
+from . import tools
+from .errors import UsageError
+from .lab import Lab
+from .lab.demo import Demo
 
 EXAMPLES = """\
 examples:
@@ -48,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import servers
+    from .lab import servers
 
     lab = Lab(args.prefix, args.backends, args.vxlan)
     if args.weights is not None and len(args.weights) != args.backends:
@@ -72,7 +80,43 @@ def run(args: argparse.Namespace) -> int:
             print(found.describe())
             print(servers.describe_services(found))
     else:
-        from .demo import run_demo
-
         return run_demo(lab, keep=args.keep)
+    return 0
+
+
+def scenes() -> list[tuple[str, Callable[[Demo], None]]]:
+    """Each tool's scene, in the order of ``netbpf --help``."""
+    found: list[tuple[str, Callable[[Demo], None]]] = []
+    for name in tools.TOOLS:
+        try:
+            module = tools.module(name, "demo")
+        except ModuleNotFoundError as e:
+            if e.name != f"{tools.__name__}.{name}.demo":
+                raise
+            continue
+        found.append((name, module.scene))
+    return found
+
+
+def run_demo(lab: Lab, keep: bool = False) -> int:
+    demo = Demo(lab)
+    demo.title("The lab: network namespaces joined by veth pairs")
+    if Lab.find(lab.prefix) is not None:
+        # the scenes start their own servers, on the ports `lab up`'s servers hold
+        demo.say(f"lab {lab.prefix} was up: built again for the demo, without its servers")
+        lab.down()
+    lab.up()
+    lab.wait_reachable()
+    demo.say(lab.describe().replace("\n", "\n   "))
+    demo.run(["ping", "-c", "2", "-i", "0.2", lab.backends[0].ip if lab.backends else lab.GATEWAY_IP],
+             netns=lab.client)
+    try:
+        for _name, scene in scenes():
+            scene(demo)
+        demo.title("What netbpf has attached now (every tool cleaned up after itself)")
+        demo.run(["netbpf", "status"])
+    finally:
+        if not keep:
+            lab.down()
+            print(f"\nlab {lab.prefix} removed")
     return 0

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import trace
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import NotSupported
 from ...bpf.ringbuf import RingBuffer
-from .scope import IPNetwork, scope_rodata
+from ...errors import NotSupported
+from ...tracepoints.scope import IPNetwork, scope_rodata
 
 # At most this much of the ring per read: a reader that fell behind takes it in steps.
 READ_BYTES = 1 << 20

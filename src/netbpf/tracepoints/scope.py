@@ -11,9 +11,9 @@ import argparse
 import ipaddress
 import os
 
-from ... import netns
-from ...bpf.errors import UsageError
-from ...netdev import ifindex as _ifindex
+from .. import netns
+from ..errors import UsageError
+from ..netdev import ifindex as _ifindex
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

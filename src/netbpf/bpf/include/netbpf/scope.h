@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* The filters netbpf drops and netbpf tcp share (scope.py sets them before
+/* The filters netbpf drops and netbpf tcp share (netbpf/tracepoints/scope.py sets them before
  * load): namespace, address or network, port. Each is off until set.
  */
-#ifndef NETBPF_DROPS_SCOPE_H
-#define NETBPF_DROPS_SCOPE_H
+#ifndef NETBPF_SCOPE_H
+#define NETBPF_SCOPE_H
 
 #include <linux/types.h>
 

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
-from ... import cliutil
+from .. import cliutil
 
 # How often the reader looks at the ring: an event shows up at most this late.
 POLL_S = 0.02

@@ -9,8 +9,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from ... import netns
-from ...bpf.errors import NetbpfError
+from .. import netns
+from ..errors import NetbpfError
 
 PROTOCOLS = {
     1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp",
@@ -60,7 +60,7 @@ def has_ports(l4_proto: int) -> bool:
 
 def parse_protocol(text: str) -> int:
     """``tcp``, ``udp``, ``icmp``, ``icmp6``... or a number."""
-    from ...bpf.errors import UsageError
+    from ..errors import UsageError
 
     key = text.lower()
     if key in PROTOCOL_NUMBERS:

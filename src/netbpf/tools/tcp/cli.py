@@ -10,12 +10,13 @@ from ... import cliutil
 from ...attrib.container import Container, container_of
 from ...attrib.procfs import CgroupNames
 from ...output import Column, LiveView, Table
-from . import stream
-from .names import TCP_STATES, Clock, Names, endpoint
-from .scope import add_scope_arguments, scope_netns
-from .tcpevents import EVENT_KINDS, FlowCounts, FlowKey, Kind, Tcp, TcpOptions, TcpTracer, Total, decode
+from ...tracepoints import stream
+from ...tracepoints.names import TCP_STATES, Clock, Names, endpoint
+from ...tracepoints.scope import add_scope_arguments, scope_netns
+from .. import summary
+from .events import EVENT_KINDS, FlowCounts, FlowKey, Kind, Tcp, TcpOptions, TcpTracer, Total, decode
 
-HELP = "what TCP is doing: retransmits, resets, state changes, connection lifetimes"
+HELP = summary("tcp")
 
 EXAMPLES = """\
 From the kernel's TCP tracepoints (tcp:tcp_retransmit_skb, tcp_retransmit_synack,
@@ -128,8 +129,8 @@ class TcpFormatter:
     def cgroup(self, cgroup_id: int) -> str | None:
         """The cgroup v2 path of an id (None: removed, or no cgroup v2 here)."""
         if self._cgroups is None:
-            from ...bpf.errors import NotSupported
             from ...bpf.fs import cgroup2_root
+            from ...errors import NotSupported
 
             try:
                 self._cgroups = CgroupNames(cgroup2_root())
@@ -220,7 +221,7 @@ def _short(c: Container | None) -> str | None:
 
 def _rst_reasons() -> dict[int, str]:
     from ...bpf.btf import vmlinux
-    from ...bpf.errors import NotSupported
+    from ...errors import NotSupported
 
     try:
         values = vmlinux().enum_values("sk_rst_reason")

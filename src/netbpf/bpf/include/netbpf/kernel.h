@@ -5,8 +5,8 @@
  * are needed, and a field that moved between kernels is still found.
  * Only the fields read are declared; their order here means nothing.
  */
-#ifndef NETBPF_DROPS_KERNEL_H
-#define NETBPF_DROPS_KERNEL_H
+#ifndef NETBPF_KERNEL_H
+#define NETBPF_KERNEL_H
 
 #include <linux/in6.h>
 #include <bpf/bpf_core_read.h>
