@@ -109,6 +109,8 @@ def add_tcpdump_flags(p: argparse.ArgumentParser) -> None:
                    help="with -C: a ring of COUNT files (FILE0...); with -G: stop after COUNT files")
     p.add_argument("-G", dest="rotate_seconds", type=cliutil.positive_int, metavar="SECONDS",
                    help="with -w: a new file every SECONDS (FILE may hold strftime %%-codes)")
+    p.add_argument("-z", dest="post_rotate", metavar="CMD",
+                   help="with -C or -G: run CMD FILE on each file a rotation closes (e.g. gzip), as tcpdump")
 
 
 def file_size(text: str) -> int:
@@ -128,15 +130,27 @@ def file_size(text: str) -> int:
 def rotating_sink(args: argparse.Namespace, header: bytes, pcapng_out: bool) -> Sink | None:
     """-C/-G/-W: tcpdump's rotation of -w files; None when not asked."""
     if not (args.file_size or args.rotate_seconds):
-        if args.file_count:
-            raise UsageError("-W goes with -C or -G")
+        if args.file_count or args.post_rotate:
+            raise UsageError(f"{'-W' if args.file_count else '-z'} goes with -C or -G")
         return None
     if not args.write or args.write == "-":
         raise UsageError("-C and -G rotate files: they need -w FILE")
     from .sinks import RotatingFileSink
 
     return RotatingFileSink(args.write, header, pcapng_out, args.count, args.file_size, args.file_count,
-                            args.rotate_seconds)
+                            args.rotate_seconds, args.post_rotate)
+
+
+def post_rotate_command(args: argparse.Namespace) -> None:
+    """-z CMD: said before attaching when CMD cannot be run (tcpdump finds out at the first rotation)."""
+    if not args.post_rotate:
+        return
+    import shutil
+
+    if not (args.file_size or args.rotate_seconds):
+        raise UsageError("-z goes with -C or -G")
+    if shutil.which(args.post_rotate) is None:
+        raise UsageError(f"-z {args.post_rotate}: no such command (it is run as CMD FILE)")
 
 
 def tcpdump_flags(args: argparse.Namespace) -> list[str]:
@@ -234,8 +248,8 @@ def run(args: argparse.Namespace) -> int:
     if args.read:
         from .offline import read_file
 
-        if args.file_size or args.rotate_seconds:
-            raise UsageError("-C and -G rotate the files of a live capture; with -r, -w writes one file")
+        if args.file_size or args.rotate_seconds or args.post_rotate:
+            raise UsageError("-C, -G and -z rotate the files of a live capture; with -r, -w writes one file")
 
         return read_file(args, expression, printer, tcpdump_flags(args))
     hook_for_direction(args)
@@ -243,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
     cliutil.require(args.write != "", "-w needs a file name (- for stdout)")
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")
+    post_rotate_command(args)
     if os.geteuid() != 0:
         from ...bpf.errors import NotPermitted
 
