@@ -299,6 +299,7 @@ class RotatingFileSink(Sink):
     def _post_rotate(self, name: str) -> None:
         import subprocess
 
+        assert self.post_rotate is not None
         self._commands = [c for c in self._commands if c.poll() is None]  # reap those that ended
         try:
             # tcpdump: execlp(CMD, CMD, FILE) in a child at the lowest priority, not waited for.
