@@ -28,6 +28,7 @@ examples:
   netbpf dump -i c0 -w x.pcap 'tcp port 80'      pcap (x.pcapng: pcapng) for tcpdump, tshark, Wireshark
   netbpf dump -i c0 -w - | tshark -r -          stream pcap to another tool
   netbpf dump -i c0 --hook tc-egress -c 10      what leaves (XDP sees only what arrives)
+  netbpf dump -i any -w all.pcap icmp           every interface, Linux cooked v2 (as tcpdump -i any)
   netbpf dump -i c0 --json udp | jq .dport      one JSON object per packet
   netbpf dump -r x.pcap 'tcp[tcpflags] & tcp-syn != 0'      read a file (no root needed)
   netbpf dump -r any.pcap -w syn.pcap 'tcp[13] = 2'         filter a file into a file (any link type)
@@ -252,6 +253,13 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("-C, -G and -z rotate the files of a live capture; with -r, -w writes one file")
 
         return read_file(args, expression, printer, tcpdump_flags(args))
+    if args.interface == "any":
+        from . import any as any_device
+
+        post_rotate_command(args)
+        if args.file_size or args.rotate_seconds:
+            raise UsageError("-i any writes one file: -C and -G go with one interface")
+        return any_device.run(args, expression, tcpdump_flags(args))
     hook_for_direction(args)
     cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
     cliutil.require(args.write != "", "-w needs a file name (- for stdout)")
