@@ -7,15 +7,22 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from ... import cliutil, privilege
-from ...attrib.tracker import Owners
+from ... import cliutil
 from ...bpf.errors import NetbpfError, NotSupported, OutputError, UsageError
-from ...packet import pcap
-from ...packet.tcpdump import TcpdumpPrinter
 from . import attribution
-from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
 from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
+
+if TYPE_CHECKING:
+    from ...packet.tcpdump import TcpdumpPrinter
+    from .capture import Capture, CaptureOptions
+
+# Imported where used, not here: `netbpf dump -r F -w G` starts Python, parses, and hands the
+# file to libpcap; the capture's modules (libbpf, maps, rings) and the line formatter would
+# be most of its time (python -X importtime).
+HOOKS = ("xdp", "tc-ingress", "tc-egress")  # capture.Hook
+MAX_SNAPLEN = 262144  # capture.MAX_SNAPLEN, pcap.MAX_CAPLEN
 
 EXAMPLES = """\
 examples:
@@ -203,6 +210,8 @@ def list_interfaces() -> int:
     """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback."""
     import socket
 
+    from .capture import link_type
+
     for index, name in socket.if_nameindex():
         try:
             link_type(name)
@@ -245,14 +254,13 @@ def run(args: argparse.Namespace) -> int:
         return list_interfaces()
     expression = expression_of(args)
     nano = args.time_stamp_precision == "nano"
-    printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=nano)
     if args.read:
         from .offline import read_file
 
         if args.file_size or args.rotate_seconds or args.post_rotate:
             raise UsageError("-C, -G and -z rotate the files of a live capture; with -r, -w writes one file")
 
-        return read_file(args, expression, printer, tcpdump_flags(args))
+        return read_file(args, expression, tcpdump_flags(args))
     if args.interface == "any":
         from . import any as any_device
 
@@ -270,6 +278,17 @@ def run(args: argparse.Namespace) -> int:
         from ...bpf.errors import NotPermitted
 
         raise NotPermitted("netbpf dump")
+    return _live(args, expression, nano)
+
+
+def _live(args: argparse.Namespace, expression: str, nano: bool) -> int:
+    from ... import privilege
+    from ...attrib.tracker import Owners
+    from ...packet import pcap
+    from ...packet.tcpdump import TcpdumpPrinter
+    from .capture import Capture, CaptureOptions, link_type
+
+    printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=nano)
     pcapng_out = bool(args.write and args.write.endswith(".pcapng"))
     owners = attribution.options_from(args)
     options = CaptureOptions(args.interface, hook=args.hook, snaplen=args.snaplen, expression=expression,

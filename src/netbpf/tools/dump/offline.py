@@ -13,12 +13,15 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ...bpf.errors import NetbpfError, UsageError
 from ...packet import pcap
-from ...packet.tcpdump import TcpdumpPrinter
 from . import tcpdump_lines
-from .sinks import open_output
+from .sinks import open_output, write_all
+
+if TYPE_CHECKING:
+    from ...packet.tcpdump import TcpdumpPrinter
 
 Match = Callable[[bytes, int], int]
 
@@ -76,8 +79,6 @@ class _FileWriter:
             self.flush()
 
     def flush(self) -> None:
-        from .ring import write_all
-
         if self._out:
             write_all(self.fd, memoryview(self._out))
             self._out = bytearray()
@@ -89,8 +90,7 @@ class _FileWriter:
             self._close()
 
 
-def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter,
-              tcpdump_flags: list[str]) -> int:
+def read_file(args: argparse.Namespace, expression: str, tcpdump_flags: list[str]) -> int:
     if _libpcap_can_copy(args):
         return _copy_with_libpcap(args, expression)
     tcpdump = tcpdump_lines.tcpdump_path()
@@ -108,6 +108,9 @@ def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter
     if expression:
         # A bad expression is refused before any output, for the file's first link type.
         filters.matches(pcap.Packet(0, b"", 0, 0, reader.linktype))
+    from ...packet.tcpdump import TcpdumpPrinter  # JSON, and lines without tcpdump
+
+    printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=args.time_stamp_precision == "nano")
     emit, close = _output(args, reader, printer, tcpdump_flags)
     shown = 0
     try:

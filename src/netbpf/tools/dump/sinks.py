@@ -11,13 +11,20 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ...bpf.errors import OutputError
 from ...packet import pcap
-from ...packet.tcpdump import TcpdumpPrinter, format_time
-from .ring import write_all
-from .tcpdump_lines import TcpdumpLines
+
+if TYPE_CHECKING:
+    from ...packet.tcpdump import TcpdumpPrinter
+    from .tcpdump_lines import TcpdumpLines
+
+
+def write_all(fd: int, span: memoryview) -> None:
+    while span:
+        written = os.write(fd, span)
+        span = span[written:]
 
 
 class Sink:
@@ -158,6 +165,8 @@ class JsonSink(DecodingSink):
         self.printer, self.stream, self.context = printer, stream, context
 
     def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        from ...packet.tcpdump import format_time
+
         summary, fields = self.printer.describe(data, length)
         record = {"ts": ts_ns / 1e9, "time": format_time(ts_ns, nano=True), **self.context,
                   **fields, "summary": summary}
