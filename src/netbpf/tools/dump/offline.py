@@ -10,14 +10,12 @@ reading stopped, and exit status 1, as tcpdump does.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ...bpf.errors import NetbpfError, UsageError
 from ...packet import pcap
-from . import tcpdump_lines
 from .sinks import open_output, write_all
 
 if TYPE_CHECKING:
@@ -92,7 +90,9 @@ class _FileWriter:
 
 def read_file(args: argparse.Namespace, expression: str, tcpdump_flags: list[str]) -> int:
     if _libpcap_can_copy(args):
-        return _copy_with_libpcap(args, expression)
+        return _copy_with_libpcap(args, expression)  # imports nothing more: Python start-up is its cost
+    from . import tcpdump_lines
+
     tcpdump = tcpdump_lines.tcpdump_path()
     if tcpdump and _is_pcap(args.read) and not args.write and not args.json:
         # One link type, lines: tcpdump reads the file itself (libpcap's filter, tcpdump's lines).
@@ -142,6 +142,10 @@ def read_file(args: argparse.Namespace, expression: str, tcpdump_flags: list[str
 def _output(args: argparse.Namespace, reader: pcap.Reader, printer: TcpdumpPrinter,
             tcpdump_flags: list[str]) -> tuple[Callable[[pcap.Packet], bool], Callable[[], None]]:
     """(emit a packet, close) for -w, --json, or tcpdump's lines."""
+    import json
+
+    from . import tcpdump_lines
+
     if args.write:
         if args.json:
             raise UsageError("-w and --json do not go together")
