@@ -7,7 +7,6 @@ since the CPUs' blocks interleave.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -165,6 +164,8 @@ class JsonSink(DecodingSink):
         self.printer, self.stream, self.context = printer, stream, context
 
     def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        import json
+
         from ...packet.tcpdump import format_time
 
         summary, fields = self.printer.describe(data, length)
