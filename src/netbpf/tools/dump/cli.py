@@ -103,7 +103,7 @@ def add_tcpdump_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", dest="td_q", action="store_true", help="less protocol detail (as tcpdump -q)")
     p.add_argument("-t", dest="td_t", action="count", default=0,
                    help="-t no time stamp, -tt seconds, -ttt delta, -tttt date and time (as tcpdump)")
-    p.add_argument("-l", dest="td_l", action="store_true", help="accepted: lines are always line-buffered")
+    p.add_argument("-l", dest="td_l", action="store_true", help="line-buffered lines (live lines always are; with -r, as tcpdump: only with -l)")
     p.add_argument("-F", dest="filter_file", metavar="FILE",
                    help="read the filter expression from FILE (an expression on the command line is then ignored)")
     p.add_argument("-Q", dest="direction", choices=("in", "out"),

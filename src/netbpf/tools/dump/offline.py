@@ -97,7 +97,8 @@ def read_file(args: argparse.Namespace, expression: str, tcpdump_flags: list[str
     if tcpdump and _is_pcap(args.read) and not args.write and not args.json:
         # One link type, lines: tcpdump reads the file itself (libpcap's filter, tcpdump's lines).
         _check_expression(args.read, expression, args.snaplen)
-        return tcpdump_lines.read_pcap_file(tcpdump, args.read, expression, tcpdump_flags, args.count)
+        return tcpdump_lines.read_pcap_file(tcpdump, args.read, expression,
+                                            tcpdump_flags + (["-l"] if args.td_l else []), args.count)
     try:
         reader, f = pcap.open_reader(args.read)
     except OSError as e:
