@@ -207,7 +207,7 @@ def hook_for_direction(args: argparse.Namespace) -> None:
 
 
 def list_interfaces() -> int:
-    """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback."""
+    """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback, then any."""
     import socket
 
     from .capture import link_type
@@ -218,6 +218,7 @@ def list_interfaces() -> int:
         except UsageError:
             continue
         print(f"{index}.{name}")
+    print("any (every interface, Linux cooked v2, as tcpdump -i any)")  # no index: not an interface
     return 0
 
 
