@@ -109,3 +109,22 @@ def test_any_refuses_what_goes_with_one_interface_in_one_line(pair: Lab, tmp_pat
         assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, (args, run.stderr)
         assert "Traceback" not in run.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_any_captures_on_an_interface_that_appears_during_the_capture(pair: Lab) -> None:
+    """A veth pair made after the capture began: its packets are in it, named by tcpdump."""
+    proc = start(pair, "-i", "any", "-t", "icmp and net 10.98.0.0/24")
+    pair.run(pair.gateway, "ip", "link", "add", "n0", "type", "veth", "peer", "name", "n1", "netns", pair.client)
+    pair.run(pair.gateway, "ip", "addr", "add", "10.98.0.1/24", "dev", "n0")
+    pair.run(pair.client, "ip", "addr", "add", "10.98.0.2/24", "dev", "n1")
+    pair.run(pair.gateway, "ip", "link", "set", "n0", "up")
+    pair.run(pair.client, "ip", "link", "set", "n1", "up")
+    ping(pair, 3, "10.98.0.1")
+    time.sleep(0.5)
+    out, err = stop(proc)
+    lines = out.decode().splitlines()
+    requests = [line for line in lines if line.startswith("n0    In  IP 10.98.0.2 > 10.98.0.1: ICMP echo request")]
+    replies = [line for line in lines if line.startswith("n0    Out IP 10.98.0.1 > 10.98.0.2: ICMP echo reply")]
+    assert len(requests) == len(replies) == 3, lines
+    captured, matched, lost = summary(err)
+    assert captured == matched == len(lines) and lost == 0, err
