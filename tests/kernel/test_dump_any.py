@@ -128,3 +128,16 @@ def test_any_captures_on_an_interface_that_appears_during_the_capture(pair: Lab)
     assert len(requests) == len(replies) == 3, lines
     captured, matched, lost = summary(err)
     assert captured == matched == len(lines) and lost == 0, err
+
+
+def test_any_c_to_standard_output_reads_as_tcpdump_reads_it(pair: Lab) -> None:
+    """-c 4 -w -: four records on standard output, the capture ends by itself."""
+    proc = start(pair, "-i", "any", "-c", "4", "-w", "-", "icmp")
+    ping(pair, 3)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    read = subprocess.run(["tcpdump", "-nn", "-r", "-"], input=out, capture_output=True)
+    assert read.returncode == 0 and b"LINUX_SLL2" in read.stderr, read.stderr
+    assert len(read.stdout.splitlines()) == 4
+    captured, matched, lost = summary(err.decode())
+    assert captured == 4 and matched >= 4 and lost == 0, err
