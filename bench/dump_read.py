@@ -4,17 +4,22 @@
 Two cases, each tool run in turn (A B A B ...), each run a whole process:
   - file:  ``-r F -w G 'tcp port 80'`` (filter a file into a file; outputs compared byte for byte);
   - lines: ``-r F 'tcp port 80' > /dev/null`` (tcpdump -nn for tcpdump).
-CPU is the child's user + system time (getrusage RUSAGE_CHILDREN); the
-table gives medians and the ratio of medians. netbpf's figures include starting Python and importing every tool
-(about a quarter of a second here), which tcpdump does not pay.
+CPU is the child's user + system time and peak RSS its own (wait4), its
+children (tcpdump printing for netbpf) included; the table gives medians and
+the ratio of medians. netbpf's figures include starting Python and its
+imports, which tcpdump does not pay: with compiled bytecode, as an installed
+package has it (PYTHONDONTWRITEBYTECODE is unset for the runs; the warm-up
+writes the .pyc files). ``--netbpf CMD`` measures another netbpf (e.g. a
+merged tree: ``--netbpf "env PYTHONPATH=/tmp/m/src .venv/bin/python -m netbpf"``).
 
-    .venv/bin/python bench/dump_read.py [--packets 100000] [--repeat 5]
+    .venv/bin/python bench/dump_read.py [--packets 100000] [--repeat 5] [--netbpf CMD]
 """
 from __future__ import annotations
 
 import argparse
 import filecmp
-import resource
+import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -38,39 +43,46 @@ def make_file(path: Path, packets: int) -> None:
             f.write(pcap.pcap_record(1_700_000_000_000_000_000 + n * 10_000, frames[n % len(frames)]))
 
 
-def run(argv: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple[float, int]:
-    """(CPU seconds, largest resident set of the children so far, KiB) of one whole process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(argv, stdout=stdout, stderr=subprocess.DEVNULL, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime), after.ru_maxrss
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def run(argv: list[str]) -> tuple[float, int]:
+    """(CPU seconds, peak resident set in KiB) of one whole process and the children it waited for."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    _, _, usage = os.wait4(proc.pid, 0)
+    proc.returncode = 0  # reaped here
+    return usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--packets", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--netbpf", help="the netbpf command to measure (default: this venv's)")
     args = parser.parse_args()
+    netbpf = [*shlex.split(args.netbpf), "dump"] if args.netbpf else NETBPF
     with tempfile.TemporaryDirectory(prefix="netbpf-bench-") as tmp:
         src, ours, theirs = Path(tmp) / "f.pcap", Path(tmp) / "ours.pcap", Path(tmp) / "theirs.pcap"
         make_file(src, args.packets)
         cases = {
-            "file (-r F -w G)": ([*NETBPF, "-r", str(src), "-w", str(ours), "tcp port 80"],
+            "file (-r F -w G)": ([*netbpf, "-r", str(src), "-w", str(ours), "tcp port 80"],
                                  ["tcpdump", "-r", str(src), "-w", str(theirs), "tcp port 80"]),
-            "lines (> /dev/null)": ([*NETBPF, "-r", str(src), "tcp port 80"],
+            "lines (> /dev/null)": ([*netbpf, "-r", str(src), "tcp port 80"],
                                     ["tcpdump", "-nn", "-r", str(src), "tcp port 80"]),
         }
         print(f"{args.packets} packets, {src.stat().st_size / 1e6:.1f} MB; medians of {args.repeat} runs "
               f"(shared machine: compare the ratio)")
-        print(f"{'case':22} {'netbpf cpu s':>12} {'tcpdump cpu s':>13} {'ratio':>6}")
+        print(f"{'case':22} {'netbpf cpu s':>12} {'tcpdump cpu s':>13} {'ratio':>6} "
+              f"{'netbpf MiB':>10} {'tcpdump MiB':>11}")
         for name, (a, b) in cases.items():
-            cpu_a, cpu_b = [], []
+            runs_a, runs_b = [], []
             run(a), run(b)  # warm-up
             for _ in range(args.repeat):
-                cpu_a.append(run(a)[0])
-                cpu_b.append(run(b)[0])
-            ma, mb = statistics.median(cpu_a), statistics.median(cpu_b)
-            print(f"{name:22} {ma:12.3f} {mb:13.3f} {ma / mb:6.2f}")
+                runs_a.append(run(a))
+                runs_b.append(run(b))
+            ma, mb = (statistics.median(c for c, _ in r) for r in (runs_a, runs_b))
+            ra, rb = (max(m for _, m in r) / 1024 for r in (runs_a, runs_b))
+            print(f"{name:22} {ma:12.3f} {mb:13.3f} {ma / mb:6.2f} {ra:10.1f} {rb:11.1f}")
         same = filecmp.cmp(ours, theirs, shallow=False)
         print(f"-w outputs byte for byte identical: {same}")
 

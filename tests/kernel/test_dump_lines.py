@@ -135,6 +135,42 @@ def test_rotation_g2_for_7_seconds_gives_four_files(pair: Lab, tmp_path: Path) -
     assert all(subprocess.run(["tcpdump", "-r", str(p)], capture_output=True).returncode == 0 for p in files)
 
 
+def test_z_runs_the_command_on_each_file_a_rotation_closes(pair: Lab, tmp_path: Path) -> None:
+    """-z gzip with -G 1, as tcpdump: every file but the last (closed at exit) is gzipped,
+    and each .gz holds a pcap tcpdump reads. (gzip runs as the -Z user, as tcpdump's does:
+    root here, since the dropped user cannot write in pytest's directory.)"""
+    pattern = str(tmp_path / "z-%s.pcap")
+    run = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "dump", "-i", "c0",
+                            "-w", pattern, "-G", "1", "-z", "gzip", "-Z", "root", "--duration", "4", "icmp"],
+                           stderr=subprocess.PIPE)
+    pinger = pair.popen(pair.client, "ping", "-i", "0.1", "-w", "6", pair.GATEWAY_IP, stdout=subprocess.DEVNULL)
+    _, err = run.communicate(timeout=60)
+    pinger.wait(timeout=20)
+    assert run.returncode == 0, err
+    for _ in range(100):  # gzip runs on its own, not waited for (as tcpdump's -z)
+        if sum(p.name.endswith(".pcap") for p in tmp_path.iterdir()) <= 1:
+            break
+        time.sleep(0.1)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    plain = [n for n in names if n.endswith(".pcap")]
+    zipped = [n for n in names if n.endswith(".pcap.gz")]
+    assert len(plain) == 1 and len(zipped) >= 2 and len(names) == len(plain) + len(zipped), names
+    assert max(names, key=lambda n: int(n[2:].split(".")[0])) == plain[0], names  # the last one stays
+    for name in zipped:
+        data = subprocess.run(["gzip", "-dc", str(tmp_path / name)], capture_output=True, check=True).stdout
+        read = subprocess.run(["tcpdump", "-nn", "-r", "-"], input=data, capture_output=True)
+        assert read.returncode == 0 and b"ICMP echo" in read.stdout, read.stderr
+
+
+def test_z_without_rotation_or_with_a_missing_command_is_one_line(pair: Lab, tmp_path: Path) -> None:
+    for args, said in ((["-w", str(tmp_path / "a.pcap"), "-z", "gzip"], "-z goes with -C or -G"),
+                       (["-w", str(tmp_path / "a.pcap"), "-G", "1", "-z", "no-such-cmd-x"], "no such command")):
+        run = subprocess.run([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "dump", "-i", "c0", *args],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and said in run.stderr and len(run.stderr.splitlines()) == 1, run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_len_is_the_packets_length_at_tc_even_with_a_small_snap(pair: Lab) -> None:
     """A TCP socket's segments leave with their data in page fragments, outside the linear
     bytes a tc filter reads; libpcap's 'greater 1000' is about the whole packet."""

@@ -7,7 +7,6 @@ interpreter, the reference the translated eBPF is tested against.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import threading
 from collections.abc import Callable
 from ctypes import POINTER, Structure, c_char_p, c_int, c_long, c_uint, c_uint8, c_uint16, c_uint32, c_void_p
@@ -46,7 +45,12 @@ class PktHdr(Structure):
 
 
 def _load() -> ctypes.CDLL:
-    for name in ("libpcap.so.0.8", "libpcap.so.1", ctypes.util.find_library("pcap")):
+    # find_library runs ldconfig (a process): only when the usual names are not there.
+    for name in ("libpcap.so.0.8", "libpcap.so.1", None):
+        if name is None:
+            from ctypes.util import find_library
+
+            name = find_library("pcap")
         if name:
             try:
                 return ctypes.CDLL(name)

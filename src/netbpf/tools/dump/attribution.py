@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ...attrib.tracker import STATUS_TEXT, Owner, Owners, Selection, Tracker
-from ...bpf import BpfObject
 from ...errors import UsageError
 from ...packet import pcap
-from ...packet.tcpdump import TcpdumpPrinter, format_time
 from .sinks import Sink
+
+if TYPE_CHECKING:  # imported where used: dump's parser (add_arguments) must not load libbpf
+    from ...attrib.tracker import Owner, Owners, Selection, Tracker
+    from ...bpf import BpfObject
+    from ...packet.tcpdump import TcpdumpPrinter
 
 OPTION_CODE = 0x8A77  # ATTRIB_OPTION_CODE
 RECORD_SIZE = 48  # sizeof(struct attrib_record)
@@ -79,6 +81,8 @@ def attrib_counts(obj: BpfObject) -> dict[int, int]:
 
 def summary(counts: dict[int, int]) -> str:
     """The exit line's attribution part: every packet's answer is counted."""
+    from ...attrib.tracker import STATUS_TEXT
+
     text = ", ".join([f"{counts.get(0, 0)} with their process"]
                      + [f"{counts.get(s, 0)} {text}" for s, text in STATUS_TEXT.items()])
     if counts.get(LABEL_MISSES):
@@ -119,6 +123,8 @@ class OwnerDecodingSink(Sink):
         self._batch: list[tuple[int, bytes, int, Owner]] = []
 
     def write(self, span: memoryview) -> None:
+        from ...attrib.tracker import Owner
+
         for ts, start, _length, caplen, orig, owner in epb_records(span, True):
             who = (self.owners.owner(span[owner:owner + RECORD_SIZE]) if owner >= 0 else Owner(-1))
             self._batch.append((ts, bytes(span[start + 28:start + 28 + caplen]), orig, who))
@@ -163,6 +169,8 @@ class OwnerJsonSink(OwnerDecodingSink):
         self.printer, self.stream, self.context = printer, stream, context
 
     def emit(self, ts_ns: int, data: bytes, length: int, who: Owner) -> None:
+        from ...packet.tcpdump import format_time
+
         summary_text, fields = self.printer.describe(data, length)
         record = {"ts": ts_ns / 1e9, "time": format_time(ts_ns, nano=True), **self.context,
                   **fields, **who.fields(), "summary": summary_text}

@@ -7,16 +7,23 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
-from ... import cliutil, privilege
-from ...attrib.tracker import Owners
+from ... import cliutil
 from ...errors import NetbpfError, NotSupported, OutputError, UsageError
-from ...packet import pcap
-from ...packet.tcpdump import TcpdumpPrinter
 from .. import summary
 from . import attribution
-from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
 from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
+
+if TYPE_CHECKING:
+    from ...packet.tcpdump import TcpdumpPrinter
+    from .capture import Capture, CaptureOptions
+
+# Imported where used, not here: `netbpf dump -r F -w G` starts Python, parses, and hands the
+# file to libpcap; the capture's modules (libbpf, maps, rings) and the line formatter would
+# be most of its time (python -X importtime).
+HOOKS = ("xdp", "tc-ingress", "tc-egress")  # capture.Hook
+MAX_SNAPLEN = 262144  # capture.MAX_SNAPLEN, pcap.MAX_CAPLEN
 
 EXAMPLES = """\
 examples:
@@ -29,6 +36,7 @@ examples:
   netbpf dump -i c0 -w x.pcap 'tcp port 80'      pcap (x.pcapng: pcapng) for tcpdump, tshark, Wireshark
   netbpf dump -i c0 -w - | tshark -r -          stream pcap to another tool
   netbpf dump -i c0 --hook tc-egress -c 10      what leaves (XDP sees only what arrives)
+  netbpf dump -i any -w all.pcap icmp           every interface, Linux cooked v2 (as tcpdump -i any)
   netbpf dump -i c0 --json udp | jq .dport      one JSON object per packet
   netbpf dump -r x.pcap 'tcp[tcpflags] & tcp-syn != 0'      read a file (no root needed)
   netbpf dump -r any.pcap -w syn.pcap 'tcp[13] = 2'         filter a file into a file (any link type)
@@ -95,7 +103,7 @@ def add_tcpdump_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", dest="td_q", action="store_true", help="less protocol detail (as tcpdump -q)")
     p.add_argument("-t", dest="td_t", action="count", default=0,
                    help="-t no time stamp, -tt seconds, -ttt delta, -tttt date and time (as tcpdump)")
-    p.add_argument("-l", dest="td_l", action="store_true", help="accepted: lines are always line-buffered")
+    p.add_argument("-l", dest="td_l", action="store_true", help="line-buffered lines (live lines always are; with -r, as tcpdump: only with -l)")
     p.add_argument("-F", dest="filter_file", metavar="FILE",
                    help="read the filter expression from FILE (an expression on the command line is then ignored)")
     p.add_argument("-Q", dest="direction", choices=("in", "out"),
@@ -109,6 +117,8 @@ def add_tcpdump_flags(p: argparse.ArgumentParser) -> None:
                    help="with -C: a ring of COUNT files (FILE0...); with -G: stop after COUNT files")
     p.add_argument("-G", dest="rotate_seconds", type=cliutil.positive_int, metavar="SECONDS",
                    help="with -w: a new file every SECONDS (FILE may hold strftime %%-codes)")
+    p.add_argument("-z", dest="post_rotate", metavar="CMD",
+                   help="with -C or -G: run CMD FILE on each file a rotation closes (e.g. gzip), as tcpdump")
 
 
 def file_size(text: str) -> int:
@@ -128,15 +138,27 @@ def file_size(text: str) -> int:
 def rotating_sink(args: argparse.Namespace, header: bytes, pcapng_out: bool) -> Sink | None:
     """-C/-G/-W: tcpdump's rotation of -w files; None when not asked."""
     if not (args.file_size or args.rotate_seconds):
-        if args.file_count:
-            raise UsageError("-W goes with -C or -G")
+        if args.file_count or args.post_rotate:
+            raise UsageError(f"{'-W' if args.file_count else '-z'} goes with -C or -G")
         return None
     if not args.write or args.write == "-":
         raise UsageError("-C and -G rotate files: they need -w FILE")
     from .sinks import RotatingFileSink
 
     return RotatingFileSink(args.write, header, pcapng_out, args.count, args.file_size, args.file_count,
-                            args.rotate_seconds)
+                            args.rotate_seconds, args.post_rotate)
+
+
+def post_rotate_command(args: argparse.Namespace) -> None:
+    """-z CMD: said before attaching when CMD cannot be run (tcpdump finds out at the first rotation)."""
+    if not args.post_rotate:
+        return
+    import shutil
+
+    if not (args.file_size or args.rotate_seconds):
+        raise UsageError("-z goes with -C or -G")
+    if shutil.which(args.post_rotate) is None:
+        raise UsageError(f"-z {args.post_rotate}: no such command (it is run as CMD FILE)")
 
 
 def tcpdump_flags(args: argparse.Namespace) -> list[str]:
@@ -185,8 +207,10 @@ def hook_for_direction(args: argparse.Namespace) -> None:
 
 
 def list_interfaces() -> int:
-    """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback."""
+    """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback, then any."""
     import socket
+
+    from .capture import link_type
 
     for index, name in socket.if_nameindex():
         try:
@@ -194,6 +218,7 @@ def list_interfaces() -> int:
         except UsageError:
             continue
         print(f"{index}.{name}")
+    print("any (every interface, Linux cooked v2, as tcpdump -i any)")  # no index: not an interface
     return 0
 
 
@@ -230,23 +255,41 @@ def run(args: argparse.Namespace) -> int:
         return list_interfaces()
     expression = expression_of(args)
     nano = args.time_stamp_precision == "nano"
-    printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=nano)
     if args.read:
         from .offline import read_file
 
-        if args.file_size or args.rotate_seconds:
-            raise UsageError("-C and -G rotate the files of a live capture; with -r, -w writes one file")
+        if args.file_size or args.rotate_seconds or args.post_rotate:
+            raise UsageError("-C, -G and -z rotate the files of a live capture; with -r, -w writes one file")
 
-        return read_file(args, expression, printer, tcpdump_flags(args))
+        return read_file(args, expression, tcpdump_flags(args))
+    if args.interface == "any":
+        from . import any as any_device
+
+        post_rotate_command(args)
+        if args.file_size or args.rotate_seconds:
+            raise UsageError("-i any writes one file: -C and -G go with one interface")
+        return any_device.run(args, expression, tcpdump_flags(args))
     hook_for_direction(args)
     cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
     cliutil.require(args.write != "", "-w needs a file name (- for stdout)")
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")
+    post_rotate_command(args)
     if os.geteuid() != 0:
         from ...errors import NotPermitted
 
         raise NotPermitted("netbpf dump")
+    return _live(args, expression, nano)
+
+
+def _live(args: argparse.Namespace, expression: str, nano: bool) -> int:
+    from ... import privilege
+    from ...attrib.tracker import Owners
+    from ...packet import pcap
+    from ...packet.tcpdump import TcpdumpPrinter
+    from .capture import Capture, CaptureOptions, link_type
+
+    printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=nano)
     pcapng_out = bool(args.write and args.write.endswith(".pcapng"))
     owners = attribution.options_from(args)
     options = CaptureOptions(args.interface, hook=args.hook, snaplen=args.snaplen, expression=expression,

@@ -10,15 +10,16 @@ reading stopped, and exit status 1, as tcpdump does.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ...errors import NetbpfError, UsageError
 from ...packet import pcap
-from ...packet.tcpdump import TcpdumpPrinter
-from . import tcpdump_lines
-from .sinks import open_output
+from .sinks import open_output, write_all
+
+if TYPE_CHECKING:
+    from ...packet.tcpdump import TcpdumpPrinter
 
 Match = Callable[[bytes, int], int]
 
@@ -76,8 +77,6 @@ class _FileWriter:
             self.flush()
 
     def flush(self) -> None:
-        from .ring import write_all
-
         if self._out:
             write_all(self.fd, memoryview(self._out))
             self._out = bytearray()
@@ -89,15 +88,17 @@ class _FileWriter:
             self._close()
 
 
-def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter,
-              tcpdump_flags: list[str]) -> int:
+def read_file(args: argparse.Namespace, expression: str, tcpdump_flags: list[str]) -> int:
     if _libpcap_can_copy(args):
-        return _copy_with_libpcap(args, expression)
+        return _copy_with_libpcap(args, expression)  # imports nothing more: Python start-up is its cost
+    from . import tcpdump_lines
+
     tcpdump = tcpdump_lines.tcpdump_path()
     if tcpdump and _is_pcap(args.read) and not args.write and not args.json:
         # One link type, lines: tcpdump reads the file itself (libpcap's filter, tcpdump's lines).
         _check_expression(args.read, expression, args.snaplen)
-        return tcpdump_lines.read_pcap_file(tcpdump, args.read, expression, tcpdump_flags, args.count)
+        return tcpdump_lines.read_pcap_file(tcpdump, args.read, expression,
+                                            tcpdump_flags + (["-l"] if args.td_l else []), args.count)
     try:
         reader, f = pcap.open_reader(args.read)
     except OSError as e:
@@ -108,6 +109,9 @@ def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter
     if expression:
         # A bad expression is refused before any output, for the file's first link type.
         filters.matches(pcap.Packet(0, b"", 0, 0, reader.linktype))
+    from ...packet.tcpdump import TcpdumpPrinter  # JSON, and lines without tcpdump
+
+    printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=args.time_stamp_precision == "nano")
     emit, close = _output(args, reader, printer, tcpdump_flags)
     shown = 0
     try:
@@ -139,6 +143,10 @@ def read_file(args: argparse.Namespace, expression: str, printer: TcpdumpPrinter
 def _output(args: argparse.Namespace, reader: pcap.Reader, printer: TcpdumpPrinter,
             tcpdump_flags: list[str]) -> tuple[Callable[[pcap.Packet], bool], Callable[[], None]]:
     """(emit a packet, close) for -w, --json, or tcpdump's lines."""
+    import json
+
+    from . import tcpdump_lines
+
     if args.write:
         if args.json:
             raise UsageError("-w and --json do not go together")

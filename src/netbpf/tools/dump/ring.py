@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import mmap
-import os
 import time
 from collections.abc import Callable
 from ctypes import Structure, c_uint32, c_uint64
@@ -158,8 +157,3 @@ class BlockRing:
         self._data.close()
         self._ctl.close()
 
-
-def write_all(fd: int, span: memoryview) -> None:
-    while span:
-        written = os.write(fd, span)
-        span = span[written:]

@@ -7,17 +7,23 @@ since the CPUs' blocks interleave.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ...errors import OutputError
 from ...packet import pcap
-from ...packet.tcpdump import TcpdumpPrinter, format_time
-from .ring import write_all
-from .tcpdump_lines import TcpdumpLines
+
+if TYPE_CHECKING:
+    from ...packet.tcpdump import TcpdumpPrinter
+    from .tcpdump_lines import TcpdumpLines
+
+
+def write_all(fd: int, span: memoryview) -> None:
+    while span:
+        written = os.write(fd, span)
+        span = span[written:]
 
 
 class Sink:
@@ -158,6 +164,10 @@ class JsonSink(DecodingSink):
         self.printer, self.stream, self.context = printer, stream, context
 
     def emit(self, ts_ns: int, data: bytes, length: int) -> None:
+        import json
+
+        from ...packet.tcpdump import format_time
+
         summary, fields = self.printer.describe(data, length)
         record = {"ts": ts_ns / 1e9, "time": format_time(ts_ns, nano=True), **self.context,
                   **fields, "summary": summary}
@@ -195,13 +205,19 @@ class RotatingFileSink(Sink):
 
     Names are tcpdump's: ``FILE``, ``FILE1``, ``FILE2``... (with -W: ``FILE0``..., padded
     to the digits of the count); with -G, FILE is a strftime(3) pattern of the file's start.
+
+    -z CMD: each file closed by a rotation is handed to ``CMD FILE``, started at the lowest
+    priority and not waited for, as tcpdump does (the last file, closed at exit, is not).
     """
 
     def __init__(self, path: str, header: bytes, pcapng: bool, count: int | None, size: int | None,
-                 files: int | None, seconds: float | None) -> None:
+                 files: int | None, seconds: float | None, post_rotate: str | None = None) -> None:
         super().__init__(count)
         self.path, self.header, self.pcapng = path, header, pcapng
         self.size, self.files, self.seconds = size, files, seconds
+        self.post_rotate = post_rotate
+        self._commands: list[Any] = []  # -z commands started (reaped as they end)
+        self._current = ""
         self._walk = pcap.pcapng_records if pcapng else pcap.pcap_records
         self._number = 0  # files opened so far
         self._fd = -1
@@ -221,10 +237,10 @@ class RotatingFileSink(Sink):
     def _open(self) -> None:
         import time as _time
 
-        if self._fd >= 0:
-            os.close(self._fd)
+        self._close_current()
         self._number += 1
-        self._fd, _ = open_output(self._name())  # as -w FILE: no symlink, no other user's file
+        self._current = self._name()
+        self._fd, _ = open_output(self._current)  # as -w FILE: no symlink, no other user's file
         try:
             write_all(self._fd, memoryview(self.header))
         except OSError as e:
@@ -245,6 +261,7 @@ class RotatingFileSink(Sink):
         if self.seconds and _time.monotonic() - self._opened >= self.seconds:
             if self.files and not self.size and self._number >= self.files:
                 self._number += 1  # done: no file more
+                self._close_current()  # as tcpdump: the last of the -W files goes to -z too
                 return
             self._open()
 
@@ -280,7 +297,28 @@ class RotatingFileSink(Sink):
     def flush(self) -> None:
         self._rotate_by_time()
 
+    def _close_current(self) -> None:
+        """Close the file being written; with -z, run ``CMD FILE`` on it."""
+        if self._fd < 0:
+            return
+        os.close(self._fd)
+        self._fd = -1
+        if self.post_rotate:
+            self._post_rotate(self._current)
+
+    def _post_rotate(self, name: str) -> None:
+        import subprocess
+
+        assert self.post_rotate is not None
+        self._commands = [c for c in self._commands if c.poll() is None]  # reap those that ended
+        try:
+            # tcpdump: execlp(CMD, CMD, FILE) in a child at the lowest priority, not waited for.
+            self._commands.append(subprocess.Popen([self.post_rotate, name], stdin=subprocess.DEVNULL,
+                                                   close_fds=True, preexec_fn=lambda: os.nice(19)))
+        except OSError as e:
+            print(f"netbpf: -z {self.post_rotate} {name}: {e.strerror or e}", file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
+            os.close(self._fd)  # the last file: not rotated, so not given to -z (as tcpdump)
             self._fd = -1
