@@ -61,6 +61,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                              "keeping the host's bpffs for pins")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register_tools(sub, full)
+    if command in TOOLS:  # a tool runs: the other commands by name alone, never parsed
+        for other in ("status", "cleanup", "lab"):
+            sub.add_parser(other)
+        return parser
     from . import lab_cli, status_cli
 
     status_cli.register(sub)
