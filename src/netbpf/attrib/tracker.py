@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,9 +142,10 @@ class Tracker:
         filled = 0
         for pid in namespaces.values():
             try:
-                listed = netns.run_in(f"/proc/{pid}/ns/net", sockdiag.sockets)
+                ns_cookie, listed = netns.run_in(f"/proc/{pid}/ns/net", sockdiag.namespace)
             except (OSError, NetbpfError):
                 continue  # the process is gone, or its namespace cannot be entered: stays unknown
+            self._fill_connections(ns_cookie, listed)
             for s in listed:
                 owners = holders.get(s.inode) if s.inode else None
                 if not owners:
@@ -170,6 +172,27 @@ class Tracker:
                 except NetbpfError:  # EEXIST: exec or sock_create updated it
                     pass
         return filled
+
+    def _fill_connections(self, ns_cookie: int, listed: list[sockdiag.DiagSocket]) -> None:
+        """attrib_conns for the TCP connections open at start (the sockops program
+        sees only handshakes that complete after it is attached)."""
+        from .connections import conn_key
+
+        assert self.obj is not None
+        conns = self.obj.map("attrib_conns")
+        cookie = ctypes.c_uint64
+        for s in listed:
+            if s.protocol != socket.IPPROTO_TCP or s.state == sockdiag.TCP_LISTEN or not s.remote_port:
+                continue
+            try:
+                conns.update(conn_key(ns_cookie, s.local, s.local_port, s.remote, s.remote_port),
+                             cookie(s.cookie), BPF_NOEXIST)
+            except NetbpfError:  # EEXIST: the handshake was seen, and that entry is newer
+                pass
+        try:
+            self.obj.map("attrib_netns").update(ctypes.c_uint64(ns_cookie), ctypes.c_uint32(1))
+        except NetbpfError:
+            pass  # full: connections of this namespace are not found by their addresses
 
     def label_cgroups(self) -> int:
         """Write each cgroup's label (its path, and the container it names) into
