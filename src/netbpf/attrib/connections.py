@@ -152,7 +152,7 @@ class ConnectionOwners:
         if added == self._added:
             return False
         self._added = added
-        self._namespaces = [int.from_bytes(k, "little") for k in self.netns_map.keys()]
+        self._namespaces = [int.from_bytes(k, "little") for k in self.netns_map.keys()]  # noqa: SIM118 (a Map)
         return True
 
 
