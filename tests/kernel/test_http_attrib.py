@@ -137,6 +137,8 @@ def test_each_side_of_each_transaction_names_its_process_and_container(cgroups: 
         assert gateway.proc is not None
         (worker,) = _children(gateway.proc.pid)  # worker_processes 1
         tracer = Tracer(lab.gateway, "-i", "any", "--port", "80,8080", "--process", "--json", workdir=workdir)
+        (workdir / "text").mkdir()
+        lines = Tracer(lab.gateway, "-i", "any", "--port", "80,8080", "--process", workdir=workdir / "text")
         curls: dict[str, int] = {}  # request path -> the pid of the curl that sent it
         for n in range(REQUESTS):
             host = f"[{lab.GATEWAY_IP6}]" if n % 2 else lab.GATEWAY_IP
@@ -152,6 +154,7 @@ def test_each_side_of_each_transaction_names_its_process_and_container(cgroups: 
             time.sleep(0.1)
             backend_logs_ = {b.index: b.transactions() for b in backends}
         out, err = tracer.stop()
+        text, _ = lines.stop()
         expected_backends = {}
         for b in backends:
             assert b.proc is not None
@@ -190,6 +193,19 @@ def test_each_side_of_each_transaction_names_its_process_and_container(cgroups: 
         assert side(t, "backend") == (pid, comm, container, "known"), t
         assert t["backend_process"]["pod"] == (pod1 if container == ids["b1"] else pod2)
     assert served == set(expected_backends)  # both backends, IPv4 and IPv6
+
+    # The lines: the same sides as columns after the transaction's.
+    header, *rows = text.splitlines()
+    assert header.split()[-4:] == ["CLIENT", "PROCESS", "BACKEND", "PROCESS"]
+    assert len(rows) == 2 * REQUESTS
+    front_rows = 0
+    for row in rows:
+        path = row.split()[4]
+        if row.split()[2].endswith(":80"):
+            front_rows += 1
+            assert f"curl[{curls[path]}] docker:{ids['curl'][:12]}" in row, row
+        assert f"nginx[{worker}] docker:{ids['nginx'][:12]}" in row, row
+    assert front_rows == REQUESTS
 
 
 def test_process_and_summary_do_not_go_together() -> None:
