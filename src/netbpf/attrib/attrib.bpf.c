@@ -60,6 +60,16 @@ struct {
 const volatile __u64 select_cgroup = 0;
 const volatile __u32 select_level = 0;
 
+/* An owner or a command changed: the packet side's cached answers are old. */
+static __always_inline void changed(void)
+{
+	__u32 zero = 0;
+	__u64 *gen = bpf_map_lookup_elem(&attrib_gen, &zero);
+
+	if (gen)
+		__sync_fetch_and_add(gen, 1);
+}
+
 SEC("cgroup/sock_create")
 int netbpf_attrsock(struct bpf_sock *sk)
 {
@@ -78,6 +88,7 @@ int netbpf_attrsock(struct bpf_sock *sk)
 	/* A process that forked without exec has a pid that attrib_comms may
 	 * hold for a dead process: its own command now. */
 	bpf_map_update_elem(&attrib_comms, &owner.pid, owner.comm, BPF_ANY);
+	changed();
 	return 1;	/* allow: attribution never refuses a socket */
 }
 
@@ -203,6 +214,7 @@ static __always_inline int accepted(struct accept_exit *ctx)
 	if (select_cgroup)
 		owner.selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
 	bpf_map_update_elem(&attrib_socks, &cookie, &owner, BPF_ANY);
+	changed();
 	return 0;
 }
 
@@ -226,6 +238,7 @@ int netbpf_attrexec(void *ctx)
 
 	bpf_get_current_comm(comm, sizeof(comm));
 	bpf_map_update_elem(&attrib_comms, &pid, comm, BPF_ANY);
+	changed();
 	return 0;
 }
 

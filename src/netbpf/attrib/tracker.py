@@ -33,7 +33,7 @@ from . import procfs, sockdiag
 from .container import Container, container_of, describe
 
 BPF_OBJECT = "attrib.bpf.o"
-MAPS = ("attrib_socks", "attrib_comms", "attrib_labels")
+MAPS = ("attrib_socks", "attrib_comms", "attrib_labels", "attrib_gen")
 LABEL_LEN = 512  # ATTRIB_LABEL_LEN
 LABEL_INTERVAL = 1.0  # seconds between walks of the cgroup tree for new cgroups' labels
 BPF_NOEXIST = 1
