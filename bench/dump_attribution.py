@@ -12,10 +12,12 @@ Per run, for each variant (alternating, repeated):
   - plain:     no attribution;
   - --process: every packet's owner, written as its pcapng comment by the
                capture program itself (no per-packet work in Python);
-  - with --lines, also lines to /dev/null without and with --process (Python
-               formats each packet; the owner of a socket's packets is decoded
-               and formatted once).
-CPU is the capture process's own time (schedstat), as in dump_capture.py.
+  - with --lines, also lines to /dev/null without --process (tcpdump, a child
+               process, prints them) and with it (netbpf's own printer, each
+               packet in Python; the owner of a socket's packets is decoded and
+               formatted once).
+CPU is the capture process's own time (schedstat), as in dump_capture.py; for
+lines, with its children's (tcpdump).
 The capture program's own cost per packet is the kernel's run-time
 statistics (BPF_ENABLE_STATS, on only while this runs): run_time_ns/run_cnt.
 --size sets the frames' size (64, the default, is the worst case: the
@@ -59,6 +61,19 @@ VARIANTS = {"plain": [], "--process": ["--process"]}
 LINES = {"lines": [], "lines --process": ["--process"]}
 
 
+def tree_cpu_ns(pid: int) -> int:
+    """CPU of a process and its descendants (lines without owners are printed by a tcpdump
+    child, with owners by netbpf itself: both are counted)."""
+    total = dc.cpu_ns(pid)
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                total += sum(tree_cpu_ns(int(child)) for child in f.read().split())
+    except OSError:
+        pass
+    return total
+
+
 def run(lab: Lab, packets: int, extra: list[str], out: Path | None) -> dict[str, float]:
     """One capture: to the file ``out``, or (None) lines to /dev/null."""
     argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "dump", "-i", "c0", "-Z", "root",
@@ -69,11 +84,12 @@ def run(lab: Lab, packets: int, extra: list[str], out: Path | None) -> dict[str,
     try:
         dc.wait_for(proc.stderr, b"capturing on")
         time.sleep(0.5)
-        before = dc.cpu_ns(proc.pid)
+        cpu_ns = dc.cpu_ns if out else tree_cpu_ns
+        before = cpu_ns(proc.pid)
         stats_before = run_stats(proc.pid, ("netbpf_dump_xdp",))
         sent, seconds = dc.flood(lab, packets, False)
         time.sleep(2)
-        used = dc.cpu_ns(proc.pid) - before
+        used = cpu_ns(proc.pid) - before
         stats_after = run_stats(proc.pid, ("netbpf_dump_xdp",))
     finally:
         proc.send_signal(signal.SIGINT)
