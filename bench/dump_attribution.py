@@ -99,8 +99,12 @@ def run(lab: Lab, packets: int, extra: list[str], out: Path | None) -> dict[str,
     if not m:
         raise dc.BenchError(f"netbpf dump ended without its summary: {err.strip()[-300:]!r}")
     runs = stats_after[1] - stats_before[1]
-    return {"sent": sent, "seconds": seconds, "captured": int(m.group(1)), "lost": int(m.group(3)),
-            "cpu": used / 1e9, "prog_ns": (stats_after[0] - stats_before[0]) / runs if runs else float("nan")}
+    captured = int(m.group(1))
+    # The file's bytes per packet: what write() costs is per byte (the comment's bytes count).
+    per_packet = out.stat().st_size / captured if out and captured else float("nan")
+    return {"sent": sent, "seconds": seconds, "captured": captured, "lost": int(m.group(3)),
+            "cpu": used / 1e9, "prog_ns": (stats_after[0] - stats_before[0]) / runs if runs else float("nan"),
+            "bytes": per_packet}
 
 
 def main() -> int:
@@ -154,15 +158,15 @@ def measure(args: argparse.Namespace) -> int:
               f"median of {args.repeat}; XDP capture to a pcapng file in {tempfile.gettempdir()} "
               "(a shared machine: ratios within this run only)\n")
         print("| variant | offered pkt/s | captured | lost | capture CPU s | CPU µs per captured "
-              "| program ns per packet |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
+              "| program ns per packet | file bytes per packet |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
         medians = {}
         for name, rs in rows.items():
             m = dc.median_run(rs)
             per = m["cpu"] / m["captured"] * 1e6 if m["captured"] else float("nan")
             medians[name] = (per, m["prog_ns"])
             print(f"| {name} | {m['sent'] / m['seconds']:,.0f} | {m['captured']:,.0f} | {m['lost']:,.0f} "
-                  f"| {m['cpu']:.3f} | {per:.3f} | {m['prog_ns']:.0f} |")
+                  f"| {m['cpu']:.3f} | {per:.3f} | {m['prog_ns']:.0f} | {m['bytes']:.0f} |")
         print(f"\n--process / plain, CPU per captured packet: {medians['--process'][0] / medians['plain'][0]:.2f}x "
               "(target <= 1.2)")
         print(f"--process / plain, program ns per packet:    {medians['--process'][1] / medians['plain'][1]:.2f}x")
