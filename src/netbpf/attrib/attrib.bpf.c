@@ -59,6 +59,9 @@ struct {
  * depth below the root, for bpf_get_current_ancestor_cgroup_id(). */
 const volatile __u64 select_cgroup = 0;
 const volatile __u32 select_level = 0;
+/* Set before load: keep attrib_conns (a tool that finds connections by their
+ * addresses, http --process); else that map is left empty, and small. */
+const volatile __u32 keep_conns = 0;
 
 /* An owner or a command changed: the packet side's cached answers are old. */
 static __always_inline void changed(void)
@@ -105,7 +108,9 @@ int netbpf_attrsops(struct bpf_sock_ops *skops)
 	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
 	    skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
 		return 1;
-	cookie = bpf_get_socket_cookie(skops);
+	cookie = bpf_get_socket_cookie(skops);	/* made here for accept's tracepoint */
+	if (!keep_conns)
+		return 1;
 	conn.netns = bpf_get_netns_cookie(skops);
 	conn.local_port = skops->local_port;
 	/* remote_port: the network-order port in the upper half on little-endian

@@ -92,10 +92,11 @@ def side_fields(owner: Owner) -> dict[str, object]:
 
 
 class ConnectionOwners:
-    """Owners of connections' ends, from a running :class:`Tracker`'s maps."""
+    """Owners of connections' ends, from a running :class:`Tracker`'s maps (one made with
+    ``connections=True``)."""
 
     def __init__(self, tracker: Tracker, sockets: SocketOwners | None = None) -> None:
-        assert tracker.obj is not None
+        assert tracker.obj is not None and tracker.connections
         self.conns = tracker.obj.map("attrib_conns")
         self.netns_map = tracker.obj.map("attrib_netns")
         self.added = tracker.obj.map("attrib_netns_added")

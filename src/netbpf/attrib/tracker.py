@@ -106,8 +106,9 @@ def select_container(wanted: str) -> Selection:
 
 
 class Tracker:
-    def __init__(self, selection: Selection | None = None) -> None:
+    def __init__(self, selection: Selection | None = None, connections: bool = False) -> None:
         self.selection = selection
+        self.connections = connections  # keep attrib_conns (connections.py), else leave it empty
         self.obj: BpfObject | None = None
         self.links: list[Attachment] = []
         self.found = 0  # sockets filled in at start
@@ -120,6 +121,10 @@ class Tracker:
             obj = self.obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
             if self.selection is not None:
                 obj.set_rodata(select_cgroup=self.selection.cgroup_id, select_level=self.selection.level)
+            if self.connections:
+                obj.set_rodata(keep_conns=1)
+            else:
+                obj.set_map_size("attrib_conns", 1)  # unused: no 64K-entry LRU
             obj.load()
             self.links.append(attach_cgroup(obj.program("netbpf_attrsock"), CgroupOptions()))
             self.links.append(attach_section(obj.program("netbpf_attrexec")))
@@ -145,7 +150,8 @@ class Tracker:
                 ns_cookie, listed = netns.run_in(f"/proc/{pid}/ns/net", sockdiag.namespace)
             except (OSError, NetbpfError):
                 continue  # the process is gone, or its namespace cannot be entered: stays unknown
-            self._fill_connections(ns_cookie, listed)
+            if self.connections:
+                self._fill_connections(ns_cookie, listed)
             for s in listed:
                 owners = holders.get(s.inode) if s.inode else None
                 if not owners:

@@ -25,7 +25,7 @@ class HttpOwners:
     known); :meth:`close` detaches it."""
 
     def __init__(self) -> None:
-        self.tracker = Tracker().start()
+        self.tracker = Tracker(connections=True).start()
         try:
             self.owners = ConnectionOwners(self.tracker)
         except BaseException:
