@@ -227,6 +227,39 @@ def test_short_lived_process(containers: tuple[Lab, list[Worker]]) -> None:
     assert all(r["comm"] == "bash" and r["container"] == workers[0].container for r in records)
 
 
+def test_an_exec_renames_the_packets_that_follow(containers: tuple[Lab, list[Worker]], tmp_path: Path) -> None:
+    """A socket kept across exec: packets before it name the old command, after it the new one
+    (each CPU's cached answer and comment are dropped when a process execs)."""
+    lab, (*workers, _server) = containers
+    ours = tmp_path / "x.pcapng"
+    os.chmod(tmp_path, 0o777)  # netbpf writes as its -Z user
+    files = start(lab, "-i", "c0", "--hook", "tc-egress", "--process", "-U", "-w", str(ours), f"udp port {PORT}")
+    lines = start(lab, "-i", "c0", "--hook", "tc-egress", "--process", "--json", f"udp port {PORT}")
+    procs = os.open(cgroup2_root() / workers[0].cgroup.lstrip("/") / "cgroup.procs", os.O_WRONLY)
+    sender = (f"import os, socket\nos.write({procs}, str(os.getpid()).encode())\n"
+              f"s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.connect(('{lab.CLIENT_IP}', {PORT}))\n"
+              "s.set_inheritable(True)\nprint(os.getpid(), flush=True)\n"
+              f"for _ in range({MESSAGES}):\n    s.send(b'before')\n"
+              f"os.execv('/bin/bash', ['bash', '-c', 'for i in $(seq {MESSAGES}); do echo after >&%d; done' % s.fileno()])")
+    try:
+        result = lab.run(lab.gateway, sys.executable, "-c", sender, pass_fds=(procs,))
+        pid = int(result.stdout.split()[0])
+    finally:
+        os.close(procs)
+        time.sleep(0.5)
+        wait_until_settled(ours)
+        stop(files)
+        out, _ = stop(lines)
+    python = Path(sys.executable).name[:15]
+    expected = [python] * MESSAGES + ["bash"] * MESSAGES
+    records = [r for r in _records(out) if r["pid"] == pid]
+    assert [r["comm"] for r in records] == expected, records
+    comments = subprocess.run(["tshark", "-r", str(ours), "-T", "fields", "-e", "frame.comment"],
+                              capture_output=True, text=True, check=True).stdout.splitlines()
+    ours_only = [c for c in comments if c.startswith(f"pid {pid} ")]
+    assert [c.split()[3] for c in ours_only] == expected, comments
+
+
 def test_container_filter_keeps_that_container_only(containers: tuple[Lab, list[Worker]]) -> None:
     lab, (*workers, _server) = containers
     target = workers[0]

@@ -16,7 +16,7 @@ from netbpf.bpf.info import BpfMapInfo, BpfProgInfo
 
 def _shared_struct_modules() -> list[tuple[str, type[ctypes.Structure], Path]]:
     """Every (module, struct, object) pair a tool declares in SHARED_STRUCTS."""
-    names = ["netbpf.bpf.selftest", "netbpf.attrib.tracker"]
+    names = ["netbpf.bpf.selftest", "netbpf.attrib.tracker", "netbpf.attrib.connections"]
     names += [m.name for m in pkgutil.walk_packages(netbpf.tools.__path__, "netbpf.tools.")]
     found = []
     for name in names:

@@ -14,11 +14,64 @@
 
 NETBPF_BTF_EXPORT(attrib_sock);
 NETBPF_BTF_EXPORT(attrib_record);
+NETBPF_BTF_EXPORT(attrib_conn);
+
+/* A TCP connection's local end, by its addresses (netbpf.attrib.connections):
+ * which socket it is, for tools that see a connection's packets without its
+ * socket (http's packet socket, its kernel records). Written when the
+ * handshake completes on either side, so a process that exits at once is
+ * still found; entries stay after close, as attrib_socks' do. */
+struct attrib_conn {
+	__u64 netns;		/* bpf_get_netns_cookie: the same addresses in two namespaces differ */
+	__u32 family;		/* AF_INET, AF_INET6 (an IPv4-mapped IPv6 socket: AF_INET) */
+	__u16 local_port;	/* host order */
+	__u16 remote_port;
+	__u32 local[4];		/* network order; IPv4 in [0], the rest zero */
+	__u32 remote[4];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct attrib_conn);
+	__type(value, __u64);	/* socket cookie */
+} attrib_conns SEC(".maps");
+
+/* The network namespaces attrib_conns has seen (cookie -> 1): user space
+ * looks an address up in each of them (few, next to the connections). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u32);
+} attrib_netns SEC(".maps");
+
+/* [0]: how many namespaces attrib_netns has been given; user space reads the
+ * set again only when this changed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} attrib_netns_added SEC(".maps");
 
 /* Set before load: the cgroup subtree the tool selects (0: none), and its
  * depth below the root, for bpf_get_current_ancestor_cgroup_id(). */
 const volatile __u64 select_cgroup = 0;
 const volatile __u32 select_level = 0;
+/* Set before load: keep attrib_conns (a tool that finds connections by their
+ * addresses, http --process); else that map is left empty, and small. */
+const volatile __u32 keep_conns = 0;
+
+/* An owner or a command changed: the packet side's cached answers are old. */
+static __always_inline void changed(void)
+{
+	__u32 zero = 0;
+	__u64 *gen = bpf_map_lookup_elem(&attrib_gen, &zero);
+
+	if (gen)
+		__sync_fetch_and_add(gen, 1);
+}
 
 SEC("cgroup/sock_create")
 int netbpf_attrsock(struct bpf_sock *sk)
@@ -38,6 +91,7 @@ int netbpf_attrsock(struct bpf_sock *sk)
 	/* A process that forked without exec has a pid that attrib_comms may
 	 * hold for a dead process: its own command now. */
 	bpf_map_update_elem(&attrib_comms, &owner.pid, owner.comm, BPF_ANY);
+	changed();
 	return 1;	/* allow: attribution never refuses a socket */
 }
 
@@ -47,8 +101,49 @@ int netbpf_attrsock(struct bpf_sock *sk)
 SEC("sockops")
 int netbpf_attrsops(struct bpf_sock_ops *skops)
 {
-	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
-		bpf_get_socket_cookie(skops);
+	struct attrib_conn conn = {};
+	__u64 cookie;
+	__u32 one = 1;
+
+	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
+	    skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
+		return 1;
+	cookie = bpf_get_socket_cookie(skops);	/* made here for accept's tracepoint */
+	if (!keep_conns)
+		return 1;
+	conn.netns = bpf_get_netns_cookie(skops);
+	conn.local_port = skops->local_port;
+	/* remote_port: the network-order port in the upper half on little-endian
+	 * (the kernel shifts it there), which bpf_ntohl turns into the port. */
+	conn.remote_port = bpf_ntohl(skops->remote_port);
+	if (skops->family == 2 /* AF_INET */ ||
+	    (skops->local_ip6[0] == 0 && skops->local_ip6[1] == 0 &&
+	     skops->local_ip6[2] == bpf_htonl(0xffff))) {
+		conn.family = 2;
+		conn.local[0] = skops->local_ip4;
+		conn.remote[0] = skops->remote_ip4;
+	} else {
+		conn.family = 10;	/* AF_INET6 */
+		conn.local[0] = skops->local_ip6[0];
+		conn.local[1] = skops->local_ip6[1];
+		conn.local[2] = skops->local_ip6[2];
+		conn.local[3] = skops->local_ip6[3];
+		conn.remote[0] = skops->remote_ip6[0];
+		conn.remote[1] = skops->remote_ip6[1];
+		conn.remote[2] = skops->remote_ip6[2];
+		conn.remote[3] = skops->remote_ip6[3];
+	}
+	bpf_map_update_elem(&attrib_conns, &conn, &cookie, BPF_ANY);
+	/* After the connection: whoever sees the namespace finds it there. */
+	if (!bpf_map_lookup_elem(&attrib_netns, &conn.netns)) {
+		__u32 zero = 0;
+		__u64 *added;
+
+		bpf_map_update_elem(&attrib_netns, &conn.netns, &one, BPF_ANY);
+		added = bpf_map_lookup_elem(&attrib_netns_added, &zero);
+		if (added)
+			__sync_fetch_and_add(added, 1);
+	}
 	return 1;
 }
 
@@ -124,6 +219,7 @@ static __always_inline int accepted(struct accept_exit *ctx)
 	if (select_cgroup)
 		owner.selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
 	bpf_map_update_elem(&attrib_socks, &cookie, &owner, BPF_ANY);
+	changed();
 	return 0;
 }
 
@@ -147,6 +243,7 @@ int netbpf_attrexec(void *ctx)
 
 	bpf_get_current_comm(comm, sizeof(comm));
 	bpf_map_update_elem(&attrib_comms, &pid, comm, BPF_ANY);
+	changed();
 	return 0;
 }
 

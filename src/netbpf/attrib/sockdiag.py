@@ -20,6 +20,10 @@ NLMSG_ERROR, NLMSG_DONE = 2, 3
 _nlmsghdr = struct.Struct("=IHHII")
 _req = struct.Struct("=BBBxI48s")  # inet_diag_req_v2: family, protocol, ext, pad, states, id
 _MSG_COOKIE, _MSG_INODE = 4 + 40, 4 + 48 + 16  # offsets in inet_diag_msg
+_msg_id = struct.Struct("=BB2x2s2s16s16s")  # family, state, (timer, retrans), sport, dport, src, dst
+SO_NETNS_COOKIE = 71
+TCP_LISTEN = 10
+_V4_MAPPED = bytes(10) + b"\xff\xff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,13 +32,32 @@ class DiagSocket:
     protocol: int
     cookie: int
     inode: int  # 0: no file (TIME-WAIT, request sockets)
+    state: int = 0  # TCP_ESTABLISHED (1) ... TCP_LISTEN (10); UDP: 7 (closed) or 1 (connected)
+    local: bytes = b""  # the address, 4 or 16 bytes (an IPv4-mapped one as its 4)
+    local_port: int = 0
+    remote: bytes = b""
+    remote_port: int = 0
+
+
+def _address(raw: bytes, family: int) -> bytes:
+    if family == socket.AF_INET:
+        return raw[:4]
+    return raw[12:] if raw.startswith(_V4_MAPPED) else raw
 
 
 def parse(payload: bytes, family: int, protocol: int) -> DiagSocket:
     """One inet_diag_msg."""
     low, high = struct.unpack_from("=II", payload, _MSG_COOKIE)
     (inode,) = struct.unpack_from("=I", payload, _MSG_INODE)
-    return DiagSocket(family, protocol, high << 32 | low, inode)
+    _, state, sport, dport, src, dst = _msg_id.unpack_from(payload)
+    return DiagSocket(family, protocol, high << 32 | low, inode, state, _address(src, family),
+                      int.from_bytes(sport, "big"), _address(dst, family), int.from_bytes(dport, "big"))
+
+
+def netns_cookie() -> int:
+    """The calling thread's network namespace's cookie (bpf_get_netns_cookie's number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        return int.from_bytes(s.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8), "little")
 
 
 def _dump(family: int, protocol: int) -> Iterator[DiagSocket]:
@@ -58,6 +81,11 @@ def _dump(family: int, protocol: int) -> Iterator[DiagSocket]:
                     raise OSError(-err, f"sock_diag: {os.strerror(-err)}")
                 yield parse(data[pos + _nlmsghdr.size:pos + length], family, protocol)
                 pos += (length + 3) & ~3
+
+
+def namespace() -> tuple[int, list[DiagSocket]]:
+    """The calling thread's network namespace: its cookie and its sockets."""
+    return netns_cookie(), sockets()
 
 
 def sockets() -> list[DiagSocket]:

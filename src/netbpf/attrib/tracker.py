@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from . import procfs, sockdiag
 from .container import Container, container_of, describe
 
 BPF_OBJECT = "attrib.bpf.o"
-MAPS = ("attrib_socks", "attrib_comms", "attrib_labels")
+MAPS = ("attrib_socks", "attrib_comms", "attrib_labels", "attrib_gen")
 LABEL_LEN = 512  # ATTRIB_LABEL_LEN
 LABEL_INTERVAL = 1.0  # seconds between walks of the cgroup tree for new cgroups' labels
 BPF_NOEXIST = 1
@@ -105,8 +106,9 @@ def select_container(wanted: str) -> Selection:
 
 
 class Tracker:
-    def __init__(self, selection: Selection | None = None) -> None:
+    def __init__(self, selection: Selection | None = None, connections: bool = False) -> None:
         self.selection = selection
+        self.connections = connections  # keep attrib_conns (connections.py), else leave it empty
         self.obj: BpfObject | None = None
         self.links: list[Attachment] = []
         self.found = 0  # sockets filled in at start
@@ -119,6 +121,10 @@ class Tracker:
             obj = self.obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
             if self.selection is not None:
                 obj.set_rodata(select_cgroup=self.selection.cgroup_id, select_level=self.selection.level)
+            if self.connections:
+                obj.set_rodata(keep_conns=1)
+            else:
+                obj.set_map_size("attrib_conns", 1)  # unused: no 64K-entry LRU
             obj.load()
             self.links.append(attach_cgroup(obj.program("netbpf_attrsock"), CgroupOptions()))
             self.links.append(attach_section(obj.program("netbpf_attrexec")))
@@ -141,9 +147,11 @@ class Tracker:
         filled = 0
         for pid in namespaces.values():
             try:
-                listed = netns.run_in(f"/proc/{pid}/ns/net", sockdiag.sockets)
+                ns_cookie, listed = netns.run_in(f"/proc/{pid}/ns/net", sockdiag.namespace)
             except (OSError, NetbpfError):
                 continue  # the process is gone, or its namespace cannot be entered: stays unknown
+            if self.connections:
+                self._fill_connections(ns_cookie, listed)
             for s in listed:
                 owners = holders.get(s.inode) if s.inode else None
                 if not owners:
@@ -170,6 +178,26 @@ class Tracker:
                 except NetbpfError:  # EEXIST: exec or sock_create updated it
                     pass
         return filled
+
+    def _fill_connections(self, ns_cookie: int, listed: list[sockdiag.DiagSocket]) -> None:
+        """attrib_conns for the TCP connections open at start (the sockops program
+        sees only handshakes that complete after it is attached)."""
+
+        assert self.obj is not None
+        conns = self.obj.map("attrib_conns")
+        cookie = ctypes.c_uint64
+        for s in listed:
+            if s.protocol != socket.IPPROTO_TCP or s.state == sockdiag.TCP_LISTEN or not s.remote_port:
+                continue
+            try:
+                conns.update(conn_key(ns_cookie, s.local, s.local_port, s.remote, s.remote_port),
+                             cookie(s.cookie), BPF_NOEXIST)
+            except NetbpfError:  # EEXIST: the handshake was seen, and that entry is newer
+                pass
+        try:
+            self.obj.map("attrib_netns").update(ctypes.c_uint64(ns_cookie), ctypes.c_uint32(1))
+        except NetbpfError:
+            pass  # full: connections of this namespace are not found by their addresses
 
     def label_cgroups(self) -> int:
         """Write each cgroup's label (its path, and the container it names) into
@@ -327,3 +355,18 @@ class SocketOwners:
         rec = AttribRecord(cookie=cookie, status=OWNER, pid=s.pid, tid=s.tid, origin=s.origin,
                            cgroup_id=s.cgroup_id, comm=(comm or bytes(s.comm)).split(b"\0", 1)[0])
         return self.owners.owner(bytes(rec))
+
+
+class AttribConn(ctypes.Structure):
+    _c_name_ = "attrib_conn"
+    _fields_ = [("netns", ctypes.c_uint64), ("family", ctypes.c_uint32), ("local_port", ctypes.c_uint16),
+                ("remote_port", ctypes.c_uint16), ("local", ctypes.c_uint8 * 16), ("remote", ctypes.c_uint8 * 16)]
+
+
+def conn_key(netns: int, local: bytes, local_port: int, remote: bytes, remote_port: int) -> bytes:
+    """The key of attrib_conns for one local end (addresses as :func:`packed` gives them)."""
+    key = AttribConn(netns=netns, family=socket.AF_INET if len(local) == 4 else socket.AF_INET6,
+                     local_port=local_port, remote_port=remote_port)
+    ctypes.memmove(key.local, local, len(local))
+    ctypes.memmove(key.remote, remote, len(remote))
+    return bytes(key)

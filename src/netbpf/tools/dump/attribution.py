@@ -115,18 +115,39 @@ def epb_records(span: memoryview | bytes, nano: bool) -> list[tuple[int, int, in
 
 
 class OwnerDecodingSink(Sink):
-    """Lines or JSON, each packet with its owner (records are pcapng here)."""
+    """Lines or JSON, each packet with its owner (records are pcapng here).
+
+    A socket's packets carry the same owner record: it is decoded and made
+    into text or JSON fields (:meth:`render`) once, then reused by its bytes."""
+
+    SEEN_MAX = 4096  # owner records remembered
 
     def __init__(self, owners: Owners, count: int | None) -> None:
+        from ...attrib.tracker import OWNER, Owner
+
         super().__init__(count)
         self.owners = owners
-        self._batch: list[tuple[int, bytes, int, Owner]] = []
+        self._owned = OWNER
+        self._batch: list[tuple[int, bytes, int, Any]] = []
+        self._seen: dict[bytes, Any] = {}
+        self._none = self.render(Owner(-1))
+
+    def _rendered(self, raw: bytes) -> Any:
+        done = self._seen.get(raw)
+        if done is None:
+            who = self.owners.owner(raw)
+            done = self.render(who)
+            # A cgroup not found yet may be by the next walk of the tree: not kept.
+            if who.status != self._owned or who.cgroup is not None:
+                if len(self._seen) >= self.SEEN_MAX:
+                    self._seen.clear()
+                self._seen[raw] = done
+        return done
 
     def write(self, span: memoryview) -> None:
-        from ...attrib.tracker import Owner
-
+        rendered, none = self._rendered, self._none
         for ts, start, _length, caplen, orig, owner in epb_records(span, True):
-            who = (self.owners.owner(span[owner:owner + RECORD_SIZE]) if owner >= 0 else Owner(-1))
+            who = rendered(bytes(span[owner:owner + RECORD_SIZE])) if owner >= 0 else none
             self._batch.append((ts, bytes(span[start + 28:start + 28 + caplen]), orig, who))
 
     def flush(self) -> None:
@@ -143,7 +164,11 @@ class OwnerDecodingSink(Sink):
                 raise
         self.flush_output()
 
-    def emit(self, ts_ns: int, data: bytes, length: int, who: Owner) -> None:
+    def render(self, who: Owner) -> Any:
+        """What :meth:`emit` writes of an owner (made once per owner record)."""
+        raise NotImplementedError
+
+    def emit(self, ts_ns: int, data: bytes, length: int, who: Any) -> None:
         raise NotImplementedError
 
     def flush_output(self) -> None:
@@ -155,8 +180,11 @@ class OwnerTextSink(OwnerDecodingSink):
         super().__init__(owners, count)
         self.printer, self.stream = printer, stream
 
-    def emit(self, ts_ns: int, data: bytes, length: int, who: Owner) -> None:
-        self.stream.write(f"{self.printer.line(ts_ns, data, length)} [{who.comment()}]\n")
+    def render(self, who: Owner) -> str:
+        return f" [{who.comment()}]\n"
+
+    def emit(self, ts_ns: int, data: bytes, length: int, who: str) -> None:
+        self.stream.write(self.printer.line(ts_ns, data, length) + who)
 
     def flush_output(self) -> None:
         self.stream.flush()
@@ -168,12 +196,15 @@ class OwnerJsonSink(OwnerDecodingSink):
         super().__init__(owners, count)
         self.printer, self.stream, self.context = printer, stream, context
 
-    def emit(self, ts_ns: int, data: bytes, length: int, who: Owner) -> None:
+    def render(self, who: Owner) -> dict[str, object]:
+        return who.fields()
+
+    def emit(self, ts_ns: int, data: bytes, length: int, who: dict[str, object]) -> None:
         from ...packet.tcpdump import format_time
 
         summary_text, fields = self.printer.describe(data, length)
         record = {"ts": ts_ns / 1e9, "time": format_time(ts_ns, nano=True), **self.context,
-                  **fields, **who.fields(), "summary": summary_text}
+                  **fields, **who, "summary": summary_text}
         self.stream.write(json.dumps(record) + "\n")
 
     def flush_output(self) -> None:

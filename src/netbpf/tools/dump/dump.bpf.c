@@ -219,14 +219,14 @@ lost:
  * counters say how many packets had which answer). */
 static __always_inline int wanted(__u64 cookie, __u32 status, struct attrib_record *owner)
 {
-	struct attrib_sock *sock = attrib_owner(cookie, status, owner);
+	struct attrib_cache *sock = attrib_owner(cookie, status, owner);
 
 	netbpf_inc(attrib_counters, owner->status);
 	if (!want_pid && !want_comm && !want_selected)
 		return 1;
 	if (!sock)
 		return 0;
-	if (want_pid && sock->pid != want_pid)
+	if (want_pid && sock->rec.pid != want_pid)
 		return 0;
 	if (want_selected && !sock->selected)
 		return 0;

@@ -77,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_metrics(p)
     cliutil.add_privileges(p)
     p.add_argument("-H", "--headers", action="store_true", help="print request and response headers")
+    p.add_argument("--process", action="store_true",
+                   help="the local process and container on each side (client, backend) when that side is "
+                        "a socket of this host, in any of its network namespaces; 'no local socket' otherwise")
     p.add_argument("--show-secrets", action="store_true",
                    help="do not redact secrets (Authorization, Proxy-Authorization, Cookie, Set-Cookie, "
                         "headers and query parameters named like token/secret/key/password) "
@@ -183,6 +186,9 @@ class Capture:
         if args.hook == "tc" and args.interface == "any":
             raise UsageError("--hook tc: name the interfaces (-i a,b), not any")
         tc = args.hook == "tc"
+        if args.process and args.summary:
+            raise UsageError("--process names each transaction's processes: not with --summary")
+        self.owners: Any = None
         self.obj = open_object(make_config(args.port, [] if tc else filter_ifindexes, args.vxlan_port,
                                            count_in_kernel=self.in_kernel, hand_off=self.in_kernel and not tc),
                                args.hook)
@@ -208,6 +214,10 @@ class Capture:
                     registry.register(KernelCollector(self.summary, self.snapshot))
                 else:
                     registry.register(HttpCollector(self.counts, self.snapshot))
+            if args.process:
+                from .owners import HttpOwners
+
+                self.owners = HttpOwners()  # before the first frame: a process made meanwhile is known
             if tc:
                 from ...bpf.attach.tc import TcOptions, attach_tc
 
@@ -230,7 +240,10 @@ class Capture:
         self.summary.add(tx)
         self.counts.add(tx)
         if not args.summary:
-            sys.stdout.write((self.report.json(tx) if args.json else self.report.text(tx)) + "\n")
+            line = self.report.json(tx) if args.json else self.report.text(tx)
+            if self.owners is not None:
+                line = (self.owners.json if args.json else self.owners.text)(line, tx.client, tx.backend)
+            sys.stdout.write(line + "\n")
         if args.count and self.printed >= args.count:
             self.stop = True
 
@@ -252,7 +265,8 @@ class Capture:
         live = LiveView(sys.stdout) if args.summary and not args.json and sys.stdout.isatty() else None
         self.live = live
         if not args.summary and not args.json:
-            sys.stdout.write(self.report.header_line() + "\n")
+            header = self.report.header_line()
+            sys.stdout.write((header if self.owners is None else self.owners.header(header)) + "\n")
         feed = self.tracer.feed
         ports = ",".join(map(str, args.port))
         cliutil.stderr(f"netbpf http: tracing HTTP on TCP port {ports}, interface {args.interface} "
@@ -328,6 +342,8 @@ class Capture:
             f"{t.undecodable} undecodable frames; {not_http1_text(not_http1)}")
 
     def close(self) -> None:
+        if getattr(self, "owners", None) is not None:
+            self.owners.close()
         for link in self.links:
             link.close()
         if self.ring is not None:

@@ -105,8 +105,38 @@ struct {
 	__type(value, char[ATTRIB_LABEL_LEN]);
 } attrib_labels SEC(".maps");
 
+/* [0]: bumped whenever an owner's answer may change (a socket made, accepted,
+ * a process's exec): the packet side's per-CPU answer (attrib_cache) is used
+ * only while this is what it was when the answer was made. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} attrib_gen SEC(".maps");
+
 #ifndef NETBPF_ATTRIB_NO_PACKETS
 /* -- the packet side -------------------------------------------------------------------- */
+
+/* The last answer on this CPU: a flood of one socket's packets (the costly
+ * case) looks its owner up and writes its comment once, not per packet.
+ * Valid for `cookie` while attrib_gen[0] == `gen` (cookies are never reused;
+ * labels, once written, do not change). */
+struct attrib_cache {
+	__u64 cookie;
+	__u64 gen;
+	struct attrib_record rec;
+	__u32 selected;		/* attrib_sock.selected */
+	__u32 text_len;		/* the comment's text (attrib_comment), 0: not made yet */
+	char text[ATTRIB_COMMENT_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct attrib_cache);
+} attrib_cache SEC(".maps");
 
 #define __attrib_core __attribute__((preserve_access_index))
 
@@ -233,17 +263,31 @@ static __always_inline __u64 attrib_lookup(void *ctx, void *data, void *data_end
 	return cookie;
 }
 
-/* Fill `rec` for a packet whose socket has `cookie` (0: none found). */
-static __always_inline struct attrib_sock *attrib_owner(__u64 cookie, __u32 status,
-							 struct attrib_record *rec)
+/* Fill `rec` for a packet whose socket has `cookie` (0: none found); return
+ * this CPU's cached answer for it (its rec, selected), or 0 when the owner is
+ * not known. */
+static __always_inline struct attrib_cache *attrib_owner(__u64 cookie, __u32 status,
+							  struct attrib_record *rec)
 {
-	struct attrib_sock *owner = 0;
+	struct attrib_sock *owner;
+	struct attrib_cache *cache;
+	__u32 zero = 0;
+	__u64 *gen, now;
 	char *comm;
 
 	rec->cookie = cookie;
 	rec->status = status;
 	if (!cookie)
 		return 0;
+	cache = bpf_map_lookup_elem(&attrib_cache, &zero);
+	gen = bpf_map_lookup_elem(&attrib_gen, &zero);
+	if (!cache || !gen)
+		return 0;
+	now = *gen;	/* read before the owner: a change meanwhile makes the next packet look again */
+	if (cache->cookie == cookie && cache->gen == now) {
+		__builtin_memcpy(rec, &cache->rec, sizeof(*rec));
+		return cache;
+	}
 	owner = bpf_map_lookup_elem(&attrib_socks, &cookie);
 	if (!owner) {
 		rec->status = ATTRIB_UNKNOWN_OWNER;
@@ -256,8 +300,14 @@ static __always_inline struct attrib_sock *attrib_owner(__u64 cookie, __u32 stat
 	rec->cgroup_id = owner->cgroup_id;
 	comm = bpf_map_lookup_elem(&attrib_comms, &owner->pid);
 	__builtin_memcpy(rec->comm, comm ? comm : owner->comm, ATTRIB_COMM_LEN);
-	return owner;
+	cache->cookie = cookie;
+	cache->gen = now;
+	__builtin_memcpy(&cache->rec, rec, sizeof(*rec));
+	cache->selected = owner->selected;
+	cache->text_len = 0;
+	return cache;
 }
+
 /* Decimal digits of `v` at `dst` (room for 16); returns how many. */
 static __always_inline __u32 attrib_put_decimal(char *dst, __u32 v)
 {
@@ -325,18 +375,35 @@ static __always_inline __u32 attrib_comment(void *opt, struct attrib_record *own
 	static const char not_looked_up[] = "owner unknown (received, not TCP/UDP right after IP: no socket lookup)";
 	__u64 args[4];
 	int is_shared = owner->origin == ATTRIB_FOUND && owner->tid > 1;	/* tid: holders */
+	struct attrib_cache *cache;
+	__u32 zero = 0, cached;
 	char *label;
 	long n;
 	__u32 len;
 
 	switch (owner->status) {
 	case ATTRIB_OWNER:
+		cache = bpf_map_lookup_elem(&attrib_cache, &zero);
+		cached = cache && cache->cookie == owner->cookie ? cache->text_len : 0;
+		if (cached && cached < ATTRIB_COMMENT_MAX) {
+			/* attrib_owner() just answered from the cache, or made it. */
+			bpf_probe_read_kernel(opt + 4, cached, cache->text);
+			n = cached + 1;
+			break;
+		}
 		args[0] = owner->pid;
 		args[1] = (__u64)(long)owner->comm;
 		args[3] = owner->tid;
 		label = bpf_map_lookup_elem(&attrib_labels, &owner->cgroup_id);
 		n = label && !is_shared ? attrib_owned_text(opt + 4, owner, label) : 0;
 		if (n) {
+			/* Kept for this socket's next packets (not the other texts:
+			 * a label missing now may be written by the next walk). */
+			cached = n;
+			if (cache && cache->cookie == owner->cookie && cached < ATTRIB_COMMENT_MAX) {
+				bpf_probe_read_kernel(cache->text, cached, opt + 4);
+				cache->text_len = cached;
+			}
 			n += 1;	/* as bpf_snprintf counts: with the NUL */
 		} else if (label) {
 			args[2] = (__u64)(long)label;
