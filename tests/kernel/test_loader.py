@@ -337,3 +337,70 @@ def test_unknown_tracepoint_is_not_supported(obj) -> None:
     obj.load()
     with pytest.raises(NotSupported, match="tracepoint nosuch:event"):
         trace.attach_tracepoint(obj.program("netbpf_st_tp"), "nosuch", "event")
+
+
+# -- links taken from a pin or an id (cilium/ebpf's link package as the model) ---------------
+
+def test_link_from_pin_and_id_updates_detaches_unpins(pair, obj) -> None:
+    from netbpf.bpf.attach.base import Link
+
+    obj.load()
+    counting, dropping = obj.program("netbpf_st_xdp"), obj.program("netbpf_st_drop")
+    made = in_ns(pair.gateway, lambda: xdp.attach_xdp(counting, xdp.XdpOptions("c0", mode="skb")))
+    path = pin_dir(f"test-{os.getpid()}") / "link"
+    try:
+        made.pin(path)
+        made.close()  # the pin holds it now
+        assert xdp_prog_on(pair, pair.gateway, "c0") == counting.id
+        with Link.from_pin(path) as taken:
+            taken.update(dropping, old=counting)
+            assert xdp_prog_on(pair, pair.gateway, "c0") == dropping.id
+            assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 0
+            # BPF_F_REPLACE: the link no longer holds `counting`, so nothing changes.
+            with pytest.raises(Exception, match="changed under us"):
+                taken.update(counting, old=counting)
+            assert taken.info().prog_id == dropping.id
+            with Link.from_id(taken.id) as by_id:
+                assert by_id.info().prog_id == dropping.id
+                taken.unpin()
+                assert not path.exists()
+                assert xdp_prog_on(pair, pair.gateway, "c0") == dropping.id  # by_id's fd holds it
+                assert by_id.detach()  # BPF_LINK_DETACH: off the hook while fds remain
+                assert xdp_prog_on(pair, pair.gateway, "c0") == 0
+        assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 2
+    finally:
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()
+    assert counting.id not in link_prog_ids() and dropping.id not in link_prog_ids()
+
+
+def test_program_made_by_netbpf_and_handles_close_with_their_block(obj) -> None:
+    from netbpf.bpf.insn import ALU64, EXIT, JMP, MOV, R0, K, encode
+    from netbpf.bpf.program import Program
+
+    code = encode(ALU64 | MOV | K, R0, imm=2) + encode(JMP | EXIT)  # return XDP_PASS
+    with Program.load(6, "netbpf_t_made", code, expected_attach_type=37) as prog:
+        prog_id = prog.id
+        assert prog.test_run(bytes(64)).retval == 2
+        assert prog_id in loaded_prog_ids()
+    assert prog.fd == -1
+    deadline = time.monotonic() + 3
+    while prog_id in loaded_prog_ids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert prog_id not in loaded_prog_ids()
+    obj.load()
+    with Map.from_id(obj.map("counters").id) as again:
+        assert again.name == "counters" and again.fd >= 0
+    assert again.fd == -1
+
+
+def test_object_loads_only_the_programs_asked_with_the_value_size_set(obj) -> None:
+    obj.load_only("netbpf_st_xdp", "netbpf_st_drop")
+    obj.set_value_size("filter_result", 16)
+    obj.load()
+    loaded = {name for name, p in obj.programs.items() if p.fd >= 0}
+    assert loaded == {"netbpf_st_xdp", "netbpf_st_drop"}
+    with Map.from_id(obj.map("filter_result").id) as m:
+        assert m.value_size == 16  # as the kernel made it
+    with pytest.raises(KeyError, match="no program 'nosuch'"):
+        obj.load_only("nosuch")

@@ -26,7 +26,6 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
 XDP_FLAGS_REPLACE = 1 << 4
-BPF_F_REPLACE = 1 << 2  # bpf_link_update(): only if the link still holds old_prog_fd
 
 Mode = Literal["auto", "skb", "drv", "hw"]
 MODE_FLAGS = {"auto": 0, "skb": XDP_FLAGS_SKB_MODE, "drv": XDP_FLAGS_DRV_MODE, "hw": XDP_FLAGS_HW_MODE}
@@ -164,42 +163,36 @@ class XdpLinkUpdate(Attachment):
 
     kind = "xdp-link-update"
 
-    def __init__(self, link_fd: int, prog: Program, restore: Program | None, description: str) -> None:
+    def __init__(self, link: Link, prog: Program, restore: Program | None, description: str) -> None:
         super().__init__(description)
-        self.link_fd, self.prog, self.restore = link_fd, prog, restore
+        self.link, self.prog, self.restore = link, prog, restore
+
+    @property
+    def link_fd(self) -> int:
+        return self.link.fd
 
     def _detach(self) -> None:
         try:
             if self.restore is not None:
-                _link_update(self.link_fd, self.restore, self.prog, self.description)
+                self.link.update(self.restore, old=self.prog)
         finally:
-            close_quietly(self.link_fd)
+            self.link.release()
 
     def _release(self) -> None:
-        close_quietly(self.link_fd)
-
-
-def _link_update(link_fd: int, new: Program, expected: Program, what: str) -> None:
-    opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=BPF_F_REPLACE,
-                            old_prog_fd=expected.require_fd())
-    ret = L.lib.bpf_link_update(link_fd, new.require_fd(), ctypes.byref(opts))
-    if ret == -_errno.EPERM:
-        raise BpfError(f"update {what}", -ret, "the link's program changed under us: "
-                       "another tool updated it")
-    check(ret, f"update {what}")
+        self.link.release()
 
 
 def replace_in_link(link_id: int, prog: Program, expected: Program,
                     restore_on_close: bool = True) -> XdpLinkUpdate:
     """Atomically put ``prog`` into the XDP link ``link_id`` in place of ``expected``
     (bpf_link_update); ``close()`` puts ``expected`` back (unless told not to)."""
-    fd = fd_by_id("link", link_id)
+    link = Link.from_id(link_id)
     try:
-        info = link_info(fd)
-        what = f"XDP link {link_id} on {netdev.ifname(info.ifindex)}"
-        _link_update(fd, prog, expected, what)
+        info = link.info()
+        link.description = f"XDP link {link_id} on {netdev.ifname(info.ifindex)}"
+        link.update(prog, old=expected)
     except BaseException:
-        close_quietly(fd)
+        link.release()
         raise
-    return XdpLinkUpdate(fd, prog, expected if restore_on_close else None, f"xdp {prog.name} in link {link_id} "
+    return XdpLinkUpdate(link, prog, expected if restore_on_close else None, f"xdp {prog.name} in link {link_id} "
                          f"on {netdev.ifname(info.ifindex)}")

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import errno as _errno
 
-from .. import _libbpf as L
-from ..errors import BpfError, InterfaceNotFound, NetbpfError, check
+from ..errors import BpfError, InterfaceNotFound, NetbpfError
 from ..info import close_quietly, fd_by_id, map_info, prog_map_ids
 from ..maps import Map
 from ..program import Program
 from . import xdp
+from .base import Link
 
 ORIGINAL_MAP = "xdp_original"
 MAX_DEPTH = 16  # front programs stacked on one hook (a loop guard)
@@ -137,14 +137,12 @@ def _replace_on_hook(interface: str | int, ours: Program, after: int) -> str:
     restore = Program.from_id(after) if after else None
     try:
         if state.link_id:
-            fd = fd_by_id("link", state.link_id)
-            try:
+            with Link.from_id(state.link_id) as link:
+                link.description = f"XDP link {state.link_id} on {name}"
                 if restore is not None:
-                    xdp._link_update(fd, restore, ours, f"XDP link {state.link_id} on {name}")
+                    link.update(restore, old=ours)
                 else:  # nothing behind us: the link has nothing left to hold
-                    check(L.lib.bpf_link_detach(fd), f"detach XDP link {state.link_id} on {name}")
-            finally:
-                close_quietly(fd)
+                    link.detach()
         else:
             xdp.swap(state.ifindex, restore, expected=ours, flags=state.flags)
     finally:
