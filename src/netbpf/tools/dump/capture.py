@@ -135,8 +135,7 @@ class Capture:
         obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
         try:
             name = "netbpf_dump_xdp" if o.hook == "xdp" else "netbpf_dump_tc"
-            for prog in obj.programs.values():
-                prog.set_autoload(prog.name == name)
+            obj.load_only(name)
             prog = obj.program(name)
             obj.set_rodata(snap=g.snap, fill_limit=g.fill_limit, block_mask=g.blocks_per_cpu - 1,
                            format=DUMP_PCAPNG if o.pcapng else DUMP_PCAP, nano=int(o.nano),
@@ -144,7 +143,7 @@ class Capture:
             configure(obj, o.attribution, self.tracker, o.hook == "tc-egress", o.owner_comments)
             obj.set_map_size("rings", g.cpus)
             obj.set_map_size("blocks", g.cpus * g.blocks_per_cpu)
-            _set_value_size(obj, "blocks", g.block_size)
+            obj.set_value_size("blocks", g.block_size)
             if self._code is not None:
                 from ...bpf.inject import set_code
 
@@ -319,13 +318,3 @@ class Capture:
         finally:
             self.close()
 
-
-def _set_value_size(obj: BpfObject, name: str, size: int) -> None:
-    import ctypes
-
-    from ...bpf import _libbpf as L
-    from ...bpf.errors import check
-
-    fn = L.lib.bpf_map__set_value_size
-    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32]
-    check(fn(obj.map(name).handle, size), f"set value size of map {name}")
