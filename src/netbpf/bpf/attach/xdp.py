@@ -82,6 +82,18 @@ def query(interface: str | int) -> XdpState:
     return XdpState(index, prog_id, ATTACHED_MODES.get(opts.attach_mode, str(opts.attach_mode)), link_id)
 
 
+def attached_by_mode(ifindex: int) -> list[tuple[int, int]]:
+    """(program id, XDP flags of its mode) of each program on the hook of ``ifindex``
+    (drv, skb, hw; a NIC may hold more than one); [] when the query fails (the
+    interface went away meanwhile): for status, which scans every interface."""
+    opts = L.XdpQueryOpts(sz=ctypes.sizeof(L.XdpQueryOpts))
+    if L.lib.bpf_xdp_query(ifindex, 0, ctypes.byref(opts)) != 0:
+        return []
+    return [(prog_id, flags) for prog_id, flags in ((opts.drv_prog_id, XDP_FLAGS_DRV_MODE),
+                                                    (opts.skb_prog_id, XDP_FLAGS_SKB_MODE),
+                                                    (opts.hw_prog_id, XDP_FLAGS_HW_MODE)) if prog_id]
+
+
 class XdpLink(Link):
     kind = "xdp"
 

@@ -11,7 +11,6 @@ goes back the same way: same program id, same mode, no moment without it.
 """
 from __future__ import annotations
 
-import errno as _errno
 import os
 import shutil
 import time
@@ -25,7 +24,7 @@ from ...attrib.tracker import Tracker
 from ...bpf import BpfObject, object_path
 from ...bpf.attach import tc, xdp, xdp_front
 from ...bpf.attach.base import Attachment
-from ...bpf.errors import BpfError, InterfaceNotFound, NotSupported, UsageError
+from ...bpf.errors import InterfaceNotFound, NotSupported, UsageError
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
@@ -208,52 +207,23 @@ class Capture:
         state = xdp.query(self.ifindex)
         if not state.prog_id:
             self.obj = self._open()
-            self.attachment = xdp.attach_xdp(self.program, xdp.XdpOptions(iface, self.options.xdp_mode))
+            self.attachment = xdp_front.stand_in_front(self.program, state, None, self.options.xdp_mode)
             return
         if state.mode not in ("drv", "skb"):
             raise NotSupported(f"capture in front of an XDP program attached in {state.mode} mode")
-        mode: xdp.Mode = "drv" if state.mode == "drv" else "skb"
         self.original = Program.from_id(state.prog_id)
         self.original_mode = state.mode
-        self.obj = self._front_of(self.original)
+        self.obj, _ = xdp_front.load_in_front(self._open, self.original)
         self.pin_path = self._pin_original()
-        if state.link_id:
-            self.attachment = xdp.replace_in_link(state.link_id, self.program, self.original)
-        else:
-            self.attachment = xdp.attach_xdp_netlink(self.program, xdp.XdpOptions(iface, mode),
-                                                     replace=self.original)
-
-    def _front_of(self, original: Program) -> BpfObject:
-        """A capture program whose tail call accepts ``original``.
-
-        The kernel lets a PROG_ARRAY hold only programs loaded with the same
-        expected attach type as the one that uses it (BPF_XDP, or 0 for
-        loaders that never set it) and answers EINVAL otherwise; the
-        original's type is not in its info, so try BPF_XDP, then 0.
-        """
-        for attach_type in (BPF_XDP, 0):
-            obj = self._open(attach_type)
-            try:
-                obj.map("xdp_original").update(0, original.require_fd())
-                return obj
-            except BpfError as e:
-                obj.close()
-                if e.errno != _errno.EINVAL or attach_type == 0:
-                    raise
-        raise AssertionError("unreachable")
+        self.attachment = xdp_front.stand_in_front(self.program, state, self.original)
 
     def _pin_original(self) -> Path:
-        """Pin xdp_original: the kernel empties a PROG_ARRAY with its last user,
-        and after a SIGKILL the original must still run through the tail call."""
+        """Pin xdp_original in this process's own directory (see xdp_front.pin_original)."""
         assert self.obj is not None
         index = netdev.ifindex(self.options.interface)
         label = netns.label(netns.current_inode()).replace("/", "_")
         directory = pin_dir("dump", f"{label}_{self.options.interface}_{index}_{os.getpid()}")
-        path = directory / "xdp_original"
-        if path.exists():
-            path.unlink()  # a previous process with our pid: stale
-        self.obj.map("xdp_original").pin(path)
-        return path
+        return xdp_front.pin_original(self.obj.map("xdp_original"), directory)
 
     # -- running --------------------------------------------------------------------------
     def counters(self) -> tuple[int, int, int]:
