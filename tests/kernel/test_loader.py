@@ -404,3 +404,30 @@ def test_object_loads_only_the_programs_asked_with_the_value_size_set(obj) -> No
         assert m.value_size == 16  # as the kernel made it
     with pytest.raises(KeyError, match="no program 'nosuch'"):
         obj.load_only("nosuch")
+
+
+def test_xdp_front_stands_in_front_and_cleanup_puts_the_original_back(pair, obj) -> None:
+    from netbpf.bpf.attach import xdp_front
+    from netbpf.bpf.info import prog_map_ids
+
+    obj.load()
+    original, front = obj.program("netbpf_st_xdp"), obj.program("netbpf_st_tail")
+    first = in_ns(pair.gateway, lambda: xdp.attach_xdp_netlink(original, xdp.XdpOptions("c0", "skb"), None))
+    try:
+        obj.map("xdp_original").update(0, original.fd)
+        state = in_ns(pair.gateway, lambda: xdp.query("c0"))
+        held = in_ns(pair.gateway, lambda: xdp_front.stand_in_front(front, state, original))
+        assert xdp_prog_on(pair, pair.gateway, "c0") == front.id
+        assert in_ns(pair.gateway, lambda: xdp_front.path("c0")) == [front.id, original.id]
+        assert xdp_front.original_in(prog_map_ids(front.fd)) == original.id
+        before = counter(obj, Counter.XDP)
+        assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 2
+        assert counter(obj, Counter.XDP) >= before + 2  # the original runs behind it (tail call)
+        # What cleanup does, from the ids alone: the original back, in the same mode.
+        in_ns(pair.gateway, lambda: xdp_front.put_back(front.id, original.id, ifindex=state.ifindex,
+                                                       flags=state.flags))
+        assert in_ns(pair.gateway, lambda: xdp.query("c0")) == state
+        held.release()
+    finally:
+        first.close()
+    assert xdp_prog_on(pair, pair.gateway, "c0") == 0

@@ -283,7 +283,10 @@ def original_in(map_ids: Iterable[int]) -> int | None:
         with m:
             if m.type != BPF_MAP_TYPE_PROG_ARRAY or m.name != ORIGINAL_MAP:
                 continue
-            raw = m.lookup(0)
+            try:
+                raw = m.lookup(0)
+            except NetbpfError:
+                raw = None  # as an empty slot: there is nothing to put back
             return int.from_bytes(raw[:4], "little") if raw else 0
     return None
 
