@@ -26,8 +26,9 @@ from contextlib import contextmanager
 from . import _libbpf as L
 from .errors import NetbpfError
 
+LoadOpts = L.ProgLoadOpts  # struct bpf_prog_load_opts, as a prepare callback may change it
 # (program handle, its load options) -> None; raise to refuse the load
-Prepare = Callable[[int, L.ProgLoadOpts], None]
+Prepare = Callable[[int, LoadOpts], None]
 
 _lock = threading.Lock()  # libbpf_register/unregister_prog_handler are not thread-safe
 _handlers: dict[int, Handler] = {}  # cookie -> handler

@@ -27,7 +27,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from ...bpf import _libbpf as L
 from ...bpf import insn as I
 from ...bpf import sections
 from ...bpf.errors import NetbpfError, UsageError
@@ -75,7 +74,7 @@ _lock = threading.Lock()  # one wrapped load at a time: SEC("xdp") is claimed fo
 _pending: dict[int, bytes] = {}  # program handle -> wrapper
 
 
-def _prepare(prog: int, opts: L.ProgLoadOpts) -> None:
+def _prepare(prog: int, opts: sections.LoadOpts) -> None:
     code = _pending.get(prog)
     if code is None:
         return  # an SEC("xdp") program of another object, opened meanwhile
