@@ -431,3 +431,29 @@ def test_xdp_front_stands_in_front_and_cleanup_puts_the_original_back(pair, obj)
     finally:
         first.close()
     assert xdp_prog_on(pair, pair.gateway, "c0") == 0
+
+
+def test_section_handler_prepares_the_program_and_reports_what_it_raised() -> None:
+    from netbpf.bpf import sections
+    from netbpf.bpf.errors import NetbpfError
+    from netbpf.bpf.insn import ALU64, EXIT, JMP, MOV, R0, K, encode
+    from netbpf.bpf.program import Program
+
+    pass_only = encode(ALU64 | MOV | K, R0, imm=2) + encode(JMP | EXIT)  # return XDP_PASS
+
+    def prepare(handle: int, opts: sections.LoadOpts) -> None:
+        Program.from_libbpf(handle).set_insns(pass_only)
+
+    with sections.registered("xdp", 6, 37, prepare), selftest.open_object() as o:
+        o.load_only("netbpf_st_drop")
+        o.load()
+        assert o.program("netbpf_st_drop").test_run(bytes(64)).retval == 2  # what prepare put there
+
+    def refuse(handle: int, opts: sections.LoadOpts) -> None:
+        raise ValueError("not this one")
+
+    with sections.registered("xdp", 6, 37, refuse) as handler, selftest.open_object() as o:
+        o.load_only("netbpf_st_drop")
+        with pytest.raises(NetbpfError):
+            o.load()
+        assert handler.take_error(o.program("netbpf_st_drop").handle) == "not this one"

@@ -153,9 +153,6 @@ class Link(Attachment):
         check(ret, f"detach {self.description}")
         return True
 
-    def detach_now(self) -> None:
-        self.detach()
-
     def __enter__(self) -> Link:
         return self
 
