@@ -37,7 +37,6 @@ SHARED_STRUCTS = (DumpRing, DumpBlock)
 Hook = Literal["xdp", "tc-ingress", "tc-egress"]
 HOOKS = ("xdp", "tc-ingress", "tc-egress")
 MAX_SNAPLEN = 262144
-BPF_XDP = 37
 DUMP_PCAP, DUMP_PCAPNG = 0, 1
 SEEN, MATCHED, LOST = 0, 1, 2
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
