@@ -15,7 +15,6 @@ puts that original back, atomically, instead of leaving the hook empty.
 """
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import json
 import os
@@ -30,21 +29,23 @@ from pathlib import Path
 from typing import Any
 
 from . import netns
-from .bpf import _libbpf as L
 from .bpf import fs, made
+from .bpf.attach import tc, xdp_front
+from .bpf.attach import xdp as xdp_attach
+from .bpf.attach.base import Link
 from .bpf.info import (
     PROG_TYPES,
     boottime_to_epoch,
     close_quietly,
     fd_by_id,
+    fd_by_pin,
     link_ids,
     link_info,
-    map_info,
     prog_ids,
     prog_info,
     prog_map_ids,
 )
-from .errors import BpfError, NetbpfError, check
+from .errors import BpfError, NetbpfError
 from .pin_owners import pin_owner, remove_left_pins
 
 PREFIX = "netbpf_"
@@ -150,21 +151,7 @@ def _original_of(prog: _Prog) -> int | None:
     so a front program that must keep its original after a SIGKILL pins the
     map; cleanup then finds the original here.
     """
-    for map_id in prog.map_ids:
-        try:
-            fd = fd_by_id("map", map_id)
-        except BpfError:
-            continue
-        try:
-            if map_info(fd).name.decode() != ORIGINAL_MAP:
-                continue
-            key, value = ctypes.c_uint32(0), ctypes.c_uint32(0)
-            if L.lib.bpf_map_lookup_elem(fd, ctypes.byref(key), ctypes.byref(value)) == 0:
-                return value.value
-            return 0
-        finally:
-            close_quietly(fd)
-    return None
+    return xdp_front.original_in(prog.map_ids)
 
 
 def _unwind(prog: _Prog, progs: dict[int, _Prog]) -> tuple[int, tuple[_Prog, ...]]:
@@ -201,19 +188,12 @@ def _scan_namespace() -> _NamespaceView:
     xdp: dict[int, tuple[int, int]] = {}
     tcx: dict[tuple[int, int], list[int]] = {}
     for index in interfaces:
-        opts = L.XdpQueryOpts(sz=ctypes.sizeof(L.XdpQueryOpts))
-        if L.lib.bpf_xdp_query(index, 0, ctypes.byref(opts)) == 0:
-            for prog_id, flags in ((opts.drv_prog_id, 1 << 2), (opts.skb_prog_id, 1 << 1),
-                                   (opts.hw_prog_id, 1 << 3)):
-                if prog_id:
-                    xdp[index] = (prog_id, flags)
+        for prog_id, flags in xdp_attach.attached_by_mode(index):
+            xdp[index] = (prog_id, flags)
         for attach_type in (BPF_TCX_INGRESS, BPF_TCX_EGRESS):
-            ids = (ctypes.c_uint32 * 64)()
-            count = ctypes.c_uint32(64)
-            attach_flags = ctypes.c_uint32(0)
-            if L.lib.bpf_prog_query(index, attach_type, 0, ctypes.byref(attach_flags), ids,
-                                    ctypes.byref(count)) == 0 and count.value:
-                tcx[(index, attach_type)] = list(ids[:count.value])
+            ids = tc.tcx_prog_ids(index, attach_type)
+            if ids:
+                tcx[(index, attach_type)] = ids
     cls_bpf: list[dict[str, Any]] = []
     qdiscs = _tc_json(["qdisc", "show"])
     for dev in sorted({str(q.get("dev")) for q in qdiscs if q.get("kind") == "clsact"}):
@@ -288,8 +268,9 @@ def _pins() -> list[tuple[str, str, int, str]]:
     for dirpath, _, files in os.walk(root):
         for name in files:
             path = os.path.join(dirpath, name)
-            fd = L.lib.bpf_obj_get(path.encode())
-            if fd < 0:
+            try:
+                fd = fd_by_pin(path)
+            except NetbpfError:
                 pins.append((path, "?", 0, ""))
                 continue
             try:
@@ -475,46 +456,22 @@ def _foreign(record: made.Made, progs: dict[int, _Prog], views: list[_NamespaceV
 
 def _restore_or_detach_xdp_netlink(entry: Entry) -> str:
     def act() -> str:
-        ours = fd_by_id("prog", entry.prog_id)
-        try:
-            flags = int(entry.tc.get("xdp_flags", 0)) | (1 << 4)  # | XDP_FLAGS_REPLACE
-            opts = L.XdpAttachOpts(sz=ctypes.sizeof(L.XdpAttachOpts), old_prog_fd=ours)
-            if entry.restores:
-                original = fd_by_id("prog", entry.restores)
-                try:
-                    check(L.lib.bpf_xdp_attach(entry.ifindex, original, flags, ctypes.byref(opts)),
-                          f"restore XDP program id {entry.restores} on {entry.target}")
-                finally:
-                    close_quietly(original)
-                return f"restored XDP program id {entry.restores} on {entry.target}"
-            check(L.lib.bpf_xdp_detach(entry.ifindex, flags, ctypes.byref(opts)),
-                  f"detach XDP from {entry.target}")
-            return f"detached XDP {entry.program} from {entry.target}"
-        finally:
-            close_quietly(ours)
+        flags = int(entry.tc.get("xdp_flags", 0))
+        xdp_front.put_back(entry.prog_id, entry.restores, ifindex=entry.ifindex, flags=flags)
+        if entry.restores:
+            return f"restored XDP program id {entry.restores} on {entry.target}"
+        return f"detached XDP {entry.program} from {entry.target}"
     return netns.run_in(entry.netns_path, act) if entry.netns_path else act()
 
 
 def _detach_link(entry: Entry) -> str:
-    fd = fd_by_id("link", entry.link_id)
-    try:
-        if entry.restores:
-            original = fd_by_id("prog", entry.restores)
-            ours = fd_by_id("prog", entry.prog_id)
-            try:
-                # BPF_F_REPLACE (1 << 2): only if the link still holds our program.
-                opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=1 << 2,
-                                        old_prog_fd=ours)
-                check(L.lib.bpf_link_update(fd, original, ctypes.byref(opts)),
-                      f"restore XDP program id {entry.restores} in link {entry.link_id}")
-            finally:
-                close_quietly(original)
-                close_quietly(ours)
-            return f"restored XDP program id {entry.restores} on {entry.target}"
-        check(L.lib.bpf_link_detach(fd), f"detach link {entry.link_id}")
-        return f"detached {entry.kind} {entry.program} from {entry.target}"
-    finally:
-        close_quietly(fd)
+    if entry.restores:
+        xdp_front.put_back(entry.prog_id, entry.restores, link_id=entry.link_id)
+        return f"restored XDP program id {entry.restores} on {entry.target}"
+    with Link.from_id(entry.link_id) as link:
+        link.description = f"link {entry.link_id}"
+        link.detach()
+    return f"detached {entry.kind} {entry.program} from {entry.target}"
 
 
 def _delete_cls_bpf(entry: Entry) -> str:

@@ -432,12 +432,13 @@ def test_front_program_takes_the_originals_expected_attach_type(attach_type: int
     """The kernel refuses (EINVAL) a PROG_ARRAY entry loaded with another expected attach
     type than its user; the capture program is loaded to match the original."""
     from netbpf.bpf import features
+    from netbpf.bpf.attach import xdp_front
     from netbpf.bpf.program import Program
     from netbpf.tools.dump.capture import Capture, CaptureOptions
 
     original = Program("orig", fd=features.load_trivial(6, attach_type, verdict=2, name="orig"))
     try:
-        obj = Capture(CaptureOptions("lo"))._front_of(original)
+        obj, _ = xdp_front.load_in_front(Capture(CaptureOptions("lo"))._open, original)
         assert obj.program("netbpf_dump_xdp").expected_attach_type == attach_type
         assert int.from_bytes(obj.map("xdp_original").lookup(0), "little") == original.id
         obj.close()

@@ -337,3 +337,124 @@ def test_unknown_tracepoint_is_not_supported(obj) -> None:
     obj.load()
     with pytest.raises(NotSupported, match="tracepoint nosuch:event"):
         trace.attach_tracepoint(obj.program("netbpf_st_tp"), "nosuch", "event")
+
+
+# -- links taken from a pin or an id (cilium/ebpf's link package as the model) ---------------
+
+def test_link_from_pin_and_id_updates_detaches_unpins(pair, obj) -> None:
+    from netbpf.bpf.attach.base import Link
+
+    obj.load()
+    counting, dropping = obj.program("netbpf_st_xdp"), obj.program("netbpf_st_drop")
+    made = in_ns(pair.gateway, lambda: xdp.attach_xdp(counting, xdp.XdpOptions("c0", mode="skb")))
+    path = pin_dir(f"test-{os.getpid()}") / "link"
+    try:
+        made.pin(path)
+        made.close()  # the pin holds it now
+        assert xdp_prog_on(pair, pair.gateway, "c0") == counting.id
+        with Link.from_pin(path) as taken:
+            taken.update(dropping, old=counting)
+            assert xdp_prog_on(pair, pair.gateway, "c0") == dropping.id
+            assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 0
+            # BPF_F_REPLACE: the link no longer holds `counting`, so nothing changes.
+            with pytest.raises(Exception, match="changed under us"):
+                taken.update(counting, old=counting)
+            assert taken.info().prog_id == dropping.id
+            with Link.from_id(taken.id) as by_id:
+                assert by_id.info().prog_id == dropping.id
+                taken.unpin()
+                assert not path.exists()
+                assert xdp_prog_on(pair, pair.gateway, "c0") == dropping.id  # by_id's fd holds it
+                assert by_id.detach()  # BPF_LINK_DETACH: off the hook while fds remain
+                assert xdp_prog_on(pair, pair.gateway, "c0") == 0
+        assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 2
+    finally:
+        path.unlink(missing_ok=True)
+        path.parent.rmdir()
+    assert counting.id not in link_prog_ids() and dropping.id not in link_prog_ids()
+
+
+def test_program_made_by_netbpf_and_handles_close_with_their_block(obj) -> None:
+    from netbpf.bpf.insn import ALU64, EXIT, JMP, MOV, R0, K, encode
+    from netbpf.bpf.program import Program
+
+    code = encode(ALU64 | MOV | K, R0, imm=2) + encode(JMP | EXIT)  # return XDP_PASS
+    with Program.load(6, "netbpf_t_made", code, expected_attach_type=37) as prog:
+        prog_id = prog.id
+        assert prog.test_run(bytes(64)).retval == 2
+        assert prog_id in loaded_prog_ids()
+    assert prog.fd == -1
+    deadline = time.monotonic() + 3
+    while prog_id in loaded_prog_ids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert prog_id not in loaded_prog_ids()
+    obj.load()
+    with Map.from_id(obj.map("counters").id) as again:
+        assert again.name == "counters" and again.fd >= 0
+    assert again.fd == -1
+
+
+def test_object_loads_only_the_programs_asked_with_the_value_size_set(obj) -> None:
+    obj.load_only("netbpf_st_xdp", "netbpf_st_drop")
+    obj.set_value_size("filter_result", 16)
+    obj.load()
+    loaded = {name for name, p in obj.programs.items() if p.fd >= 0}
+    assert loaded == {"netbpf_st_xdp", "netbpf_st_drop"}
+    with Map.from_id(obj.map("filter_result").id) as m:
+        assert m.value_size == 16  # as the kernel made it
+    with pytest.raises(KeyError, match="no program 'nosuch'"):
+        obj.load_only("nosuch")
+
+
+def test_xdp_front_stands_in_front_and_cleanup_puts_the_original_back(pair, obj) -> None:
+    from netbpf.bpf.attach import xdp_front
+    from netbpf.bpf.info import prog_map_ids
+
+    obj.load()
+    original, front = obj.program("netbpf_st_xdp"), obj.program("netbpf_st_tail")
+    first = in_ns(pair.gateway, lambda: xdp.attach_xdp_netlink(original, xdp.XdpOptions("c0", "skb"), None))
+    try:
+        obj.map("xdp_original").update(0, original.fd)
+        state = in_ns(pair.gateway, lambda: xdp.query("c0"))
+        held = in_ns(pair.gateway, lambda: xdp_front.stand_in_front(front, state, original))
+        assert xdp_prog_on(pair, pair.gateway, "c0") == front.id
+        assert in_ns(pair.gateway, lambda: xdp_front.path("c0")) == [front.id, original.id]
+        assert xdp_front.original_in(prog_map_ids(front.fd)) == original.id
+        before = counter(obj, Counter.XDP)
+        assert ping(pair, pair.client, pair.GATEWAY_IP, count=2) == 2
+        assert counter(obj, Counter.XDP) >= before + 2  # the original runs behind it (tail call)
+        # What cleanup does, from the ids alone: the original back, in the same mode.
+        in_ns(pair.gateway, lambda: xdp_front.put_back(front.id, original.id, ifindex=state.ifindex,
+                                                       flags=state.flags))
+        assert in_ns(pair.gateway, lambda: xdp.query("c0")) == state
+        held.release()
+    finally:
+        first.close()
+    assert xdp_prog_on(pair, pair.gateway, "c0") == 0
+
+
+def test_section_handler_prepares_the_program_and_reports_what_it_raised() -> None:
+    from netbpf.bpf.errors import NetbpfError
+
+    from netbpf.bpf import sections
+    from netbpf.bpf.insn import ALU64, EXIT, JMP, MOV, R0, K, encode
+    from netbpf.bpf.program import Program
+
+    pass_only = encode(ALU64 | MOV | K, R0, imm=2) + encode(JMP | EXIT)  # return XDP_PASS
+
+    def prepare(handle: int, opts: sections.LoadOpts) -> None:
+        Program.from_libbpf(handle).set_insns(pass_only)
+
+    with sections.registered("xdp", 6, 37, prepare), selftest.open_object() as o:
+        o.load_only("netbpf_st_drop")
+        o.load()
+        assert o.program("netbpf_st_drop").test_run(bytes(64)).retval == 2  # what prepare put there
+
+    def refuse(handle: int, opts: sections.LoadOpts) -> None:
+        raise ValueError("not this one")
+
+    with sections.registered("xdp", 6, 37, refuse) as handler, selftest.open_object() as o:
+        o.load_only("netbpf_st_drop")
+        with pytest.raises(NetbpfError):
+            o.load()
+        assert handler.take_error(o.program("netbpf_st_drop").handle) == "not this one"

@@ -23,12 +23,11 @@ from pathlib import Path
 
 from .. import netns
 from ..bpf import BpfObject, object_path
-from ..bpf import _libbpf as L
 from ..bpf.attach.base import Attachment
 from ..bpf.attach.cgroup import CgroupOptions, attach_cgroup
 from ..bpf.attach.trace import attach_section
 from ..bpf.fs import cgroup2_root
-from ..errors import NetbpfError, UsageError, check
+from ..errors import NetbpfError, UsageError
 from . import procfs, sockdiag
 from .container import Container, container_of, describe
 
@@ -249,8 +248,7 @@ class Tracker:
         """Before ``other`` loads: its attrib maps become this tracker's."""
         assert self.obj is not None
         for name in MAPS:
-            check(L.lib.bpf_map__reuse_fd(other.map(name).handle, self.obj.map(name).require_fd()),
-                  f"share map {name}")
+            other.map(name).reuse(self.obj.map(name))
 
     def close(self) -> None:
         self._stop.set()

@@ -18,6 +18,7 @@ from ctypes import (
     c_bool,
     c_char_p,
     c_int,
+    c_long,
     c_size_t,
     c_uint8,
     c_uint32,
@@ -160,6 +161,17 @@ class ProgLoadOpts(Structure):
     ]
 
 
+# int (*)(struct bpf_program *, struct bpf_prog_load_opts *, long cookie)
+PREPARE_LOAD_FN = ctypes.CFUNCTYPE(c_int, c_void_p, POINTER(ProgLoadOpts), c_long)
+
+
+class ProgHandlerOpts(Structure):
+    """``struct libbpf_prog_handler_opts`` (libbpf copies it at registration)."""
+
+    _fields_ = [("sz", c_size_t), ("cookie", c_long), ("prog_setup_fn", c_void_p),
+                ("prog_prepare_load_fn", PREPARE_LOAD_FN), ("prog_attach_fn", c_void_p)]
+
+
 class MapBatchOpts(Structure):
     _fields_ = [("sz", c_size_t), ("elem_flags", c_uint64), ("flags", c_uint64)]
 
@@ -238,6 +250,7 @@ _PROTOTYPES: list[tuple[Any, ...]] = [
     ("bpf_map__is_internal", c_bool, map_p),
     ("bpf_map__initial_value", c_void_p, map_p, POINTER(c_size_t)),
     ("bpf_map__reuse_fd", c_int, map_p, c_int),
+    ("bpf_map__set_value_size", c_int, map_p, c_uint32),
     ("bpf_map__btf_value_type_id", c_uint32, map_p),
     # links
     ("bpf_link__fd", c_int, link_p),
@@ -290,6 +303,9 @@ _PROTOTYPES: list[tuple[Any, ...]] = [
     ("btf__name_by_offset", c_char_p, btf_p, c_uint32),
     ("btf__resolve_size", ctypes.c_int64, btf_p, c_uint32),
     ("btf__resolve_type", c_int, btf_p, c_uint32),
+    # program-section handlers (bpf/sections.py)
+    ("libbpf_register_prog_handler", c_int, c_char_p, c_int, c_int, POINTER(ProgHandlerOpts)),
+    ("libbpf_unregister_prog_handler", c_int, c_int),
 ]
 
 for _p in _PROTOTYPES:

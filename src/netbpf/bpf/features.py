@@ -12,8 +12,10 @@ import errno as _errno
 import os
 from functools import cache
 
-from ..errors import NotSupported, from_errno
+from ..errors import NotSupported
 from . import _libbpf as L
+from .insn import ALU64, EXIT, JMP, MOV, R0, K, encode
+from .program import Program
 
 BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_PROG_TYPE_XDP = 6
@@ -26,22 +28,15 @@ XDP_DROP = 1
 XDP_LIVE_FRAMES = "XDP live frames"
 
 
-def _return_insns(value: int) -> ctypes.Array[L.BpfInsn]:
-    insns = (L.BpfInsn * 2)()
-    insns[0].code, insns[0].imm = 0xB7, value  # r0 = value (BPF_ALU64 | BPF_MOV | BPF_K)
-    insns[1].code = 0x95  # exit
-    return insns
+def _return_insns(value: int) -> bytes:
+    return encode(ALU64 | MOV | K, R0, imm=value) + encode(JMP | EXIT)  # r0 = value; exit
 
 
 def load_trivial(prog_type: int, expected_attach_type: int = 0, verdict: int = 0,
                  name: str = "netbpf_probe") -> int:
     """Load a two-instruction program returning ``verdict``; the caller closes the fd."""
-    insns = _return_insns(verdict)
-    opts = L.ProgLoadOpts(sz=ctypes.sizeof(L.ProgLoadOpts), expected_attach_type=expected_attach_type)
-    fd = L.lib.bpf_prog_load(prog_type, name.encode(), b"GPL", insns, 2, ctypes.byref(opts))
-    if fd < 0:
-        raise from_errno(f"load probe program of type {prog_type}", -fd)
-    return int(fd)
+    prog = Program.load(prog_type, name, _return_insns(verdict), expected_attach_type)
+    return prog.fd  # owned by the caller from here (the Program is not closed)
 
 
 def _link_create_errno(prog_type: int, target_fd: int, attach_type: int) -> int:

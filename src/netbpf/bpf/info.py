@@ -180,6 +180,14 @@ def fd_by_id(kind: str, obj_id: int) -> int:
     return int(fd)
 
 
+def fd_by_pin(path: str | os.PathLike[str], kind: str = "object") -> int:
+    """A new fd for the object pinned at ``path`` (BPF_OBJ_GET; the caller closes it)."""
+    fd = L.lib.bpf_obj_get(os.fspath(path).encode())
+    if fd < 0:
+        raise from_errno(f"open pinned {kind} {os.fspath(path)}", -fd)
+    return int(fd)
+
+
 def boottime_to_epoch(ns_since_boot: int) -> float:
     """Wall-clock time of a ``load_time`` (nanoseconds of CLOCK_BOOTTIME)."""
     now_boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME)

@@ -1,7 +1,7 @@
 """Put generated code (a compiled tcpdump filter) into a program before load.
 
 Programs in ``SEC("netbpf/xdp")`` and ``SEC("netbpf/tc")`` are handled by
-netbpf's own libbpf section handlers. Their prepare-load callback runs after
+netbpf's own libbpf section handlers (registered in bpf/sections.py). Their prepare-load callback runs after
 libbpf has relocated the program (map fds in place, subprograms appended)
 and just before BPF_PROG_LOAD: there the body of the ``netbpf_filter`` stub
 (``netbpf/filter.h``) is replaced by the given instructions with
@@ -14,14 +14,13 @@ stub's BTF line info keeps pointing inside the program.
 """
 from __future__ import annotations
 
-import ctypes
-import errno as _errno
 import struct
 import threading
 from dataclasses import dataclass
 
 from ..errors import NetbpfError
 from . import _libbpf as L
+from . import sections
 from .program import Program
 
 BPF_PROG_TYPE_SCHED_CLS = 3
@@ -49,15 +48,6 @@ class _Patch:
 _patches: dict[int, _Patch] = {}
 _lock = threading.Lock()
 
-# int (*)(struct bpf_program *, struct bpf_prog_load_opts *, long cookie)
-_PREPARE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_long)
-
-
-class _HandlerOpts(ctypes.Structure):
-    _fields_ = [("sz", ctypes.c_size_t), ("cookie", ctypes.c_long), ("prog_setup_fn", ctypes.c_void_p),
-                ("prog_prepare_load_fn", _PREPARE_FN), ("prog_attach_fn", ctypes.c_void_p)]
-
-
 def splice(final: bytes, main_len: int, code: bytes) -> bytes:
     """The relocated program with the stub (everything after ``main_len``) replaced."""
     count = len(final) // 8
@@ -82,44 +72,22 @@ def splice(final: bytes, main_len: int, code: bytes) -> bytes:
     return final[:main_len * 8] + JA_0 * padding + code
 
 
-def _prepare(prog: int, opts: int, cookie: int) -> int:
+def _prepare(prog: int, opts: L.ProgLoadOpts) -> None:
     with _lock:
         patch = _patches.get(prog)
     if patch is None:
-        return 0
+        return
     try:
-        count = L.lib.bpf_program__insn_cnt(prog)
-        final = ctypes.string_at(L.lib.bpf_program__insns(prog), count * 8)
-        new = splice(final, patch.main_len, patch.code)
-        buf = (L.BpfInsn * (len(new) // 8)).from_buffer_copy(new)
-        ret = L.lib.bpf_program__set_insns(prog, buf, len(new) // 8)
-        if ret < 0:
-            patch.error = f"bpf_program__set_insns failed: {-ret}"
-            return int(ret)
-        return 0
-    except Exception as e:  # a callback must not raise into C; reported after load
+        program = Program.from_libbpf(prog)
+        program.set_insns(splice(program.insns(), patch.main_len, patch.code))
+    except Exception as e:  # reported after load (take_error), with the program's name
         patch.error = str(e)
-        return -_errno.EINVAL
+        raise
 
 
-_prepare_c = _PREPARE_FN(_prepare)  # kept referenced: libbpf calls it for the process lifetime
-_handler_ids: list[int] = []
-
-
-def _register_sections() -> None:
-    for section, (prog_type, attach_type) in SECTIONS.items():
-        opts = _HandlerOpts(sz=ctypes.sizeof(_HandlerOpts), prog_prepare_load_fn=_prepare_c)
-        handler = L.lib.libbpf_register_prog_handler(section.encode(), prog_type, attach_type,
-                                                     ctypes.byref(opts))
-        if handler < 0:
-            raise InjectError(f"libbpf refused the section handler for {section}: {-handler}")
-        _handler_ids.append(handler)
-
-
-L.lib.libbpf_register_prog_handler.restype = ctypes.c_int
-L.lib.libbpf_register_prog_handler.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int,
-                                               ctypes.POINTER(_HandlerOpts)]
-_register_sections()
+# For the process lifetime: programs in these sections may be opened at any time.
+_handlers = [sections.register(section, prog_type, attach_type, _prepare)
+             for section, (prog_type, attach_type) in SECTIONS.items()]
 
 
 def set_code(prog: Program, code: bytes) -> None:
@@ -138,6 +106,8 @@ def take_error(prog_handle: int) -> str:
     """What went wrong while patching a program (after a failed load), and forget it."""
     with _lock:
         patch = _patches.pop(prog_handle, None)
+    for handler in _handlers:
+        handler.take_error(prog_handle)  # the same error, kept by the registry too
     return patch.error if patch else ""
 
 

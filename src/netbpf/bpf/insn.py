@@ -1,7 +1,8 @@
 """Encode eBPF instructions (8 bytes each) for code that netbpf generates.
 
-Only what the classic-BPF translator needs: moves, 32/64-bit ALU, memory
-loads and stores, byte swaps, jumps with labels resolved at the end.
+What the classic-BPF translator and xdp chain's wrapper need: moves,
+32/64-bit ALU, memory loads and stores, byte swaps, map references, helper
+and BPF-to-BPF calls, jumps with labels resolved at the end.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ MEM = 0x60
 ADD, SUB, MUL, DIV, OR, AND, LSH, RSH, NEG, MOD, XOR, MOV, ARSH, END = (
     0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0)
 # jumps
-JA, JEQ, JGT, JGE, JSET, JNE, JLT, JLE, EXIT = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0xA0, 0xB0, 0x90
+JA, JEQ, JGT, JGE, JSET, JNE, JLT, JLE, CALL, EXIT = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0xA0, 0xB0, 0x80, 0x90
+IMM = 0x00  # mode of LD | IMM | DW: a 64-bit immediate, in two instructions
+PSEUDO_MAP_FD = 1  # src of LD | IMM | DW: the immediate is a map fd
+PSEUDO_CALL = 1  # src of JMP | CALL: a BPF-to-BPF call, imm relative to the next instruction
 K, X = 0x00, 0x08
 TO_BE = 0x08
 
@@ -47,6 +51,7 @@ def decode(raw: bytes) -> list[tuple[int, int, int, int, int]]:
 class Assembler:
     """Instructions with symbolic jump targets, resolved by :meth:`assemble`."""
 
+    # (code, dst, src, label, imm): a jump whose off (or, for a BPF-to-BPF call, imm) is the label's
     code: list[bytes | tuple[int, int, int, str, int]] = field(default_factory=list)
     labels: dict[str, int] = field(default_factory=dict)
 
@@ -104,6 +109,18 @@ class Assembler:
         else:
             self.code.append((cls | op | K, dst, 0, target, imm))
 
+    def ld_map_fd(self, dst: int, fd: int) -> None:
+        """``dst = map`` (by fd; the kernel turns it into the map's address): two slots."""
+        self.emit(encode(LD | IMM | DW, dst, PSEUDO_MAP_FD, imm=fd))
+        self.emit(encode(0))
+
+    def call_helper(self, helper: int) -> None:
+        self.emit(encode(JMP | CALL, imm=helper))
+
+    def call(self, target: str) -> None:
+        """A BPF-to-BPF call of the function at label ``target``."""
+        self.code.append((JMP | CALL, 0, PSEUDO_CALL, target, 0))
+
     def goto(self, target: str) -> None:
         self.jump(JA, target)
 
@@ -119,5 +136,9 @@ class Assembler:
             code, dst, src, target, imm = item
             if target not in self.labels:
                 raise ValueError(f"jump to undefined label {target}")
-            out.append(encode(code, dst, src, self.labels[target] - pc - 1, imm))
+            distance = self.labels[target] - pc - 1  # one item is one instruction
+            if code == JMP | CALL:
+                out.append(encode(code, dst, src, 0, distance))
+            else:
+                out.append(encode(code, dst, src, distance, imm))
         return b"".join(out)

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import NetbpfError, check, from_errno
 from . import _libbpf as L
-from .info import fd_by_id, map_info
+from .info import fd_by_id, fd_by_pin, map_info
 
 MAP_TYPES = {
     1: "hash", 2: "array", 3: "prog_array", 4: "perf_event_array", 5: "percpu_hash",
@@ -68,9 +68,7 @@ class Map:
 
     @classmethod
     def from_pin(cls, path: str | Path) -> Map:
-        fd = L.lib.bpf_obj_get(str(path).encode())
-        check(fd, f"open pinned map {path}")
-        return cls.from_fd(fd)
+        return cls.from_fd(fd_by_pin(path, "map"))
 
     @classmethod
     def from_id(cls, map_id: int) -> Map:
@@ -227,10 +225,21 @@ class Map:
             os.close(fd)  # libbpf dup()ed it
         return True
 
+    def reuse(self, other: Map) -> None:
+        """Before load: be ``other`` (a loaded map, of another object) instead of
+        creating a map of one's own; the two objects then share it."""
+        check(L.lib.bpf_map__reuse_fd(self.handle, other.require_fd()), f"share map {self.name}")
+
     def close(self) -> None:
         if self._owns_fd and self.fd >= 0:
             os.close(self.fd)
         self.fd = -1
+
+    def __enter__(self) -> Map:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<Map {self.name} {MAP_TYPES.get(self.type, self.type)} fd={self.fd}>"

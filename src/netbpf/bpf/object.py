@@ -160,8 +160,23 @@ class BpfObject:
             ctypes.memmove(base + var.offset, raw, var.size)
 
     def set_map_size(self, name: str, max_entries: int) -> None:
-        check(L.lib.bpf_map__set_max_entries(self.maps[name].handle, max_entries),
+        check(L.lib.bpf_map__set_max_entries(self.map(name).handle, max_entries),
               f"set max_entries of map {name}")
+
+    def set_value_size(self, name: str, size: int) -> None:
+        """Before load: the size of each value of map ``name`` (an array whose
+        elements are sized at run time, such as a ring of blocks)."""
+        if self.loaded:
+            raise NetbpfError(f"set the value size of map {name} after load()")
+        check(L.lib.bpf_map__set_value_size(self.map(name).handle, size), f"set value size of map {name}")
+
+    def load_only(self, *names: str) -> None:
+        """Before load: load just these programs (the others stay out of the kernel:
+        no verifier run, nothing to clean up). Names the object lacks are refused."""
+        for name in names:
+            self.program(name)  # KeyError naming what there is
+        for p in self.programs.values():
+            p.set_autoload(p.name in names)
 
     # -- load ---------------------------------------------------------------------------
     def load(self) -> BpfObject:

@@ -5,9 +5,9 @@ import ctypes
 import os
 from dataclasses import dataclass
 
-from ..errors import NetbpfError, check
+from ..errors import NetbpfError, check, from_errno
 from . import _libbpf as L
-from .info import PROG_TYPES, fd_by_id, prog_info
+from .info import PROG_TYPES, BpfProgInfo, fd_by_id, fd_by_pin, prog_info
 
 PROG_TYPE_SOCKET_FILTER = 1
 PROG_TYPE_SCHED_CLS = 3
@@ -52,11 +52,28 @@ class Program:
         return cls(info.name.decode(), fd=fd, prog_type=info.type, owns_fd=True)
 
     @classmethod
-    def from_pin(cls, path: str) -> Program:
-        fd = L.lib.bpf_obj_get(path.encode())
-        check(fd, f"open pinned program {path}")
+    def from_pin(cls, path: str | os.PathLike[str]) -> Program:
+        fd = fd_by_pin(path, "program")
         info = prog_info(fd)
         return cls(info.name.decode(), fd=fd, prog_type=info.type, owns_fd=True)
+
+    @classmethod
+    def load(cls, prog_type: int, name: str, code: bytes, expected_attach_type: int = 0,
+             attach_prog: Program | None = None, attach_btf_id: int = 0) -> Program:
+        """Load instructions that netbpf made itself (BPF_PROG_LOAD, no object file):
+        probes, stand-ins. The program owns its fd. ``attach_prog``/``attach_btf_id``:
+        the target of a tracing (fentry/fexit) program."""
+        if len(code) % 8 or not code:
+            raise ValueError("BPF instructions are 8 bytes each")
+        insns = (L.BpfInsn * (len(code) // 8)).from_buffer_copy(code)
+        opts = L.ProgLoadOpts(sz=ctypes.sizeof(L.ProgLoadOpts), expected_attach_type=expected_attach_type,
+                              attach_btf_id=attach_btf_id)
+        if attach_prog is not None:
+            opts.attach_prog_fd = attach_prog.require_fd()
+        fd = L.lib.bpf_prog_load(prog_type, name.encode(), b"GPL", insns, len(insns), ctypes.byref(opts))
+        if fd < 0:  # the kernel's own errno stays in __cause__ (probes report it as it is)
+            raise from_errno(f"load program {name}", -fd) from OSError(-fd, os.strerror(-fd))
+        return cls(name, fd=int(fd), prog_type=prog_type, owns_fd=True)
 
     @property
     def type(self) -> int:
@@ -75,6 +92,16 @@ class Program:
     @property
     def id(self) -> int:
         return int(prog_info(self.require_fd()).id)
+
+    def func_btf_id(self) -> int:
+        """The BTF type id of the program's main function (0: loaded without BTF):
+        what a tracing program aimed at this one names as its target."""
+        records = (ctypes.c_uint32 * 2)()  # struct bpf_func_info {insn_off, type_id}
+        info = BpfProgInfo(nr_func_info=1, func_info_rec_size=8, func_info=ctypes.addressof(records))
+        size = ctypes.c_uint32(ctypes.sizeof(info))
+        if L.lib.bpf_obj_get_info_by_fd(self.require_fd(), ctypes.byref(info), ctypes.byref(size)) < 0:
+            return 0
+        return int(records[1]) if info.nr_func_info else 0
 
     def require_fd(self) -> int:
         if self.fd < 0:
@@ -108,12 +135,17 @@ class Program:
 
     # -- after load -------------------------------------------------------------------
     def test_run(self, data: bytes = b"", repeat: int = 1, ctx: bytes | None = None,
-                 data_out_size: int | None = None) -> TestRun:
-        """Run the program once (or ``repeat`` times) on ``data`` (BPF_PROG_TEST_RUN)."""
+                 data_out_size: int | None = None, flags: int = 0, batch_size: int = 0,
+                 what: str = "") -> TestRun:
+        """Run the program once (or ``repeat`` times) on ``data`` (BPF_PROG_TEST_RUN).
+
+        ``flags``/``batch_size``: BPF_F_TEST_XDP_LIVE_FRAMES sends the frames for real
+        (then give ``data_out_size=0``: the kernel refuses an output buffer)."""
         data_in = ctypes.create_string_buffer(data, len(data)) if data else None
         out_size = data_out_size if data_out_size is not None else len(data) + 256
         out = ctypes.create_string_buffer(out_size) if out_size else None
-        opts = L.TestRunOpts(sz=ctypes.sizeof(L.TestRunOpts), repeat=repeat)
+        opts = L.TestRunOpts(sz=ctypes.sizeof(L.TestRunOpts), repeat=repeat, flags=flags,
+                             batch_size=batch_size)
         if data_in is not None:
             opts.data_in = ctypes.cast(data_in, ctypes.c_void_p)
             opts.data_size_in = len(data)
@@ -126,7 +158,7 @@ class Program:
             opts.ctx_in = ctypes.cast(ctx_buf, ctypes.c_void_p)
             opts.ctx_size_in = len(ctx)
         check(L.lib.bpf_prog_test_run_opts(self.require_fd(), ctypes.byref(opts)),
-              f"test run of {self.name}")
+              what or f"test run of {self.name}")
         data_out = out.raw[: opts.data_size_out] if out is not None else b""
         return TestRun(opts.retval, opts.duration, data_out)
 
@@ -137,6 +169,12 @@ class Program:
         if self._owns_fd and self.fd >= 0:
             os.close(self.fd)
         self.fd = -1
+
+    def __enter__(self) -> Program:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<Program {self.name} {self.type_name} fd={self.fd}>"

@@ -17,12 +17,7 @@ NETBPF_RINGBUF(records, 1 << 22);
 
 NETBPF_PERF_EVENTS(samples);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
-} xdp_original SEC(".maps");
+NETBPF_XDP_ORIGINAL();
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);

@@ -12,6 +12,11 @@ link was pinned on purpose.
     cgroup.attach_cgroup    cgroup v2 (sock_ops, ...) link
     sockmap.attach_sk_msg   sk_msg verdict on a sockhash/sockmap
     trace.attach_tracepoint / attach_tp_btf
+    base.create_link        BPF_LINK_CREATE for a hook without a module (an fexit probe)
+    xdp_front               stand in front of another XDP program, leave, put it back
+
+``Link`` is also how a link made elsewhere is reached: ``Link.from_pin``,
+``Link.from_id``; then ``update(new, old)``, ``detach()``, ``unpin()``.
 """
 from .base import Attachment, LibbpfLink, Link
 

@@ -6,6 +6,7 @@ program to the map for as long as the map lives (a pinned map keeps it).
 from __future__ import annotations
 
 import ctypes
+import errno as _errno
 
 from ...errors import check, from_errno
 from .. import _libbpf as L
@@ -31,6 +32,16 @@ class SockmapProgAttachment(Attachment):
     def _detach(self) -> None:
         check(L.lib.bpf_prog_detach2(self.prog.require_fd(), self.map.require_fd(), self.attach_type),
               f"detach {self.description}")
+
+
+def detach_sk_msg(prog: Program, sockmap: Map) -> bool:
+    """Take an sk_msg verdict program attached with BPF_PROG_ATTACH (kernels
+    without sockmap links) off ``sockmap``; False when it was not on it."""
+    ret = L.lib.bpf_prog_detach2(prog.require_fd(), sockmap.require_fd(), BPF_SK_MSG_VERDICT)
+    if ret == -_errno.ENOENT:
+        return False
+    check(ret, f"detach sk_msg program {prog.name} from map {sockmap.name}")
+    return True
 
 
 def attach_sk_msg(prog: Program, sockmap: Map, use_link: bool | None = None) -> Attachment:

@@ -25,6 +25,18 @@ BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
 BPF_TC_INGRESS, BPF_TC_EGRESS = 1 << 0, 1 << 1
 
 Direction = Literal["ingress", "egress"]
+MAX_TCX_QUERY = 64
+
+
+def tcx_prog_ids(ifindex: int, attach_type: int) -> list[int]:
+    """The programs on the tcx hook ``attach_type`` of ``ifindex``, in order (BPF_PROG_QUERY;
+    up to 64); [] where the kernel has no tcx or the interface went away."""
+    ids = (ctypes.c_uint32 * MAX_TCX_QUERY)()
+    count = ctypes.c_uint32(MAX_TCX_QUERY)
+    attach_flags = ctypes.c_uint32(0)
+    if L.lib.bpf_prog_query(ifindex, attach_type, 0, ctypes.byref(attach_flags), ids, ctypes.byref(count)) != 0:
+        return []
+    return list(ids[:count.value])
 TcMode = Literal["auto", "tcx", "cls_bpf"]
 
 

@@ -26,7 +26,6 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
 XDP_FLAGS_REPLACE = 1 << 4
-BPF_F_REPLACE = 1 << 2  # bpf_link_update(): only if the link still holds old_prog_fd
 
 Mode = Literal["auto", "skb", "drv", "hw"]
 MODE_FLAGS = {"auto": 0, "skb": XDP_FLAGS_SKB_MODE, "drv": XDP_FLAGS_DRV_MODE, "hw": XDP_FLAGS_HW_MODE}
@@ -81,6 +80,18 @@ def query(interface: str | int) -> XdpState:
                 link_id = lid
                 break
     return XdpState(index, prog_id, ATTACHED_MODES.get(opts.attach_mode, str(opts.attach_mode)), link_id)
+
+
+def attached_by_mode(ifindex: int) -> list[tuple[int, int]]:
+    """(program id, XDP flags of its mode) of each program on the hook of ``ifindex``
+    (drv, skb, hw; a NIC may hold more than one); [] when the query fails (the
+    interface went away meanwhile): for status, which scans every interface."""
+    opts = L.XdpQueryOpts(sz=ctypes.sizeof(L.XdpQueryOpts))
+    if L.lib.bpf_xdp_query(ifindex, 0, ctypes.byref(opts)) != 0:
+        return []
+    return [(prog_id, flags) for prog_id, flags in ((opts.drv_prog_id, XDP_FLAGS_DRV_MODE),
+                                                    (opts.skb_prog_id, XDP_FLAGS_SKB_MODE),
+                                                    (opts.hw_prog_id, XDP_FLAGS_HW_MODE)) if prog_id]
 
 
 class XdpLink(Link):
@@ -164,42 +175,36 @@ class XdpLinkUpdate(Attachment):
 
     kind = "xdp-link-update"
 
-    def __init__(self, link_fd: int, prog: Program, restore: Program | None, description: str) -> None:
+    def __init__(self, link: Link, prog: Program, restore: Program | None, description: str) -> None:
         super().__init__(description)
-        self.link_fd, self.prog, self.restore = link_fd, prog, restore
+        self.link, self.prog, self.restore = link, prog, restore
+
+    @property
+    def link_fd(self) -> int:
+        return self.link.fd
 
     def _detach(self) -> None:
         try:
             if self.restore is not None:
-                _link_update(self.link_fd, self.restore, self.prog, self.description)
+                self.link.update(self.restore, old=self.prog)
         finally:
-            close_quietly(self.link_fd)
+            self.link.release()
 
     def _release(self) -> None:
-        close_quietly(self.link_fd)
-
-
-def _link_update(link_fd: int, new: Program, expected: Program, what: str) -> None:
-    opts = L.LinkUpdateOpts(sz=ctypes.sizeof(L.LinkUpdateOpts), flags=BPF_F_REPLACE,
-                            old_prog_fd=expected.require_fd())
-    ret = L.lib.bpf_link_update(link_fd, new.require_fd(), ctypes.byref(opts))
-    if ret == -_errno.EPERM:
-        raise BpfError(f"update {what}", -ret, "the link's program changed under us: "
-                       "another tool updated it")
-    check(ret, f"update {what}")
+        self.link.release()
 
 
 def replace_in_link(link_id: int, prog: Program, expected: Program,
                     restore_on_close: bool = True) -> XdpLinkUpdate:
     """Atomically put ``prog`` into the XDP link ``link_id`` in place of ``expected``
     (bpf_link_update); ``close()`` puts ``expected`` back (unless told not to)."""
-    fd = fd_by_id("link", link_id)
+    link = Link.from_id(link_id)
     try:
-        info = link_info(fd)
-        what = f"XDP link {link_id} on {netdev.ifname(info.ifindex)}"
-        _link_update(fd, prog, expected, what)
+        info = link.info()
+        link.description = f"XDP link {link_id} on {netdev.ifname(info.ifindex)}"
+        link.update(prog, old=expected)
     except BaseException:
-        close_quietly(fd)
+        link.release()
         raise
-    return XdpLinkUpdate(fd, prog, expected if restore_on_close else None, f"xdp {prog.name} in link {link_id} "
+    return XdpLinkUpdate(link, prog, expected if restore_on_close else None, f"xdp {prog.name} in link {link_id} "
                          f"on {netdev.ifname(info.ifindex)}")

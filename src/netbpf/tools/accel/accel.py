@@ -31,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...bpf import _libbpf as L
 from ...bpf import fs
 from ...bpf.attach import cgroup as cgroup_attach
 from ...bpf.attach import sockmap as sockmap_attach
+from ...bpf.attach.base import Link
 from ...bpf.info import (
     close_quietly,
     fd_by_id,
+    fd_by_pin,
     link_info,
     map_info,
     prog_ids,
@@ -47,7 +48,7 @@ from ...bpf.info import (
 from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program
-from ...errors import BpfError, NetbpfError, UsageError, check, from_errno
+from ...errors import BpfError, NetbpfError, UsageError
 
 BPF_OBJECT = "accel.bpf.o"
 SOCKOPS_PROG, MSG_PROG = "netbpf_acc_ops", "netbpf_acc_msg"
@@ -242,12 +243,12 @@ def netns_cookies() -> dict[int, str]:
 
 def _obj_get(path: Path) -> int:
     """An fd for the object pinned at ``path``, or -1 when nothing is pinned there."""
-    fd = L.lib.bpf_obj_get(str(path).encode())
-    if fd < 0:
-        if -fd == _errno.ENOENT:
+    try:
+        return fd_by_pin(path, "pin")
+    except BpfError as e:
+        if e.errno == _errno.ENOENT:
             return -1
-        raise from_errno(f"open pin {path}", -fd)
-    return int(fd)
+        raise
 
 
 def check_pin_dir(pin_dir: str | Path) -> Path:
@@ -410,10 +411,10 @@ def disable(pin_dir: Path | None = None) -> DisableResult:
     result = DisableResult(True, cgroup=_cgroup_of_link(present.get("cgroup_link")))
     # 1. From now on every message of every stored socket takes TCP.
     if "control" in present:
-        with _pinned_map(present["control"]) as control:
+        with Map.from_pin(present["control"]) as control:
             control.update(0, Control(draining=1))
     if "sockhash" in present:
-        with _pinned_map(present["sockhash"]) as sockhash:
+        with Map.from_pin(present["sockhash"]) as sockhash:
             result.draining_sockets = count_keys(sockhash)
     # 2. No new socket is stored: detach the sock_ops link, then the sk_msg one
     #    (sockets already stored keep their own reference to the program).
@@ -421,10 +422,8 @@ def disable(pin_dir: Path | None = None) -> DisableResult:
         if role in present:
             fd = _obj_get(present[role])
             if fd >= 0:
-                try:
-                    check(L.lib.bpf_link_detach(fd), f"detach {present[role]}")
-                finally:
-                    close_quietly(fd)
+                with Link(fd, str(present[role])) as link:
+                    link.detach()
                 result.removed.append(f"detached {role.replace('_', ' ')}")
     if "sk_msg_link" not in present and "sk_msg" in present and "sockhash" in present:
         _prog_detach_sk_msg(present["sk_msg"], present["sockhash"])  # kernels without sockmap links
@@ -438,15 +437,9 @@ def disable(pin_dir: Path | None = None) -> DisableResult:
 
 def _prog_detach_sk_msg(prog_pin: Path, map_pin: Path) -> None:
     prog_fd, map_fd = _obj_get(prog_pin), _obj_get(map_pin)
-    try:
+    with Program(MSG_PROG, fd=prog_fd, owns_fd=True) as prog, Map("sockhash", fd=map_fd, owns_fd=True) as m:
         if prog_fd >= 0 and map_fd >= 0:
-            ret = L.lib.bpf_prog_detach2(prog_fd, map_fd, BPF_SK_MSG_VERDICT)
-            if ret < 0 and -ret != _errno.ENOENT:
-                raise from_errno("detach sk_msg program from the sockhash", -ret)
-    finally:
-        for fd in (prog_fd, map_fd):
-            if fd >= 0:
-                close_quietly(fd)
+            sockmap_attach.detach_sk_msg(prog, m)
 
 
 def map_keys(m: Map) -> Iterator[bytes]:
@@ -456,17 +449,6 @@ def map_keys(m: Map) -> Iterator[bytes]:
 
 def count_keys(m: Map) -> int:
     return sum(1 for _ in map_keys(m))
-
-
-class _pinned_map:
-    def __init__(self, path: Path) -> None:
-        self.map = Map.from_pin(path)
-
-    def __enter__(self) -> Map:
-        return self.map
-
-    def __exit__(self, *exc: object) -> None:
-        self.map.close()
 
 
 # -- status -------------------------------------------------------------------------------
@@ -517,13 +499,13 @@ def read_status(pin_dir: Path | None = None) -> Status:
         if "cgroup_link" in present:
             status.cgroup = _cgroup_of_link(present["cgroup_link"])
         if "ports" in present:
-            with _pinned_map(present["ports"]) as ports:
+            with Map.from_pin(present["ports"]) as ports:
                 status.ports = sorted(int.from_bytes(k, "little") for k in map_keys(ports))
         if "sockhash" in present:
-            with _pinned_map(present["sockhash"]) as sockhash:
+            with Map.from_pin(present["sockhash"]) as sockhash:
                 status.sockets = count_keys(sockhash)
         if "counters" in present:
-            with _pinned_map(present["counters"]) as counters:
+            with Map.from_pin(present["counters"]) as counters:
                 status.counters = {COUNTER_KEYS[c]: counters.sum_u64(int(c)) for c in Counter
                                    if c != Counter.MAX_UNREAD}
                 status.counters["max_unread_bytes"] = max(
@@ -678,11 +660,11 @@ def sockets(pin_dir: Path | None = None) -> list[Socket]:
     if "sockhash" not in present:
         return []
     labels = netns_cookies()
-    with _pinned_map(present["sockhash"]) as sockhash:
+    with Map.from_pin(present["sockhash"]) as sockhash:
         keys = [AccelKey.from_buffer_copy(k) for k in map_keys(sockhash)]
     states: dict[bytes, SockState] = {}
     if "state" in present:
-        with _pinned_map(present["state"]) as state_map:
+        with Map.from_pin(present["state"]) as state_map:
             for k in keys:
                 raw = state_map.lookup(k)
                 if raw is not None:

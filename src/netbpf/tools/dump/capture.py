@@ -11,7 +11,6 @@ goes back the same way: same program id, same mode, no moment without it.
 """
 from __future__ import annotations
 
-import errno as _errno
 import os
 import shutil
 import time
@@ -28,7 +27,7 @@ from ...bpf.attach.base import Attachment
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
-from ...errors import BpfError, InterfaceNotFound, NotSupported, UsageError
+from ...errors import InterfaceNotFound, NotSupported, UsageError
 from .attribution import OPTIONS_BYTES, AttribOptions, configure
 from .ring import BlockRing, DumpBlock, DumpRing, Geometry
 
@@ -38,7 +37,6 @@ SHARED_STRUCTS = (DumpRing, DumpBlock)
 Hook = Literal["xdp", "tc-ingress", "tc-egress"]
 HOOKS = ("xdp", "tc-ingress", "tc-egress")
 MAX_SNAPLEN = 262144
-BPF_XDP = 37
 DUMP_PCAP, DUMP_PCAPNG = 0, 1
 SEEN, MATCHED, LOST = 0, 1, 2
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
@@ -135,8 +133,7 @@ class Capture:
         obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
         try:
             name = "netbpf_dump_xdp" if o.hook == "xdp" else "netbpf_dump_tc"
-            for prog in obj.programs.values():
-                prog.set_autoload(prog.name == name)
+            obj.load_only(name)
             prog = obj.program(name)
             obj.set_rodata(snap=g.snap, fill_limit=g.fill_limit, block_mask=g.blocks_per_cpu - 1,
                            format=DUMP_PCAPNG if o.pcapng else DUMP_PCAP, nano=int(o.nano),
@@ -144,7 +141,7 @@ class Capture:
             configure(obj, o.attribution, self.tracker, o.hook == "tc-egress", o.owner_comments)
             obj.set_map_size("rings", g.cpus)
             obj.set_map_size("blocks", g.cpus * g.blocks_per_cpu)
-            _set_value_size(obj, "blocks", g.block_size)
+            obj.set_value_size("blocks", g.block_size)
             if self._code is not None:
                 from ...bpf.inject import set_code
 
@@ -209,52 +206,23 @@ class Capture:
         state = xdp.query(self.ifindex)
         if not state.prog_id:
             self.obj = self._open()
-            self.attachment = xdp.attach_xdp(self.program, xdp.XdpOptions(iface, self.options.xdp_mode))
+            self.attachment = xdp_front.stand_in_front(self.program, state, None, self.options.xdp_mode)
             return
         if state.mode not in ("drv", "skb"):
             raise NotSupported(f"capture in front of an XDP program attached in {state.mode} mode")
-        mode: xdp.Mode = "drv" if state.mode == "drv" else "skb"
         self.original = Program.from_id(state.prog_id)
         self.original_mode = state.mode
-        self.obj = self._front_of(self.original)
+        self.obj, _ = xdp_front.load_in_front(self._open, self.original)
         self.pin_path = self._pin_original()
-        if state.link_id:
-            self.attachment = xdp.replace_in_link(state.link_id, self.program, self.original)
-        else:
-            self.attachment = xdp.attach_xdp_netlink(self.program, xdp.XdpOptions(iface, mode),
-                                                     replace=self.original)
-
-    def _front_of(self, original: Program) -> BpfObject:
-        """A capture program whose tail call accepts ``original``.
-
-        The kernel lets a PROG_ARRAY hold only programs loaded with the same
-        expected attach type as the one that uses it (BPF_XDP, or 0 for
-        loaders that never set it) and answers EINVAL otherwise; the
-        original's type is not in its info, so try BPF_XDP, then 0.
-        """
-        for attach_type in (BPF_XDP, 0):
-            obj = self._open(attach_type)
-            try:
-                obj.map("xdp_original").update(0, original.require_fd())
-                return obj
-            except BpfError as e:
-                obj.close()
-                if e.errno != _errno.EINVAL or attach_type == 0:
-                    raise
-        raise AssertionError("unreachable")
+        self.attachment = xdp_front.stand_in_front(self.program, state, self.original)
 
     def _pin_original(self) -> Path:
-        """Pin xdp_original: the kernel empties a PROG_ARRAY with its last user,
-        and after a SIGKILL the original must still run through the tail call."""
+        """Pin xdp_original in this process's own directory (see xdp_front.pin_original)."""
         assert self.obj is not None
         index = netdev.ifindex(self.options.interface)
         label = netns.label(netns.current_inode()).replace("/", "_")
         directory = pin_dir("dump", f"{label}_{self.options.interface}_{index}_{os.getpid()}")
-        path = directory / "xdp_original"
-        if path.exists():
-            path.unlink()  # a previous process with our pid: stale
-        self.obj.map("xdp_original").pin(path)
-        return path
+        return xdp_front.pin_original(self.obj.map("xdp_original"), directory)
 
     # -- running --------------------------------------------------------------------------
     def counters(self) -> tuple[int, int, int]:
@@ -319,13 +287,3 @@ class Capture:
         finally:
             self.close()
 
-
-def _set_value_size(obj: BpfObject, name: str, size: int) -> None:
-    import ctypes
-
-    from ...bpf import _libbpf as L
-    from ...errors import check
-
-    fn = L.lib.bpf_map__set_value_size
-    fn.restype, fn.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_uint32]
-    check(fn(obj.map(name).handle, size), f"set value size of map {name}")

@@ -7,13 +7,11 @@ it back as it was when it exits.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import tempfile
 from typing import Any
 
 from ... import netns
-from ...bpf import _libbpf as L
 from ...bpf.attach import xdp
 from ...bpf.program import Program
 
@@ -26,13 +24,9 @@ DROP_ICMP = bytes.fromhex(
 
 def _attach_ddos_filter(gateway: str) -> None:
     def attach() -> None:
-        insns = (L.BpfInsn * (len(DROP_ICMP) // 8)).from_buffer_copy(DROP_ICMP)
-        opts = L.ProgLoadOpts(sz=ctypes.sizeof(L.ProgLoadOpts), expected_attach_type=37)
-        fd = L.lib.bpf_prog_load(6, b"ddos_filter", b"GPL", insns, len(insns), ctypes.byref(opts))
-        if fd < 0:
-            raise OSError(-fd, os.strerror(-fd))
-        xdp.attach_xdp_netlink(Program("ddos_filter", fd=fd), xdp.XdpOptions("c0", "drv"), None)
-        os.close(fd)  # netlink holds it now, as if another tool had attached it
+        with Program.load(6, "ddos_filter", DROP_ICMP, expected_attach_type=37) as prog:
+            # netlink holds it once our fd is closed, as if another tool had attached it
+            xdp.attach_xdp_netlink(prog, xdp.XdpOptions("c0", "drv"), None)
 
     netns.run_in(f"/run/netns/{gateway}", attach)
 

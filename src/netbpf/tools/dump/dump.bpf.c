@@ -49,12 +49,7 @@ struct {
 
 /* The program that was on the interface: tail-called after capture. Pinned
  * by netbpf, so that it keeps running if netbpf is killed. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
-} xdp_original SEC(".maps");
+NETBPF_XDP_ORIGINAL();
 
 /* Set before load. The verifier reads them as constants, which is what lets
  * it prove that every write below stays inside a block. */

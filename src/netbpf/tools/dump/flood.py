@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 
 from ... import netdev
-from ...bpf import _libbpf as L
 from ...bpf import features
+from ...bpf.program import Program
 from ...errors import BpfError, UsageError, from_errno
 
 BPF_F_TEST_XDP_LIVE_FRAMES = 1 << 1
@@ -119,29 +119,21 @@ class LiveFrames(Paced):
     def __init__(self, interface: str, verdict: int = XDP_TX) -> None:
         features.require_xdp_live_frames()
         self.ifindex = netdev.ifindex(interface)
-        self.fd = features.load_trivial(6, BPF_XDP, verdict=verdict, name="netbpf_flood")
-        self._ctx = ctypes.create_string_buffer(struct.pack("<IIIIII", 0, 0, 0, self.ifindex, 0, 0), 24)
+        self.prog = Program("netbpf_flood", fd=features.load_trivial(6, BPF_XDP, verdict=verdict,
+                                                                     name="netbpf_flood"), owns_fd=True)
+        self._ctx = bytearray(struct.pack("<IIIIII", 0, 0, 0, self.ifindex, 0, 0))
         self.kernel_ns = 0  # the kernel's own timing of its loop, summed over calls
 
     def send(self, frame: bytes, count: int) -> int:
-        data = ctypes.create_string_buffer(frame, len(frame))
         struct.pack_into("<I", self._ctx, 4, len(frame))  # xdp_md.data_end
-        opts = L.TestRunOpts(sz=ctypes.sizeof(L.TestRunOpts), repeat=count,
-                             flags=BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=64)
-        opts.data_in = ctypes.cast(data, ctypes.c_void_p)
-        opts.data_size_in = len(frame)
-        opts.ctx_in = ctypes.cast(self._ctx, ctypes.c_void_p)
-        opts.ctx_size_in = ctypes.sizeof(self._ctx)
-        ret = L.lib.bpf_prog_test_run_opts(self.fd, ctypes.byref(opts))
-        if ret < 0:
-            raise from_errno("send frames (BPF_PROG_TEST_RUN, live frames)", -ret)
-        self.kernel_ns += opts.duration * count  # duration: mean ns per frame
+        run = self.prog.test_run(frame, repeat=count, ctx=bytes(self._ctx), data_out_size=0,
+                                 flags=BPF_F_TEST_XDP_LIVE_FRAMES, batch_size=64,
+                                 what="send frames (BPF_PROG_TEST_RUN, live frames)")
+        self.kernel_ns += run.duration_ns * count  # duration: mean ns per frame
         return count
 
     def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+        self.prog.close()
 
 
 # -- AF_PACKET + sendmmsg -------------------------------------------------------------------------

@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ... import netdev, netns
-from ...bpf import _libbpf as L
 from ...bpf import fs
 from ...bpf.attach import tc, xdp
 from ...bpf.attach.base import Attachment, Link
-from ...bpf.info import close_quietly
 from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program
-from ...errors import BpfError, NetbpfError, NotSupported, UsageError, check
+from ...errors import BpfError, NetbpfError, NotSupported, UsageError
 from . import ifinfo
 
 if TYPE_CHECKING:
@@ -555,7 +553,7 @@ def stop(interface: str | None = None, direction: str | None = None) -> list[tup
             continue
         counts = Counts()
         if (p.path / "counters").exists():
-            with _closing(Map.from_pin(p.path / "counters")) as counters:
+            with Map.from_pin(p.path / "counters") as counters:
                 counts = Counts.read(counters)
         if (p.path / "link").exists():
             _detach_pinned_link(p.path / "link")
@@ -566,26 +564,10 @@ def stop(interface: str | None = None, direction: str | None = None) -> list[tup
     return stopped
 
 
-class _closing:
-    def __init__(self, m: Map) -> None:
-        self.m = m
-
-    def __enter__(self) -> Map:
-        return self.m
-
-    def __exit__(self, *exc: object) -> None:
-        self.m.close()
-
-
 def _detach_pinned_link(path: Path) -> None:
-    fd = L.lib.bpf_obj_get(str(path).encode())
-    check(fd, f"open pinned link {path}")
-    try:
-        ret = L.lib.bpf_link_detach(fd)
-        if ret < 0 and -ret not in (_errno.ENOLINK, _errno.ENOENT):
-            check(ret, f"detach pinned fault {path}")
-    finally:
-        close_quietly(fd)
+    with Link.from_pin(path) as link:
+        link.description = f"pinned fault {path}"
+        link.detach(gone_ok=True)
 
 
 def _namespace_path(label: str) -> str:

@@ -39,12 +39,7 @@ struct {
 	__type(value, struct chain_entry);
 } chain_info SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
-	__uint(max_entries, 1);
-	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(__u32));
-} xdp_original SEC(".maps");
+NETBPF_XDP_ORIGINAL();
 
 SEC("xdp")
 int netbpf_xdp_disp(struct xdp_md *ctx)

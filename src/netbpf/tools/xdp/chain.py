@@ -15,7 +15,6 @@ and a SIGKILL leaves only what ``netbpf cleanup --this-netns`` removes.
 from __future__ import annotations
 
 import ctypes
-import errno as _errno
 import os
 import shutil
 import time
@@ -24,12 +23,11 @@ from pathlib import Path
 
 from ... import netdev, netns
 from ...bpf import BpfObject, object_path
-from ...bpf import _libbpf as L
 from ...bpf.attach import xdp, xdp_front
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import Map
 from ...bpf.program import Program
-from ...errors import BpfError, NetbpfError, UsageError, check
+from ...errors import NetbpfError, UsageError
 from .wrap import BPF_XDP, load_wrapped, wrapper
 
 BPF_OBJECT = "chain.bpf.o"
@@ -55,6 +53,17 @@ class Link:
     name: str
     source: str
     added: float
+
+
+def _load_dispatcher(expected_attach_type: int) -> BpfObject:
+    obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
+    try:
+        obj.program("netbpf_xdp_disp").set_expected_attach_type(expected_attach_type)
+        obj.load()
+    except BaseException:
+        obj.close()
+        raise
+    return obj
 
 
 def building_name(interface: str, pid: int) -> str:
@@ -120,20 +129,10 @@ class Chain:
         directory = pin_dir("xdp", label, building_name(interface, os.getpid()))
         obj = None
         try:
-            for attach_type in (BPF_XDP, 0):
-                obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-                obj.program("netbpf_xdp_disp").set_expected_attach_type(attach_type)
-                obj.load()
-                try:
-                    if original is not None:
-                        obj.map("xdp_original").update(0, original.require_fd())
-                    break
-                except BpfError as e:  # loaded with another expected attach type: match it
-                    obj.close()
-                    obj = None
-                    if e.errno != _errno.EINVAL or attach_type == 0:
-                        raise
-            assert obj is not None
+            if original is not None:
+                obj, attach_type = xdp_front.load_in_front(_load_dispatcher, original)
+            else:
+                obj, attach_type = _load_dispatcher(BPF_XDP), BPF_XDP
             settings = ChainEntry(attach_type=attach_type, added=int(time.time()))
             obj.map("chain_info").update(0, bytes(settings))
             for name in MAPS:
@@ -160,21 +159,10 @@ class Chain:
         state, original = self._before
         assert state is not None, "attach() follows build()"
         try:
-            if original is None:
-                xdp.attach_xdp_netlink(self.dispatcher, xdp.XdpOptions(self.interface, mode), None,
-                                       restore_on_close=False)
-            elif state.link_id:
-                held = xdp.replace_in_link(state.link_id, self.dispatcher, original, restore_on_close=False)
-                try:
-                    # Pinned with the chain: a link whose owner exits (netbpf dump on an
-                    # empty hook holds one) would otherwise take the chain off the hook.
-                    check(L.lib.bpf_obj_pin(held.link_fd, str(self.directory / "link").encode()),
-                          f"pin XDP link {state.link_id}")
-                finally:
-                    held.release()
-            else:
-                xdp.attach_xdp_netlink(self.dispatcher, xdp.XdpOptions(self.interface, _mode(state.mode)),
-                                       original, restore_on_close=False)
+            # Outliving this process; a link that held the original is pinned with the
+            # chain: its owner exiting (netbpf dump on an empty hook holds one) would
+            # otherwise take the chain off the hook.
+            xdp_front.stand_in_front(self.dispatcher, state, original, mode, outlive=self.directory)
         finally:
             if original is not None:
                 original.close()
@@ -308,11 +296,3 @@ class Chain:
         for m in self.maps.values():
             m.close()
 
-
-def _mode(attached: str) -> xdp.Mode:
-    """The attach mode to use for an XDP program attached in ``attached`` mode."""
-    if attached == "drv":
-        return "drv"
-    if attached == "skb":
-        return "skb"
-    raise UsageError(f"XDP program attached in {attached} mode: cannot stand in front of it")

@@ -24,12 +24,11 @@ load: the kernel then verifies the program's functions as static ones.
 """
 from __future__ import annotations
 
-import ctypes
-import struct
 import threading
 from pathlib import Path
 
-from ...bpf import _libbpf as L
+from ...bpf import insn as I
+from ...bpf import sections
 from ...bpf.object import BpfObject
 from ...bpf.program import Program
 from ...errors import NetbpfError, UsageError
@@ -37,118 +36,73 @@ from ...errors import NetbpfError, UsageError
 BPF_PROG_TYPE_XDP = 6
 BPF_XDP = 37
 XDP_PASS = 2
-BPF_PSEUDO_MAP_FD = 1
-BPF_PSEUDO_CALL = 1
 FN_MAP_LOOKUP_ELEM = 1
 FN_TAIL_CALL = 12
 
 
-def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    return struct.pack("<BBhi", code, src << 4 | dst, off, imm)
-
-
-def _ld_map_fd(dst: int, fd: int) -> bytes:
-    return _insn(0x18, dst, BPF_PSEUDO_MAP_FD, 0, fd) + _insn(0, 0, 0, 0, 0)
-
-
 def wrapper(slot: int, chain_next_fd: int, xdp_chain_fd: int, xdp_original_fd: int) -> bytes:
     """The instructions that go in front of the program in ``slot`` (see the module doc)."""
-    code = [
-        _insn(0xBF, 6, 1),                                  # 0: r6 = r1
-        b"CALL",                                            # 1: call the program
-        _insn(0x55, 0, 0, 19, XDP_PASS),                    # 2: if r0 != PASS goto 22 (exit)
-        _insn(0x62, 10, 0, -4, slot),                       # 3: *(u32 *)(r10 - 4) = slot
-        _ld_map_fd(1, chain_next_fd),                       # 4-5: r1 = chain_next
-        _insn(0xBF, 2, 10),                                 # 6: r2 = r10
-        _insn(0x07, 2, 0, 0, -4),                           # 7: r2 += -4
-        _insn(0x85, 0, 0, 0, FN_MAP_LOOKUP_ELEM),           # 8: r0 = lookup
-        _insn(0x15, 0, 0, 11, 0),                           # 9: if r0 == 0 goto 21 (pass)
-        _insn(0x61, 3, 0, 0, 0),                            # 10: r3 = *(u32 *)r0
-        _insn(0x15, 3, 0, 4, 0),                            # 11: if r3 == 0 goto 16 (original)
-        _insn(0xBF, 1, 6),                                  # 12: r1 = r6
-        _ld_map_fd(2, xdp_chain_fd),                        # 13-14: r2 = xdp_chain
-        _insn(0x85, 0, 0, 0, FN_TAIL_CALL),                 # 15: tail call (returns if empty)
-        _insn(0xBF, 1, 6),                                  # 16: r1 = r6
-        _ld_map_fd(2, xdp_original_fd),                     # 17-18: r2 = xdp_original
-        _insn(0xB7, 3, 0, 0, 0),                            # 19: r3 = 0
-        _insn(0x85, 0, 0, 0, FN_TAIL_CALL),                 # 20: tail call
-        _insn(0xB7, 0, 0, 0, XDP_PASS),                     # 21: r0 = XDP_PASS
-        _insn(0x95),                                        # 22: exit
-    ]
-    length = sum(len(c) // 8 if c != b"CALL" else 1 for c in code)
-    call = _insn(0x85, 0, BPF_PSEUDO_CALL, 0, length - 2)  # pc 1 -> pc `length`
-    return b"".join(call if c == b"CALL" else c for c in code)
+    a = I.Assembler()
+    a.mov64(I.R6, I.R1)                                     # keep the context
+    a.call("program")                                       # its own code follows the wrapper
+    a.jump(I.JNE, "exit", I.R0, imm=XDP_PASS, wide=True)    # DROP, TX, REDIRECT, ABORTED end the chain
+    a.store_imm(I.W, I.R10, -4, slot)                       # key = slot
+    a.ld_map_fd(I.R1, chain_next_fd)
+    a.mov64(I.R2, I.R10)
+    a.alu64_imm(I.ADD, I.R2, -4)
+    a.call_helper(FN_MAP_LOOKUP_ELEM)                       # r0 = &chain_next[slot]
+    a.jump(I.JEQ, "pass", I.R0, imm=0, wide=True)
+    a.load(I.W, I.R3, I.R0)                                 # r3 = the next slot (0: end of the chain)
+    a.jump(I.JEQ, "original", I.R3, imm=0, wide=True)
+    a.mov64(I.R1, I.R6)
+    a.ld_map_fd(I.R2, xdp_chain_fd)
+    a.call_helper(FN_TAIL_CALL)                             # returns only if the slot is empty
+    a.label("original")
+    a.mov64(I.R1, I.R6)
+    a.ld_map_fd(I.R2, xdp_original_fd)
+    a.emit(I.encode(I.ALU64 | I.MOV | I.K, I.R3, imm=0))
+    a.call_helper(FN_TAIL_CALL)                             # the program that was there before
+    a.label("pass")
+    a.emit(I.encode(I.ALU64 | I.MOV | I.K, I.R0, imm=XDP_PASS))
+    a.label("exit")
+    a.exit()
+    a.label("program")
+    return a.assemble()
 
 
-# int (*)(struct bpf_program *, struct bpf_prog_load_opts *, long cookie)
-_PREPARE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(L.ProgLoadOpts), ctypes.c_long)
-
-
-class _HandlerOpts(ctypes.Structure):
-    _fields_ = [("sz", ctypes.c_size_t), ("cookie", ctypes.c_long), ("prog_setup_fn", ctypes.c_void_p),
-                ("prog_prepare_load_fn", _PREPARE_FN), ("prog_attach_fn", ctypes.c_void_p)]
-
-
-# Own prototypes (netbpf.bpf.inject binds the same functions with its own struct type).
-_register = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p)(
-    ("libbpf_register_prog_handler", L.lib))
-_unregister = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(("libbpf_unregister_prog_handler", L.lib))
-_lock = threading.Lock()
+_lock = threading.Lock()  # one wrapped load at a time: SEC("xdp") is claimed for its length
 _pending: dict[int, bytes] = {}  # program handle -> wrapper
-_errors: dict[int, str] = {}
 
 
-def _prepare(prog: int, opts: ctypes._Pointer, cookie: int) -> int:  # type: ignore[type-arg]
+def _prepare(prog: int, opts: sections.LoadOpts) -> None:
     code = _pending.get(prog)
     if code is None:
-        return 0
-    try:
-        count = L.lib.bpf_program__insn_cnt(prog)
-        final = ctypes.string_at(L.lib.bpf_program__insns(prog), count * 8)
-        new = code + final
-        buf = (L.BpfInsn * (len(new) // 8)).from_buffer_copy(new)
-        ret = int(L.lib.bpf_program__set_insns(prog, buf, len(new) // 8))
-        if ret < 0:
-            _errors[prog] = f"bpf_program__set_insns: error {-ret}"
-            return ret
-        o = opts.contents
-        o.func_info, o.func_info_cnt, o.line_info, o.line_info_cnt = None, 0, None, 0
-        return 0
-    except Exception as e:  # never raise into C
-        _errors[prog] = str(e)
-        return -22
-
-
-_prepare_c = _PREPARE_FN(_prepare)  # kept referenced while libbpf may call it
+        return  # an SEC("xdp") program of another object, opened meanwhile
+    program = Program.from_libbpf(prog)
+    program.set_insns(code + program.insns())
+    # The BTF function and line info describe the layout before the wrapper.
+    opts.func_info, opts.func_info_cnt, opts.line_info, opts.line_info_cnt = None, 0, None, 0
 
 
 def load_wrapped(path: Path, section: str | None, code: bytes, attach_type: int) -> Program:
     """Load the SEC("xdp") program of ``path`` (``section``: its name, when there are
     several) with ``code`` in front; returns it by its own fd (the object is closed)."""
-    opts = _HandlerOpts(sz=ctypes.sizeof(_HandlerOpts), prog_prepare_load_fn=_prepare_c)
-    with _lock:  # libbpf's handler registry is global and not thread-safe
-        handler = _register(b"xdp", BPF_PROG_TYPE_XDP, attach_type, ctypes.addressof(opts))
-        if handler < 0:
-            raise NetbpfError(f"libbpf refused a section handler for SEC(\"xdp\"): error {-handler}")
+    # Programs refer to the handler's definition from open to close: the
+    # object (opened last) is closed before the handler goes.
+    with (_lock, sections.registered("xdp", BPF_PROG_TYPE_XDP, attach_type, _prepare) as handler,
+          BpfObject.open(path) as obj):
+        prog = _choose(obj, path, section)
+        obj.load_only(prog.name)
+        prog.set_expected_attach_type(attach_type)
+        _pending[prog.handle] = code
         try:
-            # Programs refer to the handler's definition from open to close: the
-            # object is closed before the handler goes.
-            with BpfObject.open(path) as obj:
-                prog = _choose(obj, path, section)
-                for other in obj.programs.values():
-                    other.set_autoload(other is prog)
-                prog.set_expected_attach_type(attach_type)
-                _pending[prog.handle] = code
-                try:
-                    obj.load()
-                finally:
-                    _pending.pop(prog.handle, None)
-                    error = _errors.pop(prog.handle, "")
-                if error:
-                    raise NetbpfError(f"cannot wrap {prog.name}: {error}")
-                return Program.from_id(prog.id)
+            obj.load()
         finally:
-            _unregister(handler)
+            _pending.pop(prog.handle, None)
+            error = handler.take_error(prog.handle)
+        if error:
+            raise NetbpfError(f"cannot wrap {prog.name}: {error}")
+        return Program.from_id(prog.id)
 
 
 def check_program(path: Path, section: str | None) -> str:
@@ -157,7 +111,7 @@ def check_program(path: Path, section: str | None) -> str:
     try:
         with BpfObject.open(path) as obj:
             prog = _choose(obj, path, section)
-            if L.lib.bpf_program__type(prog.handle) != BPF_PROG_TYPE_XDP:
+            if prog.type != BPF_PROG_TYPE_XDP:
                 raise UsageError(f"{path.name}: {prog.name} is not an XDP program")
             return prog.name
     except UsageError:

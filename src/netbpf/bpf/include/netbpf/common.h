@@ -67,6 +67,20 @@ static __always_inline void netbpf_add(void *counters, __u32 index, __u64 delta)
 		__err;								\
 	})
 
+/* The program that was on the XDP hook before a netbpf program took it
+ * (slot 0, tail-called: bpf_tail_call(ctx, &xdp_original, 0)). netbpf dump's
+ * capture program and xdp chain's dispatcher stand in front of it; user
+ * space finds it by this name (netbpf.bpf.attach.xdp_front, which also pins
+ * it, so that it keeps running if netbpf is killed).
+ */
+#define NETBPF_XDP_ORIGINAL()							\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_PROG_ARRAY);				\
+		__uint(max_entries, 1);						\
+		__uint(key_size, sizeof(__u32));				\
+		__uint(value_size, sizeof(__u32));				\
+	} xdp_original SEC(".maps")
+
 /* A perf event array `name` (one ring per CPU) and its per-CPU overflow
  * counter `name_lost`. The kernel also reports overflows, but only lazily
  * (a PERF_RECORD_LOST appears once there is room again); counting failed
