@@ -434,7 +434,7 @@ def test_xdp_front_stands_in_front_and_cleanup_puts_the_original_back(pair, obj)
 
 
 def test_section_handler_prepares_the_program_and_reports_what_it_raised() -> None:
-    from netbpf.bpf.errors import NetbpfError
+    from netbpf.errors import NetbpfError
 
     from netbpf.bpf import sections
     from netbpf.bpf.insn import ALU64, EXIT, JMP, MOV, R0, K, encode

@@ -22,7 +22,7 @@ def test_parser_and_file_path_import_nothing_of_the_capture(tmp_path: object) ->
         "cli.register(sub)\n"
         f"print(' '.join(m for m in {LIVE_ONLY!r} if m in sys.modules))\n"
     )
-    # netbpf.bpf.errors still loads the bpf package here (until the errors move to the package
+    # netbpf.errors still loads the bpf package here (until the errors move to the package
     # root, #13): its maps are then imported by it, not by dump; only dump's own are checked.
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     own = [m for m in loaded if m.startswith("netbpf.tools.dump") or m in ("netbpf.attrib.tracker",
