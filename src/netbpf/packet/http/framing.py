@@ -33,9 +33,10 @@ is known) or a parse error, the framer skips to the next message start
 
 Speed: a header block already seen is not parsed again (:class:`HeadCache`:
 llhttp's result is a function of the bytes), and a segment that is exactly one
-such message is offered whole (:class:`WholeRequest`, :class:`WholeResponse`;
-``FAST_PATH``, tested equal to the general path): the pairing side takes it
-in one step (``take_whole()``) or lets the framer go the general way.
+such message is handed out whole, as the bare :class:`Request` or
+:class:`Response` (``FAST_PATH``, tested equal to the general path): the
+pairing side takes it in one step, or gives it back (``decline_whole()``) and
+the framer goes the general way.
 
 Nothing here raises on bad input.
 """
@@ -60,7 +61,7 @@ _REQUEST_PREFIX = re.compile(rb"[A-Z][A-Z_-]{0,19}(?: [^ \r\n]*(?: (?:H(?:T(?:T(
 _RESPONSE_PREFIX = re.compile(rb"H(?:T(?:T(?:P(?:/(?:\d(?:\.(?:\d(?: (?:\d(?:\d(?:\d)?)?)?)?)?)?)?)?)?)?)?")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n")
 _CRLF2 = b"\r\n\r\n"
-FAST_PATH = True  # WholeRequest / WholeResponse; the tests also run with it off
+FAST_PATH = True  # whole messages handed out as such; the tests also run with it off
 
 
 # -- events -----------------------------------------------------------------------------
@@ -95,21 +96,6 @@ class ResponseEnd(NamedTuple):
     end: int
 
 
-class WholeRequest(NamedTuple):
-    """This segment is exactly one request: take_whole(), or the framer goes the general way."""
-    request: Request
-    start: int
-    head_end: int
-    ack: int
-
-
-class WholeResponse(NamedTuple):
-    """This segment is exactly one response with a Content-Length body (or none)."""
-    response: Response
-    start: int
-    ack: int
-
-
 class Lost(NamedTuple):
     """The current message cannot be finished; the framer skips to the next one."""
     error: str
@@ -117,7 +103,10 @@ class Lost(NamedTuple):
     message: Request | Response | None  # what there was of it, if its head was seen
 
 
-Event = RequestHead | ResponseHead | RequestEnd | ResponseEnd | WholeRequest | WholeResponse | Lost
+# A bare Request or Response: the segment just received (at ``seg_off``, acknowledging
+# ``seg_ack``) is exactly that message, with a Content-Length body or none. Its bytes
+# count as read; decline_whole() gives them back to the general path.
+Event = RequestHead | ResponseHead | RequestEnd | ResponseEnd | Request | Response | Lost
 
 
 class Framer:
@@ -212,6 +201,20 @@ class Framer:
         self.seg_off, self.seg_ack = offset, ack
         self._whole_tried = False
 
+    def receive(self, data: bytes, ts: float, offset: int, ack: int = -1) -> Event | None:
+        """receive_data() then next_event(), in one call (the common case: one segment,
+        one message)."""
+        self._data, self._pos, self._ts = data, 0, ts
+        self.seg_off, self.seg_ack = offset, ack
+        if self.state == HEAD and not self.buf and FAST_PATH and not self._events:
+            self._whole_tried = True
+            whole = self._whole_message(data, ts)
+            if whole is not None:
+                return whole
+        else:
+            self._whole_tried = False
+        return self.next_event()
+
     def next_event(self) -> Event | None:
         """What the bytes received so far hold next; None when more are needed."""
         events = self._events
@@ -221,8 +224,10 @@ class Framer:
         n = len(data)
         if not self._whole_tried:
             self._whole_tried = True
-            if self.state == HEAD and not self.buf and FAST_PATH and self._whole_message(data, ts):
-                return events.popleft()
+            if self.state == HEAD and not self.buf and FAST_PATH:
+                whole = self._whole_message(data, ts)
+                if whole is not None:
+                    return whole
         while pos < n:
             state = self.state
             if state in (LENGTH, CHUNK_DATA):
@@ -259,46 +264,42 @@ class Framer:
         self._pos = pos
         return None
 
-    def take_whole(self) -> None:
-        """The WholeRequest or WholeResponse just handed out is taken: its bytes are read."""
-        self._pos = len(self._data)
+    def decline_whole(self) -> None:
+        """The whole message just handed out is not taken: frame its bytes the general way."""
+        self._pos = 0
 
-    def _whole_message(self, data: bytes, ts: float) -> bool:
+    def _whole_message(self, data: bytes, ts: float) -> Request | Response | None:
         """The common case in one step: this segment is exactly one message with a
         Content-Length body (or none), whose header block was parsed before.
 
         Offers what the general path (_head -> _message_head -> _framing ->
         _complete) would frame for such a message, in one event; anything else
-        returns False and takes the general path. The tests run every case both
+        returns None and takes the general path. The tests run every case both
         ways and compare."""
         end = data.find(_CRLF2)
         if end <= 0 or data[0] == 13 or data[0] == 10:
-            return False
+            return None
         block = data[:end + 4]
         n = len(data)
         if self.is_request:
             parsed = self.heads.requests.get(block)
             if parsed is None or isinstance(parsed, str):
-                return False
+                return None
             method, target, version, host, headers, tag, length, te, _, tunnel = parsed
             size = length or 0
             if te or tunnel or end + 4 + size != n:
-                return False
-            self._events.append(WholeRequest(
-                Request(method, target, version, host, headers, size, n, False, ts, ts, tag),
-                self.seg_off, self.seg_off + end + 4, self.seg_ack))
-            return True
+                return None
+            self._pos = n
+            return Request(method, target, version, host, headers, size, n, False, ts, ts, tag)
         parsed = self.heads.responses.get(block)
         if parsed is None or isinstance(parsed, str) or self.after_gap:
-            return False
+            return None
         status, reason, version, headers, length, te, _ = parsed
         if te or length is None or status < 200 or status == 204 or status == 304 \
                 or end + 4 + length != n:
-            return False
-        self._events.append(WholeResponse(
-            Response(status, reason, version, headers, length, n, False, ts, ts, (), False),
-            self.seg_off, self.seg_ack))
-        return True
+            return None
+        self._pos = n
+        return Response(status, reason, version, headers, length, n, False, ts, ts, (), False)
 
     def _hold(self, data: bytes, ts: float, pos: int) -> None:
         if not self.buf:

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from .framing import (
     REQUEST_START,
     RESPONSE_START,
+    WAIT,
     Event,
     Framer,
     Lost,
@@ -37,8 +38,6 @@ from .framing import (
     RequestHead,
     ResponseEnd,
     ResponseHead,
-    WholeRequest,
-    WholeResponse,
 )
 from .messages import (
     _PREFACE,
@@ -138,7 +137,19 @@ class HttpConversation:
         if self.sniff_dir == -1 and framers is not None and not self.protocol:
             # The common case, kept short: what the connection speaks was told long ago.
             framer = framers[direction]
-            framer.receive_data(data, ts, offset, ack)
+            event = framer.receive(data, ts, offset, ack)
+            if event is None:
+                return
+            kind = type(event)
+            # One segment, one message, plainly paired: nothing more in these bytes.
+            if kind is Response:
+                if self._whole_response(framer, event):  # type: ignore[arg-type]
+                    return
+            elif kind is Request:
+                if self._whole_request(framer, event):  # type: ignore[arg-type]
+                    return
+            else:
+                self._handle(direction, framer, event)
             event = framer.next_event()
             while event is not None:
                 self._handle(direction, framer, event)
@@ -187,8 +198,11 @@ class HttpConversation:
                 return
             assert self.framers is not None
             self.framers[direction].start_here()  # these bytes start a message
-        self.framers[direction].receive_data(data, ts, offset, ack)
-        self._drain(direction)
+        framer = self.framers[direction]
+        event = framer.receive(data, ts, offset, ack)
+        while event is not None:
+            self._handle(direction, framer, event)
+            event = framer.next_event()
 
     def on_gap(self, direction: int, size: int, ts: float) -> None:
         self._release_sniffed()
@@ -235,9 +249,9 @@ class HttpConversation:
 
     def _handle(self, direction: int, framer: Framer, event: Event) -> None:
         kind = type(event)
-        if kind is WholeRequest:
+        if kind is Request:
             self._whole_request(framer, event)  # type: ignore[arg-type]
-        elif kind is WholeResponse:
+        elif kind is Response:
             self._whole_response(framer, event)  # type: ignore[arg-type]
         elif kind is RequestHead:
             method, tunnel, first_ts, start, head_end, ack = event  # type: ignore[misc]
@@ -311,34 +325,36 @@ class HttpConversation:
                 slot.request = message
                 self._flush()
 
-    def _whole_request(self, framer: Framer, whole: WholeRequest) -> None:
-        """A segment that is exactly one request: paired in one step where a slot is free."""
+    def _whole_request(self, framer: Framer, request: Request) -> bool:
+        """A segment that is exactly one request: paired in one step where a slot is free
+        (True; else the framer goes the general way)."""
         if len(self.slots) >= self.limits.max_in_flight:
-            return  # the general path refuses it, counted
-        framer.take_whole()
-        request = whole.request
-        slot = self._open_slot(request.method, request.first_ts, whole.start, whole.head_end, whole.ack)
+            framer.decline_whole()
+            return False  # the general path refuses it, counted
+        start = framer.seg_off
+        slot = self._open_slot(request.method, request.first_ts, start,
+                               start + request.wire_size - request.body_size, framer.seg_ack)
         assert slot is not None
         slot.request = request
         self.stats.requests += 1
         if slot.answered:
             self._flush()
+        return True
 
-    def _whole_response(self, framer: Framer, whole: WholeResponse) -> None:
+    def _whole_response(self, framer: Framer, response: Response) -> bool:
         """A segment that is exactly one response, where it plainly answers the oldest
-        request not answered (else the general path decides)."""
-        if not self.synced:
-            return
+        request not answered (True; else the general path decides)."""
         slot = None
-        for candidate in self.slots:  # the oldest request not answered yet
-            if not candidate.answered:
-                slot = candidate
-                break
-        response, start, ack = whole
+        if self.synced:
+            for candidate in self.slots:  # the oldest request not answered yet
+                if not candidate.answered:
+                    slot = candidate
+                    break
+        start, ack = framer.seg_off, framer.seg_ack
         if slot is None or (slot.head_end > ack if ack >= 0 else slot.first_ts > response.first_ts) \
                 or slot.tunnel or slot.method == "HEAD" or slot.method == "CONNECT":
-            return
-        framer.take_whole()
+            framer.decline_whole()
+            return False
         slot.resp_start, slot.resp_end, slot.resp_ack = start, start + response.wire_size, ack
         last = self.last_answer
         if last is not None and last.resp_end == start and last.resp_ack == ack >= 0:
@@ -351,11 +367,14 @@ class HttpConversation:
             self._check_pipelining(slot)  # (only a later request can tell)
         elif slot.resp_end > self.resp_floor:
             self.resp_floor = slot.resp_end
-        slot.response = _with_interim(response, slot)
+        slot.response = response._replace(interim=tuple(slot.interim)) if slot.interim else response
         slot.answered = True
-        self._unanswered(-1)
+        self.unanswered -= 1
+        if not self.unanswered:
+            framer.expect_responses = False
         self.stats.responses += 1
         self._flush()
+        return True
 
     # -- pairing --------------------------------------------------------------------------
     def _open_slot(self, method: str, first_ts: float, start: int = -1, head_end: int = -1,
@@ -374,10 +393,12 @@ class HttpConversation:
             self.pipelined = True
         self.previous = slot
         self.slots.append(slot)
-        self._unanswered(1)
-        server = 1 - self.client_direction  # type: ignore[operator]
-        if self.framers[server].resume(first_ts):  # type: ignore[index]
-            self._drain(server)  # its answer came first: frame it now
+        self.unanswered += 1
+        server_side = 1 - self.client_direction  # type: ignore[operator]
+        server = self.framers[server_side]  # type: ignore[index]
+        server.expect_responses = True
+        if server.state == WAIT and server.resume(first_ts):
+            self._drain(server_side)  # its answer came first: frame it now
         return slot
 
     def _unanswered(self, change: int) -> None:
