@@ -233,14 +233,7 @@ class Framer:
             if state in (LENGTH, CHUNK_DATA):
                 take = min(self.remaining, n - pos)
                 pos += take
-                self.remaining -= take
-                self.body += take
-                self.wire += take
-                if not self.remaining:
-                    if state == LENGTH:
-                        self._complete(ts)
-                    else:
-                        self.state = CHUNK_END
+                self._body_bytes(take, ts)
             elif state == HEAD:
                 pos = self._head(data, pos, ts)
             elif state == UNTIL_CLOSE:
@@ -593,18 +586,23 @@ class Framer:
         return Response(status, reason, version, headers, self.body, self.wire, self.chunked,
                         self.first_ts, ts, (), self.until_close)
 
+    def _body_bytes(self, size: int, ts: float) -> None:
+        """``size`` bytes of a Content-Length body or a chunk (LENGTH, CHUNK_DATA), at most
+        what remains of it: counted, never copied."""
+        self.remaining -= size
+        self.body += size
+        self.wire += size
+        if not self.remaining:
+            if self.state == LENGTH:
+                self._complete(ts)
+            else:
+                self.state = CHUNK_END
+
     def gap(self, size: int, ts: float, offset: int) -> None:
         """``size`` bytes the capture missed, at stream ``offset`` (then next_event())."""
         state = self.state
         if state in (LENGTH, CHUNK_DATA) and size <= self.remaining:
-            self.remaining -= size
-            self.body += size
-            self.wire += size
-            if not self.remaining:
-                if state == LENGTH:
-                    self._complete(ts)
-                else:
-                    self.state = CHUNK_END
+            self._body_bytes(size, ts)  # inside a body of known length: only counted
             return
         if state == UNTIL_CLOSE:
             self.body += size

@@ -401,16 +401,13 @@ class HttpConversation:
             self._drain(server_side)  # its answer came first: frame it now
         return slot
 
-    def _unanswered(self, change: int) -> None:
-        """Slots waiting for their final response; the server's framer holds responses while none is."""
-        self.unanswered += change
-        if self.framers is not None:
-            self.framers[1 - self.client_direction].expect_responses = self.unanswered > 0  # type: ignore[operator]
-
     def _answered(self, slot: Slot) -> None:
         if not slot.answered and not slot.placeholder:
             slot.answered = True
-            self._unanswered(-1)
+            self.unanswered -= 1
+            if not self.unanswered and self.framers is not None:
+                # No request waits: the server's framer holds what comes until one does.
+                self.framers[1 - self.client_direction].expect_responses = False  # type: ignore[operator]
 
     def _check_pipelining(self, slot: Slot) -> None:
         """The final response to ``slot`` ended at ``slot.resp_end``: was the next
