@@ -31,7 +31,6 @@ def default_pin_dir() -> Path:
     return fs.PIN_ROOT / "accel"
 
 
-
 def _obj_get(path: Path) -> int:
     """An fd for the object pinned at ``path``, or -1 when nothing is pinned there."""
     fd = L.lib.bpf_obj_get(str(path).encode())
