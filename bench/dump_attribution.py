@@ -46,11 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import dump_capture as dc  # noqa: E402
 from fault_throughput import run_stats  # noqa: E402
 
-from netbpf import netns  # noqa: E402
 from netbpf.bpf import _libbpf as L  # noqa: E402
-from netbpf.bpf import features  # noqa: E402
-from netbpf.bpf.attach import xdp  # noqa: E402
-from netbpf.bpf.program import Program  # noqa: E402
 from netbpf.errors import NetbpfError  # noqa: E402
 from netbpf.lab import Lab, stop_process  # noqa: E402
 from netbpf.tools.dump import flood as floods  # noqa: E402
@@ -129,16 +125,10 @@ def measure(args: argparse.Namespace) -> int:
     if args.size != 64:  # the flood's frames, made in dump_capture.flood
         floods.udp_frame = functools.partial(floods.udp_frame, size=args.size)  # type: ignore[assignment]
     print(f"flood generator: {dc.GENERATOR} (--flood {args.flood})\n", flush=True)
-    lab = Lab(f"ba{os.getpid() % 10000}", backends=0).up()
+    lab = dc.bench_lab("ba")
     holder = None
     stats_fd = -1
     try:
-        lab.wait_reachable()
-
-        def attach_pass() -> None:
-            fd = features.load_trivial(6, 37, verdict=2, name="bench_pass")
-            xdp.attach_xdp_netlink(Program("bench_pass", fd=fd), xdp.XdpOptions("c0", "drv"), None)
-        netns.run_in(f"/run/netns/{lab.gateway}", attach_pass)
         holder = lab.popen(lab.gateway, sys.executable, "-c",
                            "import socket, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
                            f"s.bind(('{lab.GATEWAY_IP}', 5678))\ntime.sleep(3600)")

@@ -119,31 +119,64 @@ def wait_for(stream, needle: bytes, timeout: float = 30) -> None:  # type: ignor
     raise BenchError(f"capture did not start (waiting for {needle!r})")
 
 
+def flood_measured(proc: subprocess.Popen[bytes], needle: bytes, lab: Lab, packets: int,
+                   one_percent: bool) -> tuple[int, float, float]:
+    """Once the capture ``proc`` says ``needle``, one flood: packets sent, its seconds, and
+    the capture's CPU seconds until 2 s after it (tcpdump hands over a block after at
+    most 1 s; netbpf gets the same wait)."""
+    assert proc.stderr is not None
+    wait_for(proc.stderr, needle)
+    time.sleep(0.5)
+    before = cpu_ns(proc.pid)
+    sent, seconds = flood(lab, packets, one_percent)
+    time.sleep(2)
+    return sent, seconds, (cpu_ns(proc.pid) - before) / 1e9
+
+
+def interrupted(proc: subprocess.Popen[bytes]) -> str:
+    """What the capture wrote on stderr, once ended by SIGINT (both print their counts then)."""
+    assert proc.stderr is not None
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().decode()
+    proc.wait()
+    return err
+
+
+def bench_lab(prefix: str) -> Lab:
+    """The lab, up, with a program already on the gateway's c0 (netbpf stands in front of
+    it; it also gives the veth the NAPI context that XDP frames sent to it need)."""
+    lab = Lab(f"{prefix}{os.getpid() % 10000}", backends=0).up()
+    try:
+        lab.wait_reachable()
+
+        def attach_pass() -> None:
+            fd = features.load_trivial(6, 37, verdict=2, name="bench_pass")
+            xdp.attach_xdp_netlink(Program("bench_pass", fd=fd), xdp.XdpOptions("c0", "drv"), None)
+        netns.run_in(f"/run/netns/{lab.gateway}", attach_pass)
+    except BaseException:
+        lab.down()
+        raise
+    return lab
+
+
 def run_tcpdump(lab: Lab, packets: int, one_percent: bool) -> dict[str, float]:
     argv = ["ip", "netns", "exec", lab.gateway, "tcpdump", "-i", "c0", "-w", "/dev/null", "-nn"]
     proc = subprocess.Popen(argv + ([FILTER] if one_percent else []), stderr=subprocess.PIPE,
                             preexec_fn=pin(CAPTURE_CPU))
     assert proc.stderr is not None
     try:
-        wait_for(proc.stderr, b"listening on")
-        time.sleep(0.5)
-        before = cpu_ns(proc.pid)
-        sent, seconds = flood(lab, packets, one_percent)
+        sent, seconds, cpu = flood_measured(proc, b"listening on", lab, packets, one_percent)
     except BaseException:
         proc.kill()
         proc.wait()
         raise
-    time.sleep(2)  # tcpdump hands over a block after at most 1 s
-    used = cpu_ns(proc.pid) - before
-    proc.send_signal(signal.SIGINT)
-    err = proc.stderr.read().decode()
-    proc.wait()
+    err = interrupted(proc)
     captured_m = re.search(r"(\d+) packets? captured", err)
     dropped_m = re.search(r"(\d+) packets? dropped by kernel", err)
     if not (captured_m and dropped_m):
         raise BenchError(f"tcpdump ended without its counts: {err.strip()[-300:]!r}")
     captured, dropped = int(captured_m.group(1)), int(dropped_m.group(1))
-    return {"sent": sent, "seconds": seconds, "captured": captured, "lost": dropped, "cpu": used / 1e9}
+    return {"sent": sent, "seconds": seconds, "captured": captured, "lost": dropped, "cpu": cpu}
 
 
 def run_netbpf(lab: Lab, packets: int, one_percent: bool) -> dict[str, float]:
@@ -152,10 +185,7 @@ def run_netbpf(lab: Lab, packets: int, one_percent: bool) -> dict[str, float]:
                             preexec_fn=pin(CAPTURE_CPU), cwd=ROOT)
     assert proc.stderr is not None
     try:
-        wait_for(proc.stderr, b"capturing on")
-        time.sleep(0.5)
-        before = cpu_ns(proc.pid)
-        sent, seconds = flood(lab, packets, one_percent)
+        sent, seconds, cpu = flood_measured(proc, b"capturing on", lab, packets, one_percent)
     except BaseException:
         proc.send_signal(signal.SIGINT)  # netbpf detaches on SIGINT; then it must be gone
         try:
@@ -164,16 +194,11 @@ def run_netbpf(lab: Lab, packets: int, one_percent: bool) -> dict[str, float]:
             proc.kill()
             proc.wait()
         raise
-    time.sleep(2)  # the same wait as tcpdump's
-    used = cpu_ns(proc.pid) - before
-    proc.send_signal(signal.SIGINT)
-    err = proc.stderr.read().decode()
-    proc.wait()
+    err = interrupted(proc)
     m = re.search(r"(\d+) packets captured, (\d+) matched in kernel, (\d+) lost", err)
     if not m:
         raise BenchError(f"netbpf dump ended without its summary: {err.strip()[-300:]!r}")
-    return {"sent": sent, "seconds": seconds, "captured": int(m.group(1)), "lost": int(m.group(3)),
-            "cpu": used / 1e9}
+    return {"sent": sent, "seconds": seconds, "captured": int(m.group(1)), "lost": int(m.group(3)), "cpu": cpu}
 
 
 def median_run(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -201,15 +226,8 @@ def measure(args: argparse.Namespace) -> int:
     global GENERATOR
     GENERATOR = floods.choose(args.flood)  # before the lab: a refused generator costs nothing
     print(f"flood generator: {GENERATOR} (--flood {args.flood})\n", flush=True)
-    lab = Lab(f"bd{os.getpid() % 10000}", backends=0).up()
+    lab = bench_lab("bd")
     try:
-        lab.wait_reachable()
-        # The program already on the interface (netbpf stands in front of it; it also
-        # gives the veth the NAPI context that XDP frames sent to it need).
-        def attach_pass() -> None:
-            fd = features.load_trivial(6, 37, verdict=2, name="bench_pass")
-            xdp.attach_xdp_netlink(Program("bench_pass", fd=fd), xdp.XdpOptions("c0", "drv"), None)
-        netns.run_in(f"/run/netns/{lab.gateway}", attach_pass)
         results: dict[tuple[str, bool], list[dict[str, float]]] = {}
         for _ in range(args.repeat):
             for one_percent in (False, True):

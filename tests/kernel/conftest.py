@@ -4,11 +4,12 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def build_progs(out: Path, names: Iterable[str]) -> dict[str, Path]:
+    """The tests' own BPF programs (tests/kernel/progs/NAME.c) built by clang into ``out``,
+    by name; the test is skipped where there is no clang."""
+    if shutil.which("clang") is None:
+        pytest.skip("clang is needed to build the test's own BPF programs")
+    multiarch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip()
+    built = {}
+    for name in names:
+        built[name] = out / f"{name}.o"
+        subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{multiarch or 'x86_64-linux-gnu'}",
+                        "-c", str(Path(__file__).resolve().parent / "progs" / f"{name}.c"), "-o", str(built[name])],
+                       check=True)
+    return built

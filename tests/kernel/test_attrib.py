@@ -260,11 +260,10 @@ def test_an_exec_renames_the_packets_that_follow(containers: tuple[Lab, list[Wor
     assert [c.split()[3] for c in ours_only] == expected, comments
 
 
-def test_container_filter_keeps_that_container_only(containers: tuple[Lab, list[Worker]]) -> None:
-    lab, (*workers, _server) = containers
-    target = workers[0]
-    dump = start(lab, "-i", "c0", "--hook", "tc-egress", "--json", "--container", target.container[:12],
-                 f"port {PORT}")
+def _kept_of_all(lab: Lab, workers: list[Worker], *args: str) -> tuple[list[dict[str, object]], str]:
+    """dump --json on c0 with ``args`` while every worker sends: the records it kept
+    (at least one worker's worth), and its stderr."""
+    dump = start(lab, "-i", "c0", "--json", *args, f"port {PORT}")
     try:
         for w in workers:
             w.command(f"send {MESSAGES}")
@@ -273,6 +272,13 @@ def test_container_filter_keeps_that_container_only(containers: tuple[Lab, list[
         out, err = stop(dump)
     records = _records(out)
     assert len(records) >= 4 * MESSAGES
+    return records, err
+
+
+def test_container_filter_keeps_that_container_only(containers: tuple[Lab, list[Worker]]) -> None:
+    lab, (*workers, _server) = containers
+    target = workers[0]
+    records, err = _kept_of_all(lab, workers, "--hook", "tc-egress", "--container", target.container[:12])
     assert {(r["pid"], r["container"]) for r in records} == {(target.pid, target.container)}
     assert {int(r["sport"]) for r in records} == set(target.ports)  # type: ignore[call-overload]
     # The other workers' packets matched the expression, and were counted, not kept.
@@ -283,15 +289,7 @@ def test_cgroup_filter_takes_the_subtree(containers: tuple[Lab, list[Worker]]) -
     lab, (*workers, _server) = containers
     k8s = workers[1]
     slice_path = k8s.cgroup.rsplit("/", 2)[0]  # .../kubepods-burstable.slice: the pod's parent
-    dump = start(lab, "-i", "c0", "--hook", "tc-ingress", "--json", "--cgroup", slice_path, f"port {PORT}")
-    try:
-        for w in workers:
-            w.command(f"send {MESSAGES}")
-    finally:
-        time.sleep(0.5)
-        out, _ = stop(dump)
-    records = _records(out)
-    assert len(records) >= 4 * MESSAGES
+    records, _ = _kept_of_all(lab, workers, "--hook", "tc-ingress", "--cgroup", slice_path)
     assert {r["pid"] for r in records} == {k8s.pid}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from netbpf.bpf.fs import PIN_ROOT
 from netbpf.lab import Lab
 from netbpf.packet import pcap
 
-from .conftest import netbpf, settled
+from .conftest import build_progs, netbpf, settled
 
 HERE = Path(__file__).resolve().parent
 ARGV = [sys.executable, "-m", "netbpf"]
@@ -115,13 +114,7 @@ def wait_gone(ids: set[int], timeout: float = 5) -> set[int]:
 
 @pytest.fixture(scope="session")
 def drop_icmp_object(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if shutil.which("clang") is None:
-        pytest.skip("clang is needed to build the test's own XDP program")
-    out = tmp_path_factory.mktemp("progs") / "xdp_drop_icmp.o"
-    multiarch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip()
-    subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{multiarch or 'x86_64-linux-gnu'}",
-                    "-c", str(HERE / "progs" / "xdp_drop_icmp.c"), "-o", str(out)], check=True)
-    return out
+    return build_progs(tmp_path_factory.mktemp("progs"), ["xdp_drop_icmp"])["xdp_drop_icmp"]
 
 
 # Loads a raw "drop ICMP" program with expected attach type 0 (as loaders that never set
@@ -304,32 +297,44 @@ for _ in range(2):
 """
 
 
+def traffic(lab: Lab, datagrams: list[tuple[int, int]]) -> None:
+    """ARP, ICMP, ICMPv6 with neighbour discovery, TCP with options (handshake, data,
+    FIN) from the client to the gateway, then UDP ``datagrams`` (port, size)."""
+    server = lab.popen(lab.gateway, sys.executable, "-c", TCP_SERVER, lab.GATEWAY_IP, stdout=subprocess.PIPE)
+    assert server.stdout is not None and b"ready" in server.stdout.readline()
+    lab.run(lab.client, "ip", "neigh", "flush", "dev", "eth0")
+    ping(lab, 2)
+    ping(lab, 2, lab.GATEWAY_IP6)
+    for _ in range(2):
+        lab.run(lab.client, "curl", "-s", "-o", "/dev/null", f"http://{lab.GATEWAY_IP}:8000/", check=False)
+    lab.run(lab.client, sys.executable, "-c", "import socket; s=socket.socket(socket.AF_INET, "
+            f"socket.SOCK_DGRAM); [s.sendto(b'u' * n, ('{lab.GATEWAY_IP}', port)) for port, n in {datagrams!r}]")
+    server.wait(timeout=10)
+
+
+def tcpdump_in(lab: Lab, path: Path, expression: list[str]) -> subprocess.Popen[bytes]:
+    """tcpdump writing what arrives on the gateway's c0 to ``path``, listening when this returns.
+    GRO is off: it would merge segments after XDP, before tcpdump's socket."""
+    lab.run(lab.gateway, "ethtool", "-K", "c0", "gro", "off", check=False)
+    tcpdump = lab.popen(lab.gateway, "tcpdump", "-i", "c0", "-Q", "in", "--immediate-mode", "-U",
+                        "-w", str(path), *expression, stderr=subprocess.PIPE)
+    assert tcpdump.stderr is not None and b"listening on" in tcpdump.stderr.readline()
+    return tcpdump
+
+
 def test_live_lines_match_tcpdump_on_the_same_packets(pair: Lab, tmp_path: Path) -> None:
     """netbpf's lines at XDP and tcpdump's of the same arriving packets agree field by field."""
     from tests.unit.test_dump_text import same_fields
 
-    # GRO would merge segments after XDP, before tcpdump's socket: see single packets.
-    pair.run(pair.gateway, "ethtool", "-K", "c0", "gro", "off", check=False)
     tcpdump_file = tmp_path / "in.pcap"
     # The lab's own traffic only (not the kernel's link-local chatter, which may come
     # before one of the two is listening); the same expression for both.
     expression = ["arp", "or", "host", pair.CLIENT_IP, "or", "host", pair.CLIENT_IP6]
-    tcpdump = pair.popen(pair.gateway, "tcpdump", "-i", "c0", "-Q", "in", "--immediate-mode", "-U",
-                         "-w", str(tcpdump_file), *expression, stderr=subprocess.PIPE)
-    assert tcpdump.stderr is not None and b"listening on" in tcpdump.stderr.readline()
+    tcpdump = tcpdump_in(pair, tcpdump_file, expression)
     proc = start(pair, "-i", "c0", *expression)
-    server = pair.popen(pair.gateway, sys.executable, "-c", TCP_SERVER, pair.GATEWAY_IP, stdout=subprocess.PIPE)
-    assert server.stdout is not None and b"ready" in server.stdout.readline()
-    pair.run(pair.client, "ip", "neigh", "flush", "dev", "eth0")
-    ping(pair, 2)
-    ping(pair, 2, pair.GATEWAY_IP6)
-    for _ in range(2):
-        pair.run(pair.client, "curl", "-s", "-o", "/dev/null", f"http://{pair.GATEWAY_IP}:8000/", check=False)
-    pair.run(pair.client, sys.executable, "-c", "import socket; s=socket.socket(socket.AF_INET, "
-             f"socket.SOCK_DGRAM); [s.sendto(b'u' * n, ('{pair.GATEWAY_IP}', 40000 + n)) for n in (5, 50)]")
+    traffic(pair, [(40005, 5), (40050, 50)])
     time.sleep(1)
     out, _ = stop(proc)
-    server.wait(timeout=10)
     tcpdump.send_signal(signal.SIGINT)
     tcpdump.communicate(timeout=10)
     ours = [line.split(" ", 1)[1] for line in out.decode().splitlines()]

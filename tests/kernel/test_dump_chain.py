@@ -21,7 +21,7 @@ import pytest
 from netbpf.bpf.fs import PIN_ROOT
 from netbpf.lab import Lab
 
-from .conftest import netbpf
+from .conftest import build_progs, netbpf
 from .test_dump import LINK_LOADER, RAW_LOADER, ping, start, stop, summary, xdp_state
 
 HERE = Path(__file__).resolve().parent
@@ -29,16 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="session")
 def progs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if shutil.which("clang") is None:
-        pytest.skip("clang is needed to build the test's own XDP programs")
-    out = tmp_path_factory.mktemp("chain-progs")
-    multiarch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip()
-    built = {}
-    for name in ("xdp_drop_icmp", "xdp_count_icmp"):
-        built[name] = out / f"{name}.o"
-        subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{multiarch or 'x86_64-linux-gnu'}",
-                        "-c", str(HERE / "progs" / f"{name}.c"), "-o", str(built[name])], check=True)
-    return built
+    return build_progs(tmp_path_factory.mktemp("chain-progs"), ["xdp_drop_icmp", "xdp_count_icmp"])
 
 
 def chain(lab: Lab, *args: str, code: int = 0) -> str:

@@ -18,33 +18,16 @@ import pytest
 
 from netbpf.lab import Lab
 
-from .test_dump import ARGV, TCP_SERVER, ping, start, stop, summary
-
-
-def traffic(pair: Lab) -> None:
-    """ARP, ICMP, ICMPv6 with neighbour discovery, TCP with options (handshake, data, FIN), UDP."""
-    server = pair.popen(pair.gateway, sys.executable, "-c", TCP_SERVER, pair.GATEWAY_IP, stdout=subprocess.PIPE)
-    assert server.stdout is not None and b"ready" in server.stdout.readline()
-    pair.run(pair.client, "ip", "neigh", "flush", "dev", "eth0")
-    ping(pair, 2)
-    ping(pair, 2, pair.GATEWAY_IP6)
-    for _ in range(2):
-        pair.run(pair.client, "curl", "-s", "-o", "/dev/null", f"http://{pair.GATEWAY_IP}:8000/", check=False)
-    pair.run(pair.client, sys.executable, "-c", "import socket; s=socket.socket(socket.AF_INET, "
-             f"socket.SOCK_DGRAM); [s.sendto(b'u' * n, ('{pair.GATEWAY_IP}', 53)) for n in (12, 50)]")
-    server.wait(timeout=10)
+from .test_dump import ARGV, TCP_SERVER, ping, start, stop, summary, tcpdump_in, traffic
 
 
 @pytest.mark.parametrize("flags", [[], ["-v"], ["-e"], ["-vv", "-e"]])
 def test_live_lines_equal_tcpdump_r_of_the_same_packets(pair: Lab, tmp_path: Path, flags: list[str]) -> None:
-    pair.run(pair.gateway, "ethtool", "-K", "c0", "gro", "off", check=False)
     reference = tmp_path / "in.pcap"
     expression = ["arp", "or", "host", pair.CLIENT_IP, "or", "host", pair.CLIENT_IP6]
-    tcpdump = pair.popen(pair.gateway, "tcpdump", "-i", "c0", "-Q", "in", "--immediate-mode", "-U",
-                         "-w", str(reference), *expression, stderr=subprocess.PIPE)
-    assert tcpdump.stderr is not None and b"listening on" in tcpdump.stderr.readline()
+    tcpdump = tcpdump_in(pair, reference, expression)
     proc = start(pair, "-i", "c0", "-t", *flags, *expression)
-    traffic(pair)
+    traffic(pair, [(53, 12), (53, 50)])
     time.sleep(1)
     out, err = stop(proc)
     tcpdump.send_signal(signal.SIGINT)

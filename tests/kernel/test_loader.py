@@ -434,11 +434,10 @@ def test_xdp_front_stands_in_front_and_cleanup_puts_the_original_back(pair, obj)
 
 
 def test_section_handler_prepares_the_program_and_reports_what_it_raised() -> None:
-    from netbpf.errors import NetbpfError
-
     from netbpf.bpf import sections
     from netbpf.bpf.insn import ALU64, EXIT, JMP, MOV, R0, K, encode
     from netbpf.bpf.program import Program
+    from netbpf.errors import NetbpfError
 
     pass_only = encode(ALU64 | MOV | K, R0, imm=2) + encode(JMP | EXIT)  # return XDP_PASS
 

@@ -26,7 +26,7 @@ import pytest
 from netbpf.bpf.fs import PIN_ROOT
 from netbpf.lab import Lab
 
-from .conftest import netbpf
+from .conftest import build_progs, netbpf
 from .test_dump import ARGV, LINK_LOADER, ping, start, stop, summary, tshark, xdp_state
 
 HERE = Path(__file__).resolve().parent
@@ -34,15 +34,8 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def progs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    if shutil.which("clang") is None:
-        pytest.skip("clang is needed to build the test's own BPF programs")
     out = tmp_path_factory.mktemp("unwind-progs")
-    multiarch = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip()
-    built = {}
-    for name in ("xdp_drop_icmp", "xdp_count_icmp", "tc_pass", "xdp_unverifiable"):
-        built[name] = out / f"{name}.o"
-        subprocess.run(["clang", "-O2", "-g", "-target", "bpf", f"-I/usr/include/{multiarch or 'x86_64-linux-gnu'}",
-                        "-c", str(HERE / "progs" / f"{name}.c"), "-o", str(built[name])], check=True)
+    built = build_progs(out, ["xdp_drop_icmp", "xdp_count_icmp", "tc_pass", "xdp_unverifiable"])
     garbage = out / "garbage.o"
     garbage.write_bytes(b"\x7fELF but not really an object file" * 10)
     built["garbage"] = garbage
@@ -345,18 +338,25 @@ def test_dump_notices_its_interface_deleted_and_leaves_nothing(spare: tuple[Lab,
     assert pin_tree(lab) == []
 
 
+def until_u0_deleted(lab: Lab, *args: str) -> str:
+    """Start ``netbpf ARGS`` on u0 and delete u0 under it: it must notice by itself (no
+    signal) and exit 1 without a traceback. Its stderr."""
+    proc = subprocess.Popen([*ARGV, "--netns", lab.gateway, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    while b"Ctrl-C to stop" not in (line := proc.stderr.readline()):
+        assert line, f"netbpf {args[0]} did not start"
+    lab.run(lab.gateway, "ip", "link", "del", "u0")
+    err = proc.communicate(timeout=30)[1].decode()
+    assert proc.returncode == 1 and "Traceback" not in err
+    return err
+
+
 @pytest.mark.parametrize("direction", ["ingress", "egress"])
 def test_fault_notices_its_interface_deleted(spare: tuple[Lab, int], direction: str) -> None:
     lab, _ = spare
-    proc = subprocess.Popen([*ARGV, "--netns", lab.gateway, "fault", "drop", "-i", "u0", "--hook", "tc",
-                             "--direction", direction, "--json", "icmp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    while b"Ctrl-C to stop" not in (line := proc.stderr.readline()):
-        assert line, "netbpf fault did not start"
-    lab.run(lab.gateway, "ip", "link", "del", "u0")
-    err = proc.communicate(timeout=30)[1].decode()  # noticed by itself: no signal
-    assert proc.returncode == 1 and "Traceback" not in err
+    err = until_u0_deleted(lab, "fault", "drop", "-i", "u0", "--hook", "tc", "--direction", direction,
+                           "--json", "icmp")
     assert err.splitlines()[-1] == ("netbpf: u0 was deleted while the fault ran: stopped, "
                                     "nothing of netbpf left on it")
     assert pin_tree(lab) == []
@@ -364,14 +364,7 @@ def test_fault_notices_its_interface_deleted(spare: tuple[Lab, int], direction: 
 
 def test_http_notices_its_interface_deleted(spare: tuple[Lab, int]) -> None:
     lab, _ = spare
-    proc = subprocess.Popen([*ARGV, "--netns", lab.gateway, "http", "-i", "u0", "--port", "80"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert proc.stderr is not None
-    while b"Ctrl-C to stop" not in (line := proc.stderr.readline()):
-        assert line, "netbpf http did not start"
-    lab.run(lab.gateway, "ip", "link", "del", "u0")
-    err = proc.communicate(timeout=30)[1].decode()  # noticed by itself: no signal
-    assert proc.returncode == 1 and "Traceback" not in err
+    err = until_u0_deleted(lab, "http", "-i", "u0", "--port", "80")
     assert err.splitlines()[-1] == "netbpf: u0 was deleted while tracing: stopped"
 
 

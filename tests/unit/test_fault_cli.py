@@ -116,8 +116,8 @@ def test_enums_match_the_header() -> None:
 
 def test_filter_reach_from_the_classic_program() -> None:
     """tc makes linear only what the expression reads (libpcap's own programs)."""
+    from netbpf.packet.cbpf import filter_reach
     from netbpf.packet.filter import compile_filter
-    from netbpf.tools.fault.kernel import filter_reach
 
     def reach(expression: str) -> dict[str, int]:
         return filter_reach(compile_filter(expression).classic.insns)

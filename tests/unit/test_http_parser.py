@@ -210,8 +210,8 @@ def test_case(name: str, sizes: str, variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name", list(CASES))
 def test_fast_path_gives_what_the_general_path_gives(name: str, variant: str, monkeypatch) -> None:
-    """_Stream._whole_message is a shortcut: with it off, every transaction is the same."""
-    import netbpf.packet.http as http
+    """Framer._whole_message is a shortcut: with it off, every transaction is the same."""
+    import netbpf.packet.http.framing as http
 
     actions, expected = CASES[name]
     rng = random.Random(f"fast/{name}/{variant}")

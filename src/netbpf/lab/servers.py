@@ -349,22 +349,20 @@ class _Handler(BaseHTTPRequestHandler):
                     while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     return total, True
-                left = size
-                while left:
-                    got = len(self.rfile.read(min(left, 1 << 16)))
-                    if not got:
-                        raise ConnectionError("request body cut short")
-                    left -= got
+                self._skip(size)
                 self.rfile.readline(8)
                 total += size
         length = int(self.headers.get("Content-Length") or 0)
-        left = length
-        while left:
-            got = len(self.rfile.read(min(left, 1 << 16)))
+        self._skip(length)
+        return length, False
+
+    def _skip(self, size: int) -> None:
+        """Read and drop ``size`` bytes of the request body."""
+        while size:
+            got = len(self.rfile.read(min(size, 1 << 16)))
             if not got:
                 raise ConnectionError("request body cut short")
-            left -= got
-        return length, False
+            size -= got
 
     def _serve(self) -> None:
         request_body, chunked_request = self._read_body()

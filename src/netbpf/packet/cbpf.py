@@ -139,6 +139,38 @@ def reachable(prog: Classic) -> list[bool]:
     return seen
 
 
+def filter_reach(insns: Classic) -> dict[str, int]:
+    """How far into a packet a classic program may read (the tc program's
+    filter_* globals). In tc only the linear part of an skb is visible, so
+    the program makes that much linear first, and no more.
+
+    ``len`` must see the whole packet (the filter reads it as the linear
+    length), and so must a load after an X the program computes (libpcap's
+    ``protochain``); otherwise X is libpcap's IPv4 header length (``ldx
+    4*([k]&0xf)``, known per packet) or a constant.
+    """
+    abs_end = ind_end = x_max = 0
+    x_ipv4 = whole = False
+    for code, _jt, _jf, k in insns:
+        cls, mode = code & 0x07, code & 0xE0
+        if cls in (C_LD, C_LDX) and mode == C_LEN:
+            whole = True
+        elif cls == C_LD and mode == C_ABS:
+            abs_end = max(abs_end, k + SIZES[code & 0x18][1])
+        elif cls == C_LD and mode == C_IND:
+            ind_end = max(ind_end, k + SIZES[code & 0x18][1])
+        elif cls == C_LDX and mode == C_MSH:
+            x_ipv4, x_max = True, max(x_max, 60)
+        elif cls == C_LDX and mode == C_IMM:
+            x_max = max(x_max, k)
+        elif cls == C_LDX or (cls == C_MISC and code & 0xF8 == 0):  # ldx M[k], tax: X computed
+            whole = whole or any(c & 0x07 == C_LD and c & 0xE0 == C_IND for c, *_ in insns)
+    if x_ipv4 and any(c & 0x07 == C_LDX and c & 0xE0 == C_IMM for c, *_ in insns):
+        x_ipv4 = False  # X is not always the header length: assume the largest
+    return {"filter_abs_end": abs_end, "filter_ind_end": ind_end, "filter_x_max": x_max,
+            "filter_x_ipv4": int(x_ipv4), "filter_whole": int(whole)}
+
+
 def translate(prog: Classic, ancillary: Mapping[int, int] | None = None) -> bytes:
     """eBPF instructions for the classic program ``prog`` (see the module docstring).
 

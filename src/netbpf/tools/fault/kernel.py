@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -288,45 +287,6 @@ def compile_expression(expression: str) -> CompiledFilter:
     return compile_filter(expression, snaplen=65535)
 
 
-# classic BPF opcode fields
-_CLASS, _MODE, _SIZE = 0x07, 0xE0, 0x18
-_LD, _LDX, _MISC = 0x00, 0x01, 0x07
-_ABS, _IND, _LEN, _IMM, _MSH = 0x20, 0x40, 0x80, 0x00, 0xA0
-_SIZES = {0x00: 4, 0x08: 2, 0x10: 1}
-
-
-def filter_reach(insns: Sequence[tuple[int, int, int, int]]) -> dict[str, int]:
-    """How far into a packet a classic program may read (the tc program's
-    filter_* globals). In tc only the linear part of an skb is visible, so
-    the program makes that much linear first, and no more.
-
-    ``len`` must see the whole packet (the filter reads it as the linear
-    length), and so must a load after an X the program computes (libpcap's
-    ``protochain``); otherwise X is libpcap's IPv4 header length (``ldx
-    4*([k]&0xf)``, known per packet) or a constant.
-    """
-    abs_end = ind_end = x_max = 0
-    x_ipv4 = whole = False
-    for code, _jt, _jf, k in insns:
-        cls, mode = code & _CLASS, code & _MODE
-        if cls in (_LD, _LDX) and mode == _LEN:
-            whole = True
-        elif cls == _LD and mode == _ABS:
-            abs_end = max(abs_end, k + _SIZES[code & _SIZE])
-        elif cls == _LD and mode == _IND:
-            ind_end = max(ind_end, k + _SIZES[code & _SIZE])
-        elif cls == _LDX and mode == _MSH:
-            x_ipv4, x_max = True, max(x_max, 60)
-        elif cls == _LDX and mode == _IMM:
-            x_max = max(x_max, k)
-        elif cls == _LDX or (cls == _MISC and code & 0xF8 == 0):  # ldx M[k], tax: X computed
-            whole = whole or any(c & _CLASS == _LD and c & _MODE == _IND for c, *_ in insns)
-    if x_ipv4 and any(c & _CLASS == _LDX and c & _MODE == _IMM for c, *_ in insns):
-        x_ipv4 = False  # X is not always the header length: assume the largest
-    return {"filter_abs_end": abs_end, "filter_ind_end": ind_end, "filter_x_max": x_max,
-            "filter_x_ipv4": int(x_ipv4), "filter_whole": int(whole)}
-
-
 def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = False) -> BpfObject:
     """The fault object, configured for one hook kind, not loaded yet."""
     if kind == "xdp" and fault.action in TC_ONLY:
@@ -345,6 +305,8 @@ def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = Fal
             compiled = compile_expression(fault.expression)
             set_code(obj.program(keep), compiled.ebpf)
             if kind == "tc":
+                from ...packet.cbpf import filter_reach
+
                 obj.set_rodata(**filter_reach(compiled.classic.insns))
     except BaseException:
         obj.close()

@@ -77,19 +77,17 @@ class HttpTracer:
             client = 0
         elif conn.sport in self.ports and conn.dport not in self.ports:
             client = 1
-        conv = HttpConversation(lambda exchange: None, client, self.tag_header, self.keep_headers,
-                                self.http, self.http_limits, midstream=not conn.initiator_known,
-                                heads=self.heads, redact=not self.show_secrets)
-
         names: list[str] = []  # client and backend, formatted once per connection
 
         def emit(exchange: Exchange) -> None:
-            if not names:
+            if not names:  # by then the conversation knows who the client is
                 a, b = format_endpoint(conn.src, conn.sport), format_endpoint(conn.dst, conn.dport)
                 names.extend((a, b) if conv.client_direction == 0 else (b, a))
             self.on_transaction(Transaction(exchange, names[0], names[1], conn.tunnel))
 
-        conv.emit = emit
+        conv = HttpConversation(emit, client, self.tag_header, self.keep_headers,
+                                self.http, self.http_limits, midstream=not conn.initiator_known,
+                                heads=self.heads, redact=not self.show_secrets)
         return conv
 
     @property
