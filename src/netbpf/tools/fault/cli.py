@@ -7,11 +7,12 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ... import cliutil, netdev, privilege
 from ...bpf.errors import NetbpfError, UsageError
 from ...output import Column, LiveView, Table
+from ...run import StopSignals
 from .kernel import (
     ACTIONS,
     DEFAULT_FLOWS,
@@ -26,6 +27,9 @@ from .kernel import (
     parse_tcp_flags,
     stop,
 )
+
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
 
 HELP = "mangle, drop or duplicate chosen packets, to reproduce network bugs"
 
@@ -238,7 +242,9 @@ def run(args: argparse.Namespace) -> int:
         if active.note:
             cliutil.stderr(f"netbpf fault: note: {active.note}")
         if args.metrics:
-            _serve_metrics(args.metrics, active)
+            from ... import metrics
+
+            metrics.export(args.metrics, lambda: _families(active))
         cliutil.relinquish(args, keep=privilege.to_detach(active.attachment))
         cliutil.stderr("netbpf fault: Ctrl-C to stop" + (f" (or after {args.duration:g} s)" if args.duration else ""))
         _watch(active, args, started)
@@ -288,40 +294,31 @@ def _watch(active: ActiveFault, args: argparse.Namespace, started: float) -> Non
     deadline = cliutil.Deadline(args.duration)
     limit = active.fault.selection.limit
     next_refresh = started + args.interval
-    while True:
-        time.sleep(deadline.remaining(min(0.1, args.interval)))
-        now = time.monotonic()
-        counts = active.counts()
-        done = (deadline.expired() or bool(limit and counts.hit + counts.errors >= limit)
-                or not active.interface_present())
-        if now >= next_refresh or done:
-            next_refresh = now + args.interval
-            row = _row(active, counts, now - started)
-            if view is None:
-                print(json.dumps({k: row[k] for k in row}), flush=True)
-            else:
-                view.show(table.render([row]))
-        if done:
-            return
+    with StopSignals() as stop:  # Ctrl-C, SIGTERM: the caller prints the last counts
+        while not stop.stopped.wait(deadline.remaining(min(0.1, args.interval))):
+            now = time.monotonic()
+            counts = active.counts()
+            done = (deadline.expired() or bool(limit and counts.hit + counts.errors >= limit)
+                    or not active.interface_present())
+            if now >= next_refresh or done:
+                next_refresh = now + args.interval
+                row = _row(active, counts, now - started)
+                if view is None:
+                    print(json.dumps({k: row[k] for k in row}), flush=True)
+                else:
+                    view.show(table.render([row]))
+            if done:
+                return
 
 
-def _serve_metrics(address: tuple[str, int], active: ActiveFault) -> None:
-    from prometheus_client.core import CounterMetricFamily
-
+def _families(active: ActiveFault) -> Iterator[Metric]:
     from ... import metrics
 
-    class Collector:
-        def collect(self) -> Iterator[CounterMetricFamily]:
-            family = CounterMetricFamily(
-                "netbpf_fault_packets", "Packets at a netbpf fault's hook, by stage "
-                "(seen, matched, skipped, hit, errors)",
-                labels=["interface", "direction", "hook", "action", "stage"])
-            for stage, value in active.counts().as_dict().items():
-                family.add_metric([active.hook.interface, active.hook.direction, active.kind,
-                                   active.fault.action.cli_name, stage], value)
-            yield family
-
-    metrics.serve(address).register(Collector())
+    labels = [active.hook.interface, active.hook.direction, active.kind, active.fault.action.cli_name]
+    yield metrics.counter("netbpf_fault_packets", "Packets at a netbpf fault's hook, by stage "
+                          "(seen, matched, skipped, hit, errors)",
+                          ["interface", "direction", "hook", "action", "stage"],
+                          (([*labels, stage], value) for stage, value in active.counts().as_dict().items()))
 
 
 def run_stop(args: argparse.Namespace) -> int:
