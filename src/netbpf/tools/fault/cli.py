@@ -6,8 +6,7 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ... import cliutil, netdev, privilege
 from ...bpf.errors import NetbpfError, UsageError
@@ -27,9 +26,6 @@ from .kernel import (
     parse_tcp_flags,
     stop,
 )
-
-if TYPE_CHECKING:
-    from prometheus_client.core import Metric
 
 HELP = "mangle, drop or duplicate chosen packets, to reproduce network bugs"
 
@@ -243,8 +239,9 @@ def run(args: argparse.Namespace) -> int:
             cliutil.stderr(f"netbpf fault: note: {active.note}")
         if args.metrics:
             from ... import metrics
+            from .metrics import families
 
-            metrics.export(args.metrics, lambda: _families(active))
+            metrics.export(args.metrics, lambda: families(active))
         cliutil.relinquish(args, keep=privilege.to_detach(active.attachment))
         cliutil.stderr("netbpf fault: Ctrl-C to stop" + (f" (or after {args.duration:g} s)" if args.duration else ""))
         _watch(active, args, started)
@@ -309,16 +306,6 @@ def _watch(active: ActiveFault, args: argparse.Namespace, started: float) -> Non
                     view.show(table.render([row]))
             if done:
                 return
-
-
-def _families(active: ActiveFault) -> Iterator[Metric]:
-    from ... import metrics
-
-    labels = [active.hook.interface, active.hook.direction, active.kind, active.fault.action.cli_name]
-    yield metrics.counter("netbpf_fault_packets", "Packets at a netbpf fault's hook, by stage "
-                          "(seen, matched, skipped, hit, errors)",
-                          ["interface", "direction", "hook", "action", "stage"],
-                          (([*labels, stage], value) for stage, value in active.counts().as_dict().items()))
 
 
 def run_stop(args: argparse.Namespace) -> int:
