@@ -128,14 +128,12 @@ class StopSignals:
         if self._wake is not None:
             self._wake()
 
-    def rounds(self, deadline: Deadline, interval: float, sleep: bool = False,
-               gone: Callable[[], bool] | None = None) -> Iterator[float]:
-        """The run loop: yields how long a round may wait, until a signal, the deadline
-        (--duration) or ``gone()`` (the interface was deleted). With ``sleep``, each round
-        first waits that long itself (a signal cuts the wait short)."""
+    def rounds(self, deadline: Deadline, interval: float, sleep: bool = False) -> Iterator[float]:
+        """The run loop: yields how long a round may wait (at most ``interval``), until a
+        signal or the deadline (--duration); the body ``break``s for its own reasons (-c,
+        a deleted interface). With ``sleep``, each round first waits that long itself (a
+        signal cuts the wait short)."""
         while not self.stopped.is_set() and not deadline.expired():
-            if gone is not None and gone():
-                return
             timeout = deadline.remaining(interval)
             if sleep and (self.stopped.wait(timeout) or deadline.expired()):
                 return
