@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ... import netdev, netns
-from ...bpf import BpfObject, object_path
 from ...bpf import _libbpf as L
+from ...bpf import object_path
 from ...bpf.attach import xdp, xdp_front
 from ...bpf.errors import BpfError, NetbpfError, UsageError, check
 from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import Map
 from ...bpf.program import Program
+from ...run import Run
 from .wrap import BPF_XDP, load_wrapped, wrapper
 
 BPF_OBJECT = "chain.bpf.o"
@@ -118,38 +119,32 @@ class Chain:
         original = Program.from_id(state.prog_id) if state.prog_id else None
         label = netns.label(netns.current_inode()).replace("/", "_")
         directory = pin_dir("xdp", label, building_name(interface, os.getpid()))
-        obj = None
-        try:
-            for attach_type in (BPF_XDP, 0):
-                obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-                obj.program("netbpf_xdp_disp").set_expected_attach_type(attach_type)
-                obj.load()
-                try:
-                    if original is not None:
-                        obj.map("xdp_original").update(0, original.require_fd())
-                    break
-                except BpfError as e:  # loaded with another expected attach type: match it
-                    obj.close()
-                    obj = None
-                    if e.errno != _errno.EINVAL or attach_type == 0:
-                        raise
-            assert obj is not None
-            settings = ChainEntry(attach_type=attach_type, added=int(time.time()))
-            obj.map("chain_info").update(0, bytes(settings))
-            for name in MAPS:
-                obj.map(name).pin(directory / name)
-            obj.program("netbpf_xdp_disp").pin(str(directory / "dispatcher"))
-            dispatcher = Program.from_pin(str(directory / "dispatcher"))
-            maps = {name: Map.from_pin(directory / name) for name in MAPS}
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            remove_empty_dirs(directory.parent)
+        undo = Run()  # what a failure takes back, last first: the object, the pins, the original's fd
+        with undo.starting():
             if original is not None:
-                original.close()
-            raise
-        finally:
-            if obj is not None:
-                obj.close()
+                undo.callback(original.close)
+            undo.callback(remove_empty_dirs, directory.parent)
+            undo.callback(shutil.rmtree, directory, True)
+            with Run() as loading:  # the object is closed either way: the pins hold what stays
+                for attach_type in (BPF_XDP, 0):
+                    obj = loading.open(object_path(__file__, BPF_OBJECT))
+                    obj.program("netbpf_xdp_disp").set_expected_attach_type(attach_type)
+                    obj.load()
+                    try:
+                        if original is not None:
+                            obj.map("xdp_original").update(0, original.require_fd())
+                        break
+                    except BpfError as e:  # loaded with another expected attach type: match it
+                        obj.close()
+                        if e.errno != _errno.EINVAL or attach_type == 0:
+                            raise
+                settings = ChainEntry(attach_type=attach_type, added=int(time.time()))
+                obj.map("chain_info").update(0, bytes(settings))
+                for name in MAPS:
+                    obj.map(name).pin(directory / name)
+                obj.program("netbpf_xdp_disp").pin(str(directory / "dispatcher"))
+                dispatcher = Program.from_pin(str(directory / "dispatcher"))
+                maps = {name: Map.from_pin(directory / name) for name in MAPS}
         chain = cls(interface, directory, dispatcher, maps)
         chain._before = (state, original)
         return chain

@@ -58,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
+    from ...run import Run
     from .chain import Chain
     from .wrap import check_program
 
@@ -80,13 +81,12 @@ def run(args: argparse.Namespace) -> int:
         if chain is not None:
             link = chain.add(path, section or None, args.pos)
         else:
-            chain = Chain.build(args.interface)
-            try:
+            undo = Run()
+            with undo.starting():  # a failure undoes it all, in reverse: off the hook if it got there, then the pins
+                chain = Chain.build(args.interface)
+                undo.callback(chain.discard)
                 link = chain.add(path, section or None, args.pos)
                 chain.attach(args.mode)
-            except BaseException:
-                chain.discard()  # in reverse: off the hook if it got there, then the pins
-                raise
             print(f"chain created on {args.interface}: dispatcher id {chain.dispatcher.id}"
                   + (f", then XDP program id {chain.original()}" if chain.original() else ""))
         print(f"added {link.name} (id {link.prog_id}) at position {link.position} on {args.interface}")
