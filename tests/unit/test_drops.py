@@ -11,8 +11,8 @@ import pytest
 
 from netbpf.bpf.errors import UsageError
 from netbpf.tools.drops import reasons
-from netbpf.tools.drops.events import _EVENT, DropFilter, decode, decode_key
 from netbpf.tools.drops.kallsyms import Kallsyms
+from netbpf.tools.drops.kernel import _EVENT, DropFilter, decode, decode_key
 from netbpf.tools.drops.names import Clock, Names, endpoint, parse_protocol, protocol_name, tcp_flags
 from netbpf.tools.drops.report import DropFormatter
 from netbpf.tools.drops.tcpcli import TcpFormatter, event_list

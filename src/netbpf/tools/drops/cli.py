@@ -15,7 +15,8 @@ from ...bpf.errors import NotPermitted
 from ...output import LiveView, Table
 from ...run import Run, StopSignals
 from . import stream, tcpcli
-from .events import (
+from .kallsyms import Kallsyms
+from .kernel import (
     STAT_FILTERED,
     STAT_STACK_LOST,
     STAT_SUMMARY_FULL,
@@ -24,7 +25,6 @@ from .events import (
     DropOptions,
     DropTracer,
 )
-from .kallsyms import Kallsyms
 from .names import parse_protocol
 from .reasons import NOT_LOSS, DropReasons
 from .reasons import load as load_reasons

@@ -14,7 +14,7 @@ from prometheus_client.core import Metric
 from ...metrics import counter
 
 if TYPE_CHECKING:
-    from .events import DropTracer
+    from .kernel import DropTracer
     from .report import DropFormatter
     from .tcpevents import TcpTracer
 

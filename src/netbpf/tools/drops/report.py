@@ -14,8 +14,8 @@ from typing import Any
 
 from ...attrib.tracker import Owner
 from ...output import Column, Table
-from .events import SK_NONE, SK_RX, Drop, DropEvent, SummaryKey, decode
 from .kallsyms import Kallsyms
+from .kernel import SK_NONE, SK_RX, Drop, DropEvent, SummaryKey, decode
 from .names import Clock, Names, endpoint, has_ports, protocol_name, tcp_flags
 from .reasons import DropReasons
 
