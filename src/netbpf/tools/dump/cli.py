@@ -14,7 +14,7 @@ from ...packet import pcap
 from ...packet.tcpdump import TcpdumpPrinter
 from ...run import StopSignals
 from . import attribution
-from .capture import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
+from .kernel import HOOKS, MAX_SNAPLEN, Capture, CaptureOptions, link_type
 from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
 
 EXAMPLES = """\

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.core import Metric
 
 from ...metrics import gauge
-from .capture import Capture
+from .kernel import Capture
 from .sinks import Sink
 
 
