@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     actions.add_parser("list", help="the chain, in order (the default)")
     add = actions.add_parser("add", help="load OBJ's SEC(\"xdp\") program into the chain")
     add.add_argument("object", metavar="OBJ[:NAME]", help="a BPF object file; NAME: program or section")
-    position = cliutil.int_in(0, 255, "a chain's slots")  # chain.py refuses past its length
+    position = cliutil.int_in(0, 255, "a chain's slots")  # kernel.py refuses past its length
     add.add_argument("--pos", type=position, metavar="N", help="insert at position N (default: at the end)")
     remove = actions.add_parser("remove", help="take the program at position N out")
     remove.add_argument("position", type=position, metavar="N")
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     from ...run import Run
-    from .chain import Chain
+    from .kernel import Chain
     from .wrap import check_program
 
     action = args.action or "list"
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(chain: object, args: argparse.Namespace) -> int:
-    from .chain import Chain
+    from .kernel import Chain
 
     if chain is None:
         if not args.json:
