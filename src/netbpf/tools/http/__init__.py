@@ -7,7 +7,7 @@ read by ``kernel.py``) and keeps only the frames of connections it cannot follow
 frames come through a TPACKET_V3 ring (``ring.py``), are decapsulated,
 reassembled and parsed by the I/O-free code of ``netbpf.packet``, and paired
 into transactions (``tracer.py``) that are printed, summarised per backend
-(``summary.py``) and exported to Prometheus (``exporter.py``).
+(``summary.py``) and exported to Prometheus (``metrics.py``).
 """
 from __future__ import annotations
 

@@ -166,7 +166,7 @@ class Capture:
     """The running tool: kernel filter, ring, tracer and outputs."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from .exporter import HttpCollector, TransactionCounts
+        from .metrics import HttpCollector, TransactionCounts
         from .ring import PacketRing
 
         self.args = args
