@@ -308,7 +308,7 @@ class HookOnly:
     def __enter__(self) -> HookOnly:
         from netbpf.bpf import BpfObject, object_path
         from netbpf.bpf.attach import trace
-        from netbpf.tools.drops import events
+        from netbpf.tools.drops import kernel as events
 
         self.obj = BpfObject.open(object_path(events.__file__, events.BPF_OBJECT))
         for name, prog in self.obj.programs.items():
@@ -368,7 +368,7 @@ def ns_per_run(prog_id: int) -> float:
 def program_cost(lab: Lab, duration: float, mode: str) -> float:
     """ns per run of the program on kfree_skb under the generator's flood (bpf_stats)."""
     from netbpf import netns
-    from netbpf.tools.drops.events import DropFilter, DropOptions, DropTracer
+    from netbpf.tools.drops.kernel import DropFilter, DropOptions, DropTracer
 
     with BpfStats():
         if mode == "hook":

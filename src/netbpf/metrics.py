@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .errors import UsageError
 
@@ -51,3 +53,41 @@ def serve(address: tuple[str, int]) -> CollectorRegistry:
     registry = bind(address)
     print(f"netbpf: serving metrics on {url(address)}", file=sys.stderr, flush=True)
     return registry
+
+
+class _Collector:
+    """A collector is anything with collect(); this one calls the tool's function."""
+
+    def __init__(self, collect: Callable[[], Iterable[Metric]]) -> None:
+        self.collect = collect
+
+
+def export(address: tuple[str, int], collect: Callable[[], Iterable[Metric]]) -> None:
+    """Serve the families ``collect()`` returns, called at every scrape: each tool's
+    metrics are read from its counters then (the kernel's, mostly), never kept twice."""
+    serve(address).register(_Collector(collect))
+
+
+Rows = Iterable[tuple[Sequence[str], float]]
+
+
+def counter(name: str, doc: str, labels: Sequence[str] = (), rows: Rows = (),
+            value: float | None = None) -> CounterMetricFamily:
+    """A counter family: one ``value``, or one row per label set."""
+    if value is not None:
+        return CounterMetricFamily(name, doc, value=value)
+    family = CounterMetricFamily(name, doc, labels=list(labels))
+    for values, v in rows:
+        family.add_metric(list(values), v)
+    return family
+
+
+def gauge(name: str, doc: str, labels: Sequence[str] = (), rows: Rows = (),
+          value: float | None = None) -> GaugeMetricFamily:
+    """A gauge family: one ``value``, or one row per label set."""
+    if value is not None:
+        return GaugeMetricFamily(name, doc, value=value)
+    family = GaugeMetricFamily(name, doc, labels=list(labels))
+    for values, v in rows:
+        family.add_metric(list(values), v)
+    return family

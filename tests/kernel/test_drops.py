@@ -312,7 +312,7 @@ def test_list_reasons_comes_from_the_running_kernel() -> None:
 def test_reason_names_agree_with_the_tracepoint_format() -> None:
     """BTF and the tracefs format are two independent sources in the kernel: they agree."""
     from netbpf.tools.drops import reasons
-    from netbpf.tools.drops.events import tracepoint_format
+    from netbpf.tools.drops.kernel import tracepoint_format
 
     btf = reasons.load()
     tracefs = reasons.from_format(tracepoint_format())

@@ -439,7 +439,7 @@ def test_front_program_takes_the_originals_expected_attach_type(attach_type: int
     from netbpf.bpf import features
     from netbpf.bpf.attach import xdp_front
     from netbpf.bpf.program import Program
-    from netbpf.tools.dump.capture import Capture, CaptureOptions
+    from netbpf.tools.dump.kernel import Capture, CaptureOptions
 
     original = Program("orig", fd=features.load_trivial(6, attach_type, verdict=2, name="orig"))
     try:

@@ -216,7 +216,7 @@ def test_two_capture_programs_leaving_at_the_same_moment(gw: tuple[Lab, tuple[in
 
     from netbpf import netns
     from netbpf.bpf.attach import xdp_front
-    from netbpf.tools.dump.capture import Capture, CaptureOptions
+    from netbpf.tools.dump.kernel import Capture, CaptureOptions
 
     lab, original = gw
 

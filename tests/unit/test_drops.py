@@ -11,13 +11,13 @@ import pytest
 
 from netbpf.errors import UsageError
 from netbpf.tools.drops import reasons
-from netbpf.tools.drops.events import _EVENT, DropFilter, decode, decode_key
 from netbpf.tools.drops.kallsyms import Kallsyms
+from netbpf.tools.drops.kernel import _EVENT, DropFilter, decode, decode_key
 from netbpf.tools.drops.report import DropFormatter
 from netbpf.tools.tcp.cli import TcpFormatter, event_list
-from netbpf.tools.tcp.events import _EVENT as TCP_EVENT
-from netbpf.tools.tcp.events import Kind
-from netbpf.tools.tcp.events import decode as tcp_decode
+from netbpf.tools.tcp.kernel import _EVENT as TCP_EVENT
+from netbpf.tools.tcp.kernel import Kind
+from netbpf.tools.tcp.kernel import decode as tcp_decode
 from netbpf.tracepoints.names import Clock, Names, endpoint, parse_protocol, protocol_name, tcp_flags
 
 # A piece of a real tracefs format file (Linux 6.18), cut short.

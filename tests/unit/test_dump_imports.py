@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LIVE_ONLY = ("netbpf.tools.dump.capture", "netbpf.tools.dump.ring", "netbpf.attrib.tracker",
+LIVE_ONLY = ("netbpf.tools.dump.kernel", "netbpf.tools.dump.ring", "netbpf.attrib.tracker",
              "netbpf.packet.tcpdump", "netbpf.bpf.maps", "netbpf.bpf.ringbuf")
 
 
@@ -31,7 +31,7 @@ def test_parser_and_file_path_import_nothing_of_the_capture(tmp_path: object) ->
 
 
 def test_the_parsers_constants_are_the_captures() -> None:
-    from netbpf.tools.dump import capture, cli
+    from netbpf.tools.dump import cli, kernel
 
-    assert cli.HOOKS == capture.HOOKS
-    assert cli.MAX_SNAPLEN == capture.MAX_SNAPLEN
+    assert cli.HOOKS == kernel.HOOKS
+    assert cli.MAX_SNAPLEN == kernel.MAX_SNAPLEN

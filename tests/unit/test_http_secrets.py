@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from netbpf.tools.http import Counter
-from netbpf.tools.http.exporter import HttpCollector, TransactionCounts
+from netbpf.tools.http.metrics import HttpCollector, TransactionCounts
 from netbpf.tools.http.report import Report
 from netbpf.tools.http.summary import Summary
 from netbpf.tools.http.tracer import HttpTracer, Transaction

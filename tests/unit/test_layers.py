@@ -21,8 +21,9 @@ FLOORS: list[tuple[str, ...]] = [
     ("netdev", "netns"),
     # 3 the loader
     ("bpf",),
-    # 4 what tools share: packets, processes, privilege, pins, metrics, flags, tracepoint helpers, the lab
-    ("packet", "attrib", "privilege", "pin_owners", "metrics", "cliutil", "tracepoints", "lab"),
+    # 4 what tools share: packets, processes, privilege, pins, metrics, flags, the run loop, tracepoint
+    # helpers, the lab
+    ("packet", "attrib", "privilege", "pin_owners", "metrics", "cliutil", "run", "tracepoints", "lab"),
     # 5 the tools (and the registry that lists them), and status/cleanup
     ("tools", "status"),
     # 6 the commands: the entry point, `netbpf status|cleanup`, `netbpf lab` (which runs each tool's demo)
@@ -137,7 +138,7 @@ def test_the_graph_is_read() -> None:
     assert "netbpf.errors" in GRAPH["netbpf.netdev"]
     assert "netbpf.tools" in GRAPH["netbpf.lab_cli"]  # `from . import tools`
     assert "netbpf.bpf.attach.base" in GRAPH["netbpf.privilege"]
-    assert "netbpf.tracepoints.scope" in GRAPH["netbpf.tools.tcp.events"]
+    assert "netbpf.tracepoints.scope" in GRAPH["netbpf.tools.tcp.kernel"]
     assert len(KNOWN) > 100
 
 

@@ -10,12 +10,11 @@ or counted as lost (or left out by -c).
 from __future__ import annotations
 
 import os
-import signal
-import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from .. import cliutil
+from ..run import StopSignals
 
 # How often the reader looks at the ring: an event shows up at most this late.
 POLL_S = 0.02
@@ -26,28 +25,6 @@ class Source(Protocol):
     def read(self) -> list[bytes]: ...
     def wake(self) -> None: ...
     def detach(self) -> None: ...
-
-
-class StopSignals:
-    """While active, SIGINT and SIGTERM set ``stopped`` and call ``wake``."""
-
-    def __init__(self, wake: Callable[[], None]) -> None:
-        self.stopped = threading.Event()
-        self._wake = wake
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.stopped.set()
-        self._wake()
-
-    def __enter__(self) -> StopSignals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def writer(out: TextIO) -> Callable[[str], None]:
@@ -94,9 +71,9 @@ def run(source: Source, render: Callable[[bytes], str], out: TextIO, limit: int,
         return not (limit and shown[0] >= limit)
 
     with StopSignals(source.wake) as stop:
-        while not stop.stopped.is_set() and not deadline.expired():
+        for timeout in stop.rounds(deadline, POLL_S):
             # The programs do not wake the reader (BPF_RB_NO_WAKEUP): it looks every POLL_S.
-            if not write(source.poll(deadline.remaining(POLL_S))):
+            if not write(source.poll(timeout)):
                 return
         source.detach()  # no new events; the ring's content is what is left
         while batch := source.read():

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -292,14 +291,14 @@ def run_status(args: argparse.Namespace) -> int:
 
 def _serve_metrics(args: argparse.Namespace, pin_dir: Path) -> int:
     from ... import metrics
-    from .metrics import AccelCollector
+    from ...run import StopSignals
+    from .metrics import families
 
-    registry = metrics.serve(args.metrics)
-    registry.register(AccelCollector(pin_dir))
+    metrics.export(args.metrics, lambda: families(pin_dir))
     cliutil.stderr("netbpf accel: Ctrl-C to stop")  # metrics.serve() said where
-    deadline = cliutil.Deadline(args.duration)
-    while not deadline.expired():
-        time.sleep(deadline.remaining(1.0))
+    with StopSignals() as stop:
+        for _ in stop.rounds(cliutil.Deadline(args.duration), 1.0, sleep=True):
+            pass  # the exporter's thread answers scrapes
     return 0
 
 

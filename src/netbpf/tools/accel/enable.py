@@ -8,8 +8,9 @@ from typing import Any
 from ...bpf import fs
 from ...bpf.attach import cgroup as cgroup_attach
 from ...bpf.attach import sockmap as sockmap_attach
-from ...bpf.object import BpfObject, object_path
-from ...errors import NetbpfError, UsageError
+from ...bpf.object import object_path
+from ...errors import UsageError
+from ...run import Run
 from .cgroups import resolve_cgroup
 from .layout import BPF_OBJECT, MSG_PROG, SOCKOPS_PROG
 from .options import Options, describe_scope
@@ -39,10 +40,10 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
         where = current.cgroup or "an unknown cgroup"
         raise UsageError(f"accel is already enabled at {pin_dir} (on {where}, "
                          f"{describe_scope(current.ports)}): run `netbpf accel disable` first")
-    obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-    pinned: list[Path] = []
-    attachments: list[Any] = []
-    try:
+    undo = Run()  # what a failure takes back, last first: links, pins, the directory
+    with Run() as held, undo.starting():  # held: closed either way (pinned links stay attached)
+        undo.callback(_rmdir, pin_dir)
+        obj = held.open(object_path(__file__, BPF_OBJECT))
         obj.set_rodata(**options.rodata())
         obj.load()
         for port in options.ports:
@@ -52,7 +53,7 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
         def pin(role: str, thing: Any) -> None:
             path = pin_dir / PINS[role]
             thing.pin(str(path))
-            pinned.append(path)
+            undo.callback(path.unlink, True)
 
         for role, map_name in MAP_OF_ROLE.items():
             pin(role, obj.map(map_name))
@@ -60,28 +61,13 @@ def enable(options: Options, pin_dir: Path | None = None) -> tuple[Status, bool]
         pin("sk_msg", obj.program(MSG_PROG))
         # The verdict program first: a socket stored before it is attached
         # would never redirect.
-        msg = sockmap_attach.attach_sk_msg(obj.program(MSG_PROG), obj.map("accel_sockhash"))
-        attachments.append(msg)
+        msg = undo.attach(sockmap_attach.attach_sk_msg(obj.program(MSG_PROG), obj.map("accel_sockhash")),
+                          quiet=True)
         if isinstance(msg, sockmap_attach.SockmapLink):
+            held.attach(msg)  # a prog_attach'ed sk_msg program stays as long as the pinned map lives
             pin("sk_msg_link", msg)
-        ops = cgroup_attach.attach_cgroup(obj.program(SOCKOPS_PROG), cgroup_attach.CgroupOptions(group))
-        attachments.append(ops)
+        ops = undo.attach(cgroup_attach.attach_cgroup(obj.program(SOCKOPS_PROG), cgroup_attach.CgroupOptions(group)),
+                          quiet=True)
+        held.attach(ops)
         pin("cgroup_link", ops)
-    except BaseException:
-        for attachment in reversed(attachments):
-            try:
-                attachment.close()
-            except NetbpfError:
-                pass
-        for path in pinned:
-            path.unlink(missing_ok=True)
-        _rmdir(pin_dir)
-        obj.close()
-        raise
-    for attachment in attachments:
-        # Pinned links stay attached; a prog_attach'ed sk_msg program stays as
-        # long as the pinned map lives (disable detaches it).
-        if isinstance(attachment, cgroup_attach.CgroupLink | sockmap_attach.SockmapLink):
-            attachment.close()
-    obj.close()
     return read_status(pin_dir), False

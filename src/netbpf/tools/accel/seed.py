@@ -7,12 +7,11 @@ closing them detaches everything, so a bench that dies leaves nothing behind.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ...bpf.attach import cgroup as cgroup_attach
 from ...bpf.attach import sockmap as sockmap_attach
 from ...bpf.object import BpfObject, object_path
-from ...errors import NetbpfError
+from ...run import Run
 
 SEED_OBJECT = "seed_accel.bpf.o"
 
@@ -21,29 +20,19 @@ class SeedAccel:
     def __init__(self, cgroup: Path) -> None:
         self.cgroup = cgroup
         self.obj: BpfObject | None = None
-        self.attachments: list[Any] = []
+        self._run = Run()
 
     def __enter__(self) -> SeedAccel:
-        self.obj = BpfObject.open(object_path(__file__, SEED_OBJECT))
-        try:
-            self.obj.load()
+        with self._run.starting():
+            obj = self.obj = self._run.open(object_path(__file__, SEED_OBJECT))
+            obj.load()
             # The verdict program first, as the seed's load.sh does.
-            self.attachments.append(sockmap_attach.attach_sk_msg(
-                self.obj.program("netbpf_seed_msg"), self.obj.map("sock_ops_map")))
-            self.attachments.append(cgroup_attach.attach_cgroup(
-                self.obj.program("netbpf_seed_ops"), cgroup_attach.CgroupOptions(self.cgroup)))
-        except BaseException:
-            self.__exit__()
-            raise
+            self._run.attach(sockmap_attach.attach_sk_msg(
+                obj.program("netbpf_seed_msg"), obj.map("sock_ops_map")), quiet=True)
+            self._run.attach(cgroup_attach.attach_cgroup(
+                obj.program("netbpf_seed_ops"), cgroup_attach.CgroupOptions(self.cgroup)), quiet=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for attachment in reversed(self.attachments):
-            try:
-                attachment.close()
-            except NetbpfError:
-                pass
-        self.attachments.clear()
-        if self.obj is not None:
-            self.obj.close()
-            self.obj = None
+        self._run.close()  # the links in reverse, then the object
+        self.obj = None

@@ -1,6 +1,6 @@
 """``netbpf drops``: why packets are lost.
 
-    drops.bpf.c / drops.h / events.py    skb:kfree_skb -> ring buffer and in-kernel summary
+    drops.bpf.c / drops.h / kernel.py    skb:kfree_skb -> ring buffer and in-kernel summary
     reasons.py                           drop reason names from the running kernel
     kallsyms.py                          kernel addresses -> function+offset
     report.py                            text and JSON of a drop

@@ -13,11 +13,13 @@ from typing import Any
 from ... import cliutil
 from ...errors import NotPermitted
 from ...output import LiveView, Table
+from ...run import Run, StopSignals
 from ...tracepoints import stream
 from ...tracepoints.names import parse_protocol
 from ...tracepoints.scope import add_scope_arguments, interface_index, scope_netns
 from .. import summary
-from .events import (
+from .kallsyms import Kallsyms
+from .kernel import (
     STAT_FILTERED,
     STAT_STACK_LOST,
     STAT_SUMMARY_FULL,
@@ -26,7 +28,6 @@ from .events import (
     DropOptions,
     DropTracer,
 )
-from .kallsyms import Kallsyms
 from .reasons import NOT_LOSS, DropReasons
 from .reasons import load as load_reasons
 from .report import FLOW_COLUMNS, SUMMARY_COLUMNS, DropFormatter
@@ -162,27 +163,24 @@ def run(args: argparse.Namespace) -> int:
     formatter = DropFormatter(reasons, kallsyms)
     hidden = Hidden(reasons, () if args.all else
                     tuple(v for v in reasons.not_loss if v not in drop_filter.reasons))
-    tracker = None
-    if args.process:
-        cliutil.require(not args.summary, "--process names each streamed drop's owner: not with --summary")
-        from ...attrib.tracker import SocketOwners, Tracker
+    run = Run()
+    with run.starting():
+        if args.process:
+            cliutil.require(not args.summary, "--process names each streamed drop's owner: not with --summary")
+            from ...attrib.tracker import SocketOwners, Tracker
 
-        tracker = Tracker().start()  # before the drops: a socket made meanwhile is known
-        formatter.socket_owner = SocketOwners(tracker).owner
-    try:
-        tracer.start()
-    except BaseException:
-        if tracker is not None:
-            tracker.close()
-        raise
+            tracker = run.enter(Tracker())  # started now, before the drops: a socket made meanwhile is known
+            formatter.socket_owner = SocketOwners(tracker).owner
+        run.enter(tracer)  # loads and attaches; closed before the tracker
     cliutil.stderr(f"netbpf: watching drops ({tracer.hook} kfree_skb) {_scope_text(drop_filter, formatter)}; "
                    "Ctrl-C to stop")
     shown = [0]
     try:
         if args.metrics:
-            from .metrics import serve_drops
+            from ... import metrics
+            from .metrics import drop_families
 
-            serve_drops(args.metrics, tracer, formatter)
+            metrics.export(args.metrics, lambda: drop_families(tracer, formatter))
         formatter.names.prime()  # entering other namespaces to name interfaces needs root
         cliutil.relinquish(args)  # tracepoint links: closing them detaches
         if args.summary:
@@ -192,9 +190,7 @@ def run(args: argparse.Namespace) -> int:
         lost = tracer.lost
         stack_lost = tracer.stat(STAT_STACK_LOST) if args.stack else 0
         full = tracer.stat(STAT_SUMMARY_FULL) if options.summary else 0
-        tracer.close()
-        if tracker is not None:
-            tracker.close()
+        run.close()
         if not args.summary:
             cliutil.stderr(f"{shown[0]} drop{'' if shown[0] == 1 else 's'} shown, {lost} lost"
                            + hidden.text("; "))
@@ -202,7 +198,6 @@ def run(args: argparse.Namespace) -> int:
             cliutil.stderr(f"netbpf: {full} drops not counted: the summary table was full")
         if stack_lost:
             cliutil.stderr(f"netbpf: {stack_lost} stacks not recorded")
-
 
 REASON_AT = DropEvent.reason.offset  # where a streamed record keeps its reason (drops.h)
 
@@ -293,8 +288,8 @@ def _summary_loop(args: argparse.Namespace, tracer: DropTracer, formatter: DropF
         last = now
         return rows
 
-    with stream.StopSignals(lambda: None) as stop:
-        while not stop.stopped.wait(deadline.remaining(args.interval)) and not deadline.expired():
+    with StopSignals() as stop:
+        for _ in stop.rounds(deadline, args.interval, sleep=True):
             if not args.json:
                 view.show(_render_summary(table, read(), tracer, args.stack, hidden))
     rows = read()

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Shared between drops.bpf.c and netbpf/tools/drops/events.py. */
+/* Shared between drops.bpf.c and netbpf/tools/drops/kernel.py. */
 #ifndef NETBPF_DROPS_H
 #define NETBPF_DROPS_H
 

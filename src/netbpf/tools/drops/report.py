@@ -15,8 +15,8 @@ from typing import Any
 from ...attrib.tracker import Owner
 from ...output import Column, Table
 from ...tracepoints.names import Clock, Names, endpoint, has_ports, protocol_name, tcp_flags
-from .events import SK_NONE, SK_RX, Drop, DropEvent, SummaryKey, decode
 from .kallsyms import Kallsyms
+from .kernel import SK_NONE, SK_RX, Drop, DropEvent, SummaryKey, decode
 from .reasons import DropReasons
 
 # Byte ranges of struct drop_event (drops.h), used as cache keys.

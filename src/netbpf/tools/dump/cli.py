@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ... import cliutil
@@ -17,7 +16,8 @@ from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
 
 if TYPE_CHECKING:
     from ...packet.tcpdump import TcpdumpPrinter
-    from .capture import Capture, CaptureOptions
+    from ...run import StopSignals
+    from .kernel import Capture, CaptureOptions
 
 # Imported where used, not here: `netbpf dump -r F -w G` starts Python, parses, and hands the
 # file to libpcap; the capture's modules (libbpf, maps, rings) and the line formatter would
@@ -210,7 +210,7 @@ def list_interfaces() -> int:
     """-D: as tcpdump -D, the interfaces of this namespace (index.name), Ethernet and loopback, then any."""
     import socket
 
-    from .capture import link_type
+    from .kernel import link_type
 
     for index, name in socket.if_nameindex():
         try:
@@ -287,7 +287,8 @@ def _live(args: argparse.Namespace, expression: str, nano: bool) -> int:
     from ...attrib.tracker import Owners
     from ...packet import pcap
     from ...packet.tcpdump import TcpdumpPrinter
-    from .capture import Capture, CaptureOptions, link_type
+    from ...run import StopSignals
+    from .kernel import Capture, CaptureOptions, link_type
 
     printer = TcpdumpPrinter(absolute_seq=args.absolute, nano=nano)
     pcapng_out = bool(args.write and args.write.endswith(".pcapng"))
@@ -354,9 +355,16 @@ def _live(args: argparse.Namespace, expression: str, nano: bool) -> int:
         cliutil.stderr(f"netbpf: capturing on {args.interface} at {args.hook}"
                        f"{_in_front_of(capture)}, link-type EN10MB (Ethernet), "
                        f"snapshot length {options.snap} bytes{_owners_note(options)}")
-        metrics = _metrics(args.metrics, capture, sink) if args.metrics else None
-        with _StopSignals(capture) as stop:
-            _loop(capture, sink, cliutil.Deadline(args.duration), immediate, metrics, stop)
+        if args.metrics:
+            from ... import metrics
+            from .metrics import families
+
+            metrics.export(args.metrics, lambda: families(capture, sink))
+        # Ctrl-C and SIGTERM end the capture between two batches, not in the middle of
+        # writing a packet (so that the count of what was written is exact); a second
+        # signal interrupts at once.
+        with StopSignals(capture.interrupt, second_interrupts=True) as stop:
+            _loop(capture, sink, cliutil.Deadline(args.duration), immediate, stop)
     except KeyboardInterrupt:
         pass
     except OutputError:
@@ -418,39 +426,12 @@ def _in_front_of(capture: Capture) -> str:
             f"id {capture.original.id}, {capture.original_mode} mode)")
 
 
-class _StopSignals:
-    """Ctrl-C and SIGTERM end the capture between two batches, not in the middle
-    of writing a packet (so that the count of what was written is exact); a
-    second signal interrupts at once."""
-
-    def __init__(self, capture: Capture) -> None:
-        self.capture = capture
-        self.requested = False
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self.capture.ring is not None:
-            self.capture.ring.interrupt()  # wakes the wait
-
-    def __enter__(self) -> _StopSignals:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-
-
 FLUSH_INTERVAL = 2.0  # -w FILE: a partly filled block goes out after this long at most
 IDLE_CHECK = 5.0  # nothing arriving: look anyway this often (a wake-up can be missed)
 
 
 def _loop(capture: Capture, sink: Sink, deadline: cliutil.Deadline, immediate: bool,
-          metrics: object | None, stop: _StopSignals) -> None:
+          stop: StopSignals) -> None:
     """Sleep until there is something to write, like a TPACKET_V3 reader.
 
     Lines and pipes (``immediate``) are woken by the next record. A file is
@@ -462,15 +443,13 @@ def _loop(capture: Capture, sink: Sink, deadline: cliutil.Deadline, immediate: b
     assert ring is not None
     clock_set = time.monotonic()
     got = 0
-    while not sink.done and not deadline.expired() and not stop.requested and capture.interface_present():
+    while not sink.done and not deadline.expired() and not stop.stopped.is_set() and capture.interface_present():
         if immediate or not got:
             ring.wait(deadline.remaining(1.0 if immediate else IDLE_CHECK), immediate=True)
         else:
             ring.wait(deadline.remaining(FLUSH_INTERVAL), immediate=False)
         got = ring.drain(sink.write)
         sink.flush()
-        if metrics is not None:
-            metrics.update()  # type: ignore[attr-defined]
         if time.monotonic() - clock_set > 10:  # follow NTP's adjustments of the wall clock
             ring.set_clock()
             clock_set = time.monotonic()
@@ -487,36 +466,3 @@ def _verdict_unsupported(capture: Capture) -> None:
         raise NotSupported("fexit on XDP programs, which --verdict needs", refused)
     raise NotSupported("--verdict", "this kernel allows fexit on XDP programs, "
                        "but this netbpf version does not record verdicts yet")
-
-
-class _Metrics:
-    """Prometheus gauges read from the kernel's counters at each scrape."""
-
-    def __init__(self, address: tuple[str, int], capture: Capture, sink: Sink) -> None:
-        from ... import metrics
-
-        self.capture, self.sink = capture, sink
-        metrics.serve(address).register(self)  # type: ignore[arg-type]
-
-    def collect(self) -> Iterator[object]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        if self.capture.obj is None:
-            return
-        seen, matched, lost = self.capture.counters()
-        captured = self.sink.written if self.sink.counts_packets else matched - lost
-        labels = [self.capture.options.interface, self.capture.options.hook]
-        for name, value, text in (("seen", seen, "packets that reached the capture program"),
-                                  ("matched", matched, "packets the kernel filter matched"),
-                                  ("lost", lost, "matched packets that found no room"),
-                                  ("captured", captured, "packets written out (or in the buffer)")):
-            family = GaugeMetricFamily(f"netbpf_dump_{name}_packets", text, labels=["interface", "hook"])
-            family.add_metric(labels, value)
-            yield family
-
-    def update(self) -> None:
-        pass  # read at each scrape
-
-
-def _metrics(address: tuple[str, int], capture: Capture, sink: Sink) -> _Metrics:
-    return _Metrics(address, capture, sink)

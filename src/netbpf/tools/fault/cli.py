@@ -6,12 +6,12 @@ import json
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from ... import cliutil, netdev, privilege
 from ...errors import NetbpfError, UsageError
 from ...output import Column, LiveView, Table
+from ...run import StopSignals
 from .. import summary
 from .kernel import (
     ACTIONS,
@@ -239,7 +239,10 @@ def run(args: argparse.Namespace) -> int:
         if active.note:
             cliutil.stderr(f"netbpf fault: note: {active.note}")
         if args.metrics:
-            _serve_metrics(args.metrics, active)
+            from ... import metrics
+            from .metrics import families
+
+            metrics.export(args.metrics, lambda: families(active))
         cliutil.relinquish(args, keep=privilege.to_detach(active.attachment))
         cliutil.stderr("netbpf fault: Ctrl-C to stop" + (f" (or after {args.duration:g} s)" if args.duration else ""))
         _watch(active, args, started)
@@ -289,40 +292,21 @@ def _watch(active: ActiveFault, args: argparse.Namespace, started: float) -> Non
     deadline = cliutil.Deadline(args.duration)
     limit = active.fault.selection.limit
     next_refresh = started + args.interval
-    while True:
-        time.sleep(deadline.remaining(min(0.1, args.interval)))
-        now = time.monotonic()
-        counts = active.counts()
-        done = (deadline.expired() or bool(limit and counts.hit + counts.errors >= limit)
-                or not active.interface_present())
-        if now >= next_refresh or done:
-            next_refresh = now + args.interval
-            row = _row(active, counts, now - started)
-            if view is None:
-                print(json.dumps({k: row[k] for k in row}), flush=True)
-            else:
-                view.show(table.render([row]))
-        if done:
-            return
-
-
-def _serve_metrics(address: tuple[str, int], active: ActiveFault) -> None:
-    from prometheus_client.core import CounterMetricFamily
-
-    from ... import metrics
-
-    class Collector:
-        def collect(self) -> Iterator[CounterMetricFamily]:
-            family = CounterMetricFamily(
-                "netbpf_fault_packets", "Packets at a netbpf fault's hook, by stage "
-                "(seen, matched, skipped, hit, errors)",
-                labels=["interface", "direction", "hook", "action", "stage"])
-            for stage, value in active.counts().as_dict().items():
-                family.add_metric([active.hook.interface, active.hook.direction, active.kind,
-                                   active.fault.action.cli_name, stage], value)
-            yield family
-
-    metrics.serve(address).register(Collector())
+    with StopSignals() as stop:  # Ctrl-C, SIGTERM: the caller prints the last counts
+        while not stop.stopped.wait(deadline.remaining(min(0.1, args.interval))):
+            now = time.monotonic()
+            counts = active.counts()
+            done = (deadline.expired() or bool(limit and counts.hit + counts.errors >= limit)
+                    or not active.interface_present())
+            if now >= next_refresh or done:
+                next_refresh = now + args.interval
+                row = _row(active, counts, now - started)
+                if view is None:
+                    print(json.dumps({k: row[k] for k in row}), flush=True)
+                else:
+                    view.show(table.render([row]))
+            if done:
+                return
 
 
 def run_stop(args: argparse.Namespace) -> int:

@@ -36,6 +36,7 @@ from ...bpf.maps import Map
 from ...bpf.object import BpfObject, object_path
 from ...bpf.program import Program
 from ...errors import BpfError, NetbpfError, NotSupported, UsageError
+from ...run import Run
 from . import ifinfo
 
 if TYPE_CHECKING:
@@ -287,12 +288,14 @@ def compile_expression(expression: str) -> CompiledFilter:
     return compile_filter(expression, snaplen=65535)
 
 
-def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = False) -> BpfObject:
-    """The fault object, configured for one hook kind, not loaded yet."""
+def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = False,
+                run: Run | None = None) -> BpfObject:
+    """The fault object, configured for one hook kind, not loaded yet (closed with ``run``)."""
     if kind == "xdp" and fault.action in TC_ONLY:
         raise UsageError(f"{fault.action.cli_name} needs an skb: it runs in tc only (--hook tc)")
-    obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-    try:
+    run = run if run is not None else Run()
+    with run.starting():
+        obj = run.open(object_path(__file__, BPF_OBJECT))
         obj.set_rodata(**fault.rodata(tc_ingress))
         first_per_flow = fault.selection.mode == "first-per-flow"
         obj.set_map_size("flows", fault.selection.flows if first_per_flow else 1)
@@ -308,9 +311,6 @@ def open_object(fault: Fault, kind: Literal["xdp", "tc"], tc_ingress: bool = Fal
                 from ...packet.cbpf import filter_reach
 
                 obj.set_rodata(**filter_reach(compiled.classic.insns))
-    except BaseException:
-        obj.close()
-        raise
     return obj
 
 
@@ -339,11 +339,13 @@ def checksum_note(fault: Fault, hook: Hook) -> str:
 class ActiveFault:
     """A fault loaded and attached; ``close()`` detaches it and unloads it."""
 
-    def __init__(self, fault: Fault, hook: Hook, kind: str, obj: BpfObject,
+    def __init__(self, fault: Fault, hook: Hook, kind: str, run: Run, obj: BpfObject,
                  attachment: Attachment, note: str = "") -> None:
         self.fault, self.hook, self.kind = fault, hook, kind
         self.obj, self.attachment, self.note = obj, attachment, note
         self.pinned_at: Path | None = None
+        self._run = run
+        run.callback(self._detach)  # before the run's own close of the attachment and the object
         try:  # the index, not the name: a new interface of the same name is not ours
             self.ifindex = netdev.ifindex(hook.interface)
         except NetbpfError:
@@ -374,14 +376,15 @@ class ActiveFault:
         if kind == "xdp":
             # auto: native XDP only; generic XDP would copy every GSO packet, tc is cheaper.
             mode = hook.xdp_mode if hook.kind == "xdp" else "drv"
-            obj = open_object(fault, "xdp")
+            run = Run()
             try:
-                obj.load()
-                link = xdp.attach_xdp(obj.program(XDP_PROGRAM), xdp.XdpOptions(hook.interface, mode))
-                state = xdp.query(hook.interface)
-                return cls(fault, hook, f"xdp {state.mode}", obj, link, "; ".join(filter(None, notes)))
+                with run.starting():  # a refused attach undoes the load before the tc try
+                    obj = open_object(fault, "xdp", run=run)
+                    obj.load()
+                    link = run.attach(xdp.attach_xdp(obj.program(XDP_PROGRAM), xdp.XdpOptions(hook.interface, mode)))
+                    state = xdp.query(hook.interface)
+                    return cls(fault, hook, f"xdp {state.mode}", run, obj, link, "; ".join(filter(None, notes)))
             except BaseException as e:
-                obj.close()
                 if hook.kind == "xdp":
                     if isinstance(e, BpfError) and e.errno == _errno.EBUSY:
                         state = xdp.query(hook.interface)
@@ -398,16 +401,14 @@ class ActiveFault:
                 else:
                     raise
                 kind = "tc"
-        obj = open_object(fault, "tc", tc_ingress=hook.direction == "ingress")
-        try:
+        run = Run()
+        with run.starting():
+            obj = open_object(fault, "tc", tc_ingress=hook.direction == "ingress", run=run)
             obj.load()
-            att = tc.attach_tc(obj.program(TC_PROGRAM),
-                               tc.TcOptions(hook.interface, hook.direction, hook.tc_mode,
-                                            priority=CLS_BPF_PRIORITY, handle=CLS_BPF_HANDLE))
-        except BaseException:
-            obj.close()
-            raise
-        return cls(fault, hook, att.kind, obj, att, "; ".join(filter(None, notes)))
+            att = run.attach(tc.attach_tc(obj.program(TC_PROGRAM),
+                                          tc.TcOptions(hook.interface, hook.direction, hook.tc_mode,
+                                                       priority=CLS_BPF_PRIORITY, handle=CLS_BPF_HANDLE)))
+            return cls(fault, hook, att.kind, run, obj, att, "; ".join(filter(None, notes)))
 
     @property
     def where(self) -> str:
@@ -434,16 +435,18 @@ class ActiveFault:
 
     def close(self) -> None:
         """Detach (a pinned fault stays) and unload."""
-        try:
-            if self.pinned_at is None and not self.interface_present():
-                self.attachment.release()  # the kernel detached it with the interface
-            elif self.pinned_at is None:
-                self.attachment.close()
-            elif isinstance(self.attachment, Link):
-                os.close(self.attachment.fd)  # the pin holds the link now
-                self.attachment.closed = True
-        finally:
-            self.obj.close()
+        self._run.close()
+
+    def _detach(self) -> None:
+        if self.pinned_at is None and not self.interface_present():
+            self.attachment.release()  # the kernel detached it with the interface
+        elif self.pinned_at is None:
+            self.attachment.close()
+        elif isinstance(self.attachment, Link):
+            os.close(self.attachment.fd)  # the pin holds the link now
+            self.attachment.closed = True
+        else:
+            self.attachment.release()  # cls_bpf: the filter stays by itself, found by its pinned program
 
     def __enter__(self) -> ActiveFault:
         return self

@@ -7,7 +7,7 @@ read by ``kernel.py``) and keeps only the frames of connections it cannot follow
 frames come through a TPACKET_V3 ring (``ring.py``), are decapsulated,
 reassembled and parsed by the I/O-free code of ``netbpf.packet``, and paired
 into transactions (``tracer.py``) that are printed, summarised per backend
-(``summary.py``) and exported to Prometheus (``exporter.py``).
+(``summary.py``) and exported to Prometheus (``metrics.py``).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from ...bpf import BpfObject
 from ...bpf.object import object_path
 from ...errors import UsageError
+from ...run import Run
 
 BPF_OBJECT = "http.bpf.o"
 MAX_PORTS, MAX_IFINDEXES, MAX_VXLAN_PORTS = 16, 8, 4
@@ -117,16 +118,15 @@ def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
 PROGRAMS = {"socket": "netbpf_http", "tc": "netbpf_http_tc"}
 
 
-def open_object(config: Config, hook: str = "socket") -> BpfObject:
-    """The socket filter (or, ``hook="tc"``, the tc program), configured, not yet loaded."""
-    obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-    try:
+def open_object(config: Config, hook: str = "socket", run: Run | None = None) -> BpfObject:
+    """The socket filter (or, ``hook="tc"``, the tc program), configured, not yet loaded
+    (closed with ``run``)."""
+    run = run if run is not None else Run()
+    with run.starting():
+        obj = run.open(object_path(__file__, BPF_OBJECT))
         for kind, name in PROGRAMS.items():
             obj.program(name).set_autoload(kind == hook)  # verify only the one used
         obj.set_rodata(config=bytes(config))
-    except BaseException:
-        obj.close()
-        raise
     return obj
 
 

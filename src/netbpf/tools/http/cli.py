@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import signal
 import sys
 import time
 from typing import Any
@@ -12,6 +11,7 @@ from ... import cliutil, netdev
 from ...errors import NetbpfError, UsageError
 from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
+from ...run import Run, StopSignals
 from .. import summary
 from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
 from .kernel import KernelCollector, KernelSummary, read_backends
@@ -169,7 +169,7 @@ class Capture:
     """The running tool: kernel filter, ring, tracer and outputs."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from .exporter import HttpCollector, TransactionCounts
+        from .metrics import HttpCollector, TransactionCounts
         from .ring import PacketRing
 
         self.args = args
@@ -189,12 +189,13 @@ class Capture:
         if args.process and args.summary:
             raise UsageError("--process names each transaction's processes: not with --summary")
         self.owners: Any = None
-        self.obj = open_object(make_config(args.port, [] if tc else filter_ifindexes, args.vxlan_port,
-                                           count_in_kernel=self.in_kernel, hand_off=self.in_kernel and not tc),
-                               args.hook)
         self.ring: PacketRing | None = None
-        self.links: list[Any] = []
-        try:
+        self._run = Run()
+        with self._run.starting():  # a failure undoes what was made so far, last first
+            self.obj = open_object(make_config(args.port, [] if tc else filter_ifindexes, args.vxlan_port,
+                                               count_in_kernel=self.in_kernel,
+                                               hand_off=self.in_kernel and not tc),
+                                   args.hook, run=self._run)
             self.obj.load()
             roles = Roles(args.front_port, LocalAddresses())
             self.summary = (KernelSummary(self.obj, args.backends, roles) if self.in_kernel
@@ -209,28 +210,25 @@ class Capture:
             if args.metrics:
                 from ... import metrics
 
-                registry = metrics.serve(args.metrics)
-                if isinstance(self.summary, KernelSummary):
-                    registry.register(KernelCollector(self.summary, self.snapshot))
-                else:
-                    registry.register(HttpCollector(self.counts, self.snapshot))
+                metrics.export(args.metrics, KernelCollector(self.summary, self.snapshot).collect
+                               if isinstance(self.summary, KernelSummary)
+                               else HttpCollector(self.counts, self.snapshot).collect)
             if args.process:
                 from .owners import HttpOwners
 
                 self.owners = HttpOwners()  # before the first frame: a process made meanwhile is known
+                self._run.callback(self.owners.close)
             if tc:
                 from ...bpf.attach.tc import TcOptions, attach_tc
 
                 prog = self.obj.program("netbpf_http_tc")
                 for name in args.interface.split(","):
                     for direction in ("ingress", "egress"):
-                        self.links.append(attach_tc(prog, TcOptions(name, direction)))
+                        self._run.attach(attach_tc(prog, TcOptions(name, direction)))
             else:
                 self.ring = PacketRing(self.obj.program("netbpf_http"), bind_ifindex,
                                        ring_bytes=args.buffer_size << 10)
-        except BaseException:
-            self.close()
-            raise
+                self._run.callback(self.ring.close)
 
     def on_transaction(self, tx: Transaction) -> None:
         args = self.args
@@ -342,13 +340,7 @@ class Capture:
             f"{t.undecodable} undecodable frames; {not_http1_text(not_http1)}")
 
     def close(self) -> None:
-        if getattr(self, "owners", None) is not None:
-            self.owners.close()
-        for link in self.links:
-            link.close()
-        if self.ring is not None:
-            self.ring.close()
-        self.obj.close()
+        self._run.close()  # the ring or the tc links, then the object
 
 
 def not_http1_text(counts: dict[str, int]) -> str:
@@ -371,17 +363,15 @@ def run(args: argparse.Namespace) -> int:
     cliutil.check_memory(f"-B {args.buffer_size}", max(args.buffer_size, 512) << 10)
     capture = Capture(args)
 
-    def stop(signum: int, frame: object) -> None:
+    def stop() -> None:
         capture.stop = True  # the loop ends within 0.1 s; what is in the ring is still read
 
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        cliutil.relinquish(args)  # the socket and its ring are open: nothing to keep
-        capture.loop()
-        capture.finish()
+        with StopSignals(stop):
+            cliutil.relinquish(args)  # the socket and its ring are open: nothing to keep
+            capture.loop()
+            capture.finish()
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
         capture.close()
     if capture.gone:
         raise NetbpfError(f"{capture.gone} was deleted while tracing: stopped")

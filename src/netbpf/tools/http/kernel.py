@@ -341,7 +341,7 @@ class KernelCollector:
     def collect(self) -> Any:
         from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-        from .exporter import BUCKETS as BOUNDS
+        from .metrics import BUCKETS as BOUNDS
 
         self.summary.refresh()
         backends = self.summary.merged()
@@ -366,7 +366,7 @@ class KernelCollector:
         yield requests
         yield latency
         yield lost
-        from .exporter import HttpCollector, TransactionCounts
+        from .metrics import HttpCollector, TransactionCounts
 
         # Frames, ring and reassembly counters: as the user-space path exports them.
         for family in HttpCollector(TransactionCounts(), self.snapshot).collect():

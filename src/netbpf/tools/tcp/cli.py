@@ -10,11 +10,12 @@ from ... import cliutil
 from ...attrib.container import Container, container_of
 from ...attrib.procfs import CgroupNames
 from ...output import Column, LiveView, Table
+from ...run import StopSignals
 from ...tracepoints import stream
 from ...tracepoints.names import TCP_STATES, Clock, Names, endpoint
 from ...tracepoints.scope import add_scope_arguments, scope_netns
 from .. import summary
-from .events import EVENT_KINDS, FlowCounts, FlowKey, Kind, Tcp, TcpOptions, TcpTracer, Total, decode
+from .kernel import EVENT_KINDS, FlowCounts, FlowKey, Kind, Tcp, TcpOptions, TcpTracer, Total, decode
 
 HELP = summary("tcp")
 
@@ -242,9 +243,10 @@ def run(args: argparse.Namespace) -> int:
     shown = [0]
     try:
         if args.metrics:
-            from .metrics import serve_tcp
+            from ... import metrics
+            from .metrics import tcp_families
 
-            serve_tcp(args.metrics, tracer)
+            metrics.export(args.metrics, lambda: tcp_families(tracer))
         formatter.names.prime()  # entering other namespaces to name interfaces needs root
         cliutil.relinquish(args)  # tracepoint links: closing them detaches
         if args.summary:
@@ -287,8 +289,8 @@ def _summary_loop(args: argparse.Namespace, tracer: TcpTracer, formatter: TcpFor
                 f"connections closed {tracer.total(Total.CLOSED)}")
         return head + "\n" + (table.render(current) if current else "(nothing yet)")
 
-    with stream.StopSignals(lambda: None) as stop:
-        while not stop.stopped.wait(deadline.remaining(args.interval)) and not deadline.expired():
+    with StopSignals() as stop:
+        for _ in stop.rounds(deadline, args.interval, sleep=True):
             if not args.json:
                 view.show(render(rows()))
     final = rows()

@@ -8,13 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client.core import Metric
 
-from ...metrics import serve
+from ...metrics import counter
 
 if TYPE_CHECKING:
-    from .events import TcpTracer
+    from .kernel import TcpTracer
 
 
 TCP_COUNTERS = [
@@ -29,21 +28,12 @@ TCP_COUNTERS = [
 ]
 
 
-class TcpCollector(Collector):
-    def __init__(self, tracer: TcpTracer) -> None:
-        self.tracer = tracer
+def tcp_families(tracer: TcpTracer) -> Iterator[Metric]:
+    from .kernel import Total
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        from .events import Total
-
-        if self.tracer.obj is None:
-            return
-        for name, doc, total in TCP_COUNTERS:
-            yield CounterMetricFamily(name, doc, value=self.tracer.total(Total[total]))
-        yield CounterMetricFamily("netbpf_tcp_events_lost", "TCP events the ring buffer had no room "
-                                  "for (the counters above still include them)", value=self.tracer.lost)
-
-
-def serve_tcp(address: tuple[str, int], tracer: TcpTracer) -> None:
-    registry = serve(address)
-    registry.register(TcpCollector(tracer))
+    if tracer.obj is None:
+        return
+    for name, doc, total in TCP_COUNTERS:
+        yield counter(name, doc, value=tracer.total(Total[total]))
+    yield counter("netbpf_tcp_events_lost", "TCP events the ring buffer had no room "
+                  "for (the counters above still include them)", value=tracer.lost)

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* Shared between chain.bpf.c and netbpf/tools/xdp/chain.py. */
+/* Shared between chain.bpf.c and netbpf/tools/xdp/kernel.py. */
 #ifndef NETBPF_XDP_CHAIN_H
 #define NETBPF_XDP_CHAIN_H
 

@@ -53,14 +53,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     actions.add_parser("list", help="the chain, in order (the default)")
     add = actions.add_parser("add", help="load OBJ's SEC(\"xdp\") program into the chain")
     add.add_argument("object", metavar="OBJ[:NAME]", help="a BPF object file; NAME: program or section")
-    position = cliutil.int_in(0, 255, "a chain's slots")  # chain.py refuses past its length
+    position = cliutil.int_in(0, 255, "a chain's slots")  # kernel.py refuses past its length
     add.add_argument("--pos", type=position, metavar="N", help="insert at position N (default: at the end)")
     remove = actions.add_parser("remove", help="take the program at position N out")
     remove.add_argument("position", type=position, metavar="N")
 
 
 def run(args: argparse.Namespace) -> int:
-    from .chain import Chain
+    from ...run import Run
+    from .kernel import Chain
     from .wrap import check_program
 
     action = args.action or "list"
@@ -82,13 +83,12 @@ def run(args: argparse.Namespace) -> int:
         if chain is not None:
             link = chain.add(path, section or None, args.pos)
         else:
-            chain = Chain.build(args.interface)
-            try:
+            undo = Run()
+            with undo.starting():  # a failure undoes it all, in reverse: off the hook if it got there, then the pins
+                chain = Chain.build(args.interface)
+                undo.callback(chain.discard)
                 link = chain.add(path, section or None, args.pos)
                 chain.attach(args.mode)
-            except BaseException:
-                chain.discard()  # in reverse: off the hook if it got there, then the pins
-                raise
             print(f"chain created on {args.interface}: dispatcher id {chain.dispatcher.id}"
                   + (f", then XDP program id {chain.original()}" if chain.original() else ""))
         print(f"added {link.name} (id {link.prog_id}) at position {link.position} on {args.interface}")
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(chain: object, args: argparse.Namespace) -> int:
-    from .chain import Chain
+    from .kernel import Chain
 
     if chain is None:
         if not args.json:

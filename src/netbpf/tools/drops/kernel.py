@@ -26,6 +26,7 @@ from ...bpf.attach.base import Attachment
 from ...bpf.fs import ensure_tracefs
 from ...bpf.ringbuf import RingBuffer
 from ...errors import NetbpfError, NotSupported
+from ...run import Run
 from ...tracepoints.scope import scope_rodata
 from . import reasons as _reasons
 
@@ -224,13 +225,13 @@ class DropTracer:
         self.obj: BpfObject | None = None
         self.link: Attachment | None = None
         self.ring: RingBuffer | None = None
+        self._run = Run()
 
     def start(self) -> DropTracer:
         opts = self.options
         fmt = tracepoint_format()
-        obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-        self.obj = obj
-        try:
+        with self._run.starting():
+            obj = self.obj = self._run.open(object_path(__file__, BPF_OBJECT))
             for name, prog in obj.programs.items():
                 prog.set_autoload(name == self.PROGRAMS[self.hook])
             not_drops = list(self.reasons.not_drops[:2]) + [0xFFFFFFFF] * (2 - len(self.reasons.not_drops[:2]))
@@ -246,12 +247,9 @@ class DropTracer:
             if not opts.stack:
                 obj.set_map_size("stacks", 1)
             obj.load()
-            self.link = trace.attach_section(obj.program(self.PROGRAMS[self.hook]))
+            self.link = self._run.attach(trace.attach_section(obj.program(self.PROGRAMS[self.hook])))
             if opts.stream:
-                self.ring = RingBuffer(obj.map("events"), obj.map("events_lost"))
-        except BaseException:
-            self.close()
-            raise
+                self.ring = self._run.reader(RingBuffer(obj.map("events"), obj.map("events_lost")))
         return self
 
     # -- reading ----------------------------------------------------------------------------
@@ -267,8 +265,7 @@ class DropTracer:
     def detach(self) -> None:
         """Stop producing events (the maps and the ring stay readable)."""
         if self.link is not None:
-            self.link.close()
-            self.link = None
+            self.link.close()  # closed once: the run's undo finds it closed
 
     def wake(self) -> None:
         """Unblock a poll() in another thread (the tracer stays attached)."""
@@ -332,15 +329,8 @@ class DropTracer:
         return self.obj.program(self.PROGRAMS[self.hook]).id
 
     def close(self) -> None:
-        if self.link is not None:
-            self.link.close()
-            self.link = None
-        if self.ring is not None:
-            self.ring.release()
-            self.ring = None
-        if self.obj is not None:
-            self.obj.close()
-            self.obj = None
+        self._run.close()  # the ring, the link, then the object (last made, first undone)
+        self.link = self.ring = self.obj = None
 
     def __enter__(self) -> DropTracer:
         return self.start()

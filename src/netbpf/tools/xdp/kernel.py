@@ -28,6 +28,7 @@ from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import Map
 from ...bpf.program import Program
 from ...errors import NetbpfError, UsageError
+from ...run import Run
 from .wrap import BPF_XDP, load_wrapped, wrapper
 
 BPF_OBJECT = "chain.bpf.o"
@@ -127,28 +128,25 @@ class Chain:
         original = Program.from_id(state.prog_id) if state.prog_id else None
         label = netns.label(netns.current_inode()).replace("/", "_")
         directory = pin_dir("xdp", label, building_name(interface, os.getpid()))
-        obj = None
-        try:
+        undo = Run()  # what a failure takes back, last first: the object, the pins, the original's fd
+        with undo.starting():
             if original is not None:
-                obj, attach_type = xdp_front.load_in_front(_load_dispatcher, original)
-            else:
-                obj, attach_type = _load_dispatcher(BPF_XDP), BPF_XDP
-            settings = ChainEntry(attach_type=attach_type, added=int(time.time()))
-            obj.map("chain_info").update(0, bytes(settings))
-            for name in MAPS:
-                obj.map(name).pin(directory / name)
-            obj.program("netbpf_xdp_disp").pin(str(directory / "dispatcher"))
-            dispatcher = Program.from_pin(str(directory / "dispatcher"))
-            maps = {name: Map.from_pin(directory / name) for name in MAPS}
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            remove_empty_dirs(directory.parent)
-            if original is not None:
-                original.close()
-            raise
-        finally:
-            if obj is not None:
-                obj.close()
+                undo.callback(original.close)
+            undo.callback(remove_empty_dirs, directory.parent)
+            undo.callback(shutil.rmtree, directory, True)
+            with Run() as loading:  # the object is closed either way: the pins hold what stays
+                if original is not None:
+                    obj, attach_type = xdp_front.load_in_front(_load_dispatcher, original)
+                else:
+                    obj, attach_type = _load_dispatcher(BPF_XDP), BPF_XDP
+                loading.callback(obj.close)
+                settings = ChainEntry(attach_type=attach_type, added=int(time.time()))
+                obj.map("chain_info").update(0, bytes(settings))
+                for name in MAPS:
+                    obj.map(name).pin(directory / name)
+                obj.program("netbpf_xdp_disp").pin(str(directory / "dispatcher"))
+                dispatcher = Program.from_pin(str(directory / "dispatcher"))
+                maps = {name: Map.from_pin(directory / name) for name in MAPS}
         chain = cls(interface, directory, dispatcher, maps)
         chain._before = (state, original)
         return chain

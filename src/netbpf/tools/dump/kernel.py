@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,6 +27,7 @@ from ...bpf.fs import pin_dir, remove_empty_dirs
 from ...bpf.maps import possible_cpus
 from ...bpf.program import Program
 from ...errors import InterfaceNotFound, NotSupported, UsageError
+from ...run import Run
 from .attribution import OPTIONS_BYTES, AttribOptions, configure
 from .ring import BlockRing, DumpBlock, DumpRing, Geometry
 
@@ -123,15 +123,16 @@ class Capture:
         self.pin_path: Path | None = None
         self.ifindex = 0  # the interface as it was at start: a new one of the same name is not ours
         self.left = ""  # how the capture program left the XDP path (netbpf.bpf.attach.xdp_front)
-        self._stack = ExitStack()
+        self._run = Run()
         self._code = compile_expression(options.expression, options.snap, options.hook, options.interface)
         self._reads_length = bool(options.expression.strip()) and _reads_length(options.expression, options.snap)
 
     # -- loading ------------------------------------------------------------------------
     def _open(self, expected_attach_type: int | None = None) -> BpfObject:
         o, g = self.options, self.geometry
-        obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-        try:
+        run = Run()  # the caller closes the object
+        with run.starting():
+            obj = run.open(object_path(__file__, BPF_OBJECT))
             name = "netbpf_dump_xdp" if o.hook == "xdp" else "netbpf_dump_tc"
             obj.load_only(name)
             prog = obj.program(name)
@@ -149,10 +150,12 @@ class Capture:
             if expected_attach_type is not None:
                 prog.set_expected_attach_type(expected_attach_type)
             obj.load()
-        except BaseException:
-            obj.close()
-            raise
         return obj
+
+    def interrupt(self) -> None:
+        """Wake a wait on the ring (a stop signal): the loop then looks at why."""
+        if self.ring is not None:
+            self.ring.interrupt()
 
     def _pull_len(self) -> int:
         """tc: how many bytes the filter may read, made linear before it runs (0: none).
@@ -174,11 +177,12 @@ class Capture:
         return self.obj.program("netbpf_dump_xdp" if self.options.hook == "xdp" else "netbpf_dump_tc")
 
     def start(self) -> Capture:
-        try:
+        run = self._run
+        with run.starting():  # a failure undoes what was made so far, last first
             if self.options.attribution is not None:
                 # Before the capture program: it shares the tracker's maps.
                 sel = self.options.attribution.selection
-                self.tracker = Tracker(sel).start()
+                self.tracker = run.enter(Tracker(sel))
                 if self.options.owner_comments:
                     self.tracker.keep_labels()
             if self.options.hook == "xdp":
@@ -186,17 +190,19 @@ class Capture:
             else:
                 self._start_tc()
             assert self.obj is not None
-            self.ring = BlockRing(self.obj.map("rings"), self.obj.map("blocks"),
-                                  self.obj.map("wakeups"), self.geometry)
-        except BaseException:
-            self.stop()
-            self.close()
-            raise
+            self.ring = run.reader(BlockRing(self.obj.map("rings"), self.obj.map("blocks"),
+                                             self.obj.map("wakeups"), self.geometry))
         return self
+
+    def _loaded(self, obj: BpfObject) -> BpfObject:
+        self.obj = obj
+        self._run.callback(obj.close)
+        self._run.callback(self.stop)  # detach (and unpin) before the object closes
+        return obj
 
     def _start_tc(self) -> None:
         self.ifindex = netdev.ifindex(self.options.interface)
-        self.obj = self._open()
+        self._loaded(self._open())
         direction: tc.Direction = "ingress" if self.options.hook == "tc-ingress" else "egress"
         self.attachment = tc.attach_tc(self.program, tc.TcOptions(self.options.interface, direction))
 
@@ -205,14 +211,15 @@ class Capture:
         self.ifindex = netdev.ifindex(iface)
         state = xdp.query(self.ifindex)
         if not state.prog_id:
-            self.obj = self._open()
+            self._loaded(self._open())
             self.attachment = xdp_front.stand_in_front(self.program, state, None, self.options.xdp_mode)
             return
         if state.mode not in ("drv", "skb"):
             raise NotSupported(f"capture in front of an XDP program attached in {state.mode} mode")
         self.original = Program.from_id(state.prog_id)
+        self._run.callback(self.original.close)
         self.original_mode = state.mode
-        self.obj, _ = xdp_front.load_in_front(self._open, self.original)
+        self._loaded(xdp_front.load_in_front(self._open, self.original)[0])
         self.pin_path = self._pin_original()
         self.attachment = xdp_front.stand_in_front(self.program, state, self.original)
 
@@ -265,18 +272,9 @@ class Capture:
             self.pin_path = None
 
     def close(self) -> None:
-        if self.tracker is not None:
-            self.tracker.close()
-            self.tracker = None
-        if self.ring is not None:
-            self.ring.release()
-            self.ring = None
-        if self.obj is not None:
-            self.obj.close()
-            self.obj = None
-        if self.original is not None:
-            self.original.close()
-            self.original = None
+        """After ``stop()`` and the last drain: the ring, the object, the original's fd, the tracker."""
+        self._run.close()
+        self.tracker = self.ring = self.obj = self.original = None
 
     def __enter__(self) -> Capture:
         return self.start()

@@ -15,6 +15,7 @@ from ...bpf.attach import trace
 from ...bpf.attach.base import Attachment
 from ...bpf.ringbuf import RingBuffer
 from ...errors import NotSupported
+from ...run import Run
 from ...tracepoints.scope import IPNetwork, scope_rodata
 
 # At most this much of the ring per read: a reader that fell behind takes it in steps.
@@ -173,6 +174,7 @@ class TcpTracer:
         self.obj: BpfObject | None = None
         self.links: list[Attachment] = []
         self.ring: RingBuffer | None = None
+        self._run = Run()
 
     def programs(self) -> set[str]:
         """Programs to attach: those of the streamed kinds; with --summary, the counting ones."""
@@ -190,9 +192,8 @@ class TcpTracer:
 
         opts = self.options
         wanted = self.programs()
-        obj = BpfObject.open(object_path(__file__, BPF_OBJECT))
-        self.obj = obj
-        try:
+        with self._run.starting():
+            obj = self.obj = self._run.open(object_path(__file__, BPF_OBJECT))
             for name, prog in obj.programs.items():
                 prog.set_autoload(name in wanted)
                 if name in wanted:
@@ -210,11 +211,8 @@ class TcpTracer:
             obj.set_map_size("summary", 16384 if opts.summary else 1)
             obj.load()
             for name in sorted(wanted):
-                self.links.append(trace.attach_tp_btf(obj.program(name)))
-            self.ring = RingBuffer(obj.map("events"), obj.map("events_lost"))
-        except BaseException:
-            self.close()
-            raise
+                self.links.append(self._run.attach(trace.attach_tp_btf(obj.program(name))))
+            self.ring = self._run.reader(RingBuffer(obj.map("events"), obj.map("events_lost")))
         return self
 
     def poll(self, timeout: float | None) -> list[bytes]:
@@ -260,12 +258,6 @@ class TcpTracer:
         return rows
 
     def close(self) -> None:
-        for link in self.links:
-            link.close()
+        self._run.close()  # the ring, the links, then the object
         self.links = []
-        if self.ring is not None:
-            self.ring.release()
-            self.ring = None
-        if self.obj is not None:
-            self.obj.close()
-            self.obj = None
+        self.ring = self.obj = None
