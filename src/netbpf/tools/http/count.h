@@ -80,6 +80,10 @@ struct http_conn {
 	__u8 handed;			/* ... and its frames go to user space */
 	__u8 closed;
 	__u8 pad[4];
+	__u64 resp_ts;			/* emit.h: the response being received, for its record */
+	__u64 resp_body;
+	__u32 resp_index;
+	__u32 resp_status;
 };
 
 struct {
@@ -113,6 +117,7 @@ struct {
 
 struct scratch {
 	__u8 buf[HTTP_HEAD_MAX + 32];	/* 8-byte reads from any masked offset stay inside */
+	struct http_fields fields;	/* emit.h: what a record shows of the head in buf */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -123,6 +128,8 @@ struct {
 
 NETBPF_BTF_EXPORT(http_backend_key);
 NETBPF_BTF_EXPORT(http_backend_stats);
+
+#include "emit.h"	/* per-transaction records: after the maps it uses */
 
 /* Lower case for comparing with a lower-case letter; branch-free, as every
  * branch here multiplies the paths the verifier walks. */
@@ -233,6 +240,8 @@ static __always_inline void response_done(struct http_conn *c, struct http_conn_
 {
 	c->resp_open = 0;
 	http_latency(key, now - c->resp_req_ts);
+	if (config.records)
+		http_rec_emit(key, c, now);
 }
 
 /* Closed (server FIN, or RST either way): what is outstanding gets no response. */
@@ -381,6 +390,8 @@ static long scan_line(__u32 k, struct head_scan *s)
 			s->other_coding = 1;
 		s->te_from = line + 18;
 		s->te_eol = eol;
+	} else if (config.records) {
+		http_line_field((struct scratch *)s->buf, line, eol);	/* emit.h: Host, tag */
 	}
 	return 0;
 }
@@ -512,8 +523,14 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 	s.buf = b;
 	s.n = n;
 	s.request = r->request;
+	if (config.records) {
+		sc->fields.head = r->pos;
+		sc->fields.host_from = 0;
+		sc->fields.tag_from = 0;
+	}
 	if (r->request) {
-		if (!method(b, &m)) {
+		sc->fields.target_from = method(b, &m) + 1;	/* emit.h */
+		if (sc->fields.target_from == 1) {
 			if (b[0] == 'P' && b[1] == 'R' && b[2] == 'I' && b[3] == ' ')
 				r->verdict = HEAD_HTTP2;
 			else if (b[0] == 0x16 && b[1] == 3)
@@ -562,6 +579,11 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 	r->end = s.end;
 	r->chunked = s.chunked;
 	r->other_coding = s.other_coding;
+	if (config.records) {
+		sc->fields.first_eol = s.first_eol;
+		sc->fields.req_body = s.chunked ? 0 : r->length;
+		sc->fields.flags = s.chunked ? HTTP_REC_REQ_BODY_UNKNOWN : 0;
+	}
 	return 0;
 }
 
@@ -610,6 +632,8 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			w->stop = 1;
 			return;
 		}
+		if (config.records)
+			http_rec_request(w->skb, w->key, w->now, c->fifo_tail, c->dir[0].isn);
 		c->req_ts[slot] = w->now;
 		c->head_mask = m == M_HEAD ? c->head_mask | bit : c->head_mask & ~bit;
 		c->connect_mask = m == M_CONNECT ? c->connect_mask | bit : c->connect_mask & ~bit;
@@ -643,6 +667,8 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 		int tunnel = status == 101 || ((c->connect_mask & bit) && status / 100 == 2);
 
 		c->resp_req_ts = c->req_ts[slot];
+		if (config.records)
+			http_rec_pair(c, status, w->now);
 		c->fifo_head++;
 		c->resp_open = 1;
 		netbpf_inc(counters, HTTP_K_RESPONSES);
@@ -827,6 +853,8 @@ lost:
 
 static __always_inline void body_bytes(struct walk *w, __u64 n)
 {
+	if (w->side == 1)
+		w->c->resp_body += n;	/* emit.h: this response's */
 	if (!w->st)
 		return;
 	if (w->side == 0)
@@ -1088,8 +1116,8 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	st = backend_stats(key);
 	if (len) {
 		struct http_dir *d = side ? &c->dir[1] : &c->dir[0];
-		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload, .end = end, .now = now,
-				  .side = side };
+		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload,
+				  .end = end, .now = now, .side = side };
 		__s32 ahead = (__s32)(seq - d->next_seq);
 
 		netbpf_inc(counters, HTTP_K_SEGMENTS);

@@ -66,7 +66,7 @@ class BackendStats(ctypes.Structure):
                 ("request_body", ctypes.c_uint64),
                 ("response_body", ctypes.c_uint64), ("latency_unknown", ctypes.c_uint64),
                 ("latency_sum_ns", ctypes.c_uint64), ("latency", ctypes.c_uint64 * BUCKETS),
-                ("client_sample", ctypes.c_uint8 * 16)]
+                ("client_sample", ctypes.c_uint8 * 16), ("records_lost", ctypes.c_uint64)]
 
 
 SHARED_STRUCTS = (BackendKey, BackendStats)
@@ -122,6 +122,7 @@ class KernelBackend:
     latency_unknown: int = 0
     latency_sum_ns: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    records_lost: int = 0  # paired, but no line: the record ring was full (or the request evicted)
     clients: set[bytes] = field(default_factory=set)  # sampled client addresses, one per CPU
     family: int = 4
 
@@ -190,15 +191,19 @@ KERNEL_COLUMNS = [
     Column("role", "ROLE"),
 ]
 
+RECORDS_LOST_COLUMN = Column("records_lost", "NO-LINE", align=">")
+
 
 class KernelSummary(Summary):
     """The per-backend table from the kernel's maps, plus what user space
     traced of the connections handed to it; the same rows as :class:`Summary`
     with two columns of loss: UNPAIRED and NOT-FOLLOWED."""
 
-    def __init__(self, obj: BpfObject, expected_backends: Iterable[str] = (), roles: Roles | None = None) -> None:
+    def __init__(self, obj: BpfObject, expected_backends: Iterable[str] = (), roles: Roles | None = None,
+                 records: bool = False) -> None:
         super().__init__(expected_backends, roles)
         self.obj = obj
+        self.records = records  # lines from kernel records: their loss gets a column
         self.kernel: dict[str, KernelBackend] = {}
         self.user_transactions = 0
 
@@ -263,6 +268,8 @@ class KernelSummary(Summary):
             row["latency_unknown"] = b.latency_unknown
             row["request_body"], row["response_body"] = b.request_body, b.response_body
             row["connections"] = b.connections
+            if self.records:
+                row["records_lost"] = b.records_lost
             row["role"] = roles[name]
             rows.append(row)
         return rows
@@ -279,12 +286,17 @@ class KernelSummary(Summary):
         balance = self.balance().text()
         unpaired = sum(r["unpaired"] for r in rows)
         lost = sum(r["not_followed"] for r in rows)
+        records_lost = sum(r.get("records_lost", 0) for r in rows)
+        if records_lost:
+            balance += (f"\nloss: {records_lost} transactions counted above have no line (the kernel's "
+                        "record ring was full): the counts are whole, the lines are not")
         if unpaired or lost:
             # Never hidden: how much of the traffic the verdict may not have seen.
             balance += (f"\nloss: {lost} connections not followed (their requests after that point are "
                         f"not counted), {unpaired} requests unpaired: the verdict is about what was "
                         "counted and may change if the loss was uneven")
-        parts = [Table(KERNEL_COLUMNS).render(rows) if rows else "no HTTP transaction traced", balance]
+        columns = [*KERNEL_COLUMNS[:-1], RECORDS_LOST_COLUMN, KERNEL_COLUMNS[-1]] if self.records else KERNEL_COLUMNS
+        parts = [Table(columns).render(rows) if rows else "no HTTP transaction traced", balance]
         tags = self.tag_rows()
         if tags:
             parts.append(Table(TAG_COLUMNS).render(tags))
@@ -296,13 +308,15 @@ class KernelSummary(Summary):
 
 
 def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: int, user_connections: int,
-               backends: dict[str, KernelBackend]) -> str:
-    """The exit line's account of the kernel path: what went where."""
+               backends: dict[str, KernelBackend], records_read: int | None = None) -> str:
+    """The exit line's account of the kernel path: what went where (``records_read``: the
+    kernel's transaction records read, None when there are none: --summary)."""
     lost = {why: k[c] for c, why in LOST_REASONS.items() if k[c]}
     unpaired = sum(b.unpaired for b in backends.values())
     reasons = "; ".join(f"{n} {why}" for why, n in lost.items()) or "none"
     text = (f"kernel path: {k[Counter.K_REQUESTS]} requests, {k[Counter.K_RESPONSES]} responses paired, "
-            f"{k[Counter.K_CONNECTIONS]} connections followed from their SYN; user-space path: "
+            f"{k[Counter.K_CONNECTIONS]} connections followed from their SYN"
+            f"{'' if records_read is None else records_text(k, records_read)}; user-space path: "
             f"{user_transactions} transactions ({user_incomplete} incomplete) on {user_connections} "
             f"connections handed off ({k[Counter.K_HANDED_OFF]} frames); "
             f"not followed: {k[Counter.K_MIDSTREAM]} connections joined after their SYN, "
@@ -311,6 +325,13 @@ def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: i
             f"{k[Counter.K_RETRANSMITTED]} segments seen twice or retransmitted, "
             f"{k[Counter.K_TUNNELS]} upgraded/CONNECT")
     return text  # what is not HTTP/1.x is said once, with the user-space path's (cli.py)
+
+
+def records_text(k: dict[Counter, int], read: int) -> str:
+    lost = k[Counter.K_RECORDS_LOST] + k[Counter.K_RECORDS_MISSING]
+    return (f", {read} transaction records read, {lost} paired transactions without a record "
+            f"({k[Counter.K_RECORDS_LOST]} lost in the record ring: full, "
+            f"{k[Counter.K_RECORDS_MISSING]} whose request's part was evicted)")
 
 
 def prometheus_buckets(hist: list[int], bounds: Iterable[float]) -> list[tuple[str, float]]:
@@ -366,6 +387,13 @@ class KernelCollector:
         yield requests
         yield latency
         yield lost
+        if self.summary.records:
+            no_line = CounterMetricFamily("netbpf_http_records_lost",
+                                          "Transactions counted but not shown: their record did not "
+                                          "reach user space (record ring full)", labels=["backend"])
+            for name, b in backends.items():
+                no_line.add_metric([name], b.records_lost)
+            yield no_line
         from .exporter import HttpCollector, TransactionCounts
 
         # Frames, ring and reassembly counters: as the user-space path exports them.

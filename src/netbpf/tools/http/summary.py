@@ -169,6 +169,13 @@ class Summary:
         if response is not None and not exchange.error:
             stats.latencies.append(response.last_ts - exchange.request.first_ts)
             stats.response_body += response.body_size
+        self.add_tag(tx)
+
+    def add_tag(self, tx: Transaction) -> None:
+        """The per-tag table's part of a transaction (alone: for a kernel record, whose
+        backend figures the kernel counted itself)."""
+        backend, exchange = tx.backend, tx.exchange
+        response = exchange.response
         tag = exchange.request.tag
         if tag is not None:
             entry = self.tags.get(tag)
