@@ -23,6 +23,7 @@ from typing import Any
 
 from ...bpf import BpfObject
 from ...output import Column, Table
+from . import BPF_OBJECT as BPF_OBJECT  # test_layouts checks the shared structs against it
 from . import Counter
 from .roles import FRONT, Roles
 from .summary import STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, balance_of
