@@ -82,6 +82,7 @@ struct http_conn {
 	__u8 pad[4];
 	__u64 resp_ts;			/* emit.h: the response being received, for its record */
 	__u64 resp_body;
+	__u64 req_body;			/* ... and the last request's body so far */
 	__u32 resp_index;
 	__u32 resp_status;
 };
@@ -632,8 +633,10 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			w->stop = 1;
 			return;
 		}
-		if (config.records)
+		if (config.records) {
+			c->req_body = 0;
 			http_rec_request(w->skb, w->key, w->now, c->fifo_tail, c->dir[0].isn);
+		}
 		c->req_ts[slot] = w->now;
 		c->head_mask = m == M_HEAD ? c->head_mask | bit : c->head_mask & ~bit;
 		c->connect_mask = m == M_CONNECT ? c->connect_mask | bit : c->connect_mask & ~bit;
@@ -855,6 +858,8 @@ static __always_inline void body_bytes(struct walk *w, __u64 n)
 {
 	if (w->side == 1)
 		w->c->resp_body += n;	/* emit.h: this response's */
+	else
+		w->c->req_body += n;
 	if (!w->st)
 		return;
 	if (w->side == 0)

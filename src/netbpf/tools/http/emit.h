@@ -77,6 +77,15 @@ static __always_inline __u64 head_word(const __u8 *buf, __u32 i)
 	return *(const __u64 *)(buf + (i & (HTTP_HEAD_MAX - 1)));
 }
 
+/* 1 where a value starts with the usual blank after the colon (any more are
+ * stripped by user space), 0 otherwise. */
+static __always_inline __u32 blank_at(const __u8 *buf, __u32 i)
+{
+	__u8 c = buf[i & (HTTP_HEAD_MAX - 1)];
+
+	return c == ' ' || c == '\t';
+}
+
 #define HOST_COLON 0x3a74736f68ULL	/* "host:", little-endian */
 
 /* A header line [line, eol) of the head in buf: Host or the tag header?
@@ -86,7 +95,7 @@ static __always_inline void http_note_field(const __u8 *buf, __u32 line, __u32 e
 	__u32 n = config.tag_len;
 
 	if ((fold8(head_word(buf, line)) & 0xffffffffffULL) == HOST_COLON) {
-		f->host_from = line + 5;
+		f->host_from = line + 5 + blank_at(buf, line + 5);
 		f->host_eol = eol;
 		return;
 	}
@@ -102,7 +111,7 @@ static __always_inline void http_note_field(const __u8 *buf, __u32 line, __u32 e
 		if ((fold8(head_word(buf, line + k * 8)) & mask) != config.tag_name[k])
 			return;
 	}
-	f->tag_from = line + n;
+	f->tag_from = line + n + blank_at(buf, line + n);
 	f->tag_eol = eol;
 }
 
@@ -238,6 +247,12 @@ __noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *
 		r->resp_ts = c->resp_ts;
 		r->end_ts = now;
 		r->resp_body = c->resp_body;
+		/* A chunked request's size is known once it was the last one and has ended. */
+		if ((r->flags & HTTP_REC_REQ_BODY_UNKNOWN) && c->resp_index + 1 == c->fifo_tail &&
+		    c->dir[0].state == DIR_HEAD) {
+			r->req_body = c->req_body;
+			r->flags &= ~HTTP_REC_REQ_BODY_UNKNOWN;
+		}
 		if (!netbpf_output(records, r, sizeof(*r))) {
 			netbpf_inc(counters, HTTP_K_RECORDS);
 			bpf_map_delete_elem(&requests, &k);
