@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import random
+import re
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -768,3 +772,56 @@ def test_a_full_record_ring_loses_lines_never_counts_or_statuses(rec_loaded: Bpf
     assert 0 < len(r.rows) < 60 and k[Counter.K_RECORDS] == len(r.rows)
     assert k[Counter.K_RECORDS_LOST] == r.counted.backend.records_lost == 60 - len(r.rows)
     assert all(truth[t["path"]] == t["status"] for t in r.rows)
+
+
+def test_more_transactions_than_the_record_ring_holds_show_the_loss_everywhere(workdir: Path) -> None:
+    """The tracer is stopped (SIGSTOP: nobody reads the ring) while 400 requests with unique
+    paths go through nginx, into a record ring of one page (9 records): the per-backend
+    table, the exit line and the Prometheus metrics all say how many transactions have no
+    line, the counts stay whole (the backends' logs), and every line shown is true."""
+    with HttpLab(False, weights=[1, 1, 1]) as h:
+        tracer = Tracer(h.lab.gateway, "-i", "any", "--port", "8080", "--json", "--record-buffer", "4",
+                        "--metrics", "127.0.0.1:9464", workdir=workdir)
+        plan = make_plan(400, seed=21, tag_share=0)
+        os.kill(tracer.proc.pid, signal.SIGSTOP)
+        try:
+            client_in_lab(h.lab, plan, workers=4)
+            logs = backend_logs(h, len(plan))
+        finally:
+            os.kill(tracer.proc.pid, signal.SIGCONT)
+        metrics = ""
+        deadline = time.monotonic() + 20
+        while "netbpf_http_records_lost_total" not in metrics and time.monotonic() < deadline:
+            metrics = h.lab.run(h.lab.gateway, "curl", "-sf", "http://127.0.0.1:9464/metrics",
+                                check=False).stdout
+            time.sleep(0.2)
+        out, err = tracer.stop()
+
+    truth = {e["path"]: e["status"] for entries in logs.values() for e in entries}
+    assert len(truth) == len(plan)
+    lines = [json.loads(line) for line in out.splitlines()]
+    # No line is invented or wrong: each is a request a backend served, with its status.
+    assert all(truth[t["path"]] == t["status"] for t in lines), lines
+    assert len({t["path"] for t in lines}) == len(lines)
+    line = accounting(err)
+    read, lost = (int(x) for x in re.search(r", (\d+) transaction records read, (\d+) paired transactions "
+                                            r"without a record", line).groups())  # type: ignore[union-attr]
+    assert read == len(lines) and lost > 0 and read + lost == len(plan), line
+    assert f"({lost} lost in the record ring: full, 0 whose request's part was evicted)" in line
+    # The table: counts whole (the backends' logs), the lines missing in NO-LINE.
+    table = err[err.index("BACKEND "):].splitlines()
+    header = table[0].replace(" ms", "_ms").split()  # "P50 ms": one column
+    no_line = 0
+    for address, entries in logs.items():
+        row = dict(zip(header, next(r for r in table if r.startswith(address + " ")).split(), strict=False))
+        assert int(row["REQUESTS"]) == len(entries), row
+        no_line += int(row["NO-LINE"])
+    assert no_line == lost
+    assert "have no line (the kernel's record ring was full)" in err
+    # The metrics, read while the tracer ran: the same loss per backend, the requests whole.
+    scraped = {m.group(1): float(m.group(2)) for m in
+               re.finditer(r'^netbpf_http_records_lost_total\{backend="([^"]+)"\} (\S+)$', metrics, re.M)}
+    assert sum(scraped.values()) == lost, metrics
+    requests = sum(float(v) for v in re.findall(r'^netbpf_http_requests_total\{backend="[^"]+",status="\dxx"\} (\S+)$',
+                                                 metrics, re.M))
+    assert requests == len(plan)
