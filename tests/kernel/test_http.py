@@ -196,7 +196,7 @@ def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, w
     if user:
         return
     # Every line came from a kernel record: no frame was kept for user space.
-    assert f", {2 * REQUESTS} transaction records read, 0 paired transactions without a record" in line, line
+    assert f", {2 * REQUESTS} transaction records read, 0 transactions without a record" in line, line
     assert "user-space path: 0 transactions (0 incomplete) on 0 connections handed off (0 frames)" in line
 
 
@@ -296,7 +296,7 @@ def test_replayed_ipip_frames_are_traced(pair: Lab, workdir: Path, outer, inner)
         assert t["tunnel"] == f"ipip {outer[0]}>{outer[1]}"
         assert t["backend"].startswith(f"[{inner[1][0]}]" if ":" in inner[1][0] else inner[1][0])
     # Counted and shown from the kernel's records: no frame kept for user space.
-    assert ", 5 transaction records read, 0 paired transactions without a record" in accounting(err)
+    assert ", 5 transaction records read, 0 transactions without a record" in accounting(err)
     assert " 0 kept (0 via IPIP" in accounting(err)
 
 

@@ -27,7 +27,15 @@ from netbpf.lab import Lab
 from netbpf.lab.servers import client_in_lab, make_plan
 from netbpf.tools.http import Counter, make_config, open_object, read_counters
 from netbpf.tools.http.kernel import KernelBackend, read_backends
-from netbpf.tools.http.records import CUT, HOST_MAX, TAG_MAX, TARGET_MAX, RecordDecoder, RecordReader
+from netbpf.tools.http.records import (
+    CUT,
+    HOST_MAX,
+    NO_RESPONSE,
+    TAG_MAX,
+    TARGET_MAX,
+    RecordDecoder,
+    RecordReader,
+)
 from netbpf.tools.http.report import Report
 from tests.http_frames import (
     FIN,
@@ -825,3 +833,14 @@ def test_more_transactions_than_the_record_ring_holds_show_the_loss_everywhere(w
     requests = sum(float(v) for v in re.findall(r'^netbpf_http_requests_total\{backend="[^"]+",status="\dxx"\} (\S+)$',
                                                  metrics, re.M))
     assert requests == len(plan)
+
+
+def test_requests_closed_unanswered_have_a_line_that_says_so(rec_loaded: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/answered"), response(200, b"ok"))
+    flow.send(0, get("/never") + get("/never-either"))
+    flow.rst(1)
+    r = run_records(rec_loaded, flow.packets, flow)
+    assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [
+        ("/answered", 200, None), ("/never", None, NO_RESPONSE), ("/never-either", None, NO_RESPONSE)]
+    assert r.counted.backend.no_response == 2

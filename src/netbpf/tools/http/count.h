@@ -257,10 +257,14 @@ static __always_inline void close_conn(struct http_conn *c, struct http_conn_key
 			response_done(c, key, now);
 		else if (st)
 			st->latency_unknown++;
+		if (c->dir[1].state != DIR_UNTIL_CLOSE && config.records)
+			http_rec_closed(key, c, 1);	/* emit.h: its line, its end unknown */
 		c->resp_open = 0;
 	}
 	if (st)
 		st->no_response += c->fifo_tail - c->fifo_head;
+	if (config.records && c->fifo_tail != c->fifo_head)
+		http_rec_closed(key, c, 0);	/* emit.h: a line for each, unanswered */
 	c->fifo_head = c->fifo_tail;
 }
 

@@ -273,4 +273,36 @@ __noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *
 	return 0;
 }
 
+struct closed_walk {
+	struct http_conn_key *key;
+	struct http_conn *c;
+};
+
+static long closed_request(__u32 i, struct closed_walk *cw)
+{
+	struct http_conn *c = cw->c;
+
+	if (c->fifo_head + i == c->fifo_tail)
+		return 1;
+	c->resp_index = c->fifo_head + i;
+	c->resp_status = 0;
+	c->resp_ts = 0;
+	c->resp_body = 0;
+	http_rec_emit(cw->key, c, 0);
+	return 0;
+}
+
+/* The connection closed (server FIN, or RST) with requests outstanding
+ * (open = 0: a record each, without a status) or with a response begun
+ * (open = 1: its record, its end unknown): their lines say so. */
+static __always_inline void http_rec_closed(struct http_conn_key *key, struct http_conn *c, int open)
+{
+	struct closed_walk cw = { .key = key, .c = c };
+
+	if (open)
+		http_rec_emit(key, c, 0);
+	else
+		bpf_loop(HTTP_FIFO, closed_request, &cw, 0);
+}
+
 #endif /* NETBPF_HTTP_EMIT_H */

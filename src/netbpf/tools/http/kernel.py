@@ -330,7 +330,7 @@ def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: i
 
 def records_text(k: dict[Counter, int], read: int) -> str:
     lost = k[Counter.K_RECORDS_LOST] + k[Counter.K_RECORDS_MISSING]
-    return (f", {read} transaction records read, {lost} paired transactions without a record "
+    return (f", {read} transaction records read, {lost} transactions without a record "
             f"({k[Counter.K_RECORDS_LOST]} lost in the record ring: full, "
             f"{k[Counter.K_RECORDS_MISSING]} whose request's part was evicted)")
 

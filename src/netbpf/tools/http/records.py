@@ -31,6 +31,8 @@ from .tracer import Transaction
 METHOD_MAX, TARGET_MAX, HOST_MAX, TAG_MAX = 8, 128, 64, 64
 TARGET_CUT, HOST_CUT, TAG_CUT, HAS_TAG, REQ_BODY_UNKNOWN, HAS_HOST = 1, 2, 4, 8, 16, 32
 CUT = "\u2026"
+NO_RESPONSE = "connection closed unanswered"  # the server's FIN or a reset, request outstanding
+CLOSED_MID_RESPONSE = "connection closed mid-response"  # its status was seen, not its end
 UNKNOWN = -1  # a size the kernel does not keep: shown as "-" / null (report.py)
 ENCAP = {1: "ipip", 2: "vxlan"}
 
@@ -104,12 +106,15 @@ class RecordDecoder:
         request = Request(method[:method_len].decode("latin-1"), path, "HTTP/1",
                           _text(host, host_len, bool(flags & HOST_CUT)).strip(" \t"), (),
                           UNKNOWN if flags & REQ_BODY_UNKNOWN else req_body, UNKNOWN, False, first, first, value)
-        response = Response(status, "", "HTTP/1", (), resp_body, UNKNOWN, False, head, last)
+        # end_ts 0: the connection closed before the response ended (or began: status 0).
+        response = Response(status, "", "HTTP/1", (), resp_body, UNKNOWN, False, head, last) \
+            if end_ts else None
+        error = "" if end_ts else CLOSED_MID_RESPONSE if status else NO_RESPONSE
         tunnel = None
         if encap:
             tunnel = Tunnel(ENCAP[encap], _ip(outer_src, outer_family), _ip(outer_dst, outer_family),
                             vni if encap == 2 else None)
-        return Transaction(Exchange(request, response), self._endpoint(client, family, cport),
+        return Transaction(Exchange(request, response, error), self._endpoint(client, family, cport),
                            self._endpoint(server, family, sport), tunnel)
 
 
