@@ -201,13 +201,17 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 		return;
 	c->lost = 1;
 	netbpf_inc(counters, why);
-	/* Nothing of it counted yet, and HTTP/1.x as far as we know: user space
-	 * can take the whole of it from here without counting anything twice. */
-	if (config.hand_off && !c->fifo_tail && why != HTTP_K_LOST_NOT_HTTP) {
+	/* HTTP/1.x as far as we know: user space takes it from here. Nothing of
+	 * it counted yet: the whole of it. Counted in part: from the first frame
+	 * none of whose bytes the kernel parsed (http_count_segment); user space
+	 * joins it mid-stream, pairing only what it can prove, and what the kernel
+	 * counted without its response stays unpaired below. */
+	if (config.hand_off && why != HTTP_K_LOST_NOT_HTTP) {
 		c->handed = 1;
 		if (st)
 			st->handed_off++;
-		return;
+		if (!c->fifo_tail)
+			return;
 	}
 	if (!st)
 		return;
@@ -1145,17 +1149,17 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		} else {
 			w.pos += -ahead;
 			bpf_loop(HTTP_MAX_STEPS, walk_step, &w, 0);
-			if (c->lost)
-				return c->handed;
+			if (c->lost)	/* this frame to user space only if none of it was parsed */
+				return c->handed && !ahead && w.pos == payload;
 			if (w.pos < w.end) {
 				lose(c, st, HTTP_K_LOST_STEPS);
-				return c->handed;
+				return 0;	/* parsed in part: user space takes the next one */
 			}
 			d->next_seq = seq + len;
 			if (d->island && (__s32)(d->next_seq - d->island_start) >= 0 &&
 			    !join_island(&w, d)) {
 				lose(c, st, HTTP_K_LOST_GAP);
-				return c->handed;
+				return 0;	/* parsed: user space takes the next one */
 			}
 		}
 	}
