@@ -525,13 +525,14 @@ def test_connections_open_before_the_tracer_are_handed_to_user_space(workdir: Pa
         assert row["requests"] == len(new), (address, row, line)
         # The user-space path never pairs what TCP does not prove: the first exchange on a
         # connection joined mid-stream may be one (a request pipelined before the join could
-        # own the response), said as unanswered, never as a status it might not have.
+        # own the response), said as unknown, never as a status it might not have.
         counted = {c: row[c] for c in ("2xx", "3xx", "4xx", "5xx")}
         truth = {c: classes.get(c, 0) for c in ("2xx", "3xx", "4xx", "5xx")}
         unknown = sum(truth.values()) - sum(counted.values())
         assert all(counted[c] <= truth[c] for c in truth), (address, json.dumps(row))
         assert 0 <= unknown <= joined, (address, json.dumps(row), line)
-        assert row["unanswered"] + row.get("in_flight", 0) + row.get("unpaired", 0) == unknown, \
+        assert row["unanswered"] + row["unknown"] + row.get("in_flight", 0) + row.get("unpaired", 0) \
+            == unknown, \
             (address, json.dumps(row))
 
 

@@ -123,6 +123,7 @@ class KernelBackend:
     latency_unknown: int = 0
     latency_sum_ns: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    unknown: int = 0  # user-space path: exchanges the capture cannot tell about (summary.outcome)
     records_lost: int = 0  # paired, but no line: the record ring was full (or the request evicted)
     clients: set[bytes] = field(default_factory=set)  # sampled client addresses, one per CPU
     family: int = 4
@@ -184,6 +185,7 @@ KERNEL_COLUMNS = [
     Column("share", "SHARE", align=">", text=lambda v: f"{v:.1%}"),
     *(Column(c, c.upper(), align=">") for c in STATUS_CLASSES[1:]),
     Column("unanswered", "NO-RESP", align=">"),
+    Column("unknown", "UNKNOWN", align=">"),
     Column("unpaired", "UNPAIRED", align=">"),
     Column("not_followed", "NOT-FOLLOWED", align=">"),
     Column("p50_ms", "P50 ms", align=">", text=lambda v: f"{v:.2f}"),
@@ -225,6 +227,7 @@ class KernelSummary(Summary):
             k = merged.get(name, KernelBackend())
             b = merged[name] = KernelBackend(**{f: getattr(k, f) for f in _SCALARS})
             b.status, b.latency = list(k.status), list(k.latency)
+            b.unknown = k.unknown + us.statuses.get("unknown", 0)
             b.requests += us.requests
             for i, c in enumerate(STATUS_CLASSES):
                 b.status[i] += us.statuses.get(c, 0)
@@ -261,7 +264,8 @@ class KernelSummary(Summary):
                 row[c] = b.status[i]
             # Neither answered, nor closed unanswered, nor lost track of: in flight.
             row["unanswered"] = b.no_response
-            row["in_flight"] = max(0, b.requests - sum(b.status) - b.no_response - b.unpaired)
+            row["unknown"] = b.unknown
+            row["in_flight"] = max(0, b.requests - sum(b.status) - b.no_response - b.unknown - b.unpaired)
             row["unpaired"] = b.unpaired
             row["not_followed"] = b.not_followed
             for q in (50, 90, 99):
@@ -368,7 +372,8 @@ class KernelCollector:
         self.summary.refresh()
         backends = self.summary.merged()
         requests = CounterMetricFamily("netbpf_http_requests", "HTTP requests traced, by backend and "
-                                       "response status class (none: closed unanswered; unpaired: "
+                                       "response status class (none: closed unanswered; unknown: not told by the "
+                                       "capture (user-space path); unpaired: "
                                        "its response not followed; pending: not answered yet)",
                                        labels=["backend", "status"])
         latency = HistogramMetricFamily("netbpf_http_request_duration_seconds",
@@ -380,9 +385,10 @@ class KernelCollector:
             for i, c in enumerate(STATUS_CLASSES):
                 requests.add_metric([name, c], b.status[i])
             requests.add_metric([name, "none"], b.no_response)
+            requests.add_metric([name, "unknown"], b.unknown)
             requests.add_metric([name, "unpaired"], b.unpaired)
             requests.add_metric([name, "pending"],
-                                max(0, b.requests - sum(b.status) - b.no_response - b.unpaired))
+                                max(0, b.requests - sum(b.status) - b.no_response - b.unknown - b.unpaired))
             latency.add_metric([name], prometheus_buckets(b.latency, BOUNDS), b.latency_sum_ns / 1e9)
             lost.add_metric([name], b.lost_connections)
         yield requests
