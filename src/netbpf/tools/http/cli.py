@@ -62,9 +62,12 @@ examples:
   (df 2), p = < 1e-12: UNEVEN: the gateway does not spread requests evenly
   netbpf http: 16146 transactions (0 incomplete), ... 0 lost in the ring; 0 reassembly gaps ...
 
-Frames are taken by a socket filter on an AF_PACKET socket (a copy of each frame: the
-gateway's traffic is never touched), also inside IPIP and VXLAN; pure ACKs and other
-ports are dropped in the kernel. TCP is reassembled (out of order, retransmissions,
+The kernel pairs requests and responses itself: --summary and --metrics read its counts,
+lines and --json one fixed-size record per transaction (target cut to 128 bytes, Host and
+tag to 64); what it cannot follow goes to user space, counted once, said at exit.
+With -H or --counting user, frames are taken by a socket filter on an AF_PACKET socket (a
+copy of each frame: the gateway's traffic is never touched), also inside IPIP and VXLAN;
+pure ACKs and other ports are dropped in the kernel. TCP is reassembled (out of order, retransmissions,
 gaps counted), HTTP/1.x parsed by llhttp (keep-alive, pipelining, chunked, HEAD, 1xx).
 At exit: frames seen/kept/lost in the ring, gaps and unparseable streams, never hidden.
 """
