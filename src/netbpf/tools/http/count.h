@@ -1129,8 +1129,8 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	st = backend_stats(key);
 	if (len) {
 		struct http_dir *d = side ? &c->dir[1] : &c->dir[0];
-		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload,
-				  .end = end, .now = now, .side = side };
+		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload, .end = end, .now = now,
+				  .side = side };
 		__s32 ahead = (__s32)(seq - d->next_seq);
 
 		netbpf_inc(counters, HTTP_K_SEGMENTS);

@@ -298,7 +298,7 @@ class KernelSummary(Summary):
         if unpaired or lost:
             # Never hidden: how much of the traffic the verdict may not have seen.
             balance += (f"\nloss: {lost} connections not followed (their requests after that point are "
-                        f"not counted), {unpaired} requests unpaired: the verdict is about what was "
+                        f"counted only as far as the user-space path could), {unpaired} requests unpaired: the verdict is about what was "
                         "counted and may change if the loss was uneven")
         columns = [*KERNEL_COLUMNS[:-1], RECORDS_LOST_COLUMN, KERNEL_COLUMNS[-1]] if self.records else KERNEL_COLUMNS
         parts = [Table(columns).render(rows) if rows else "no HTTP transaction traced", balance]
@@ -379,7 +379,7 @@ class KernelCollector:
         latency = HistogramMetricFamily("netbpf_http_request_duration_seconds",
                                         "First request byte to last response byte", labels=["backend"])
         lost = CounterMetricFamily("netbpf_http_connections_not_followed",
-                                   "Connections the kernel stopped following and did not hand off",
+                                   "Connections the kernel stopped following after counting part of them",
                                    labels=["backend"])
         for name, b in backends.items():
             for i, c in enumerate(STATUS_CLASSES):
