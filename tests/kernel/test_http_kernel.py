@@ -824,7 +824,7 @@ def test_more_transactions_than_the_record_ring_holds_show_the_loss_everywhere(w
     assert all(truth[t["path"]] == t["status"] for t in lines), lines
     assert len({t["path"] for t in lines}) == len(lines)
     line = accounting(err)
-    read, lost = (int(x) for x in re.search(r", (\d+) transaction records read, (\d+) paired transactions "
+    read, lost = (int(x) for x in re.search(r", (\d+) transaction records read, (\d+) transactions "
                                             r"without a record", line).groups())  # type: ignore[union-attr]
     assert read == len(lines) and lost > 0 and read + lost == len(plan), line
     assert f"({lost} lost in the record ring: full, 0 whose request's part was evicted)" in line
@@ -856,3 +856,25 @@ def test_requests_closed_unanswered_have_a_line_that_says_so(rec_loaded: BpfObje
     assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [
         ("/answered", 200, None), ("/never", None, NO_RESPONSE), ("/never-either", None, NO_RESPONSE)]
     assert r.counted.backend.no_response == 2
+
+
+def test_records_of_a_websocket_upgrade_and_of_retransmitted_segments(rec_loaded: BpfObject) -> None:
+    """The upgrade is one transaction (101), the frames after it none; segments retransmitted
+    and seen twice (-i any on a router) give each transaction one record."""
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/before"), response(200, b"x"))
+    flow.send(0, get("/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n"))
+    flow.send(1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    flow.send(0, b"\x82\x0eGET / HTTP/1.1")
+    flow.send(1, b"\x82\x0fHTTP/1.1 200 OK")
+    r = run_records(rec_loaded, flow.packets, flow)
+    assert [(t["path"], t["status"]) for t in r.rows] == [("/before", 200), ("/ws", 101)]
+
+    flow = TcpFlow().handshake()
+    statuses = [200 if i % 2 else 500 for i in range(20)]
+    for i, status in enumerate(statuses):
+        exchange(flow, get(f"/r{i}"), response(status, b"y" * 3000))
+    packets = retransmitted(flow.packets, random.Random(3), share=0.3)
+    r = run_records(rec_loaded, [p for pkt in packets for p in (pkt, pkt)], flow)
+    assert [(t["path"], t["status"], t["response_body"]) for t in r.rows] == \
+        [(f"/r{i}", s, 3000) for i, s in enumerate(statuses)]
