@@ -135,7 +135,7 @@ class HttpLab:
 
 
 # -- the lab test of the issue ----------------------------------------------------------------
-@pytest.mark.parametrize("tunnel", ["plain", "vxlan", "plain-user"])
+@pytest.mark.parametrize("tunnel", ["plain", "vxlan", "plain-user", "plain-tc"])
 def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, workdir: Path) -> None:
     """Lines from the kernel's records (the default), and from the user-space path
     (``--counting user``, the reference path, as -H takes it)."""
@@ -143,9 +143,11 @@ def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, w
     with HttpLab(tunnel == "vxlan", weights=[3, 2, 1]) as h:
         # Plain: every interface of the gateway. VXLAN: the client side, and the
         # backends only through the underlay, so every backend frame is decapsulated.
-        interfaces = "c0,u1,u2,u3" if tunnel == "vxlan" else "any"
+        # tc: records from tcx on the client side and each backend's link.
+        interfaces = {"vxlan": "c0,u1,u2,u3", "plain-tc": "c0,b1,b2,b3"}.get(tunnel, "any")
+        extra = ["--counting", "user"] if user else ["--hook", "tc"] if tunnel.endswith("-tc") else []
         tracer = Tracer(h.lab.gateway, "-i", interfaces, "--port", "80,8080", "--tag-header", "X-Test-Id",
-                        "--json", "-B", "131072", *(["--counting", "user"] if user else []), workdir=workdir)
+                        "--json", "-B", "131072", *extra, workdir=workdir)
         plan = make_plan(REQUESTS, seed=11)
         results = client_in_lab(h.lab, plan, workers=4)
         logs = backend_logs(h, REQUESTS)
