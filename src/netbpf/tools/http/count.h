@@ -538,8 +538,11 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 		sc->fields.tag_from = 0;
 	}
 	if (r->request) {
-		sc->fields.target_from = method(b, &m) + 1;	/* emit.h */
-		if (sc->fields.target_from == 1) {
+		__u32 len = method(b, &m);
+
+		if (config.records)
+			sc->fields.target_from = len + 1;	/* emit.h */
+		if (!len) {
 			if (b[0] == 'P' && b[1] == 'R' && b[2] == 'I' && b[3] == ' ')
 				r->verdict = HEAD_HTTP2;
 			else if (b[0] == 0x16 && b[1] == 3)
@@ -864,9 +867,9 @@ lost:
 
 static __always_inline void body_bytes(struct walk *w, __u64 n)
 {
-	if (w->side == 1)
+	if (config.records && w->side == 1)
 		w->c->resp_body += n;	/* emit.h: this response's */
-	else
+	else if (config.records)
 		w->c->req_body += n;
 	if (!w->st)
 		return;
