@@ -31,6 +31,7 @@ from netbpf.tools.http.records import (
     CUT,
     HOST_MAX,
     NO_RESPONSE,
+    RESPONSE_NOT_FOLLOWED,
     TAG_MAX,
     TARGET_MAX,
     RecordDecoder,
@@ -726,7 +727,9 @@ def test_what_the_kernel_cannot_follow_has_no_record(rec_loaded: BpfObject) -> N
     packets = [p for i, p in enumerate(flow.packets) if i not in (lost_resp_a, lost_req_b)]
     r = run_records(rec_loaded, packets, flow)
     assert all((t["path"], t["status"]) != ("/a", 404) for t in r.rows), r.rows
-    assert r.rows == [] and r.counted.counters[Counter.K_LOST_GAP] >= 1
+    # /a: counted, its response not followed, said so (its line from the next frame, /c's).
+    assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [("/a", None, RESPONSE_NOT_FOLLOWED)]
+    assert r.counted.counters[Counter.K_LOST_GAP] >= 1
 
 
 @pytest.mark.parametrize("wrap,backend", [
@@ -878,3 +881,18 @@ def test_records_of_a_websocket_upgrade_and_of_retransmitted_segments(rec_loaded
     r = run_records(rec_loaded, [p for pkt in packets for p in (pkt, pkt)], flow)
     assert [(t["path"], t["status"], t["response_body"]) for t in r.rows] == \
         [(f"/r{i}", s, 3000) for i, s in enumerate(statuses)]
+
+
+def test_requests_whose_response_the_kernel_lost_have_a_line_that_says_so(rec_loaded: BpfObject) -> None:
+    """Reordered response segments outside a body: the kernel stops following; the request
+    it counted gets a line without a status (from the connection's next frame), never a
+    status it did not see."""
+    flow = TcpFlow().handshake()
+    flow.send(0, get("/o"))
+    flow.send(1, response(200, b"q" * 4000))
+    p = flow.packets
+    swapped = [*p[:4], p[5], p[4], *p[6:]]
+    flow.fin(1)
+    r = run_records(rec_loaded, [*swapped, flow.packets[-1]], flow)
+    assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [("/o", None, RESPONSE_NOT_FOLLOWED)]
+    assert r.counted.backend.unpaired == 1

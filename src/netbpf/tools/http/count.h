@@ -219,6 +219,8 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 	st->unpaired += c->fifo_tail - c->fifo_head;
 	if (c->resp_open)
 		st->latency_unknown++;
+	if (config.records && c->resp_open)
+		c->fifo_head--;	/* emit.h: its line too, from the connection's next frame */
 	c->resp_open = 0;
 }
 
@@ -1125,8 +1127,14 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		}
 		return c->handed;
 	}
-	if (c->lost)
+	if (c->lost) {
+		if (config.records && c->fifo_head != c->fifo_tail) {
+			/* emit.h: a line for each request counted, its response not followed */
+			http_rec_closed(key, c, 0);
+			c->fifo_head = c->fifo_tail;
+		}
 		return c->handed;
+	}
 	if (c->closed)
 		return 0;
 	st = backend_stats(key);

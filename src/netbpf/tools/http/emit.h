@@ -247,6 +247,8 @@ __noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *
 		r->resp_ts = c->resp_ts;
 		r->end_ts = now;
 		r->resp_body = c->resp_body;
+		if (c->lost)
+			r->flags |= HTTP_REC_NOT_FOLLOWED;
 		/* A chunked request's size is known once it was the last one and has ended. */
 		if ((r->flags & HTTP_REC_REQ_BODY_UNKNOWN) && c->resp_index + 1 == c->fifo_tail &&
 		    c->dir[0].state == DIR_HEAD) {

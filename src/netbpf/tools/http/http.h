@@ -72,6 +72,7 @@ enum http_record_flag {
 	HTTP_REC_HAS_TAG = 8,		/* the tag header was in the request head */
 	HTTP_REC_REQ_BODY_UNKNOWN = 16,	/* chunked request: its size is not kept */
 	HTTP_REC_HAS_HOST = 32,
+	HTTP_REC_NOT_FOLLOWED = 64,	/* the kernel lost track of its response */
 };
 
 /* One paired transaction, as a person reads it: written to the `records`

@@ -29,10 +29,13 @@ from . import BPF_OBJECT as BPF_OBJECT  # test_layouts checks Record against it
 from .tracer import Transaction
 
 METHOD_MAX, TARGET_MAX, HOST_MAX, TAG_MAX = 8, 128, 64, 64
-TARGET_CUT, HOST_CUT, TAG_CUT, HAS_TAG, REQ_BODY_UNKNOWN, HAS_HOST = 1, 2, 4, 8, 16, 32
+TARGET_CUT, HOST_CUT, TAG_CUT, HAS_TAG, REQ_BODY_UNKNOWN, HAS_HOST, NOT_FOLLOWED = 1, 2, 4, 8, 16, 32, 64
 CUT = "\u2026"
 NO_RESPONSE = "connection closed unanswered"  # the server's FIN or a reset, request outstanding
 CLOSED_MID_RESPONSE = "connection closed mid-response"  # its status was seen, not its end
+# The kernel lost track of the connection (a gap, reordering) after counting the request:
+# its status is unknown (UNPAIRED in the table).
+RESPONSE_NOT_FOLLOWED = "response not followed (the kernel lost track of the connection)"
 UNKNOWN = -1  # a size the kernel does not keep: shown as "-" / null (report.py)
 ENCAP = {1: "ipip", 2: "vxlan"}
 
@@ -109,7 +112,8 @@ class RecordDecoder:
         # end_ts 0: the connection closed before the response ended (or began: status 0).
         response = Response(status, "", "HTTP/1", (), resp_body, UNKNOWN, False, head, last) \
             if end_ts else None
-        error = "" if end_ts else CLOSED_MID_RESPONSE if status else NO_RESPONSE
+        error = ("" if end_ts else RESPONSE_NOT_FOLLOWED if flags & NOT_FOLLOWED
+                 else CLOSED_MID_RESPONSE if status else NO_RESPONSE)
         tunnel = None
         if encap:
             tunnel = Tunnel(ENCAP[encap], _ip(outer_src, outer_family), _ip(outer_dst, outer_family),
