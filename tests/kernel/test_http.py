@@ -135,14 +135,19 @@ class HttpLab:
 
 
 # -- the lab test of the issue ----------------------------------------------------------------
-@pytest.mark.parametrize("tunnel", ["plain", "vxlan"])
+@pytest.mark.parametrize("tunnel", ["plain", "vxlan", "plain-user", "plain-tc"])
 def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, workdir: Path) -> None:
+    """Lines from the kernel's records (the default), and from the user-space path
+    (``--counting user``, the reference path, as -H takes it)."""
+    user = tunnel.endswith("-user")
     with HttpLab(tunnel == "vxlan", weights=[3, 2, 1]) as h:
         # Plain: every interface of the gateway. VXLAN: the client side, and the
         # backends only through the underlay, so every backend frame is decapsulated.
-        interfaces = "any" if tunnel == "plain" else "c0,u1,u2,u3"
+        # tc: records from tcx on the client side and each backend's link.
+        interfaces = {"vxlan": "c0,u1,u2,u3", "plain-tc": "c0,b1,b2,b3"}.get(tunnel, "any")
+        extra = ["--counting", "user"] if user else ["--hook", "tc"] if tunnel.endswith("-tc") else []
         tracer = Tracer(h.lab.gateway, "-i", interfaces, "--port", "80,8080", "--tag-header", "X-Test-Id",
-                        "--json", "-B", "131072", workdir=workdir)
+                        "--json", "-B", "131072", *extra, workdir=workdir)
         plan = make_plan(REQUESTS, seed=11)
         results = client_in_lab(h.lab, plan, workers=4)
         logs = backend_logs(h, REQUESTS)
@@ -152,27 +157,47 @@ def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, w
     by_path: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
     for t in traced:
         by_path[("backend" if t["backend"].endswith(":8080") else "gateway", t["path"])].append(t)
+    line = accounting(err)
+    # A segment may reach the hook on one CPU before its predecessor reached it on another
+    # (the packet tap of -i any, or tcx on four interfaces, on a loaded machine): the kernel
+    # then loses track of that connection from there on, says so, hands the rest to the
+    # user-space path (not at tc) and gives the requests it counted a line without a
+    # status. Allowed only rarely, as said; a line is then missing or says it does not
+    # know, never a wrong status, never twice.
+    lost_track = 0 if user else int(re.search(r"(\d+) lost track of", line).group(1))  # type: ignore[union-attr]
+    followed = 1 if user else int(re.search(r"(\d+) connections followed", line).group(1))  # type: ignore[union-attr]
+    assert lost_track <= max(2, followed // 100), line
+
+    def one(key: tuple[str, str], expected: tuple[Any, ...], fields: tuple[str, ...]) -> dict[str, Any] | None:
+        lines = by_path[key]
+        if lost_track and (not lines or lines[0]["status"] is None):
+            assert len(lines) <= 1 and (not lines or lines[0]["error"]), (key, lines, line)
+            return None
+        assert len(lines) == 1, (key, lines, line)
+        assert tuple(lines[0][f] for f in fields) == expected, (expected, lines[0])
+        return lines[0]
 
     # What the client got: every request it sent, seen once between client and gateway.
     planned = {p.id: p for p in plan}
     assert len(results) == REQUESTS and all(r["status"] == planned[r["id"]].status for r in results)
     for r in results:
         p = planned[r["id"]]
-        (t,) = by_path[("gateway", p.path)]
-        assert (t["method"], t["status"], t["request_body"], t["response_body"], t["error"]) == \
-            (p.method, r["status"], p.body, r["response_body"], None), t
-        assert t["tag"] == p.tag
-        assert t["client"].startswith("[fd00:1::2]:" if p.ipv6 else "10.0.1.2:")
+        t = one(("gateway", p.path), (p.method, r["status"], p.body, r["response_body"], None),
+                ("method", "status", "request_body", "response_body", "error"))
+        if t is not None:
+            assert t["tag"] == p.tag
+            assert t["client"].startswith("[fd00:1::2]:" if p.ipv6 else "10.0.1.2:")
 
     # What each backend logged: the same transaction, with the right backend, status and sizes.
     logged = 0
     for index, (address, entries) in enumerate(logs.items(), start=1):
         for entry in entries:
             logged += 1
-            (t,) = by_path[("backend", entry["path"])]
-            assert (t["backend"], t["method"], t["status"], t["request_body"], t["response_body"],
-                    t["error"]) == (address, entry["method"], entry["status"], entry["request_body"],
-                                    entry["response_body"], None), (entry, t)
+            t = one(("backend", entry["path"]), (address, entry["method"], entry["status"], entry["request_body"],
+                                                 entry["response_body"], None),
+                    ("backend", "method", "status", "request_body", "response_body", "error"))
+            if t is None:
+                continue
             assert t["tag"] == entry["tag"]
             if tunnel == "vxlan":
                 assert t["tunnel"] == f"vxlan 172.16.{index}.1>172.16.{index}.2 vni {100 + index}" or \
@@ -180,18 +205,20 @@ def test_traced_transactions_are_exactly_what_the_backends_served(tunnel: str, w
             else:
                 assert t["tunnel"] is None
     assert logged == REQUESTS
-    assert len(traced) == 2 * REQUESTS  # nothing else, no duplicate
+    assert len(traced) <= 2 * REQUESTS and (lost_track or len(traced) == 2 * REQUESTS)  # no duplicate
 
     # The table at exit counts per backend what the backends counted.
     counts = summary_counts(err)
     for address, entries in logs.items():
-        assert counts[address] == len(entries)
+        assert counts[address] <= len(entries) and (lost_track or counts[address] == len(entries))
     assert "UNEVEN" in err  # weights 3:2:1 are found out
     assert "balance: 3 backends" in err and "(not compared: front end " in err  # the gateway's port 80
-    line = accounting(err)
     assert " 0 lost in the ring" in line and " 0 reassembly gaps" in line and " 0 unparseable" in line
-    if tunnel == "vxlan":
-        assert " 0 via VXLAN" not in line
+    if user or lost_track:
+        return
+    # Every line came from a kernel record: no frame was kept for user space.
+    assert f", {2 * REQUESTS} transaction records read, 0 transactions without a record" in line, line
+    assert "user-space path: 0 transactions (0 incomplete) on 0 connections handed off (0 frames)" in line
 
 
 def test_a_backend_that_gets_nothing_counts_against_the_spread(workdir: Path) -> None:
@@ -289,8 +316,9 @@ def test_replayed_ipip_frames_are_traced(pair: Lab, workdir: Path, outer, inner)
     for t in traced:
         assert t["tunnel"] == f"ipip {outer[0]}>{outer[1]}"
         assert t["backend"].startswith(f"[{inner[1][0]}]" if ":" in inner[1][0] else inner[1][0])
-    kept = len([p for f in flows for p in f.packets if p.payload or p.flags & (SYN | FIN | RST)])
-    assert f"{kept} kept ({kept} via IPIP" in accounting(err)
+    # Counted and shown from the kernel's records: no frame kept for user space.
+    assert ", 5 transaction records read, 0 transactions without a record" in accounting(err)
+    assert " 0 kept (0 via IPIP" in accounting(err)
 
 
 # -- the kernel filter and the Python decoder agree -------------------------------------------
@@ -337,7 +365,9 @@ def test_bare_acks_and_other_ports_stay_in_the_kernel(pair: Lab, workdir: Path) 
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         pair.wait_listening(pair.gateway, 8080)
-        tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--json", workdir=workdir)
+        # The user-space path: every frame with payload (or SYN/FIN/RST) kept, bare ACKs not.
+        tracer = Tracer(pair.gateway, "-i", "c0", "--port", "8080", "--json", "--counting", "user",
+                        workdir=workdir)
         for _ in range(3):
             pair.run(pair.client, "curl", "-s", "-o", "/dev/null", "http://10.0.1.1:8080/")
         pair.run(pair.client, "ping", "-c", "3", "-i", "0.05", pair.GATEWAY_IP)

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import random
+import re
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,17 @@ from netbpf.lab import Lab
 from netbpf.lab.servers import client_in_lab, make_plan
 from netbpf.tools.http import Counter, make_config, open_object, read_counters
 from netbpf.tools.http.kernel import KernelBackend, read_backends
+from netbpf.tools.http.records import (
+    CUT,
+    HOST_MAX,
+    NO_RESPONSE,
+    RESPONSE_NOT_FOLLOWED,
+    TAG_MAX,
+    TARGET_MAX,
+    RecordDecoder,
+    RecordReader,
+)
+from netbpf.tools.http.report import Report
 from tests.http_frames import (
     FIN,
     Pkt,
@@ -301,12 +316,23 @@ def test_a_gap_stops_following_and_nothing_is_mispaired(kernel: BpfObject) -> No
     lost = {4, 5}  # R1's response and R2's request (after SYN, SYN-ACK, ACK, R1)
     assert flow.packets[4].payload.startswith(b"HTTP/1.1 200")
     assert flow.packets[5].payload.startswith(b"GET /b")
-    c = run(kernel, [p for i, p in enumerate(flow.packets) if i not in lost], flow)
-    # /a counted as a request, then the gap: nothing after it is paired.
+    seen = [p for i, p in enumerate(flow.packets) if i not in lost]
+    c = run(kernel, seen, flow)
+    # /a counted as a request, then the gap: nothing after it is paired in the kernel.
     assert c.backend.requests == 1 and sum(c.status()) == 0
     assert c.counters[Counter.K_LOST_GAP] == 1 and c.backend.unpaired == 1
-    # /a was counted here: the rest is not followed, and not handed off either.
-    assert c.backend.lost_connections == 1 and c.backend.handed_off == 0 and c.kept == []
+    # Shown as a loss, and the rest handed to user space from the frame after the gap.
+    assert c.backend.lost_connections == 1 and c.backend.handed_off == 1 and c.kept == [4, 5, 6]
+    # There, joined mid-stream: /c's 200 at most, the 404 never paired with anything.
+    from netbpf.tools.http.tracer import HttpTracer
+
+    got: list[tuple[str, int | None]] = []
+    tracer = HttpTracer([8080], lambda tx: got.append(
+        (tx.exchange.request.target, tx.exchange.response.status if tx.exchange.response else None)))
+    for i in c.kept:
+        tracer.feed(flow.render(seen[i]))
+    tracer.close()
+    assert all(path == "/c" for path, _ in got) and all(status in (200, None) for _, status in got), got
 
 
 def test_reordered_segments_are_reported_not_followed(kernel: BpfObject) -> None:
@@ -428,7 +454,6 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
 
     rows = {r["backend"]: r for r in map(json.loads, out.splitlines()) if r["type"] in ("backend", "front")}
     line = accounting(err)
-    assert "user-space path: 0 transactions (0 incomplete) on 0 connections handed off (0 frames)" in line, line
     if " 0 lost track of (none)" not in line:
         # A segment may reach the hook on one CPU before its predecessor reached it on
         # another (tcx on four interfaces; the packet tap on a loaded machine): the kernel
@@ -438,6 +463,7 @@ def test_kernel_counts_are_exactly_what_the_backends_served(tunnel: str, workdir
         return
     assert " not followed: 0 connections joined after their SYN, 0 lost track of (none), 0 requests unpaired" \
         in line, (line, rows)
+    assert "user-space path: 0 transactions (0 incomplete) on 0 connections handed off (0 frames)" in line, line
     # Each backend: what it logged, N of N, per status class, with its body bytes.
     assert sum(map(len, logs.values())) == REQUESTS
     for address, entries in logs.items():
@@ -500,13 +526,14 @@ def test_connections_open_before_the_tracer_are_handed_to_user_space(workdir: Pa
         assert row["requests"] == len(new), (address, row, line)
         # The user-space path never pairs what TCP does not prove: the first exchange on a
         # connection joined mid-stream may be one (a request pipelined before the join could
-        # own the response), said as unanswered, never as a status it might not have.
+        # own the response), said as unknown, never as a status it might not have.
         counted = {c: row[c] for c in ("2xx", "3xx", "4xx", "5xx")}
         truth = {c: classes.get(c, 0) for c in ("2xx", "3xx", "4xx", "5xx")}
         unknown = sum(truth.values()) - sum(counted.values())
         assert all(counted[c] <= truth[c] for c in truth), (address, json.dumps(row))
         assert 0 <= unknown <= joined, (address, json.dumps(row), line)
-        assert row["unanswered"] + row.get("in_flight", 0) + row.get("unpaired", 0) == unknown, \
+        assert row["unanswered"] + row["unknown"] + row.get("in_flight", 0) + row.get("unpaired", 0) \
+            == unknown, \
             (address, json.dumps(row))
 
 
@@ -578,3 +605,294 @@ def test_two_percent_loss_is_counted_right_or_reported(workdir: Path) -> None:
         assert sum(r["not_followed"] + r["unpaired"] for r in front) > 0 or "0 transactions" not in line, line
     for address, entries in logs.items():
         assert rows[address]["requests"] == len(entries)
+
+
+# -- the records of the lines and --json (emit.h, records.py) ------------------------------------
+TAG = "X-Test-Id"
+
+
+@pytest.fixture(scope="module")
+def rec_loaded() -> Iterator[BpfObject]:
+    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True, records=True, tag_header=TAG))
+    obj.set_map_size("records", 1 << 20)
+    obj.load()
+    try:
+        yield obj
+    finally:
+        obj.close()
+
+
+@dataclass
+class Recorded:
+    counted: Counted
+    rows: list[dict[str, Any]]  # as --json prints them
+
+
+def run_records(obj: BpfObject, packets: list[Pkt], flow: TcpFlow, wrap=plain,  # type: ignore[no-untyped-def]
+                show_secrets: bool = False, tag: str = TAG) -> Recorded:
+    for name in ("connections", "backends", "requests"):
+        obj.map(name).clear()
+    counters = obj.map("counters")
+    zero = bytes(counters.value_size * len(counters.lookup_percpu(0)))
+    for c in Counter:
+        counters.update(int(c), zero)
+    reader = RecordReader(obj, RecordDecoder(tag, show_secrets))
+    report = Report(True, False, show_secrets, tag)
+    try:
+        reader.drain(lambda tx: None)  # what an earlier case left
+        counted = run(obj, packets, flow, wrap)
+        rows: list[dict[str, Any]] = []
+        reader.drain(lambda tx: rows.append(json.loads(report.json(tx))))
+    finally:
+        reader.close()
+    return Recorded(counted, rows)
+
+
+def test_records_carry_what_each_transaction_was(rec_loaded: BpfObject) -> None:
+    """Keep-alive exchanges: one record each, in order, with method, target, Host, tag,
+    status and body sizes as sent, and the connection's endpoints."""
+    flow = TcpFlow().handshake()
+    sent = [("GET", "/a/1?x=y", 200, b"", b"x" * 10), ("POST", "/b", 201, b"hello", b""),
+            ("PUT", "/c", 404, b"p" * 3000, b"n" * 7), ("DELETE", "/d", 503, b"", b"e" * 2)]
+    for i, (method, path, status, body, resp) in enumerate(sent):
+        head = f"{method} {path} HTTP/1.1\r\nhOsT:  h{i}.example \r\nx-test-id: t{i}\r\n"
+        flow.send(0, head.encode() + f"Content-Length: {len(body)}\r\n\r\n".encode() + body, [1400] * 3)
+        flow.send(1, response(status, resp))
+    flow.fin(0).fin(1)
+    r = run_records(rec_loaded, flow.packets, flow)
+    assert r.counted.kept == [] and r.counted.counters[Counter.K_RECORDS] == 4
+    got = [(t["method"], t["path"], t["host"], t["tag"], t["status"], t["request_body"], t["response_body"])
+           for t in r.rows]
+    assert got == [(m, p, f"h{i}.example", f"t{i}", s, len(b), len(rb))
+                   for i, (m, p, s, b, rb) in enumerate(sent)]
+    assert all(t["client"] == "10.0.1.2:40000" and t["backend"] == BACKEND and t["tunnel"] is None
+               and t["error"] is None and t["latency_ms"] >= t["ttfb_ms"] >= 0 for t in r.rows), r.rows
+
+
+def test_records_of_the_adversarial_cases_are_right_or_absent(rec_loaded: BpfObject) -> None:
+    """Message starts inside bodies, chunks containing both, HEAD and 304 with a length,
+    1xx and 100-continue: the records say what each exchange was, nothing invented."""
+    flow = TcpFlow().handshake()
+    post = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    flow.send(0, f"POST /post HTTP/1.1\r\nContent-Length: {len(post)}\r\n\r\n".encode() + post)
+    flow.send(1, response(200, b"HTTP/1.1 200 OK\r\n\r\n"))
+    flow.send(0, get("/chunked"))
+    flow.send(1, chunked(404, [b"GET / HTTP/1.1\r\n\r\n", b"HTTP/1.1 200 OK\r\n"]))
+    flow.send(0, b"HEAD /head HTTP/1.1\r\nHost: backend\r\n\r\n")
+    flow.send(1, response(200, length=5000))
+    flow.send(0, get("/cached"))
+    flow.send(1, response(304, length=123))
+    flow.send(0, b"POST /upload HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n")
+    flow.send(1, b"HTTP/1.1 100 Continue\r\n\r\n")
+    flow.send(0, b"data")
+    flow.send(1, b"HTTP/1.1 102 Processing\r\n\r\n" + response(201, b"ok"))
+    flow.send(0, b"POST /chunked-up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    flow.send(1, response(200))
+    flow.fin(0).fin(1)
+    r = run_records(rec_loaded, flow.packets, flow)
+    assert [(t["method"], t["path"], t["status"], t["request_body"], t["response_body"]) for t in r.rows] == [
+        ("POST", "/post", 200, len(post), 19), ("GET", "/chunked", 404, 0, 18 + 17),
+        ("HEAD", "/head", 200, 0, 0), ("GET", "/cached", 304, 0, 0), ("POST", "/upload", 201, 4, 2),
+        ("POST", "/chunked-up", 200, 5, 0)]
+    assert r.counted.lost() == 0 and r.counted.counters[Counter.K_RECORDS_MISSING] == 0
+
+
+def test_records_of_fifty_pipelined_requests_pair_in_order(rec_loaded: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    statuses = [200 if i % 3 else 404 for i in range(50)]
+    flow.send(0, b"".join(get(f"/p{i}") for i in range(50)), [65000])
+    flow.send(1, b"".join(response(s, b"k" * (i % 7)) for i, s in enumerate(statuses)), [65000])
+    r = run_records(rec_loaded, flow.packets, flow)
+    assert [(t["path"], t["status"], t["response_body"]) for t in r.rows] == \
+        [(f"/p{i}", s, i % 7) for i, s in enumerate(statuses)]
+
+
+def test_what_the_kernel_cannot_follow_has_no_record(rec_loaded: BpfObject) -> None:
+    """A head one byte per segment is handed to user space (no record: counted there);
+    after a gap, nothing the sequence numbers do not prove gets a record."""
+    flow = TcpFlow().handshake()
+    flow.send(0, get("/split"), [1] * 40)
+    flow.send(1, response(200, b"x"))
+    r = run_records(rec_loaded, flow.packets, flow)
+    # Handed off from its first payload on (the handshake's ACK has none): no record.
+    assert r.rows == [] and r.counted.kept == list(range(3, len(flow.packets)))
+
+    # The mispairing case of the issue: /a's response and /b's request lost.
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/a"), response(200, b"a"))
+    exchange(flow, get("/b"), response(404, b"b"))
+    exchange(flow, get("/c"), response(200, b"c"))
+    lost_resp_a = next(i for i, p in enumerate(flow.packets) if p.payload.startswith(b"HTTP/1.1 200 X"))
+    lost_req_b = next(i for i, p in enumerate(flow.packets) if p.payload.startswith(b"GET /b"))
+    packets = [p for i, p in enumerate(flow.packets) if i not in (lost_resp_a, lost_req_b)]
+    r = run_records(rec_loaded, packets, flow)
+    assert all((t["path"], t["status"]) != ("/a", 404) for t in r.rows), r.rows
+    # /a: counted, its response not followed, said so (its line from the next frame, /c's).
+    assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [("/a", None, RESPONSE_NOT_FOLLOWED)]
+    assert r.counted.counters[Counter.K_LOST_GAP] >= 1
+
+
+@pytest.mark.parametrize("wrap,backend", [
+    (vxlan(vni=42, outer_src="172.16.9.1", outer_dst="172.16.9.2"), BACKEND),
+    (plain, "[fd20::2]:8080")], ids=["vxlan", "ipv6"])
+def test_records_name_the_tunnel_and_ipv6_endpoints(rec_loaded: BpfObject, wrap, backend: str) -> None:  # type: ignore[no-untyped-def]
+    flow = (TcpFlow(("fd10::2", 40000), ("fd20::2", 8080)) if backend.startswith("[") else TcpFlow()).handshake()
+    exchange(flow, get("/t"), response(200, b"ok"))
+    r = run_records(rec_loaded, flow.packets, flow, wrap)
+    (t,) = r.rows
+    assert t["backend"] == backend and t["path"] == "/t" and t["status"] == 200
+    if backend.startswith("["):
+        assert t["client"] == "[fd10::2]:40000" and t["tunnel"] is None
+    else:
+        # The request's frame: client side to server side of the underlay.
+        assert t["tunnel"] == "vxlan 172.16.9.1>172.16.9.2 vni 42", t
+
+
+def test_records_cut_long_fields_and_say_so(rec_loaded: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    path = "/" + "".join(f"{i:04d}" for i in range(100))  # 401 bytes
+    exchange(flow, f"GET {path} HTTP/1.1\r\nHost: {'h' * 100}\r\n{TAG}: {'v' * 100}\r\n\r\n".encode(),
+             response(200))
+    (t,) = run_records(rec_loaded, flow.packets, flow).rows
+    assert t["path"] == path[:TARGET_MAX] + CUT and t["host"] == "h" * HOST_MAX + CUT
+    assert t["tag"] == "v" * TAG_MAX + CUT
+
+
+@pytest.mark.parametrize("show", [False, True], ids=["redacted", "show-secrets"])
+def test_records_redact_secrets_unless_asked(show: bool) -> None:
+    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True, records=True,
+                                  tag_header="Authorization"))
+    obj.set_map_size("records", 1 << 16)
+    obj.load()
+    try:
+        flow = TcpFlow().handshake()
+        exchange(flow, get("/s?access_token=hunter2&page=1", "Authorization: Bearer hunter2\r\n"),
+                 response(200))
+        (t,) = run_records(obj, flow.packets, flow, show_secrets=show, tag="Authorization").rows
+    finally:
+        obj.close()
+    text = json.dumps(t)
+    assert ("hunter2" in text) == show, text
+    assert t["tag"].startswith("Bearer ") and "page=1" in t["path"]
+
+
+def test_a_full_record_ring_loses_lines_never_counts_or_statuses(rec_loaded: BpfObject) -> None:
+    """More transactions than the ring holds, with nobody reading: the counts stay whole,
+    the missing lines are counted per backend, and every record that arrived is right."""
+    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True, records=True))
+    obj.set_map_size("records", 4096)  # 9 records of 448 bytes
+    obj.load()
+    try:
+        flow = TcpFlow().handshake()
+        truth = {f"/u{i}": random.Random(i).choice([200, 201, 404, 500, 503]) for i in range(60)}
+        for path, status in truth.items():
+            exchange(flow, get(path), response(status, b"z"))
+        r = run_records(obj, flow.packets, flow, tag="")
+    finally:
+        obj.close()
+    k = r.counted.counters
+    assert r.counted.backend.requests == 60 and sum(r.counted.status()) == 60
+    assert 0 < len(r.rows) < 60 and k[Counter.K_RECORDS] == len(r.rows)
+    assert k[Counter.K_RECORDS_LOST] == r.counted.backend.records_lost == 60 - len(r.rows)
+    assert all(truth[t["path"]] == t["status"] for t in r.rows)
+
+
+def test_more_transactions_than_the_record_ring_holds_show_the_loss_everywhere(workdir: Path) -> None:
+    """The tracer is stopped (SIGSTOP: nobody reads the ring) while 400 requests with unique
+    paths go through nginx, into a record ring of one page (9 records): the per-backend
+    table, the exit line and the Prometheus metrics all say how many transactions have no
+    line, the counts stay whole (the backends' logs), and every line shown is true."""
+    with HttpLab(False, weights=[1, 1, 1]) as h:
+        tracer = Tracer(h.lab.gateway, "-i", "any", "--port", "8080", "--json", "--record-buffer", "4",
+                        "--metrics", "127.0.0.1:9464", workdir=workdir)
+        plan = make_plan(400, seed=21, tag_share=0)
+        os.kill(tracer.proc.pid, signal.SIGSTOP)
+        try:
+            client_in_lab(h.lab, plan, workers=4)
+            logs = backend_logs(h, len(plan))
+        finally:
+            os.kill(tracer.proc.pid, signal.SIGCONT)
+        metrics = ""
+        deadline = time.monotonic() + 20
+        while "netbpf_http_records_lost_total" not in metrics and time.monotonic() < deadline:
+            metrics = h.lab.run(h.lab.gateway, "curl", "-sf", "http://127.0.0.1:9464/metrics",
+                                check=False).stdout
+            time.sleep(0.2)
+        out, err = tracer.stop()
+
+    truth = {e["path"]: e["status"] for entries in logs.values() for e in entries}
+    assert len(truth) == len(plan)
+    lines = [json.loads(line) for line in out.splitlines()]
+    # No line is invented or wrong: each is a request a backend served, with its status.
+    assert all(truth[t["path"]] == t["status"] for t in lines), lines
+    assert len({t["path"] for t in lines}) == len(lines)
+    line = accounting(err)
+    read, lost = (int(x) for x in re.search(r", (\d+) transaction records read, (\d+) transactions "
+                                            r"without a record", line).groups())  # type: ignore[union-attr]
+    assert read == len(lines) and lost > 0 and read + lost == len(plan), line
+    assert f"({lost} lost in the record ring: full, 0 whose request's part was evicted)" in line
+    # The table: counts whole (the backends' logs), the lines missing in NO-LINE.
+    table = err[err.index("BACKEND "):].splitlines()
+    header = table[0].replace(" ms", "_ms").split()  # "P50 ms": one column
+    no_line = 0
+    for address, entries in logs.items():
+        row = dict(zip(header, next(r for r in table if r.startswith(address + " ")).split(), strict=False))
+        assert int(row["REQUESTS"]) == len(entries), row
+        no_line += int(row["NO-LINE"])
+    assert no_line == lost
+    assert "have no line (the kernel's record ring was full)" in err
+    # The metrics, read while the tracer ran: the same loss per backend, the requests whole.
+    scraped = {m.group(1): float(m.group(2)) for m in
+               re.finditer(r'^netbpf_http_records_lost_total\{backend="([^"]+)"\} (\S+)$', metrics, re.M)}
+    assert sum(scraped.values()) == lost, metrics
+    requests = sum(float(v) for v in re.findall(r'^netbpf_http_requests_total\{backend="[^"]+",status="\dxx"\} (\S+)$',
+                                                 metrics, re.M))
+    assert requests == len(plan)
+
+
+def test_requests_closed_unanswered_have_a_line_that_says_so(rec_loaded: BpfObject) -> None:
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/answered"), response(200, b"ok"))
+    flow.send(0, get("/never") + get("/never-either"))
+    flow.rst(1)
+    r = run_records(rec_loaded, flow.packets, flow)
+    assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [
+        ("/answered", 200, None), ("/never", None, NO_RESPONSE), ("/never-either", None, NO_RESPONSE)]
+    assert r.counted.backend.no_response == 2
+
+
+def test_records_of_a_websocket_upgrade_and_of_retransmitted_segments(rec_loaded: BpfObject) -> None:
+    """The upgrade is one transaction (101), the frames after it none; segments retransmitted
+    and seen twice (-i any on a router) give each transaction one record."""
+    flow = TcpFlow().handshake()
+    exchange(flow, get("/before"), response(200, b"x"))
+    flow.send(0, get("/ws", "Upgrade: websocket\r\nConnection: Upgrade\r\n"))
+    flow.send(1, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    flow.send(0, b"\x82\x0eGET / HTTP/1.1")
+    flow.send(1, b"\x82\x0fHTTP/1.1 200 OK")
+    r = run_records(rec_loaded, flow.packets, flow)
+    assert [(t["path"], t["status"]) for t in r.rows] == [("/before", 200), ("/ws", 101)]
+
+    flow = TcpFlow().handshake()
+    statuses = [200 if i % 2 else 500 for i in range(20)]
+    for i, status in enumerate(statuses):
+        exchange(flow, get(f"/r{i}"), response(status, b"y" * 3000))
+    packets = retransmitted(flow.packets, random.Random(3), share=0.3)
+    r = run_records(rec_loaded, [p for pkt in packets for p in (pkt, pkt)], flow)
+    assert [(t["path"], t["status"], t["response_body"]) for t in r.rows] == \
+        [(f"/r{i}", s, 3000) for i, s in enumerate(statuses)]
+
+
+def test_requests_whose_response_the_kernel_lost_have_a_line_that_says_so(rec_loaded: BpfObject) -> None:
+    """Reordered response segments outside a body: the kernel stops following; the request
+    it counted gets a line without a status (from the connection's next frame), never a
+    status it did not see."""
+    flow = TcpFlow().handshake()
+    flow.send(0, get("/o"))
+    flow.send(1, response(200, b"q" * 4000))
+    p = flow.packets
+    swapped = [*p[:4], p[5], p[4], *p[6:]]
+    flow.fin(1)
+    r = run_records(rec_loaded, [*swapped, flow.packets[-1]], flow)
+    assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [("/o", None, RESPONSE_NOT_FOLLOWED)]
+    assert r.counted.backend.unpaired == 1

@@ -2,6 +2,7 @@
 secrets redacted, Prometheus metrics (no root)."""
 from __future__ import annotations
 
+import collections
 import json
 import math
 import random
@@ -215,3 +216,19 @@ def test_local_addresses_are_asked_of_the_kernel() -> None:
     is_local = LocalAddresses()
     assert is_local("127.0.0.1") and not is_local("192.0.2.77")  # TEST-NET-1 is nobody's
     assert not is_local("2001:db8::77")
+
+
+def test_what_the_capture_cannot_tell_is_unknown_not_unanswered() -> None:
+    """An exchange whose response is unproven (a connection joined mid-stream) or lost in a
+    capture gap is "unknown" in the table, its JSON row and the metrics; NO-RESP ("none")
+    is only for a connection closed or reset with the request unanswered."""
+    summary, counts = Summary(), TransactionCounts()
+    for error in ("response lost in a capture gap or not identified", "response lost in a capture gap",
+                  "no response", "connection reset", "capture ended"):
+        summary.add(tx(status=None, error=error))
+        counts.add(tx(status=None, error=error))
+    (row,) = summary.backend_rows()
+    assert (row["unanswered"], row["unknown"]) == (2, 3)
+    assert "UNKNOWN" in summary.text()
+    assert collections.Counter({status: n for (_, _, status), n in counts.requests.items()}) == \
+        {"none": 2, "unknown": 3}

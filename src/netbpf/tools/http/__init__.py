@@ -22,6 +22,7 @@ from ...run import Run
 
 BPF_OBJECT = "http.bpf.o"
 MAX_PORTS, MAX_IFINDEXES, MAX_VXLAN_PORTS = 16, 8, 4
+TAG_NAME_MAX = 31  # --tag-header's name, found in the kernel (http.h)
 DEFAULT_VXLAN_PORTS = (4789, 8472)  # IANA's, and Linux's/Flannel's default
 
 
@@ -62,6 +63,9 @@ class Counter(enum.IntEnum):
     K_TLS = 31
     K_TUNNELS = 32
     K_HANDED_OFF = 33
+    K_RECORDS = 34
+    K_RECORDS_LOST = 35
+    K_RECORDS_MISSING = 36
 
 
 N_COUNTERS = len(Counter)
@@ -81,6 +85,9 @@ class Config(ctypes.Structure):
         ("keep_acks", ctypes.c_uint32),
         ("count_in_kernel", ctypes.c_uint32),
         ("hand_off", ctypes.c_uint32),
+        ("records", ctypes.c_uint32),
+        ("tag_len", ctypes.c_uint32),
+        ("tag_name", ctypes.c_uint64 * ((TAG_NAME_MAX + 1) // 8)),
     ]
 
 
@@ -89,7 +96,8 @@ SHARED_STRUCTS = (Config,)
 
 def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
                 vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, keep_acks: bool = False,
-                count_in_kernel: bool = False, hand_off: bool = False) -> Config:
+                count_in_kernel: bool = False, hand_off: bool = False, records: bool = False,
+                tag_header: str | None = None) -> Config:
     ports, ifindexes, vxlan_ports = list(dict.fromkeys(ports)), list(ifindexes), list(vxlan_ports)
     if not ports:
         raise UsageError("--port: at least one TCP port")
@@ -99,6 +107,9 @@ def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
         raise UsageError(f"-i: at most {MAX_IFINDEXES} interfaces (or any)")
     if len(vxlan_ports) > MAX_VXLAN_PORTS:
         raise UsageError(f"--vxlan-port: at most {MAX_VXLAN_PORTS} ports")
+    if records and tag_header and len(tag_header) > TAG_NAME_MAX:
+        raise UsageError(f"--tag-header: at most {TAG_NAME_MAX} characters when found in the kernel "
+                         "(--counting user for longer names)")
     config = Config()
     config.n_ports = len(ports)
     for i, port in enumerate(ports):
@@ -112,6 +123,14 @@ def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
     config.keep_acks = int(keep_acks)
     config.count_in_kernel = int(count_in_kernel)
     config.hand_off = int(hand_off)
+    config.records = int(records)
+    if records and tag_header:
+        # Matched in the kernel against the header line folded to lower case, colon included.
+        name = (tag_header.lower() + ":").encode("ascii")
+        config.tag_len = len(name)
+        padded = name.ljust(TAG_NAME_MAX + 1, b"\0")
+        for i in range(len(config.tag_name)):
+            config.tag_name[i] = int.from_bytes(padded[i * 8:i * 8 + 8], "little")
     return config
 
 

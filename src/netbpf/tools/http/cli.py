@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import sys
 import time
@@ -13,9 +14,19 @@ from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from ...run import Run, StopSignals
 from .. import summary
-from . import DEFAULT_VXLAN_PORTS, MAX_IFINDEXES, Counter, make_config, open_object, read_counters
-from .kernel import KernelCollector, KernelSummary, read_backends
+from . import (
+    DEFAULT_VXLAN_PORTS,
+    MAX_IFINDEXES,
+    TAG_NAME_MAX,
+    Counter,
+    make_config,
+    open_object,
+    read_counters,
+)
+from .kernel import HEAD_MAX, KernelCollector, KernelSummary, read_backends
 from .kernel import accounting as kernel_accounting
+from .records import HOST_MAX, TAG_MAX, TARGET_MAX, RecordDecoder, RecordReader, ring_bytes
+from .records import Record as _Record
 from .report import Report
 from .roles import LocalAddresses, Roles
 from .summary import Summary
@@ -52,14 +63,18 @@ examples:
   (df 2), p = < 1e-12: UNEVEN: the gateway does not spread requests evenly
   netbpf http: 16146 transactions (0 incomplete), ... 0 lost in the ring; 0 reassembly gaps ...
 
-Frames are taken by a socket filter on an AF_PACKET socket (a copy of each frame: the
-gateway's traffic is never touched), also inside IPIP and VXLAN; pure ACKs and other
-ports are dropped in the kernel. TCP is reassembled (out of order, retransmissions,
+The kernel pairs requests and responses itself: --summary and --metrics read its counts,
+lines and --json one fixed-size record per transaction (target cut to 128 bytes, Host and
+tag to 64); what it cannot follow goes to user space, counted once, said at exit.
+With -H or --counting user, frames are taken by a socket filter on an AF_PACKET socket (a
+copy of each frame: the gateway's traffic is never touched), also inside IPIP and VXLAN;
+pure ACKs and other ports are dropped in the kernel. TCP is reassembled (out of order, retransmissions,
 gaps counted), HTTP/1.x parsed by llhttp (keep-alive, pipelining, chunked, HEAD, 1xx).
 At exit: frames seen/kept/lost in the ring, gaps and unparseable streams, never hidden.
 """
 
 VXLAN_HELP = ",".join(map(str, DEFAULT_VXLAN_PORTS))
+RECORD_SIZE = ctypes.sizeof(_Record)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -69,7 +84,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", required=True, type=port_list, metavar="PORT[,PORT...]",
                    help="TCP port(s) of the HTTP servers to trace (the backends' port)")
     p.add_argument("--tag-header", metavar="NAME", type=header_name,
-                   help="show this request header's value (test requests) and which backend served it")
+                   help="show this request header's value (test requests) and which backend served it; "
+                        f"counted in the kernel, the name is at most {TAG_NAME_MAX} characters and found "
+                        f"in a head whole in one segment of at most {HEAD_MAX} bytes, its value cut to "
+                        f"{TAG_MAX} bytes (a cut value ends with \u2026)")
     cliutil.add_json(p)
     cliutil.add_summary(p, "print only the per-backend table (refreshed on a terminal), not each transaction")
     cliutil.add_count(p, "transactions")
@@ -97,13 +115,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help=f"size of the capture ring in KiB (default 65536, at most {MAX_RING_KIB})")
 
     p.add_argument("--hook", choices=("socket", "tc"), default="socket",
-                   help="with --summary counted in the kernel: a socket filter on a packet socket "
+                   help="counted in the kernel: a socket filter on a packet socket "
                         "(default; hands connections it cannot follow to user space) or tc (tcx) "
                         "ingress and egress of the named Ethernet interfaces (no packet socket, "
-                        "so no copy of each frame; no hand-off)")
+                        "so no copy of each frame; no hand-off: what it cannot follow is counted lost)")
     p.add_argument("--counting", choices=("kernel", "user"), default="kernel",
-                   help="with --summary: count in the kernel, nothing per transaction crossing to user "
-                        "space (default), or reassemble every stream in user space as without it")
+                   help="count and pair in the kernel (default): --summary and --metrics read its maps, "
+                        "lines and --json come from one fixed-size record per transaction (method, "
+                        f"target cut to {TARGET_MAX} bytes, Host cut to {HOST_MAX}, tag, status, body "
+                        "sizes, times, endpoints); connections it cannot follow (joined after their SYN, "
+                        "a head split over segments, a body length it cannot tell, a gap) go to the "
+                        "user-space path, each transaction counted by one path only. user: reassemble "
+                        "every stream in user space (as -H always does)")
+    p.add_argument("--record-buffer", type=cliutil.int_in(4, 1 << 20, "1 GiB"), default=16384, metavar="KiB",
+                   help="size of the kernel's transaction-record ring in KiB (default 16384, rounded up "
+                        f"to a power of two; a record is {RECORD_SIZE} bytes); records it cannot take are "
+                        "counted lost, per backend")
 
 
 # The kernel refuses a packet ring of more than 4 GiB (tp_block_size * tp_block_nr
@@ -178,33 +205,43 @@ class Capture:
         # deleted interface just stops receiving).
         self.watched = {i: netdev.ifname(i) for i in (bind_ifindex, *filter_ifindexes) if i}
         self.gone = ""
-        # Counting in the kernel needs nothing of each transaction but its counts.
-        self.in_kernel = (args.summary and args.counting == "kernel" and not args.headers
-                          and not args.tag_header and not args.count)
+        # Counting in the kernel: --summary needs nothing of each transaction but its counts
+        # (and the tag, if asked: from the records); lines and JSON need one record each.
+        # -H (every header) is the user-space path's alone.
+        self.in_kernel = (args.counting == "kernel" and not args.headers
+                          and not (args.summary and args.count))
+        self.records = self.in_kernel and (not args.summary or bool(args.tag_header))
         if args.hook == "tc" and not self.in_kernel:
-            raise UsageError("--hook tc: only with --summary counted in the kernel (no -H, --tag-header, -c)")
+            raise UsageError("--hook tc: only counted in the kernel (not with -H, --counting user, --summary -c)")
         if args.hook == "tc" and args.interface == "any":
             raise UsageError("--hook tc: name the interfaces (-i a,b), not any")
         tc = args.hook == "tc"
         if args.process and args.summary:
             raise UsageError("--process names each transaction's processes: not with --summary")
         self.owners: Any = None
+        self.record_reader: RecordReader | None = None
         self.ring: PacketRing | None = None
         self._run = Run()
         with self._run.starting():  # a failure undoes what was made so far, last first
             self.obj = open_object(make_config(args.port, [] if tc else filter_ifindexes, args.vxlan_port,
                                                count_in_kernel=self.in_kernel,
-                                               hand_off=self.in_kernel and not tc),
+                                               hand_off=self.in_kernel and not tc,
+                                               records=self.records, tag_header=args.tag_header),
                                    args.hook, run=self._run)
+            # Without records, their ring and hash take (almost) no memory.
+            self.obj.set_map_size("records", ring_bytes(args.record_buffer) if self.records else 4096)
+            if not self.records:
+                self.obj.set_map_size("requests", 1)
             self.obj.load()
             roles = Roles(args.front_port, LocalAddresses())
-            self.summary = (KernelSummary(self.obj, args.backends, roles) if self.in_kernel
-                            else Summary(args.backends, roles))
+            self.summary = (KernelSummary(self.obj, args.backends, roles, records=self.records)
+                            if self.in_kernel else Summary(args.backends, roles))
             self.counts = TransactionCounts()
             self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
             self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
                                      args.vxlan_port, show_secrets=args.show_secrets)
             self.printed = 0
+            self.records_shown = 0
             self.stop = False
             self.live: LiveView | None = None
             if args.metrics:
@@ -218,6 +255,9 @@ class Capture:
 
                 self.owners = HttpOwners()  # before the first frame: a process made meanwhile is known
                 self._run.callback(self.owners.close)
+            if self.records:
+                self.record_reader = RecordReader(self.obj, RecordDecoder(args.tag_header, args.show_secrets))
+                self._run.callback(self.record_reader.close)
             if tc:
                 from ...bpf.attach.tc import TcOptions, attach_tc
 
@@ -242,6 +282,19 @@ class Capture:
             if self.owners is not None:
                 line = (self.owners.json if args.json else self.owners.text)(line, tx.client, tx.backend)
             sys.stdout.write(line + "\n")
+        if args.count and self.printed >= args.count:
+            self.stop = True
+
+    def on_record(self, tx: Transaction) -> None:
+        """A transaction the kernel paired (records.py): counted there, so only shown here."""
+        args = self.args
+        if args.count and self.printed >= args.count:
+            return
+        self.printed += 1
+        self.records_shown += 1
+        self.summary.add_tag(tx)
+        if not args.summary:
+            sys.stdout.write((self.report.json(tx) if args.json else self.report.text(tx)) + "\n")
         if args.count and self.printed >= args.count:
             self.stop = True
 
@@ -270,11 +323,19 @@ class Capture:
         cliutil.stderr(f"netbpf http: tracing HTTP on TCP port {ports}, interface {args.interface} "
                        "(Ctrl-C to stop)")
         last_tick = time.monotonic()
+        records = self.record_reader
         while not self.stop and not deadline.expired():
+            busy = False
+            if records is not None:
+                before = records.read
+                # Not waiting here while frames may come: the packet ring's read below waits.
+                records.poll(self.on_record, 0 if self.ring is not None else deadline.remaining(0.1))
+                busy = records.read > before
             if self.ring is None:
-                time.sleep(deadline.remaining(0.1))  # tc: nothing comes to user space
+                if records is None:
+                    time.sleep(deadline.remaining(0.1))  # tc: nothing comes to user space
             else:
-                self.ring.read(feed, deadline.remaining(0.1))
+                self.ring.read(feed, 0 if busy else deadline.remaining(0.05 if records else 0.1))
             sys.stdout.flush()
             now = time.monotonic()
             if now - last_tick >= 1.0:
@@ -298,6 +359,8 @@ class Capture:
             if not (self.args.count and self.printed >= self.args.count):
                 self.ring.drain(self.tracer.feed)
             self.ring.update_stats()
+        if self.record_reader is not None and not (self.args.count and self.printed >= self.args.count):
+            self.record_reader.drain(self.on_record)
         self.tracer.close(time.time())
         sys.stdout.flush()
         args = self.args
@@ -324,8 +387,8 @@ class Capture:
             # One count of what is not HTTP/1.x: the kernel's and the handed-off connections'.
             not_http1[H2_PREFACE] = not_http1.get(H2_PREFACE, 0) + k[Counter.K_HTTP2]
             not_http1[TLS_HANDSHAKE] = not_http1.get(TLS_HANDSHAKE, 0) + k[Counter.K_TLS]
-            head = (f"netbpf http: "
-                    f"{kernel_accounting(k, self.printed, incomplete, r.flows_opened, read_backends(self.obj))}")
+            records = self.records_shown if self.records else None
+            head = (f"netbpf http: {kernel_accounting(k, self.printed - self.records_shown, incomplete, r.flows_opened, read_backends(self.obj), records)}")
         else:
             head = (f"netbpf http: {self.printed} transactions ({incomplete} incomplete), "
                     f"{r.flows_opened} connections")

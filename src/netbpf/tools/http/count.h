@@ -80,6 +80,11 @@ struct http_conn {
 	__u8 handed;			/* ... and its frames go to user space */
 	__u8 closed;
 	__u8 pad[4];
+	__u64 resp_ts;			/* emit.h: the response being received, for its record */
+	__u64 resp_body;
+	__u64 req_body;			/* ... and the last request's body so far */
+	__u32 resp_index;
+	__u32 resp_status;
 };
 
 struct {
@@ -113,6 +118,7 @@ struct {
 
 struct scratch {
 	__u8 buf[HTTP_HEAD_MAX + 32];	/* 8-byte reads from any masked offset stay inside */
+	struct http_fields fields;	/* emit.h: what a record shows of the head in buf */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -123,6 +129,8 @@ struct {
 
 NETBPF_BTF_EXPORT(http_backend_key);
 NETBPF_BTF_EXPORT(http_backend_stats);
+
+#include "emit.h"	/* per-transaction records: after the maps it uses */
 
 /* Lower case for comparing with a lower-case letter; branch-free, as every
  * branch here multiplies the paths the verifier walks. */
@@ -193,13 +201,17 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 		return;
 	c->lost = 1;
 	netbpf_inc(counters, why);
-	/* Nothing of it counted yet, and HTTP/1.x as far as we know: user space
-	 * can take the whole of it from here without counting anything twice. */
-	if (config.hand_off && !c->fifo_tail && why != HTTP_K_LOST_NOT_HTTP) {
+	/* HTTP/1.x as far as we know: user space takes it from here. Nothing of
+	 * it counted yet: the whole of it. Counted in part: from the first frame
+	 * none of whose bytes the kernel parsed (http_count_segment); user space
+	 * joins it mid-stream, pairing only what it can prove, and what the kernel
+	 * counted without its response stays unpaired below. */
+	if (config.hand_off && why != HTTP_K_LOST_NOT_HTTP) {
 		c->handed = 1;
 		if (st)
 			st->handed_off++;
-		return;
+		if (!c->fifo_tail)
+			return;
 	}
 	if (!st)
 		return;
@@ -207,6 +219,8 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 	st->unpaired += c->fifo_tail - c->fifo_head;
 	if (c->resp_open)
 		st->latency_unknown++;
+	if (config.records && c->resp_open)
+		c->fifo_head--;	/* emit.h: its line too, from the connection's next frame */
 	c->resp_open = 0;
 }
 
@@ -233,6 +247,8 @@ static __always_inline void response_done(struct http_conn *c, struct http_conn_
 {
 	c->resp_open = 0;
 	http_latency(key, now - c->resp_req_ts);
+	if (config.records)
+		http_rec_emit(key, c, now);
 }
 
 /* Closed (server FIN, or RST either way): what is outstanding gets no response. */
@@ -247,10 +263,14 @@ static __always_inline void close_conn(struct http_conn *c, struct http_conn_key
 			response_done(c, key, now);
 		else if (st)
 			st->latency_unknown++;
+		if (c->dir[1].state != DIR_UNTIL_CLOSE && config.records)
+			http_rec_closed(key, c, 1);	/* emit.h: its line, its end unknown */
 		c->resp_open = 0;
 	}
 	if (st)
 		st->no_response += c->fifo_tail - c->fifo_head;
+	if (config.records && c->fifo_tail != c->fifo_head)
+		http_rec_closed(key, c, 0);	/* emit.h: a line for each, unanswered */
 	c->fifo_head = c->fifo_tail;
 }
 
@@ -381,6 +401,8 @@ static long scan_line(__u32 k, struct head_scan *s)
 			s->other_coding = 1;
 		s->te_from = line + 18;
 		s->te_eol = eol;
+	} else if (config.records) {
+		http_line_field((struct scratch *)s->buf, line, eol);	/* emit.h: Host, tag */
 	}
 	return 0;
 }
@@ -512,8 +534,17 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 	s.buf = b;
 	s.n = n;
 	s.request = r->request;
+	if (config.records) {
+		sc->fields.head = r->pos;
+		sc->fields.host_from = 0;
+		sc->fields.tag_from = 0;
+	}
 	if (r->request) {
-		if (!method(b, &m)) {
+		__u32 len = method(b, &m);
+
+		if (config.records)
+			sc->fields.target_from = len + 1;	/* emit.h */
+		if (!len) {
 			if (b[0] == 'P' && b[1] == 'R' && b[2] == 'I' && b[3] == ' ')
 				r->verdict = HEAD_HTTP2;
 			else if (b[0] == 0x16 && b[1] == 3)
@@ -562,6 +593,11 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 	r->end = s.end;
 	r->chunked = s.chunked;
 	r->other_coding = s.other_coding;
+	if (config.records) {
+		sc->fields.first_eol = s.first_eol;
+		sc->fields.req_body = s.chunked ? 0 : r->length;
+		sc->fields.flags = s.chunked ? HTTP_REC_REQ_BODY_UNKNOWN : 0;
+	}
 	return 0;
 }
 
@@ -610,6 +646,10 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			w->stop = 1;
 			return;
 		}
+		if (config.records) {
+			c->req_body = 0;
+			http_rec_request(w->skb, w->key, w->now, c->fifo_tail, c->dir[0].isn);
+		}
 		c->req_ts[slot] = w->now;
 		c->head_mask = m == M_HEAD ? c->head_mask | bit : c->head_mask & ~bit;
 		c->connect_mask = m == M_CONNECT ? c->connect_mask | bit : c->connect_mask & ~bit;
@@ -643,6 +683,8 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 		int tunnel = status == 101 || ((c->connect_mask & bit) && status / 100 == 2);
 
 		c->resp_req_ts = c->req_ts[slot];
+		if (config.records)
+			http_rec_pair(c, status, w->now);
 		c->fifo_head++;
 		c->resp_open = 1;
 		netbpf_inc(counters, HTTP_K_RESPONSES);
@@ -827,6 +869,10 @@ lost:
 
 static __always_inline void body_bytes(struct walk *w, __u64 n)
 {
+	if (config.records && w->side == 1)
+		w->c->resp_body += n;	/* emit.h: this response's */
+	else if (config.records)
+		w->c->req_body += n;
 	if (!w->st)
 		return;
 	if (w->side == 0)
@@ -1081,8 +1127,14 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		}
 		return c->handed;
 	}
-	if (c->lost)
+	if (c->lost) {
+		if (config.records && c->fifo_head != c->fifo_tail) {
+			/* emit.h: a line for each request counted, its response not followed */
+			http_rec_closed(key, c, 0);
+			c->fifo_head = c->fifo_tail;
+		}
 		return c->handed;
+	}
 	if (c->closed)
 		return 0;
 	st = backend_stats(key);
@@ -1108,17 +1160,17 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		} else {
 			w.pos += -ahead;
 			bpf_loop(HTTP_MAX_STEPS, walk_step, &w, 0);
-			if (c->lost)
-				return c->handed;
+			if (c->lost)	/* this frame to user space only if none of it was parsed */
+				return c->handed && !ahead && w.pos == payload;
 			if (w.pos < w.end) {
 				lose(c, st, HTTP_K_LOST_STEPS);
-				return c->handed;
+				return 0;	/* parsed in part: user space takes the next one */
 			}
 			d->next_seq = seq + len;
 			if (d->island && (__s32)(d->next_seq - d->island_start) >= 0 &&
 			    !join_island(&w, d)) {
 				lose(c, st, HTTP_K_LOST_GAP);
-				return c->handed;
+				return 0;	/* parsed: user space takes the next one */
 			}
 		}
 	}

@@ -135,6 +135,23 @@ static __always_inline int ip_header(struct __sk_buff *skb, __u16 l3, __u32 *off
 	return -1;
 }
 
+/* The outermost tunnel, for records (emit.h): its addresses are still the key's. */
+static __always_inline void outer_of(struct http_segment *seg, __u8 encap, __u32 vni)
+{
+	struct record_scratch *rs;
+	struct http_outer *o;
+	__u32 k0 = 0;
+
+	if (!config.records || !(rs = bpf_map_lookup_elem(&record_scratch, &k0)))
+		return;
+	o = &rs->outer;
+	__builtin_memcpy(o->src, seg->key.client, 16);
+	__builtin_memcpy(o->dst, seg->key.server, 16);
+	o->family = seg->key.family;
+	o->encap = encap;
+	o->vni = vni;
+}
+
 /* One frame whose network header is at `start`: how many bytes of it to keep. */
 static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 {
@@ -163,6 +180,8 @@ static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 		if (proto == IPPROTO_IPIP || proto == IPPROTO_IPV6) {
 			/* IP in IP: the payload is the inner IP header. */
 			l3 = proto == IPPROTO_IPIP ? ETH_P_IP : ETH_P_IPV6;
+			if (encap == ENCAP_NONE)
+				outer_of(&seg, ENCAP_IPIP, 0);
 			encap = ENCAP_IPIP;
 			continue;
 		}
@@ -191,6 +210,9 @@ static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 				l3 = bpf_ntohs(tag[1]);
 				off += sizeof(tag);
 			}
+			if (encap == ENCAP_NONE)
+				outer_of(&seg, ENCAP_VXLAN,
+					 vxlan.reserved[3] << 16 | vxlan.reserved[4] << 8 | vxlan.reserved[5]);
 			encap = ENCAP_VXLAN;
 			continue;
 		}
@@ -225,6 +247,9 @@ static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 		return 0;
 	if (config.count_in_kernel) {
 		__u32 payload = off + tcp.doff * 4;
+
+		if (config.records && encap == ENCAP_NONE)
+			outer_of(&seg, ENCAP_NONE, 0);	/* not the previous frame's tunnel */
 
 		if (end <= payload && !tcp.syn && !tcp.fin && !tcp.rst) {
 			netbpf_inc(counters, HTTP_ACKS_SKIPPED);

@@ -44,6 +44,9 @@ enum http_counter {
 	HTTP_K_TLS,		/* connections opening with a TLS handshake */
 	HTTP_K_TUNNELS,		/* 101 Switching Protocols / CONNECT: not HTTP after that */
 	HTTP_K_HANDED_OFF,	/* frames of unfollowed connections kept for user space */
+	HTTP_K_RECORDS,		/* transaction records written to the ring (config.records) */
+	HTTP_K_RECORDS_LOST,	/* ... not written: the ring was full */
+	HTTP_K_RECORDS_MISSING,	/* ... not written: the request's part was evicted */
 	HTTP_COUNTERS,
 };
 
@@ -54,6 +57,69 @@ enum http_counter {
 #define HTTP_LAT_SUB_BITS 5	/* latency histogram: 32 linear buckets per power of two ns */
 #define HTTP_LAT_MAX_LOG 42	/* ... up to 2^43 ns (2.4 hours), the last bucket open */
 #define HTTP_LAT_BUCKETS ((HTTP_LAT_MAX_LOG - HTTP_LAT_SUB_BITS + 2) << HTTP_LAT_SUB_BITS)
+
+/* Per-transaction records (emit.h): fixed-size, strings cut to these lengths. */
+#define HTTP_REC_METHOD 8
+#define HTTP_REC_TARGET 128
+#define HTTP_REC_HOST 64
+#define HTTP_REC_TAG 64
+#define HTTP_TAG_NAME_MAX 31	/* --tag-header's name, ':' after it in 32 bytes */
+
+enum http_record_flag {
+	HTTP_REC_TARGET_CUT = 1,	/* longer than HTTP_REC_TARGET */
+	HTTP_REC_HOST_CUT = 2,
+	HTTP_REC_TAG_CUT = 4,
+	HTTP_REC_HAS_TAG = 8,		/* the tag header was in the request head */
+	HTTP_REC_REQ_BODY_UNKNOWN = 16,	/* chunked request: its size is not kept */
+	HTTP_REC_HAS_HOST = 32,
+	HTTP_REC_NOT_FOLLOWED = 64,	/* the kernel lost track of its response */
+};
+
+/* One paired transaction, as a person reads it: written to the `records`
+ * ring when its response ended. Times are CLOCK_MONOTONIC ns. */
+struct http_record {
+	__u64 req_ts;		/* the request head was seen */
+	__u64 resp_ts;		/* the response head was seen */
+	__u64 end_ts;		/* the response's last byte was seen */
+	__u64 req_body;		/* body bytes (chunk framing not counted) */
+	__u64 resp_body;
+	__u8 client[16];	/* IPv4 in the first 4 bytes */
+	__u8 server[16];
+	__u8 outer_src[16];	/* the outermost tunnel's addresses (encap != 0) */
+	__u8 outer_dst[16];
+	__u32 isn;		/* the client's ISN: which connection of this 4-tuple */
+	__u32 vni;
+	__u16 cport;
+	__u16 sport;
+	__u16 status;
+	__u16 target_len;
+	__u8 family;		/* 4 or 6 */
+	__u8 encap;		/* 0 none, 1 IPIP (or IPv6-in-IP), 2 VXLAN */
+	__u8 outer_family;
+	__u8 flags;		/* HTTP_REC_* */
+	__u8 method_len;
+	__u8 host_len;
+	__u8 tag_len;
+	__u8 pad;
+	char method[HTTP_REC_METHOD];
+	char target[HTTP_REC_TARGET];
+	char host[HTTP_REC_HOST];
+	char tag[HTTP_REC_TAG];
+};
+
+/* A request's part of its record (emit.h), as count.h's head scan finds it:
+ * where, in the head, the fields shown lie (offsets from its start). */
+struct http_fields {
+	__u32 target_from;	/* after the method's space */
+	__u32 first_eol;	/* the start line's end (before CR) */
+	__u32 host_from;	/* Host's value: [host_from, host_eol), 0: none */
+	__u32 host_eol;
+	__u32 tag_from;		/* the tag header's value, 0: none */
+	__u32 tag_eol;
+	__u32 head;		/* where the head starts in the skb */
+	__u32 flags;		/* HTTP_REC_* known so far */
+	__u64 req_body;
+};
 
 /* The server side of a connection: where per-backend figures are kept. */
 struct http_backend_key {
@@ -81,6 +147,7 @@ struct http_backend_stats {
 	/* The last client of a new connection whose address is not the server's own:
 	 * user space tells a front end (clients from elsewhere) from a backend by it. */
 	__u8 client_sample[16];
+	__u64 records_lost;	/* paired transactions whose record did not reach user space */
 };
 
 /* What the filter looks for, set before load (one const volatile global). */
@@ -94,6 +161,9 @@ struct http_config {
 	__u32 keep_acks;			/* 1: keep payload-less ACKs too */
 	__u32 count_in_kernel;			/* 1: count transactions in maps, keep no frame... */
 	__u32 hand_off;				/* ...except those of connections not followed */
+	__u32 records;				/* 1: a record per transaction to the ring (emit.h) */
+	__u32 tag_len;				/* --tag-header: bytes of tag_name, 0: none */
+	__u64 tag_name[(HTTP_TAG_NAME_MAX + 1) / 8];	/* its name in lower case, then ':' */
 };
 
 #endif /* NETBPF_HTTP_H */

@@ -23,6 +23,7 @@ from typing import Any
 
 from ...bpf import BpfObject
 from ...output import Column, Table
+from . import BPF_OBJECT as BPF_OBJECT  # test_layouts checks the shared structs against it
 from . import Counter
 from .roles import FRONT, Roles
 from .summary import STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, balance_of
@@ -66,7 +67,7 @@ class BackendStats(ctypes.Structure):
                 ("request_body", ctypes.c_uint64),
                 ("response_body", ctypes.c_uint64), ("latency_unknown", ctypes.c_uint64),
                 ("latency_sum_ns", ctypes.c_uint64), ("latency", ctypes.c_uint64 * BUCKETS),
-                ("client_sample", ctypes.c_uint8 * 16)]
+                ("client_sample", ctypes.c_uint8 * 16), ("records_lost", ctypes.c_uint64)]
 
 
 SHARED_STRUCTS = (BackendKey, BackendStats)
@@ -122,6 +123,8 @@ class KernelBackend:
     latency_unknown: int = 0
     latency_sum_ns: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+    unknown: int = 0  # user-space path: exchanges the capture cannot tell about (summary.outcome)
+    records_lost: int = 0  # paired, but no line: the record ring was full (or the request evicted)
     clients: set[bytes] = field(default_factory=set)  # sampled client addresses, one per CPU
     family: int = 4
 
@@ -182,6 +185,7 @@ KERNEL_COLUMNS = [
     Column("share", "SHARE", align=">", text=lambda v: f"{v:.1%}"),
     *(Column(c, c.upper(), align=">") for c in STATUS_CLASSES[1:]),
     Column("unanswered", "NO-RESP", align=">"),
+    Column("unknown", "UNKNOWN", align=">"),
     Column("unpaired", "UNPAIRED", align=">"),
     Column("not_followed", "NOT-FOLLOWED", align=">"),
     Column("p50_ms", "P50 ms", align=">", text=lambda v: f"{v:.2f}"),
@@ -190,15 +194,19 @@ KERNEL_COLUMNS = [
     Column("role", "ROLE"),
 ]
 
+RECORDS_LOST_COLUMN = Column("records_lost", "NO-LINE", align=">")
+
 
 class KernelSummary(Summary):
     """The per-backend table from the kernel's maps, plus what user space
     traced of the connections handed to it; the same rows as :class:`Summary`
     with two columns of loss: UNPAIRED and NOT-FOLLOWED."""
 
-    def __init__(self, obj: BpfObject, expected_backends: Iterable[str] = (), roles: Roles | None = None) -> None:
+    def __init__(self, obj: BpfObject, expected_backends: Iterable[str] = (), roles: Roles | None = None,
+                 records: bool = False) -> None:
         super().__init__(expected_backends, roles)
         self.obj = obj
+        self.records = records  # lines from kernel records: their loss gets a column
         self.kernel: dict[str, KernelBackend] = {}
         self.user_transactions = 0
 
@@ -219,6 +227,7 @@ class KernelSummary(Summary):
             k = merged.get(name, KernelBackend())
             b = merged[name] = KernelBackend(**{f: getattr(k, f) for f in _SCALARS})
             b.status, b.latency = list(k.status), list(k.latency)
+            b.unknown = k.unknown + us.statuses.get("unknown", 0)
             b.requests += us.requests
             for i, c in enumerate(STATUS_CLASSES):
                 b.status[i] += us.statuses.get(c, 0)
@@ -255,7 +264,8 @@ class KernelSummary(Summary):
                 row[c] = b.status[i]
             # Neither answered, nor closed unanswered, nor lost track of: in flight.
             row["unanswered"] = b.no_response
-            row["in_flight"] = max(0, b.requests - sum(b.status) - b.no_response - b.unpaired)
+            row["unknown"] = b.unknown
+            row["in_flight"] = max(0, b.requests - sum(b.status) - b.no_response - b.unknown - b.unpaired)
             row["unpaired"] = b.unpaired
             row["not_followed"] = b.not_followed
             for q in (50, 90, 99):
@@ -263,6 +273,8 @@ class KernelSummary(Summary):
             row["latency_unknown"] = b.latency_unknown
             row["request_body"], row["response_body"] = b.request_body, b.response_body
             row["connections"] = b.connections
+            if self.records:
+                row["records_lost"] = b.records_lost
             row["role"] = roles[name]
             rows.append(row)
         return rows
@@ -279,12 +291,17 @@ class KernelSummary(Summary):
         balance = self.balance().text()
         unpaired = sum(r["unpaired"] for r in rows)
         lost = sum(r["not_followed"] for r in rows)
+        records_lost = sum(r.get("records_lost", 0) for r in rows)
+        if records_lost:
+            balance += (f"\nloss: {records_lost} transactions counted above have no line (the kernel's "
+                        "record ring was full): the counts are whole, the lines are not")
         if unpaired or lost:
             # Never hidden: how much of the traffic the verdict may not have seen.
             balance += (f"\nloss: {lost} connections not followed (their requests after that point are "
-                        f"not counted), {unpaired} requests unpaired: the verdict is about what was "
+                        f"counted only as far as the user-space path could), {unpaired} requests unpaired: the verdict is about what was "
                         "counted and may change if the loss was uneven")
-        parts = [Table(KERNEL_COLUMNS).render(rows) if rows else "no HTTP transaction traced", balance]
+        columns = [*KERNEL_COLUMNS[:-1], RECORDS_LOST_COLUMN, KERNEL_COLUMNS[-1]] if self.records else KERNEL_COLUMNS
+        parts = [Table(columns).render(rows) if rows else "no HTTP transaction traced", balance]
         tags = self.tag_rows()
         if tags:
             parts.append(Table(TAG_COLUMNS).render(tags))
@@ -296,13 +313,15 @@ class KernelSummary(Summary):
 
 
 def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: int, user_connections: int,
-               backends: dict[str, KernelBackend]) -> str:
-    """The exit line's account of the kernel path: what went where."""
+               backends: dict[str, KernelBackend], records_read: int | None = None) -> str:
+    """The exit line's account of the kernel path: what went where (``records_read``: the
+    kernel's transaction records read, None when there are none: --summary)."""
     lost = {why: k[c] for c, why in LOST_REASONS.items() if k[c]}
     unpaired = sum(b.unpaired for b in backends.values())
     reasons = "; ".join(f"{n} {why}" for why, n in lost.items()) or "none"
     text = (f"kernel path: {k[Counter.K_REQUESTS]} requests, {k[Counter.K_RESPONSES]} responses paired, "
-            f"{k[Counter.K_CONNECTIONS]} connections followed from their SYN; user-space path: "
+            f"{k[Counter.K_CONNECTIONS]} connections followed from their SYN"
+            f"{'' if records_read is None else records_text(k, records_read)}; user-space path: "
             f"{user_transactions} transactions ({user_incomplete} incomplete) on {user_connections} "
             f"connections handed off ({k[Counter.K_HANDED_OFF]} frames); "
             f"not followed: {k[Counter.K_MIDSTREAM]} connections joined after their SYN, "
@@ -311,6 +330,13 @@ def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: i
             f"{k[Counter.K_RETRANSMITTED]} segments seen twice or retransmitted, "
             f"{k[Counter.K_TUNNELS]} upgraded/CONNECT")
     return text  # what is not HTTP/1.x is said once, with the user-space path's (cli.py)
+
+
+def records_text(k: dict[Counter, int], read: int) -> str:
+    lost = k[Counter.K_RECORDS_LOST] + k[Counter.K_RECORDS_MISSING]
+    return (f", {read} transaction records read, {lost} transactions without a record "
+            f"({k[Counter.K_RECORDS_LOST]} lost in the record ring: full, "
+            f"{k[Counter.K_RECORDS_MISSING]} whose request's part was evicted)")
 
 
 def prometheus_buckets(hist: list[int], bounds: Iterable[float]) -> list[tuple[str, float]]:
@@ -346,26 +372,35 @@ class KernelCollector:
         self.summary.refresh()
         backends = self.summary.merged()
         requests = CounterMetricFamily("netbpf_http_requests", "HTTP requests traced, by backend and "
-                                       "response status class (none: closed unanswered; unpaired: "
+                                       "response status class (none: closed unanswered; unknown: not told by the "
+                                       "capture (user-space path); unpaired: "
                                        "its response not followed; pending: not answered yet)",
                                        labels=["backend", "status"])
         latency = HistogramMetricFamily("netbpf_http_request_duration_seconds",
                                         "First request byte to last response byte", labels=["backend"])
         lost = CounterMetricFamily("netbpf_http_connections_not_followed",
-                                   "Connections the kernel stopped following and did not hand off",
+                                   "Connections the kernel stopped following after counting part of them",
                                    labels=["backend"])
         for name, b in backends.items():
             for i, c in enumerate(STATUS_CLASSES):
                 requests.add_metric([name, c], b.status[i])
             requests.add_metric([name, "none"], b.no_response)
+            requests.add_metric([name, "unknown"], b.unknown)
             requests.add_metric([name, "unpaired"], b.unpaired)
             requests.add_metric([name, "pending"],
-                                max(0, b.requests - sum(b.status) - b.no_response - b.unpaired))
+                                max(0, b.requests - sum(b.status) - b.no_response - b.unknown - b.unpaired))
             latency.add_metric([name], prometheus_buckets(b.latency, BOUNDS), b.latency_sum_ns / 1e9)
             lost.add_metric([name], b.lost_connections)
         yield requests
         yield latency
         yield lost
+        if self.summary.records:
+            no_line = CounterMetricFamily("netbpf_http_records_lost",
+                                          "Transactions counted but not shown: their record did not "
+                                          "reach user space (record ring full)", labels=["backend"])
+            for name, b in backends.items():
+                no_line.add_metric([name], b.records_lost)
+            yield no_line
         from .metrics import HttpCollector, TransactionCounts
 
         # Frames, ring and reassembly counters: as the user-space path exports them.

@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from . import Counter
+from .summary import outcome
 from .tracer import Transaction
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -32,7 +33,7 @@ class TransactionCounts:
     def add(self, tx: Transaction) -> None:
         exchange = tx.exchange
         response = exchange.response
-        status = str(response.status) if response is not None else "none"
+        status = str(response.status) if response is not None else outcome(exchange)
         backend = tx.backend
         key = (backend, exchange.request.method, status)
         self.requests[key] = self.requests.get(key, 0) + 1
@@ -53,7 +54,8 @@ class HttpCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         requests = CounterMetricFamily("netbpf_http_requests", "HTTP requests traced, by backend, "
-                                       "method and response status (none: no response)",
+                                       "method and response status (none: closed unanswered; unknown: "
+                                       "what the capture cannot tell)",
                                        labels=["backend", "method", "status"])
         for (backend, method, status), n in list(self.counts.requests.items()):
             requests.add_metric([backend, method, status], n)

@@ -31,6 +31,15 @@ def _clock(ts: float) -> str:
     return f"{_second[1]}.{int((ts - second) * 1e6):06d}"
 
 
+def _size(n: int | None) -> int | None:
+    """A size, or None where it is not known (-1: a kernel record's wire sizes)."""
+    return None if n is None or n < 0 else n
+
+
+def _size_json(n: int) -> str:
+    return "null" if n < 0 else str(n)
+
+
 def _path(path: str) -> str:
     return path if len(path) <= PATH_WIDTH else path[:PATH_WIDTH - 1] + "~"
 
@@ -87,8 +96,8 @@ class Report:
             "ts": round(req.first_ts, 6), "client": tx.client, "backend": tx.backend,
             "method": req.method, "path": req.target, "host": req.host,
             "status": resp.status if resp else None,
-            "request_body": req.body_size, "response_body": resp.body_size if resp else None,
-            "request_bytes": req.wire_size, "response_bytes": resp.wire_size if resp else None,
+            "request_body": _size(req.body_size), "response_body": _size(resp.body_size) if resp else None,
+            "request_bytes": _size(req.wire_size), "response_bytes": _size(resp.wire_size) if resp else None,
             "latency_ms": None if latency is None else round(latency * 1000, 3),
             "ttfb_ms": None if ttfb is None else round(ttfb * 1000, 3),
             "interim": list(resp.interim) if resp and resp.interim else None,
@@ -141,7 +150,7 @@ class Report:
         if tag is not None and self.tag_is_secret and not self.show_secrets:
             tag = redact(self.tag_header, tag)
         values: list[Any] = [round(req.first_ts, 6), tx.client, tx.backend, req.method, req.target, status,
-                             req.body_size, response_body, latency, ttfb]
+                             _size(req.body_size), response_body, latency, ttfb]
         if self.tag:
             values.append(tag)
         values += [str(tx.tunnel) if tx.tunnel else None, ex.error or None]
@@ -162,14 +171,15 @@ class Report:
         if resp is None:
             status = response_body = response_bytes = latency = ttfb = interim = "null"
         else:
-            status, response_body, response_bytes = str(resp.status), str(resp.body_size), str(resp.wire_size)
+            status, response_body, response_bytes = (str(resp.status), _size_json(resp.body_size),
+                                                     _size_json(resp.wire_size))
             latency = repr(round((resp.last_ts - req.first_ts) * 1000, 3))
             ttfb = repr(round((resp.first_ts - req.first_ts) * 1000, 3))
             interim = _dumps(list(resp.interim)) if resp.interim else "null"
         return (f'{{"ts": {round(req.first_ts, 6)!r}, "client": "{tx.client}", "backend": "{tx.backend}", '
                 f'"method": {_str(req.method)}, "path": {_str(req.target)}, "host": {_str(req.host)}, '
-                f'"status": {status}, "request_body": {req.body_size}, "response_body": {response_body}, '
-                f'"request_bytes": {req.wire_size}, "response_bytes": {response_bytes}, '
+                f'"status": {status}, "request_body": {_size_json(req.body_size)}, "response_body": {response_body}, '
+                f'"request_bytes": {_size_json(req.wire_size)}, "response_bytes": {response_bytes}, '
                 f'"latency_ms": {latency}, "ttfb_ms": {ttfb}, "interim": {interim}, '
                 f'"tag": {tag or "null"}, "tunnel": {_str(str(tx.tunnel)) if tx.tunnel else "null"}, '
                 f'"error": {_str(ex.error) if ex.error else "null"}}}')

@@ -131,6 +131,7 @@ BACKEND_COLUMNS = [
     Column("share", "SHARE", align=">", text=lambda v: f"{v:.1%}"),
     *(Column(c, c.upper(), align=">") for c in STATUS_CLASSES[1:]),
     Column("unanswered", "NO-RESP", align=">"),
+    Column("unknown", "UNKNOWN", align=">"),
     Column("p50_ms", "P50 ms", align=">", text=lambda v: f"{v:.2f}"),
     Column("p90_ms", "P90 ms", align=">", text=lambda v: f"{v:.2f}"),
     Column("p99_ms", "P99 ms", align=">", text=lambda v: f"{v:.2f}"),
@@ -143,6 +144,21 @@ TAG_COLUMNS = [
     Column("statuses", "STATUS"),
     Column("p50_ms", "P50 ms", align=">", text=lambda v: f"{v:.2f}"),
 ]
+
+
+# NO-RESP ("none"): the connection closed or was reset with the request unanswered.
+# Any other incomplete exchange is one the capture cannot tell about (a response lost
+# in a capture gap, or not proven to be its own on a connection joined mid-stream, the
+# capture ending first...): "unknown", never counted as unanswered.
+NO_RESPONSE_ERRORS = frozenset({"no response", "connection reset", "connection closed unanswered"})
+
+
+def outcome(exchange: Any) -> str:
+    """A transaction's status class, "none" (closed unanswered) or "unknown"."""
+    response = exchange.response
+    if response is not None and not exchange.error:
+        return f"{response.status // 100}xx"
+    return "none" if exchange.error in NO_RESPONSE_ERRORS else "unknown"
 
 
 class Summary:
@@ -163,12 +179,19 @@ class Summary:
         self.total += 1
         exchange = tx.exchange
         response = exchange.response
-        status_class = f"{response.status // 100}xx" if response is not None and not exchange.error else "none"
+        status_class = outcome(exchange)
         stats.statuses[status_class] = stats.statuses.get(status_class, 0) + 1
         stats.request_body += exchange.request.body_size
         if response is not None and not exchange.error:
             stats.latencies.append(response.last_ts - exchange.request.first_ts)
             stats.response_body += response.body_size
+        self.add_tag(tx)
+
+    def add_tag(self, tx: Transaction) -> None:
+        """The per-tag table's part of a transaction (alone: for a kernel record, whose
+        backend figures the kernel counted itself)."""
+        backend, exchange = tx.backend, tx.exchange
+        response = exchange.response
         tag = exchange.request.tag
         if tag is not None:
             entry = self.tags.get(tag)
@@ -176,7 +199,7 @@ class Summary:
                 entry = self.tags[tag] = {"requests": 0, "backends": {}, "statuses": {}, "latencies": []}
             entry["requests"] += 1
             entry["backends"][backend] = entry["backends"].get(backend, 0) + 1
-            status = str(response.status) if response is not None else "none"
+            status = str(response.status) if response is not None else outcome(exchange)
             entry["statuses"][status] = entry["statuses"].get(status, 0) + 1
             if response is not None and not exchange.error:
                 entry["latencies"].append(response.last_ts - exchange.request.first_ts)
@@ -199,6 +222,7 @@ class Summary:
             for c in STATUS_CLASSES:
                 row[c] = stats.statuses.get(c, 0)
             row["unanswered"] = stats.statuses.get("none", 0)
+            row["unknown"] = stats.statuses.get("unknown", 0)
             for q in (50, 90, 99):
                 value = percentile(ordered, q)
                 row[f"p{q}_ms"] = None if value is None else round(value * 1000, 3)
