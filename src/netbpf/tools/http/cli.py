@@ -278,12 +278,16 @@ class Capture:
         self.summary.add(tx)
         self.counts.add(tx)
         if not args.summary:
-            line = self.report.json(tx) if args.json else self.report.text(tx)
-            if self.owners is not None:
-                line = (self.owners.json if args.json else self.owners.text)(line, tx.client, tx.backend)
-            sys.stdout.write(line + "\n")
+            self.show(tx)
         if args.count and self.printed >= args.count:
             self.stop = True
+
+    def show(self, tx: Transaction) -> None:
+        """One line (or JSON object), from either path; with --process, each side's owner."""
+        line = self.report.json(tx) if self.args.json else self.report.text(tx)
+        if self.owners is not None:
+            line = (self.owners.json if self.args.json else self.owners.text)(line, tx.client, tx.backend)
+        sys.stdout.write(line + "\n")
 
     def on_record(self, tx: Transaction) -> None:
         """A transaction the kernel paired (records.py): counted there, so only shown here."""
@@ -294,7 +298,7 @@ class Capture:
         self.records_shown += 1
         self.summary.add_tag(tx)
         if not args.summary:
-            sys.stdout.write((self.report.json(tx) if args.json else self.report.text(tx)) + "\n")
+            self.show(tx)
         if args.count and self.printed >= args.count:
             self.stop = True
 
