@@ -95,17 +95,30 @@ class Tool:
         return usage.ru_utime + usage.ru_stime
 
 
+METRICS = "127.0.0.1:9464"  # in the gateway's namespace
+
+
 def netbpf_argv(lab: Lab, kind: str) -> list[str]:
-    port = "9" if kind == "netbpf-filter" else "8080"  # port 9: the filter keeps nothing
+    port = "9" if kind.endswith("-filter") else "8080"  # port 9: the program leaves at the port test
     argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "http", "-i", "c0", "--port", port,
             "--json", "-B", "65536"]
     if kind == "netbpf-json":
         return argv
-    if kind == "netbpf-kernel":
-        return [*argv, "--summary"]
-    if kind == "netbpf-tc":
+    if kind in ("netbpf-kernel", "netbpf-filter"):
+        return [*argv, "--summary", "--hook", "socket"]
+    if kind in ("netbpf-tc", "netbpf-tc-filter"):
         return [*argv, "--summary", "--hook", "tc"]
+    if kind == "netbpf-metrics":  # the default hook
+        return [*argv, "--summary", "--metrics", METRICS]
     return [*argv, "--summary", "--counting", "user"]
+
+
+def scraped_answered(lab: Lab) -> int:
+    """Answered requests in the Prometheus metrics (status classes 1xx..5xx), as a scraper sees them."""
+    text = subprocess.run(["ip", "netns", "exec", lab.gateway, "curl", "-sf", f"http://{METRICS}/metrics"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+    return sum(int(float(m.group(1))) for m in
+               re.finditer(r'^netbpf_http_requests_total\{[^}]*status="[1-5]xx"[^}]*\} (\S+)$', text, re.M))
 
 
 def http_programs() -> set[int]:
@@ -174,8 +187,13 @@ def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, wor
     start = run_stats(ours)
     rate, done = wrk(lab, url, duration, connections)
     end = run_stats(ours)
+    scraped = 0
+    if kind == "netbpf-metrics":
+        time.sleep(1)  # the last responses of wrk's connections
+        scraped = scraped_answered(lab)
     cpu = tool.stop()
-    traced = traced_tshark(out) if kind == "tshark" else traced_netbpf(out, kind == "netbpf-json")
+    traced = (traced_tshark(out) if kind == "tshark" else scraped if kind == "netbpf-metrics"
+              else traced_netbpf(out, kind == "netbpf-json"))
     runs = end[1] - start[1]
     return {"rate": rate, "done": done, "traced": traced, "cpu": cpu,
             "ns_per_packet": (end[0] - start[0]) / runs if runs else float("nan"),
@@ -189,6 +207,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--spare-core", action="store_true",
                         help="wrk and nginx on CPU 0, the tracer on CPU 1: a gateway with a core to spare")
+    parser.add_argument("--kinds", help="only these configurations (comma-separated: netbpf-filter, "
+                        "netbpf-tc-filter, netbpf-kernel, netbpf-tc, netbpf-metrics, netbpf, netbpf-json, tshark); "
+                        "the anchor always runs")
     args = parser.parse_args()
     global TRAFFIC_CPU
     TRAFFIC_CPU = "0" if args.spare_core else ""
@@ -196,7 +217,10 @@ def main() -> int:
         sys.exit("bench/http_wrk.py: run as root (namespaces, BPF)")
     lab = Lab(f"nbh{os.getpid() % 100}", backends=1).up()  # two runs at once do not collide
     backend = NginxBackend(lab, 1)
-    kinds = ["none", "netbpf-filter", "netbpf-kernel", "netbpf-tc", "netbpf", "netbpf-json", "tshark"]
+    kinds = ["none", "netbpf-filter", "netbpf-tc-filter", "netbpf-kernel", "netbpf-tc", "netbpf-metrics",
+             "netbpf", "netbpf-json", "tshark"]
+    if args.kinds:
+        kinds = ["none", *(k for k in args.kinds.split(",") if k != "none")]
     results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     try:
         lab.wait_reachable()
@@ -232,9 +256,11 @@ def main() -> int:
 
     anchor = statistics.median(x["rate"] for x in results["none"])
     labels = {"none": "no tracer (anchor)",
-              "netbpf-filter": "socket filter only (`--port 9`: keeps no frame)",
-              "netbpf-kernel": "`netbpf http --summary` (counted in the kernel, socket filter)",
-              "netbpf-tc": "`netbpf http --summary --hook tc` (counted in the kernel, tcx)",
+              "netbpf-filter": "socket filter, nothing to count (`--port 9 --summary --hook socket`)",
+              "netbpf-tc-filter": "tcx program, nothing to count (`--port 9 --summary --hook tc`)",
+              "netbpf-kernel": "`netbpf http --summary --hook socket` (counted in the kernel)",
+              "netbpf-tc": "`netbpf http --summary --hook tc` (counted in the kernel)",
+              "netbpf-metrics": "`netbpf http --summary --metrics :9464` (default hook; scraped once at the end)",
               "netbpf": "`netbpf http --summary --counting user`",
               "netbpf-json": "`netbpf http --json` (a line per transaction)", "tshark": "`tshark -Y http`"}
     where = ("wrk, nginx and their softirqs pinned to CPU 0, the tracer to CPU 1" if TRAFFIC_CPU
@@ -255,7 +281,7 @@ def main() -> int:
         if kind == "none":
             print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - | - |")
             continue
-        if kind == "netbpf-filter":
+        if kind.endswith("-filter"):
             cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
             print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - "
                   f"| {bpf} |")
@@ -267,9 +293,8 @@ def main() -> int:
         print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | {traced:,.0f} | "
               f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {bpf} |")
     if "tshark" in per100k:
-        print(f"\nCPU per transaction, netbpf / tshark: --summary in the kernel "
-              f"{per100k['netbpf-kernel'] / per100k['tshark']:.3f}, --summary in user space "
-              f"{per100k['netbpf'] / per100k['tshark']:.2f}, --json {per100k['netbpf-json'] / per100k['tshark']:.2f}")
+        print("\nCPU per transaction, netbpf / tshark: " + ", ".join(
+            f"{k} {v / per100k['tshark']:.3f}" for k, v in per100k.items() if k != "tshark"))
     print("\nexit lines of the last round:")
     for kind in kinds:
         if kind.startswith("netbpf"):
