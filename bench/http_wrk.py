@@ -4,16 +4,20 @@
 A lab with one backend (nginx answering "ok\\n", so the backend is never the
 bottleneck); wrk in the client namespace, keep-alive, to the backend through
 the gateway, which routes. The tracer watches the gateway's client-side
-interface (c0). Each configuration runs ``--rounds`` times, alternating:
+interface (c0). Each configuration runs ``--rounds`` times, each run right after
+an untraced one (its anchor: the machine's load drifts, so each ratio is taken
+against its neighbour, and the medians of those ratios are printed):
 
-- no tracer: wrk's requests/s is the anchor;
-- the socket filter alone (a port nothing uses): what the kernel side costs
-  the traffic (a copy of each frame to the packet socket, the BPF program);
-- ``netbpf http -i c0 --port 8080 --summary --json``: counted in the kernel
-  (the default): transactions traced (answered ones) / wrk's completed
+- the program with nothing to count (``--port 9``), on each hook: what the
+  hook itself costs the traffic (the socket filter: a packet socket, so the
+  kernel's tap clones every transmitted frame; tcx: no socket) and the
+  program's floor per packet;
+- ``netbpf http -i c0 --port 8080 --summary --json --hook socket|tc``: counted
+  in the kernel: transactions traced (answered ones) / wrk's completed
   requests, requests/s vs the anchor, CPU seconds of netbpf per 100k traced
-  transactions, and the filter's own cost per packet (BPF_ENABLE_STATS);
-- the same with ``--hook tc``: tcx ingress and egress of c0, no packet socket;
+  transactions, and the program's own cost per packet (BPF_ENABLE_STATS);
+- ``--summary --metrics :9464`` on the default hook, traced = the answered
+  requests in one scrape of the metrics at the end;
 - the same with ``--counting user``: every frame to Python, as before;
 - the same with one JSON line per transaction (to a file);
 - ``tshark -i c0 -f 'tcp port 8080' -Y http -T fields -e http.response.code``:
@@ -24,7 +28,7 @@ CPU is each tool's own (user + system, from wait4, children included), minus
 what the same tool spends started and stopped with no traffic (start-up:
 loading dissectors, compiling and loading BPF). Prints a markdown table.
 
-    sudo .venv/bin/python bench/http_wrk.py [--duration 10] [--rounds 3] [--connections 16]
+    sudo .venv/bin/python bench/http_wrk.py [--duration 10] [--rounds 3] [--connections 16] [--kinds a,b]
 """
 from __future__ import annotations
 
@@ -242,19 +246,20 @@ def main() -> int:
             idle = {k: statistics.median(run_tool(k, lab, url, 0, 0, work, idle=True)["cpu"] for _ in range(2))
                     for k in kinds[1:]}
             for r in range(args.rounds):
-                for kind in kinds:
-                    if kind == "none":
-                        rate, done = wrk(lab, url, args.duration, args.connections)
-                        results[kind].append({"rate": rate, "done": done})
-                    else:
-                        results[kind].append(run_tool(kind, lab, url, args.duration, args.connections, work))
-                    print(f"round {r + 1} {kind}: {results[kind][-1]}", file=sys.stderr, flush=True)
+                for kind in kinds[1:]:
+                    # An untraced run right before each traced one: the machine's load drifts
+                    # within a round, so each ratio is taken against its neighbour.
+                    rate, done = wrk(lab, url, args.duration, args.connections)
+                    results["none"].append({"rate": rate, "done": done})
+                    results[kind].append(run_tool(kind, lab, url, args.duration, args.connections, work))
+                    results[kind][-1]["anchor"] = rate
+                    print(f"round {r + 1} {kind}: {results[kind][-1]} (untraced just before: {rate:.0f})",
+                          file=sys.stderr, flush=True)
         os.close(stats_fd)
     finally:
         backend.stop()
         lab.down()
 
-    anchor = statistics.median(x["rate"] for x in results["none"])
     labels = {"none": "no tracer (anchor)",
               "netbpf-filter": "socket filter, nothing to count (`--port 9 --summary --hook socket`)",
               "netbpf-tc-filter": "tcx program, nothing to count (`--port 9 --summary --hook tc`)",
@@ -283,14 +288,16 @@ def main() -> int:
             continue
         if kind.endswith("-filter"):
             cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
-            print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - "
+            vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
+            print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - "
                   f"| {bpf} |")
             continue
         traced = statistics.median(x["traced"] for x in rows)
         ratio = statistics.median(x["traced"] / x["done"] for x in rows)
         cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
         per100k[kind] = statistics.median((x["cpu"] - idle[kind]) / max(1, x["traced"]) * 1e5 for x in rows)
-        print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | {traced:,.0f} | "
+        vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
+        print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | {traced:,.0f} | "
               f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {bpf} |")
     if "tshark" in per100k:
         print("\nCPU per transaction, netbpf / tshark: " + ", ".join(
