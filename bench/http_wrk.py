@@ -26,7 +26,8 @@ against its neighbour, and the medians of those ratios are printed):
 
 CPU is each tool's own (user + system, from wait4, children included), minus
 what the same tool spends started and stopped with no traffic (start-up:
-loading dissectors, compiling and loading BPF). Prints a markdown table.
+loading dissectors, compiling and loading BPF); and, without that subtraction's
+noise, what the tool and its children used while wrk ran (/proc/PID/stat). Prints a markdown table.
 
     sudo .venv/bin/python bench/http_wrk.py [--duration 10] [--rounds 3] [--connections 16] [--kinds a,b]
 """
@@ -100,6 +101,28 @@ class Tool:
 
 
 METRICS = "127.0.0.1:9464"  # in the gateway's namespace
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and every live descendant
+    (tshark's dumpcap is a child that has not exited yet)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parent[int(entry)], cpu[int(entry)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo.extend(c for c, pp in parent.items() if pp == p)
+    return total
 
 
 def netbpf_argv(lab: Lab, kind: str) -> list[str]:
@@ -188,9 +211,9 @@ def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, wor
     if idle:
         time.sleep(2)
         return {"cpu": tool.stop(settle=0.5)}
-    start = run_stats(ours)
+    start, cpu_before = run_stats(ours), tree_cpu(tool.proc.pid)
     rate, done = wrk(lab, url, duration, connections)
-    end = run_stats(ours)
+    end, cpu_during = run_stats(ours), tree_cpu(tool.proc.pid) - cpu_before
     scraped = 0
     if kind == "netbpf-metrics":
         time.sleep(1)  # the last responses of wrk's connections
@@ -199,7 +222,7 @@ def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, wor
     traced = (traced_tshark(out) if kind == "tshark" else scraped if kind == "netbpf-metrics"
               else traced_netbpf(out, kind == "netbpf-json"))
     runs = end[1] - start[1]
-    return {"rate": rate, "done": done, "traced": traced, "cpu": cpu,
+    return {"rate": rate, "done": done, "traced": traced, "cpu": cpu, "cpu_during": cpu_during,
             "ns_per_packet": (end[0] - start[0]) / runs if runs else float("nan"),
             "exit": tool.err.read_text().strip().splitlines()[-1] if kind.startswith("netbpf") else ""}
 
@@ -273,9 +296,9 @@ def main() -> int:
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses, {where}; "
           f"median of {args.rounds} rounds; CPU net of start-up (idle run: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in idle.items()) + ")\n")
-    print("| tracer | wrk req/s | vs no tracer | completed | traced | traced/completed | CPU s | "
-          "CPU s per 100k transactions | BPF ns/packet |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| tracer | wrk req/s | vs untraced just before | completed | traced | traced/completed | CPU s | "
+          "CPU s per 100k transactions | CPU s per 100k, wrk's run only | BPF ns/packet |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     per100k = {}
     for kind in kinds:
         rows = results[kind]
@@ -284,21 +307,22 @@ def main() -> int:
         bpf = (f"{statistics.median(x['ns_per_packet'] for x in rows):.0f}"
                if kind.startswith("netbpf") else "-")
         if kind == "none":
-            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - | - |")
+            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - | - | - |")
             continue
         if kind.endswith("-filter"):
             cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
             vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
-            print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - "
+            print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - | - "
                   f"| {bpf} |")
             continue
         traced = statistics.median(x["traced"] for x in rows)
         ratio = statistics.median(x["traced"] / x["done"] for x in rows)
         cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
         per100k[kind] = statistics.median((x["cpu"] - idle[kind]) / max(1, x["traced"]) * 1e5 for x in rows)
+        during = statistics.median(x["cpu_during"] / max(1, x["traced"]) * 1e5 for x in rows)
         vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
         print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | {traced:,.0f} | "
-              f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {bpf} |")
+              f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {during:.3f} | {bpf} |")
     if "tshark" in per100k:
         print("\nCPU per transaction, netbpf / tshark: " + ", ".join(
             f"{k} {v / per100k['tshark']:.3f}" for k, v in per100k.items() if k != "tshark"))

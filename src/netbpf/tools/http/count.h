@@ -338,7 +338,7 @@ static long scan_line(__u32 k, struct head_scan *s)
 	x = word_at(s, pos) ^ LF8;
 	m = (x - ONES8) & ~x & HIGHS8;	/* exact for the lowest LF */
 #pragma unroll
-	for (int k = 0; k < 3; k++) {
+	for (int j = 0; j < 3; j++) {
 		if (m)
 			break;
 		pos += 8;
