@@ -4,16 +4,20 @@
 A lab with one backend (nginx answering "ok\\n", so the backend is never the
 bottleneck); wrk in the client namespace, keep-alive, to the backend through
 the gateway, which routes. The tracer watches the gateway's client-side
-interface (c0). Each configuration runs ``--rounds`` times, alternating:
+interface (c0). Each configuration runs ``--rounds`` times, each run right after
+an untraced one (its anchor: the machine's load drifts, so each ratio is taken
+against its neighbour, and the medians of those ratios are printed):
 
-- no tracer: wrk's requests/s is the anchor;
-- the socket filter alone (a port nothing uses): what the kernel side costs
-  the traffic (a copy of each frame to the packet socket, the BPF program);
-- ``netbpf http -i c0 --port 8080 --summary --json``: counted in the kernel
-  (the default): transactions traced (answered ones) / wrk's completed
+- the program with nothing to count (``--port 9``), on each hook: what the
+  hook itself costs the traffic (the socket filter: a packet socket, so the
+  kernel's tap clones every transmitted frame; tcx: no socket) and the
+  program's floor per packet;
+- ``netbpf http -i c0 --port 8080 --summary --json --hook socket|tc``: counted
+  in the kernel: transactions traced (answered ones) / wrk's completed
   requests, requests/s vs the anchor, CPU seconds of netbpf per 100k traced
-  transactions, and the filter's own cost per packet (BPF_ENABLE_STATS);
-- the same with ``--hook tc``: tcx ingress and egress of c0, no packet socket;
+  transactions, and the program's own cost per packet (BPF_ENABLE_STATS);
+- ``--summary --metrics :9464`` on the default hook, traced = the answered
+  requests in one scrape of the metrics at the end;
 - the same with ``--counting user``: every frame to Python, as before;
 - the same with one JSON line per transaction (to a file);
 - ``tshark -i c0 -f 'tcp port 8080' -Y http -T fields -e http.response.code``:
@@ -22,9 +26,10 @@ interface (c0). Each configuration runs ``--rounds`` times, alternating:
 
 CPU is each tool's own (user + system, from wait4, children included), minus
 what the same tool spends started and stopped with no traffic (start-up:
-loading dissectors, compiling and loading BPF). Prints a markdown table.
+loading dissectors, compiling and loading BPF); and, without that subtraction's
+noise, what the tool and its children used while wrk ran (/proc/PID/stat). Prints a markdown table.
 
-    sudo .venv/bin/python bench/http_wrk.py [--duration 10] [--rounds 3] [--connections 16]
+    sudo .venv/bin/python bench/http_wrk.py [--duration 10] [--rounds 3] [--connections 16] [--kinds a,b]
 """
 from __future__ import annotations
 
@@ -95,17 +100,52 @@ class Tool:
         return usage.ru_utime + usage.ru_stime
 
 
+METRICS = "127.0.0.1:9464"  # in the gateway's namespace
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and every live descendant
+    (tshark's dumpcap is a child that has not exited yet)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, cpu = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parent[int(entry)], cpu[int(entry)] = int(fields[1]), (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += cpu.get(p, 0.0)
+        todo.extend(c for c, pp in parent.items() if pp == p)
+    return total
+
+
 def netbpf_argv(lab: Lab, kind: str) -> list[str]:
-    port = "9" if kind == "netbpf-filter" else "8080"  # port 9: the filter keeps nothing
+    port = "9" if kind.endswith("-filter") else "8080"  # port 9: the program leaves at the port test
     argv = [sys.executable, "-m", "netbpf", "--netns", lab.gateway, "http", "-i", "c0", "--port", port,
             "--json", "-B", "65536"]
     if kind == "netbpf-json":
         return argv
-    if kind == "netbpf-kernel":
-        return [*argv, "--summary"]
-    if kind == "netbpf-tc":
+    if kind in ("netbpf-kernel", "netbpf-filter"):
+        return [*argv, "--summary", "--hook", "socket"]
+    if kind in ("netbpf-tc", "netbpf-tc-filter"):
         return [*argv, "--summary", "--hook", "tc"]
+    if kind == "netbpf-metrics":  # the default hook
+        return [*argv, "--summary", "--metrics", METRICS]
     return [*argv, "--summary", "--counting", "user"]
+
+
+def scraped_answered(lab: Lab) -> int:
+    """Answered requests in the Prometheus metrics (status classes 1xx..5xx), as a scraper sees them."""
+    text = subprocess.run(["ip", "netns", "exec", lab.gateway, "curl", "-sf", f"http://{METRICS}/metrics"],
+                          capture_output=True, text=True, timeout=30, check=True).stdout
+    return sum(int(float(m.group(1))) for m in
+               re.finditer(r'^netbpf_http_requests_total\{[^}]*status="[1-5]xx"[^}]*\} (\S+)$', text, re.M))
 
 
 def http_programs() -> set[int]:
@@ -171,13 +211,18 @@ def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, wor
     if idle:
         time.sleep(2)
         return {"cpu": tool.stop(settle=0.5)}
-    start = run_stats(ours)
+    start, cpu_before = run_stats(ours), tree_cpu(tool.proc.pid)
     rate, done = wrk(lab, url, duration, connections)
-    end = run_stats(ours)
+    end, cpu_during = run_stats(ours), tree_cpu(tool.proc.pid) - cpu_before
+    scraped = 0
+    if kind == "netbpf-metrics":
+        time.sleep(1)  # the last responses of wrk's connections
+        scraped = scraped_answered(lab)
     cpu = tool.stop()
-    traced = traced_tshark(out) if kind == "tshark" else traced_netbpf(out, kind == "netbpf-json")
+    traced = (traced_tshark(out) if kind == "tshark" else scraped if kind == "netbpf-metrics"
+              else traced_netbpf(out, kind == "netbpf-json"))
     runs = end[1] - start[1]
-    return {"rate": rate, "done": done, "traced": traced, "cpu": cpu,
+    return {"rate": rate, "done": done, "traced": traced, "cpu": cpu, "cpu_during": cpu_during,
             "ns_per_packet": (end[0] - start[0]) / runs if runs else float("nan"),
             "exit": tool.err.read_text().strip().splitlines()[-1] if kind.startswith("netbpf") else ""}
 
@@ -189,6 +234,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--spare-core", action="store_true",
                         help="wrk and nginx on CPU 0, the tracer on CPU 1: a gateway with a core to spare")
+    parser.add_argument("--kinds", help="only these configurations (comma-separated: netbpf-filter, "
+                        "netbpf-tc-filter, netbpf-kernel, netbpf-tc, netbpf-metrics, netbpf, netbpf-json, tshark); "
+                        "the anchor always runs")
     args = parser.parse_args()
     global TRAFFIC_CPU
     TRAFFIC_CPU = "0" if args.spare_core else ""
@@ -196,7 +244,10 @@ def main() -> int:
         sys.exit("bench/http_wrk.py: run as root (namespaces, BPF)")
     lab = Lab(f"nbh{os.getpid() % 100}", backends=1).up()  # two runs at once do not collide
     backend = NginxBackend(lab, 1)
-    kinds = ["none", "netbpf-filter", "netbpf-kernel", "netbpf-tc", "netbpf", "netbpf-json", "tshark"]
+    kinds = ["none", "netbpf-filter", "netbpf-tc-filter", "netbpf-kernel", "netbpf-tc", "netbpf-metrics",
+             "netbpf", "netbpf-json", "tshark"]
+    if args.kinds:
+        kinds = ["none", *(k for k in args.kinds.split(",") if k != "none")]
     results: dict[str, list[dict[str, float]]] = {k: [] for k in kinds}
     try:
         lab.wait_reachable()
@@ -218,23 +269,26 @@ def main() -> int:
             idle = {k: statistics.median(run_tool(k, lab, url, 0, 0, work, idle=True)["cpu"] for _ in range(2))
                     for k in kinds[1:]}
             for r in range(args.rounds):
-                for kind in kinds:
-                    if kind == "none":
-                        rate, done = wrk(lab, url, args.duration, args.connections)
-                        results[kind].append({"rate": rate, "done": done})
-                    else:
-                        results[kind].append(run_tool(kind, lab, url, args.duration, args.connections, work))
-                    print(f"round {r + 1} {kind}: {results[kind][-1]}", file=sys.stderr, flush=True)
+                for kind in kinds[1:]:
+                    # An untraced run right before each traced one: the machine's load drifts
+                    # within a round, so each ratio is taken against its neighbour.
+                    rate, done = wrk(lab, url, args.duration, args.connections)
+                    results["none"].append({"rate": rate, "done": done})
+                    results[kind].append(run_tool(kind, lab, url, args.duration, args.connections, work))
+                    results[kind][-1]["anchor"] = rate
+                    print(f"round {r + 1} {kind}: {results[kind][-1]} (untraced just before: {rate:.0f})",
+                          file=sys.stderr, flush=True)
         os.close(stats_fd)
     finally:
         backend.stop()
         lab.down()
 
-    anchor = statistics.median(x["rate"] for x in results["none"])
     labels = {"none": "no tracer (anchor)",
-              "netbpf-filter": "socket filter only (`--port 9`: keeps no frame)",
-              "netbpf-kernel": "`netbpf http --summary` (counted in the kernel, socket filter)",
-              "netbpf-tc": "`netbpf http --summary --hook tc` (counted in the kernel, tcx)",
+              "netbpf-filter": "socket filter, nothing to count (`--port 9 --summary --hook socket`)",
+              "netbpf-tc-filter": "tcx program, nothing to count (`--port 9 --summary --hook tc`)",
+              "netbpf-kernel": "`netbpf http --summary --hook socket` (counted in the kernel)",
+              "netbpf-tc": "`netbpf http --summary --hook tc` (counted in the kernel)",
+              "netbpf-metrics": "`netbpf http --summary --metrics :9464` (default hook; scraped once at the end)",
               "netbpf": "`netbpf http --summary --counting user`",
               "netbpf-json": "`netbpf http --json` (a line per transaction)", "tshark": "`tshark -Y http`"}
     where = ("wrk, nginx and their softirqs pinned to CPU 0, the tracer to CPU 1" if TRAFFIC_CPU
@@ -242,9 +296,9 @@ def main() -> int:
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses, {where}; "
           f"median of {args.rounds} rounds; CPU net of start-up (idle run: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in idle.items()) + ")\n")
-    print("| tracer | wrk req/s | vs no tracer | completed | traced | traced/completed | CPU s | "
-          "CPU s per 100k transactions | BPF ns/packet |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| tracer | wrk req/s | vs untraced just before | completed | traced | traced/completed | CPU s | "
+          "CPU s per 100k transactions | CPU s per 100k, wrk's run only | BPF ns/packet |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     per100k = {}
     for kind in kinds:
         rows = results[kind]
@@ -253,23 +307,25 @@ def main() -> int:
         bpf = (f"{statistics.median(x['ns_per_packet'] for x in rows):.0f}"
                if kind.startswith("netbpf") else "-")
         if kind == "none":
-            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - | - |")
+            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - | - | - |")
             continue
-        if kind == "netbpf-filter":
+        if kind.endswith("-filter"):
             cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
-            print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - "
+            vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
+            print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - | - "
                   f"| {bpf} |")
             continue
         traced = statistics.median(x["traced"] for x in rows)
         ratio = statistics.median(x["traced"] / x["done"] for x in rows)
         cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
         per100k[kind] = statistics.median((x["cpu"] - idle[kind]) / max(1, x["traced"]) * 1e5 for x in rows)
-        print(f"| {labels[kind]} | {rate:,.0f} | {rate / anchor:.2f} | {done:,.0f} | {traced:,.0f} | "
-              f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {bpf} |")
+        during = statistics.median(x["cpu_during"] / max(1, x["traced"]) * 1e5 for x in rows)
+        vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
+        print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | {traced:,.0f} | "
+              f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {during:.3f} | {bpf} |")
     if "tshark" in per100k:
-        print(f"\nCPU per transaction, netbpf / tshark: --summary in the kernel "
-              f"{per100k['netbpf-kernel'] / per100k['tshark']:.3f}, --summary in user space "
-              f"{per100k['netbpf'] / per100k['tshark']:.2f}, --json {per100k['netbpf-json'] / per100k['tshark']:.2f}")
+        print("\nCPU per transaction, netbpf / tshark: " + ", ".join(
+            f"{k} {v / per100k['tshark']:.3f}" for k, v in per100k.items() if k != "tshark"))
     print("\nexit lines of the last round:")
     for kind in kinds:
         if kind.startswith("netbpf"):

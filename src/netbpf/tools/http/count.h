@@ -224,31 +224,23 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 	c->resp_open = 0;
 }
 
-/* The latency of a response whose last byte was just seen. A global
- * function: verified once, not at each of the places a response ends. */
-__noinline int http_latency(struct http_conn_key *key, __u64 ns)
+/* A response's last byte was just seen: its latency, into the backend's
+ * histogram already looked up for this segment (not a second hash lookup). */
+static __always_inline void response_done(struct http_conn *c, struct http_conn_key *key,
+					  struct http_backend_stats *st, __u64 now)
 {
-	struct http_backend_stats *st;
+	__u64 ns = now - c->resp_req_ts;
 	__u32 b;
 
-	if (!key)
-		return 0;
-	st = backend_stats(key);
-	if (!st)
-		return 0;
-	b = latency_bucket(ns);
-	st->latency_sum_ns += ns;
-	if (b < HTTP_LAT_BUCKETS)
-		st->latency[b]++;
-	return 0;
-}
-
-static __always_inline void response_done(struct http_conn *c, struct http_conn_key *key, __u64 now)
-{
 	c->resp_open = 0;
-	http_latency(key, now - c->resp_req_ts);
+	if (st) {
+		b = latency_bucket(ns);
+		st->latency_sum_ns += ns;
+		if (b < HTTP_LAT_BUCKETS)
+			st->latency[b]++;
+	}
 	if (config.records)
-		http_rec_emit(key, c, now);
+		http_rec_emit(key, c, now);	/* emit.h: the transaction's line */
 }
 
 /* Closed (server FIN, or RST either way): what is outstanding gets no response. */
@@ -260,7 +252,7 @@ static __always_inline void close_conn(struct http_conn *c, struct http_conn_key
 	c->closed = 1;
 	if (c->resp_open) {
 		if (c->dir[1].state == DIR_UNTIL_CLOSE)
-			response_done(c, key, now);
+			response_done(c, key, st, now);
 		else if (st)
 			st->latency_unknown++;
 		if (c->dir[1].state != DIR_UNTIL_CLOSE && config.records)
@@ -306,16 +298,15 @@ static __always_inline __u64 word_at(struct head_scan *s, __u32 i)
 	 (__u64)(e) << 32 | (__u64)(f) << 40 | (__u64)(g) << 48 | (__u64)(h) << 56)
 #define LOWER8 0x2020202020202020ULL	/* case folding: letters, '-', ':' and ' ' keep */
 
+/* After the first word ("content-", "transfer" case-folded), checked by the caller. */
 static __always_inline int is_content_length(struct head_scan *s, __u32 i)
 {
-	return (word_at(s, i) | LOWER8) == W8('c', 'o', 'n', 't', 'e', 'n', 't', '-') &&
-	       (word_at(s, i + 7) | LOWER8) == W8('-', 'l', 'e', 'n', 'g', 't', 'h', ':');
+	return (word_at(s, i + 7) | LOWER8) == W8('-', 'l', 'e', 'n', 'g', 't', 'h', ':');
 }
 
 static __always_inline int is_transfer_encoding(struct head_scan *s, __u32 i)
 {
-	return (word_at(s, i) | LOWER8) == W8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r') &&
-	       (word_at(s, i + 8) | LOWER8) == W8('-', 'e', 'n', 'c', 'o', 'd', 'i', 'n') &&
+	return (word_at(s, i + 8) | LOWER8) == W8('-', 'e', 'n', 'c', 'o', 'd', 'i', 'n') &&
 	       (word_at(s, i + 10) | LOWER8) == W8('n', 'c', 'o', 'd', 'i', 'n', 'g', ':');
 }
 
@@ -359,21 +350,25 @@ static __always_inline int http1_version_at_end(struct head_scan *s, __u32 eol)
 static long scan_line(__u32 k, struct head_scan *s)
 {
 	__u32 pos = s->pos, line, eol, i;
-	__u64 x, m;
+	__u64 x, m, first;
 
 	if (pos >= s->n)
 		return 1;
+	/* Up to four words per step: most header lines are 16 to 40 bytes, and
+	 * a step (a call) costs more than a word's test. */
 	x = word_at(s, pos) ^ LF8;
 	m = (x - ONES8) & ~x & HIGHS8;	/* exact for the lowest LF */
-	if (!m) {
-		/* And the next word: header lines are mostly longer than 16 bytes. */
+#pragma unroll
+	for (int j = 0; j < 3; j++) {
+		if (m)
+			break;
 		pos += 8;
 		x = word_at(s, pos) ^ LF8;
 		m = (x - ONES8) & ~x & HIGHS8;
-		if (!m) {
-			s->pos = pos + 8;
-			return 0;
-		}
+	}
+	if (!m) {
+		s->pos = pos + 8;
+		return 0;
 	}
 	/* Index of the lowest marked byte: its bit, times bytes 7..0, top byte. */
 	i = pos + (__u32)((((m & -m) >> 7) * 0x0001020304050607ULL) >> 56);
@@ -391,12 +386,14 @@ static long scan_line(__u32 k, struct head_scan *s)
 		s->end = i + 1;
 		return 1;
 	}
-	if (is_content_length(s, line)) {
+	/* One word of the name tells both apart (and most other lines from them). */
+	first = word_at(s, line) | LOWER8;
+	if (first == W8('c', 'o', 'n', 't', 'e', 'n', 't', '-') && is_content_length(s, line)) {
 		if (s->cl_from)
 			s->bad = 1;	/* several (even equal) Content-Length: not followed */
 		s->cl_from = line + 15;
 		s->cl_eol = eol;
-	} else if (is_transfer_encoding(s, line)) {
+	} else if (first == W8('t', 'r', 'a', 'n', 's', 'f', 'e', 'r') && is_transfer_encoding(s, line)) {
 		if (s->te_from)
 			s->other_coding = 1;
 		s->te_from = line + 18;
@@ -524,12 +521,28 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 		return 0;
 	if (n > HTTP_HEAD_MAX)
 		n = HTTP_HEAD_MAX;
+#if defined(HTTP_CUT) && HTTP_CUT == 10
+	r->verdict = HEAD_OK;	/* profiling: as if a head without a body, not even copied */
+	r->end = r->avail;
+	r->status = 200;
+	r->has_length = 1;
+	return !skb->len;
+#endif
 	if (n < 1 || bpf_skb_load_bytes(skb, r->pos, sc->buf, n))
 		return 0;
 	if (n < 16) {
 		/* Too short for any start line we know; zeroes make the checks fail. */
 		__builtin_memset(sc->buf + n, 0, 16);
 	}
+#if defined(HTTP_CUT) && (HTTP_CUT == 8 || HTTP_CUT == 9)
+	if (HTTP_CUT == 9)
+		bpf_loop(n, scan_line, &(struct head_scan){ .buf = sc->buf, .n = n }, 0);
+	r->verdict = HEAD_OK;	/* profiling: as if a head without a body */
+	r->end = r->avail;
+	r->status = 200;
+	r->has_length = 1;	/* and Content-Length: 0 */
+	return 0;
+#endif
 	b = sc->buf;
 	s.buf = b;
 	s.n = n;
@@ -695,7 +708,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 				st->status[cls]++;
 		}
 		if (tunnel) {
-			response_done(c, w->key, w->now);
+			response_done(c, w->key, w->st, w->now);
 			netbpf_inc(counters, HTTP_K_TUNNELS);
 			c->dir[0].state = DIR_TUNNEL;
 			d->state = DIR_TUNNEL;
@@ -703,7 +716,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			return;
 		}
 		if (no_body) {
-			response_done(c, w->key, w->now);
+			response_done(c, w->key, w->st, w->now);
 			return;
 		}
 		if (s.chunked) {
@@ -714,7 +727,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			d->state = DIR_BODY;
 			d->left = s.length;
 		} else {
-			response_done(c, w->key, w->now);
+			response_done(c, w->key, w->st, w->now);
 		}
 		return;
 	}
@@ -859,7 +872,7 @@ static __always_inline void parse_trailer(struct walk *w, struct http_dir *d)
 	d->state = DIR_HEAD;
 	d->left = 0;
 	if (w->side == 1)
-		response_done(w->c, w->key, w->now);
+		response_done(w->c, w->key, w->st, w->now);
 	return;
 lost:
 	/* Trailer fields (rare) are not followed. */
@@ -907,7 +920,7 @@ static long walk_step(__u32 i, struct walk *w)
 			if (!d->left) {
 				d->state = DIR_HEAD;
 				if (w->side == 1)
-					response_done(c, w->key, w->now);
+					response_done(c, w->key, w->st, w->now);
 			}
 		} else {
 			/* The last two bytes of `left` are the chunk's CRLF. */
@@ -991,7 +1004,7 @@ static __always_inline int join_island(struct walk *w, struct http_dir *d)
 		if (d->state == DIR_BODY) {
 			d->state = DIR_HEAD;
 			if (w->side == 1)
-				response_done(w->c, w->key, w->now);
+				response_done(w->c, w->key, w->st, w->now);
 		} else {
 			d->state = DIR_CHUNK_SIZE;
 		}
@@ -1072,7 +1085,9 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	f.fin = !!(flags & TCP_FIN);
 	f.rst = !!(flags & TCP_RST);
 	len = end - payload;
+	CUT(4, !skb->len);
 	c = bpf_map_lookup_elem(&connections, key);
+	CUT(5, !skb->len);	/* skb used: the function keeps its signature */
 	if (tcp->syn) {
 		/* A SYN (or SYN-ACK) starts a direction; a new SYN a new connection. */
 		if (side == 0 && !tcp->ack) {
@@ -1138,6 +1153,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	if (c->closed)
 		return 0;
 	st = backend_stats(key);
+	CUT(6, !skb->len);
 	if (len) {
 		struct http_dir *d = side ? &c->dir[1] : &c->dir[0];
 		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload, .end = end, .now = now,
@@ -1159,6 +1175,10 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			netbpf_inc(counters, HTTP_K_RETRANSMITTED);
 		} else {
 			w.pos += -ahead;
+#if defined(HTTP_CUT) && HTTP_CUT == 7
+			d->next_seq = seq + len;	/* everything but the walk */
+			return !skb->len;
+#endif
 			bpf_loop(HTTP_MAX_STEPS, walk_step, &w, 0);
 			if (c->lost)	/* this frame to user space only if none of it was parsed */
 				return c->handed && !ahead && w.pos == payload;

@@ -40,6 +40,13 @@ const volatile struct http_config config = {};
 
 enum encap { ENCAP_NONE, ENCAP_IPIP, ENCAP_VXLAN };
 
+/* Profiling (bench/http_prog_cost.py builds with -DHTTP_CUT=n): leave at stage n. */
+#ifdef HTTP_CUT
+#define CUT(n, ret) do { if (HTTP_CUT == (n)) return (ret); } while (0)
+#else
+#define CUT(n, ret) do { } while (0)
+#endif
+
 static __always_inline int wanted_port(__u16 port)
 {
 #pragma unroll
@@ -152,6 +159,29 @@ static __always_inline void outer_of(struct http_segment *seg, __u8 encap, __u32
 	o->vni = vni;
 }
 
+/* The common case, IPv4 without options and TCP: both headers in one copy
+ * (each bpf_skb_load_bytes() is a helper call). 0: anything else, for
+ * ip_header() and the tunnel loop. */
+static __always_inline int plain_tcp4(struct __sk_buff *skb, __u32 start, struct http_conn_key *a,
+				      struct tcphdr *tcp, __u32 *end)
+{
+	struct {
+		struct iphdr ip;
+		struct tcphdr tcp;
+	} h;
+
+	if (bpf_skb_load_bytes(skb, start, &h, sizeof(h)) || h.ip.version != 4 || h.ip.ihl != 5 ||
+	    h.ip.protocol != IPPROTO_TCP || (h.ip.frag_off & bpf_htons(0x1fff)))
+		return 0;
+	*end = start + bpf_ntohs(h.ip.tot_len);
+	__builtin_memset(a, 0, sizeof(*a));
+	__builtin_memcpy(a->client, &h.ip.saddr, 4);	/* source, until conn_key() */
+	__builtin_memcpy(a->server, &h.ip.daddr, 4);
+	a->family = 4;
+	*tcp = h.tcp;
+	return 1;
+}
+
 /* One frame whose network header is at `start`: how many bytes of it to keep. */
 static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 {
@@ -162,6 +192,7 @@ static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 	struct tcphdr tcp;
 	int proto = -1;
 
+	CUT(1, 0);
 	netbpf_inc(counters, HTTP_FRAMES_SEEN);
 	if (!wanted_ifindex(skb->ifindex)) {
 		netbpf_inc(counters, HTTP_OTHER_IFACE);
@@ -170,6 +201,13 @@ static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 	if (l3 != ETH_P_IP && l3 != ETH_P_IPV6) {
 		netbpf_inc(counters, HTTP_NOT_IP);
 		return 0;
+	}
+
+	if (l3 == ETH_P_IP && plain_tcp4(skb, start, &seg.key, &tcp, &end)) {
+		off = start + sizeof(struct iphdr);
+		packet_end = end;
+		netbpf_inc(counters, HTTP_PROTO_TCP);
+		goto tcp_header;
 	}
 
 #pragma unroll
@@ -238,13 +276,18 @@ static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 		return 0;
 	}
 
-	if (bpf_skb_load_bytes(skb, off, &tcp, sizeof(tcp)) || tcp.doff < 5 ||
-	    end < off + tcp.doff * 4 || skb->len < off + tcp.doff * 4) {
+	if (bpf_skb_load_bytes(skb, off, &tcp, sizeof(tcp))) {
+		netbpf_inc(counters, HTTP_MALFORMED);
+		return 0;
+	}
+tcp_header:
+	if (tcp.doff < 5 || end < off + tcp.doff * 4 || skb->len < off + tcp.doff * 4) {
 		netbpf_inc(counters, HTTP_MALFORMED);
 		return 0;
 	}
 	if (!wanted_port(bpf_ntohs(tcp.source)) && !wanted_port(bpf_ntohs(tcp.dest)))
 		return 0;
+	CUT(2, 0);
 	if (config.count_in_kernel) {
 		__u32 payload = off + tcp.doff * 4;
 
@@ -263,6 +306,7 @@ static __always_inline int http_frame(struct __sk_buff *skb, __u32 start)
 		seg.flags = ((__u8 *)&tcp)[13];
 		seg.payload = payload;
 		seg.end = end;
+		CUT(3, 0);
 		if (!http_count_segment(skb, &seg) || !config.hand_off)
 			return 0;
 		netbpf_inc(counters, HTTP_K_HANDED_OFF);
