@@ -14,10 +14,8 @@ alternating, median of --repeat. No root, no kernel: only the Python side.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import io
 import statistics
-import struct
 import sys
 import time
 from pathlib import Path
@@ -26,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from netbpf.attrib import procfs
 from netbpf.attrib.tracker import CREATED, OWNER, AttribRecord, Owners
+from netbpf.packet import pcap
 from netbpf.packet.tcpdump import TcpdumpPrinter
-from netbpf.tools.dump.attribution import OPTION_CODE, OwnerJsonSink, OwnerTextSink
+from netbpf.tools.dump.attribution import OwnerJsonSink, OwnerTextSink, owner_option
 from netbpf.tools.dump.flood import udp_frame
 from netbpf.tools.dump.sinks import JsonSink, TextSink
 
@@ -41,13 +40,7 @@ class Discard(io.TextIOBase):
 
 def epb(ts_ns: int, frame: bytes, owner: AttribRecord | None) -> bytes:
     """An Enhanced Packet Block as the capture program writes it (nanosecond units)."""
-    padded = frame + bytes(-len(frame) % 4)
-    options = b""
-    if owner is not None:
-        options = struct.pack("<HH", OPTION_CODE, ctypes.sizeof(owner)) + bytes(owner) + bytes(4)
-    length = 28 + len(padded) + len(options) + 4
-    return (struct.pack("<IIIIIII", 6, length, 0, ts_ns >> 32, ts_ns & 0xFFFFFFFF, len(frame), len(frame))
-            + padded + options + struct.pack("<I", length))
+    return pcap.pcapng_record(ts_ns, frame, nano=True, options=b"" if owner is None else owner_option(bytes(owner)))
 
 
 def owners() -> Owners:

@@ -12,9 +12,9 @@ curl's requests must be attributed although each curl has exited.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +31,7 @@ from netbpf.lab import Lab, stop_process
 from netbpf.lab.servers import Backend, NginxGateway, _children
 
 from .conftest import unique_prefix
+from .test_http import Tracer as HttpTracer
 
 HERE = Path(__file__).resolve().parent
 REQUESTS = 6  # curl runs, alternately over IPv4 and IPv6
@@ -87,25 +88,8 @@ def cgroups() -> Iterator[Cgroups]:
         c.remove()
 
 
-class Tracer:
-    """``netbpf --netns NS http ...`` as a user runs it (test_http's Tracer checks the programs
-    loaded machine-wide, which other runs on a shared machine upset)."""
-
-    def __init__(self, netns_name: str, *args: str, workdir: Path) -> None:
-        self.out_path, self.err_path = workdir / "out", workdir / "err"
-        self.proc = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", netns_name, "http", *args],
-                                     stdout=self.out_path.open("w"), stderr=self.err_path.open("w"))
-        deadline = time.monotonic() + 30
-        while "tracing HTTP" not in self.err_path.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"netbpf http did not start: {self.err_path.read_text()}")
-            time.sleep(0.05)
-
-    def stop(self) -> tuple[str, str]:
-        time.sleep(0.3)  # the last frames reach the ring
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=120) == 0, self.err_path.read_text()
-        return self.out_path.read_text(), self.err_path.read_text()
+# test_http's, without its machine-wide count of programs (other runs on a shared machine upset it)
+Tracer = functools.partial(HttpTracer, counted=False)
 
 
 def _comm(pid: int) -> str:

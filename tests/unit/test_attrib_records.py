@@ -1,7 +1,6 @@
 """The owner a capture record carries (binary, for lines and JSON) becomes JSON fields and text."""
 from __future__ import annotations
 
-import ctypes
 import json
 import struct
 import time
@@ -20,11 +19,12 @@ from netbpf.attrib.tracker import (
     Owners,
     label,
 )
+from netbpf.packet import pcap
 from netbpf.packet.tcpdump import TcpdumpPrinter
 from netbpf.tools.dump.attribution import (
-    OPTION_CODE,
     OwnerJsonSink,
     epb_records,
+    owner_option,
 )
 
 from .packets import ether, ipv4, udp
@@ -46,13 +46,7 @@ def owners() -> Owners:
 
 def kernel_epb(ts_us: int, frame: bytes, rec: AttribRecord | None) -> bytes:
     """An Enhanced Packet Block as dump.bpf.c writes it (with or without the owner option)."""
-    padded = frame + bytes(-len(frame) % 4)
-    options = b""
-    if rec is not None:
-        options = struct.pack("<HH", OPTION_CODE, ctypes.sizeof(rec)) + bytes(rec) + bytes(4)
-    length = 28 + len(padded) + len(options) + 4
-    return (struct.pack("<IIIIIII", 6, length, 0, ts_us >> 32, ts_us & 0xFFFFFFFF, len(frame), len(frame))
-            + padded + options + struct.pack("<I", length))
+    return pcap.pcapng_record(ts_us * 1000, frame, options=b"" if rec is None else owner_option(bytes(rec)))
 
 
 def records() -> tuple[bytes, list[bytes]]:

@@ -79,12 +79,13 @@ def pcap_record(ts_ns: int, data: bytes, orig_len: int | None = None, nano: bool
 
 
 def pcapng_record(ts_ns: int, data: bytes, orig_len: int | None = None, nano: bool = False,
-                  interface: int = 0) -> bytes:
+                  interface: int = 0, options: bytes = b"") -> bytes:
+    """An Enhanced Packet Block; ``options`` as they stand in the block (padded, ended)."""
     units = ts_ns if nano else ts_ns // 1000
     padded = data + bytes(-len(data) % 4)
-    length = 32 + len(padded)
-    return _epb.pack(PCAPNG_EPB, length, interface, units >> 32, units & 0xFFFFFFFF, len(data),
-                     len(data) if orig_len is None else orig_len) + padded + struct.pack("<I", length)
+    length = 32 + len(padded) + len(options)
+    return (_epb.pack(PCAPNG_EPB, length, interface, units >> 32, units & 0xFFFFFFFF, len(data),
+                      len(data) if orig_len is None else orig_len) + padded + options + struct.pack("<I", length))
 
 
 class Packet(NamedTuple):

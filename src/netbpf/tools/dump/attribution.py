@@ -30,6 +30,11 @@ if TYPE_CHECKING:  # imported where used: dump's parser (add_arguments) must not
 OPTION_CODE = 0x8A77  # ATTRIB_OPTION_CODE
 RECORD_SIZE = 48  # sizeof(struct attrib_record)
 COMMENT_MAX = 640  # ATTRIB_COMMENT_MAX
+
+
+def owner_option(record: bytes) -> bytes:
+    """A packet's owner as dump.bpf.c writes it into the block: the option, then end of options."""
+    return struct.pack("<HH", OPTION_CODE, len(record)) + record + bytes(4)
 # Room after a packet: the binary owner (4 + RECORD_SIZE) or the comment, then opt_endofopt.
 OPTIONS_BYTES = 4 + max(RECORD_SIZE, COMMENT_MAX) + 4
 LABEL_MISSES = 5  # ATTRIB_LABEL_MISSES
