@@ -68,10 +68,7 @@ class PacketRing(floods.Paced):
 
     def __init__(self, interface: str, slots: int = 1024, slot_size: int = 2048) -> None:
         self.ifindex = netdev.ifindex(interface)
-        try:
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        except OSError as e:
-            raise from_errno("open an AF_PACKET socket", e.errno or _errno.EPERM) from e
+        self.sock = floods.packet_socket()
         try:
             self.sock.setsockopt(floods.SOL_PACKET, PACKET_VERSION, TPACKET_V2)
             self.sock.setsockopt(floods.SOL_PACKET, floods.PACKET_QDISC_BYPASS, 1)

@@ -39,8 +39,8 @@ from .bpf.info import (
     close_quietly,
     fd_by_id,
     fd_by_pin,
-    link_ids,
     link_info,
+    links,
     prog_ids,
     prog_info,
     prog_map_ids,
@@ -344,15 +344,8 @@ def collect() -> list[Entry]:
         return None, f"ifindex {ifindex}" if ifindex else "no interface (deleted, or detached)"
 
     linked_xdp: set[tuple[int, int]] = set()
-    for lid in link_ids():
-        try:
-            fd = fd_by_id("link", lid)
-        except BpfError:
-            continue
-        try:
-            info = link_info(fd)
-        finally:
-            close_quietly(fd)
+    for info in links():
+        lid = info.id
         prog = progs.get(info.prog_id)
         if prog is None:
             continue

@@ -55,14 +55,22 @@ from .test_http import workdir as workdir  # a fixture
 BACKEND = "10.0.11.2:8080"
 
 
-@pytest.fixture(scope="module")
-def loaded() -> Iterator[BpfObject]:
-    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True))
+def loaded_object(records: bool = False) -> Iterator[BpfObject]:
+    """The socket filter as `netbpf http` loads it to count in the kernel (and emit records)."""
+    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True, records=records,
+                                  tag_header=TAG if records else None))
+    if records:
+        obj.set_map_size("records", 1 << 20)
     obj.load()
     try:
         yield obj
     finally:
         obj.close()
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Iterator[BpfObject]:
+    yield from loaded_object()
 
 
 @dataclass
@@ -613,13 +621,7 @@ TAG = "X-Test-Id"
 
 @pytest.fixture(scope="module")
 def rec_loaded() -> Iterator[BpfObject]:
-    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True, records=True, tag_header=TAG))
-    obj.set_map_size("records", 1 << 20)
-    obj.load()
-    try:
-        yield obj
-    finally:
-        obj.close()
+    yield from loaded_object(records=True)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from ctypes import Structure, c_char, c_uint8, c_uint32, c_uint64
 from dataclasses import dataclass
 
-from ..errors import check, from_errno
+from ..errors import BpfError, check, from_errno
 from . import _libbpf as L
 
 
@@ -168,6 +168,20 @@ def map_ids() -> Iterator[int]:
 
 def link_ids() -> Iterator[int]:
     return _ids("bpf_link_get_next_id")
+
+
+def links() -> Iterator[LinkInfo]:
+    """Every BPF link of the machine, with its info (one gone meanwhile is passed over)."""
+    for lid in link_ids():
+        try:
+            fd = fd_by_id("link", lid)
+        except BpfError:
+            continue
+        try:
+            info = link_info(fd)
+        finally:
+            close_quietly(fd)
+        yield info
 
 
 def fd_by_id(kind: str, obj_id: int) -> int:

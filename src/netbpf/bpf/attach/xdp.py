@@ -16,7 +16,7 @@ from typing import Literal
 from ... import netdev
 from ...errors import BpfError, NotSupported, check, from_errno
 from .. import _libbpf as L
-from ..info import close_quietly, fd_by_id, link_ids, link_info
+from ..info import links
 from ..program import Program
 from .base import Attachment, Link, NetlinkAttachment
 
@@ -67,17 +67,9 @@ def query(interface: str | int) -> XdpState:
     prog_id = opts.prog_id or opts.drv_prog_id or opts.skb_prog_id or opts.hw_prog_id
     link_id = 0
     if prog_id:
-        for lid in link_ids():
-            try:
-                fd = fd_by_id("link", lid)
-            except BpfError:
-                continue
-            try:
-                info = link_info(fd)
-            finally:
-                close_quietly(fd)
+        for info in links():
             if info.type == "xdp" and info.ifindex == index and info.prog_id == prog_id:
-                link_id = lid
+                link_id = info.id
                 break
     return XdpState(index, prog_id, ATTACHED_MODES.get(opts.attach_mode, str(opts.attach_mode)), link_id)
 

@@ -156,6 +156,15 @@ class _Mmsghdr(ctypes.Structure):
     _fields_ = [("hdr", _Msghdr), ("len", ctypes.c_uint32)]
 
 
+def packet_socket() -> socket.socket:
+    """An AF_PACKET socket to send frames from; protocol 0: it receives nothing, so reading
+    costs nothing."""
+    try:
+        return socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError as e:
+        raise from_errno("open an AF_PACKET socket", e.errno or _errno.EPERM) from e
+
+
 class PacketSocket(Paced):
     """Frames out of ``interface`` (of the calling thread's namespace) from an AF_PACKET
     socket, up to ``batch`` per sendmmsg(2).
@@ -170,11 +179,7 @@ class PacketSocket(Paced):
 
     def __init__(self, interface: str, batch: int = 1024) -> None:
         self.ifindex = netdev.ifindex(interface)
-        try:
-            # Protocol 0: the socket receives nothing, so reading costs nothing.
-            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-        except OSError as e:
-            raise from_errno("open an AF_PACKET socket", e.errno or _errno.EPERM) from e
+        self.sock = packet_socket()
         try:
             self.sock.setsockopt(SOL_PACKET, PACKET_QDISC_BYPASS, 1)
             self.sock.bind((interface, 0))
