@@ -40,7 +40,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 import buildbpf  # noqa: E402
 from netbpf.bpf import BpfObject  # noqa: E402
-from netbpf.tools.http import PROGRAMS, make_config  # noqa: E402
+from netbpf.tools.http.kernel import PROGRAMS, make_config  # noqa: E402
 from tests.http_frames import TcpFlow, ethernet, ethertype_of  # noqa: E402
 
 SOURCE = ROOT / "src/netbpf/tools/http/http.bpf.c"

@@ -332,7 +332,7 @@ def ip_length(packet: bytes) -> int:
 
 def test_kernel_filter_keeps_exactly_what_the_decoder_accepts() -> None:
     from netbpf.packet.decap import decode_ip
-    from netbpf.tools.http import Counter, make_config, open_object, read_counters
+    from netbpf.tools.http.kernel import Counter, make_config, open_object, read_counters
     from tests.unit.test_http_fuzz import corpus, mutate
 
     rng = random.Random(99)

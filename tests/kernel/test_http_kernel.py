@@ -25,8 +25,8 @@ import pytest
 from netbpf.bpf import BpfObject
 from netbpf.lab import Lab
 from netbpf.lab.servers import client_in_lab, make_plan
-from netbpf.tools.http import Counter, make_config, open_object, read_counters
-from netbpf.tools.http.kernel import KernelBackend, read_backends
+from netbpf.tools.http.counted import KernelBackend, read_backends
+from netbpf.tools.http.kernel import Counter, make_config, open_object, read_counters
 from netbpf.tools.http.records import (
     CUT,
     HOST_MAX,

@@ -7,8 +7,8 @@ import pytest
 
 from netbpf.cli import build_parser
 from netbpf.errors import InterfaceNotFound, UsageError
-from netbpf.tools.http import MAX_PORTS, make_config
 from netbpf.tools.http.cli import port_list, resolve_interfaces
+from netbpf.tools.http.kernel import MAX_PORTS, make_config
 
 
 def test_port_lists() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import random
 
-from netbpf.tools.http.kernel import BUCKETS, bucket_of, bucket_value, hist_percentile
+from netbpf.tools.http.counted import BUCKETS, bucket_of, bucket_value, hist_percentile
 
 
 def test_buckets_hold_their_values() -> None:

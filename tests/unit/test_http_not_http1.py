@@ -13,8 +13,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from netbpf.packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE, sniff
-from netbpf.tools.http import Counter
 from netbpf.tools.http.cli import not_http1_text
+from netbpf.tools.http.kernel import Counter
 from netbpf.tools.http.metrics import HttpCollector, TransactionCounts
 from netbpf.tools.http.tracer import HttpTracer, Transaction
 from tests.http_frames import TcpFlow

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from netbpf.packet.decap import Tunnel
 from netbpf.packet.http import Exchange, Request, Response
-from netbpf.tools.http import Counter
+from netbpf.tools.http.kernel import Counter
 from netbpf.tools.http.metrics import HttpCollector, TransactionCounts
 from netbpf.tools.http.report import COLUMNS, Report
 from netbpf.tools.http.summary import Summary, chi2_sf, percentile

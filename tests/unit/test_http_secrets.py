@@ -11,7 +11,7 @@ import re
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from netbpf.tools.http import Counter
+from netbpf.tools.http.kernel import Counter
 from netbpf.tools.http.metrics import HttpCollector, TransactionCounts
 from netbpf.tools.http.report import Report
 from netbpf.tools.http.summary import Summary

@@ -14,7 +14,9 @@ from ...output import LiveView
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
 from ...run import Run, StopSignals
 from .. import summary
-from . import (
+from .counted import HEAD_MAX, KernelCollector, KernelSummary, read_backends
+from .counted import accounting as kernel_accounting
+from .kernel import (
     DEFAULT_VXLAN_PORTS,
     MAX_IFINDEXES,
     TAG_NAME_MAX,
@@ -23,8 +25,6 @@ from . import (
     open_object,
     read_counters,
 )
-from .kernel import HEAD_MAX, KernelCollector, KernelSummary, read_backends
-from .kernel import accounting as kernel_accounting
 from .records import HOST_MAX, TAG_MAX, TARGET_MAX, RecordDecoder, RecordReader, ring_bytes
 from .records import Record as _Record
 from .report import Report

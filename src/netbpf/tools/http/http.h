@@ -22,7 +22,7 @@ enum http_counter {
 	HTTP_PROTO_OTHER,
 	HTTP_NOT_IP,		/* ARP, LLDP, ... */
 	HTTP_MALFORMED,		/* shorter than its headers claim */
-	/* Counting in the kernel (config.count_in_kernel): see kernel.py. */
+	/* Counting in the kernel (config.count_in_kernel): see counted.py. */
 	HTTP_K_SEGMENTS,	/* payload segments the kernel parser ran on */
 	HTTP_K_REQUESTS,	/* request heads counted */
 	HTTP_K_RESPONSES,	/* final response heads paired with their request */

@@ -1,416 +1,145 @@
-"""What the kernel counted (``count.h``): per-backend figures read from maps.
-
-With ``--summary`` and ``--metrics`` nothing per transaction crosses into user
-space: the filter counts requests, status classes, body bytes and a latency
-histogram per backend in a per-CPU hash, and this module sums the CPUs and
-turns the histogram into percentiles. Buckets are exact below 32 ns, then 32
-per power of two: a percentile read at a bucket's middle is within 1/64 (1.6%)
-of the exact value.
-
-What the kernel did not follow is counted beside: requests outstanding when a
-connection stopped being followed (UNPAIRED), and connections not followed
-from some point on or at all (NOT-FOLLOWED). With hand-off their frames go to
-the user-space path, whose transactions are merged here (``add``).
-"""
+"""The http tool's BPF object: its configuration (``struct http_config``), its counters, and
+opening it configured for one hook (``open_object``)."""
 from __future__ import annotations
 
 import ctypes
-import ipaddress
-import math
+import enum
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from ...bpf import BpfObject
-from ...output import Column, Table
-from . import BPF_OBJECT as BPF_OBJECT  # test_layouts checks the shared structs against it
-from . import Counter
-from .roles import FRONT, Roles
-from .summary import STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, balance_of
-from .tracer import Transaction
+from ...bpf.object import object_path
+from ...errors import UsageError
+from ...run import Run
 
-FIFO = 64
-HEAD_MAX = 2048
-SUB_BITS = 5
-MAX_LOG = 42
-BUCKETS = (MAX_LOG - SUB_BITS + 2) << SUB_BITS
-
-LOST_REASONS = {
-    Counter.K_LOST_GAP: "sequence gap or reordering",
-    Counter.K_LOST_HEAD_SPLIT: "head split over segments",
-    Counter.K_LOST_HEAD_LONG: f"head over {HEAD_MAX} bytes",
-    Counter.K_LOST_NOT_HTTP: "not HTTP/1.x",
-    Counter.K_LOST_LENGTH: "body length unknown",
-    Counter.K_LOST_CHUNK: "chunk line split or trailers",
-    Counter.K_LOST_PIPELINE: f"over {FIFO} pipelined",
-    Counter.K_LOST_STEPS: "too many messages in a segment",
-    Counter.K_LOST_UNSYNCED: "handshake not seen",
-}
+BPF_OBJECT = "http.bpf.o"
+MAX_PORTS, MAX_IFINDEXES, MAX_VXLAN_PORTS = 16, 8, 4
+TAG_NAME_MAX = 31  # --tag-header's name, found in the kernel (http.h)
+DEFAULT_VXLAN_PORTS = (4789, 8472)  # IANA's, and Linux's/Flannel's default
 
 
-class BackendKey(ctypes.Structure):
-    """``struct http_backend_key``."""
+class Counter(enum.IntEnum):
+    """``enum http_counter`` of http.h."""
 
-    _c_name_ = "http_backend_key"
-    _fields_ = [("addr", ctypes.c_uint8 * 16), ("port", ctypes.c_uint16), ("family", ctypes.c_uint8),
-                ("pad", ctypes.c_uint8)]
-
-
-class BackendStats(ctypes.Structure):
-    """``struct http_backend_stats``."""
-
-    _c_name_ = "http_backend_stats"
-    _fields_ = [("requests", ctypes.c_uint64), ("status", ctypes.c_uint64 * 5),
-                ("no_response", ctypes.c_uint64), ("unpaired", ctypes.c_uint64),
-                ("connections", ctypes.c_uint64), ("lost_connections", ctypes.c_uint64),
-                ("midstream", ctypes.c_uint64), ("handed_off", ctypes.c_uint64),
-                ("request_body", ctypes.c_uint64),
-                ("response_body", ctypes.c_uint64), ("latency_unknown", ctypes.c_uint64),
-                ("latency_sum_ns", ctypes.c_uint64), ("latency", ctypes.c_uint64 * BUCKETS),
-                ("client_sample", ctypes.c_uint8 * 16), ("records_lost", ctypes.c_uint64)]
-
-
-SHARED_STRUCTS = (BackendKey, BackendStats)
-_SCALARS = [f[0] for f in BackendStats._fields_ if f[0] not in ("status", "latency", "client_sample")]
-
-
-def bucket_of(ns: int) -> int:
-    """``latency_bucket()`` of count.h."""
-    if ns < 1 << SUB_BITS:
-        return max(ns, 0)
-    log = ns.bit_length() - 1
-    if log > MAX_LOG:
-        return BUCKETS - 1
-    return ((log - SUB_BITS + 1) << SUB_BITS) + ((ns >> (log - SUB_BITS)) & ((1 << SUB_BITS) - 1))
-
-
-def bucket_value(b: int) -> float:
-    """The middle of bucket ``b``, in ns."""
-    if b < 1 << SUB_BITS:
-        return float(b)
-    log = (b >> SUB_BITS) + SUB_BITS - 1
-    sub = b & ((1 << SUB_BITS) - 1)
-    width = 1 << (log - SUB_BITS)
-    return ((1 << SUB_BITS) + sub) * width + (width - 1) / 2
+    FRAMES_SEEN = 0
+    FRAMES_KEPT = 1
+    BYTES_KEPT = 2
+    ACKS_SKIPPED = 3
+    OTHER_IFACE = 4
+    KEPT_IPIP = 5
+    KEPT_VXLAN = 6
+    PROTO_TCP = 7
+    PROTO_UDP = 8
+    PROTO_ICMP = 9
+    PROTO_OTHER = 10
+    NOT_IP = 11
+    MALFORMED = 12
+    K_SEGMENTS = 13
+    K_REQUESTS = 14
+    K_RESPONSES = 15
+    K_INTERIM = 16
+    K_RETRANSMITTED = 17
+    K_CONNECTIONS = 18
+    K_MIDSTREAM = 19
+    K_LOST_GAP = 20
+    K_LOST_HEAD_SPLIT = 21
+    K_LOST_HEAD_LONG = 22
+    K_LOST_NOT_HTTP = 23
+    K_LOST_LENGTH = 24
+    K_LOST_CHUNK = 25
+    K_LOST_PIPELINE = 26
+    K_LOST_STEPS = 27
+    K_LOST_UNSYNCED = 28
+    K_ORPHANS = 29
+    K_HTTP2 = 30
+    K_TLS = 31
+    K_TUNNELS = 32
+    K_HANDED_OFF = 33
+    K_RECORDS = 34
+    K_RECORDS_LOST = 35
+    K_RECORDS_MISSING = 36
 
 
-def hist_percentile(hist: list[int], q: float) -> float | None:
-    """Nearest-rank percentile (ns) of a histogram, at its bucket's middle."""
-    total = sum(hist)
-    if not total:
-        return None
-    rank = max(1, math.ceil(q / 100 * total))
-    seen = 0
-    for b, n in enumerate(hist):
-        seen += n
-        if seen >= rank:
-            return bucket_value(b)
-    return None  # pragma: no cover: seen reaches total
+N_COUNTERS = len(Counter)
 
 
-@dataclass(slots=True)
-class KernelBackend:
-    requests: int = 0
-    status: list[int] = field(default_factory=lambda: [0] * 5)
-    no_response: int = 0
-    unpaired: int = 0
-    connections: int = 0
-    lost_connections: int = 0
-    midstream: int = 0
-    handed_off: int = 0
-    request_body: int = 0
-    response_body: int = 0
-    latency_unknown: int = 0
-    latency_sum_ns: int = 0
-    latency: list[int] = field(default_factory=lambda: [0] * BUCKETS)
-    unknown: int = 0  # user-space path: exchanges the capture cannot tell about (summary.outcome)
-    records_lost: int = 0  # paired, but no line: the record ring was full (or the request evicted)
-    clients: set[bytes] = field(default_factory=set)  # sampled client addresses, one per CPU
-    family: int = 4
+class Config(ctypes.Structure):
+    """``struct http_config``: what the filter keeps, frozen at load."""
 
-    def add_raw(self, raw: bytes) -> None:
-        s = BackendStats.from_buffer_copy(raw[:ctypes.sizeof(BackendStats)])
-        sample = bytes(s.client_sample)
-        if any(sample):
-            self.clients.add(sample)
-        for name in _SCALARS:
-            setattr(self, name, getattr(self, name) + getattr(s, name))
-        for i in range(5):
-            self.status[i] += s.status[i]
-        hist = self.latency
-        for i, n in enumerate(s.latency):
-            if n:
-                hist[i] += n
-
-    @property
-    def not_followed(self) -> int:
-        return self.lost_connections
+    _c_name_ = "http_config"
+    _fields_ = [
+        ("ports", ctypes.c_uint16 * MAX_PORTS),
+        ("n_ports", ctypes.c_uint32),
+        ("ifindexes", ctypes.c_uint32 * MAX_IFINDEXES),
+        ("n_ifindexes", ctypes.c_uint32),
+        ("vxlan_ports", ctypes.c_uint16 * MAX_VXLAN_PORTS),
+        ("n_vxlan_ports", ctypes.c_uint32),
+        ("keep_acks", ctypes.c_uint32),
+        ("count_in_kernel", ctypes.c_uint32),
+        ("hand_off", ctypes.c_uint32),
+        ("records", ctypes.c_uint32),
+        ("tag_len", ctypes.c_uint32),
+        ("tag_name", ctypes.c_uint64 * ((TAG_NAME_MAX + 1) // 8)),
+    ]
 
 
-def format_backend(key: BackendKey) -> str:
-    raw = bytes(key.addr)
-    if key.family == 4:
-        return f"{ipaddress.IPv4Address(raw[:4])}:{key.port}"
-    return f"[{ipaddress.IPv6Address(raw)}]:{key.port}"
+SHARED_STRUCTS = (Config,)
 
 
-def format_client(sample: bytes, family: int) -> str:
-    """A sampled client address, as Roles takes it (no port: only the address counts)."""
-    if family == 4:
-        return f"{ipaddress.IPv4Address(sample[:4])}:0"
-    return f"[{ipaddress.IPv6Address(sample)}]:0"
+def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
+                vxlan_ports: Iterable[int] = DEFAULT_VXLAN_PORTS, keep_acks: bool = False,
+                count_in_kernel: bool = False, hand_off: bool = False, records: bool = False,
+                tag_header: str | None = None) -> Config:
+    ports, ifindexes, vxlan_ports = list(dict.fromkeys(ports)), list(ifindexes), list(vxlan_ports)
+    if not ports:
+        raise UsageError("--port: at least one TCP port")
+    if len(ports) > MAX_PORTS:
+        raise UsageError(f"--port: at most {MAX_PORTS} ports")
+    if len(ifindexes) > MAX_IFINDEXES:
+        raise UsageError(f"-i: at most {MAX_IFINDEXES} interfaces (or any)")
+    if len(vxlan_ports) > MAX_VXLAN_PORTS:
+        raise UsageError(f"--vxlan-port: at most {MAX_VXLAN_PORTS} ports")
+    if records and tag_header and len(tag_header) > TAG_NAME_MAX:
+        raise UsageError(f"--tag-header: at most {TAG_NAME_MAX} characters when found in the kernel "
+                         "(--counting user for longer names)")
+    config = Config()
+    config.n_ports = len(ports)
+    for i, port in enumerate(ports):
+        config.ports[i] = port
+    config.n_ifindexes = len(ifindexes)
+    for i, index in enumerate(ifindexes):
+        config.ifindexes[i] = index
+    config.n_vxlan_ports = len(vxlan_ports)
+    for i, port in enumerate(vxlan_ports):
+        config.vxlan_ports[i] = port
+    config.keep_acks = int(keep_acks)
+    config.count_in_kernel = int(count_in_kernel)
+    config.hand_off = int(hand_off)
+    config.records = int(records)
+    if records and tag_header:
+        # Matched in the kernel against the header line folded to lower case, colon included.
+        name = (tag_header.lower() + ":").encode("ascii")
+        config.tag_len = len(name)
+        padded = name.ljust(TAG_NAME_MAX + 1, b"\0")
+        for i in range(len(config.tag_name)):
+            config.tag_name[i] = int.from_bytes(padded[i * 8:i * 8 + 8], "little")
+    return config
 
 
-def read_backends(obj: BpfObject) -> dict[str, KernelBackend]:
-    """The ``backends`` map, CPUs summed."""
-    m = obj.map("backends")
-    out: dict[str, KernelBackend] = {}
-    step = (m.value_size + 7) & ~7
-    for key, value in m.items():
-        k = BackendKey.from_buffer_copy(key)
-        b = out.setdefault(format_backend(k), KernelBackend())
-        for i in range(0, len(value), step):
-            b.add_raw(value[i:i + m.value_size])
-        b.family = k.family
-    return out
+PROGRAMS = {"socket": "netbpf_http", "tc": "netbpf_http_tc"}
 
 
-def _ms(ns: float | None) -> float | None:
-    return None if ns is None else round(ns / 1e6, 3)
+def open_object(config: Config, hook: str = "socket", run: Run | None = None) -> BpfObject:
+    """The socket filter (or, ``hook="tc"``, the tc program), configured, not yet loaded
+    (closed with ``run``)."""
+    run = run if run is not None else Run()
+    with run.starting():
+        obj = run.open(object_path(__file__, BPF_OBJECT))
+        for kind, name in PROGRAMS.items():
+            obj.program(name).set_autoload(kind == hook)  # verify only the one used
+        obj.set_rodata(config=bytes(config))
+    return obj
 
 
-KERNEL_COLUMNS = [
-    Column("backend", "BACKEND"),
-    Column("requests", "REQUESTS", align=">"),
-    Column("share", "SHARE", align=">", text=lambda v: f"{v:.1%}"),
-    *(Column(c, c.upper(), align=">") for c in STATUS_CLASSES[1:]),
-    Column("unanswered", "NO-RESP", align=">"),
-    Column("unknown", "UNKNOWN", align=">"),
-    Column("unpaired", "UNPAIRED", align=">"),
-    Column("not_followed", "NOT-FOLLOWED", align=">"),
-    Column("p50_ms", "P50 ms", align=">", text=lambda v: f"{v:.2f}"),
-    Column("p90_ms", "P90 ms", align=">", text=lambda v: f"{v:.2f}"),
-    Column("p99_ms", "P99 ms", align=">", text=lambda v: f"{v:.2f}"),
-    Column("role", "ROLE"),
-]
-
-RECORDS_LOST_COLUMN = Column("records_lost", "NO-LINE", align=">")
-
-
-class KernelSummary(Summary):
-    """The per-backend table from the kernel's maps, plus what user space
-    traced of the connections handed to it; the same rows as :class:`Summary`
-    with two columns of loss: UNPAIRED and NOT-FOLLOWED."""
-
-    def __init__(self, obj: BpfObject, expected_backends: Iterable[str] = (), roles: Roles | None = None,
-                 records: bool = False) -> None:
-        super().__init__(expected_backends, roles)
-        self.obj = obj
-        self.records = records  # lines from kernel records: their loss gets a column
-        self.kernel: dict[str, KernelBackend] = {}
-        self.user_transactions = 0
-
-    def add(self, tx: Transaction) -> None:
-        self.user_transactions += 1
-        super().add(tx)
-
-    def refresh(self) -> None:
-        self.kernel = read_backends(self.obj)
-        for name, backend in self.kernel.items():
-            for client in backend.clients:
-                self.roles.add(name, format_client(client, backend.family))  # a remote one is kept
-
-    def merged(self) -> dict[str, KernelBackend]:
-        """The kernel's figures plus the user-space path's (handed-off connections)."""
-        merged = dict(self.kernel)
-        for name, us in self.backends.items():
-            k = merged.get(name, KernelBackend())
-            b = merged[name] = KernelBackend(**{f: getattr(k, f) for f in _SCALARS})
-            b.status, b.latency = list(k.status), list(k.latency)
-            b.unknown = k.unknown + us.statuses.get("unknown", 0)
-            b.requests += us.requests
-            for i, c in enumerate(STATUS_CLASSES):
-                b.status[i] += us.statuses.get(c, 0)
-            b.no_response += us.statuses.get("none", 0)
-            b.request_body += us.request_body
-            b.response_body += us.response_body
-            for seconds in us.latencies:
-                b.latency[bucket_of(int(seconds * 1e9))] += 1
-                b.latency_sum_ns += int(seconds * 1e9)
-        return merged
-
-    def _rows(self) -> list[tuple[str, KernelBackend]]:
-        return sorted(self.merged().items(), key=lambda kv: (-kv[1].requests, kv[0]))
-
-    def _roles(self, items: list[tuple[str, KernelBackend]]) -> dict[str, str]:
-        """The kernel sees no client addresses: a local server is the front end only
-        by --front-port, else "backend?" (roles.py)."""
-        for name, _ in items:
-            self.roles.see(name)
-        return {name: self.role(name) for name, _ in items}
-
-    def backend_rows(self) -> list[dict[str, Any]]:
-        rows = []
-        items = self._rows()
-        roles = self._roles(items)
-        items.sort(key=lambda kv: roles[kv[0]] == FRONT)  # backends first, as Summary
-        total = sum(b.requests for name, b in items if roles[name] != FRONT)
-        for name, b in items:
-            front = roles[name] == FRONT
-            row: dict[str, Any] = {"type": "front" if front else "backend", "backend": name,
-                                   "requests": b.requests,
-                                   "share": None if front else b.requests / total if total else 0.0}
-            for i, c in enumerate(STATUS_CLASSES):
-                row[c] = b.status[i]
-            # Neither answered, nor closed unanswered, nor lost track of: in flight.
-            row["unanswered"] = b.no_response
-            row["unknown"] = b.unknown
-            row["in_flight"] = max(0, b.requests - sum(b.status) - b.no_response - b.unknown - b.unpaired)
-            row["unpaired"] = b.unpaired
-            row["not_followed"] = b.not_followed
-            for q in (50, 90, 99):
-                row[f"p{q}_ms"] = _ms(hist_percentile(b.latency, q))
-            row["latency_unknown"] = b.latency_unknown
-            row["request_body"], row["response_body"] = b.request_body, b.response_body
-            row["connections"] = b.connections
-            if self.records:
-                row["records_lost"] = b.records_lost
-            row["role"] = roles[name]
-            rows.append(row)
-        return rows
-
-    def balance(self) -> Balance:
-        items = self._rows()
-        roles = self._roles(items)
-        front = tuple(sorted(name for name, _ in items if roles[name] == FRONT))
-        return balance_of([b.requests for name, b in items if name not in front], front)
-
-    def text(self) -> str:
-        self.refresh()
-        rows = self.backend_rows()
-        balance = self.balance().text()
-        unpaired = sum(r["unpaired"] for r in rows)
-        lost = sum(r["not_followed"] for r in rows)
-        records_lost = sum(r.get("records_lost", 0) for r in rows)
-        if records_lost:
-            balance += (f"\nloss: {records_lost} transactions counted above have no line (the kernel's "
-                        "record ring was full): the counts are whole, the lines are not")
-        if unpaired or lost:
-            # Never hidden: how much of the traffic the verdict may not have seen.
-            balance += (f"\nloss: {lost} connections not followed (their requests after that point are "
-                        f"counted only as far as the user-space path could), {unpaired} requests unpaired: the verdict is about what was "
-                        "counted and may change if the loss was uneven")
-        columns = [*KERNEL_COLUMNS[:-1], RECORDS_LOST_COLUMN, KERNEL_COLUMNS[-1]] if self.records else KERNEL_COLUMNS
-        parts = [Table(columns).render(rows) if rows else "no HTTP transaction traced", balance]
-        tags = self.tag_rows()
-        if tags:
-            parts.append(Table(TAG_COLUMNS).render(tags))
-        return "\n\n".join(parts)
-
-    def json_rows(self) -> list[dict[str, Any]]:
-        self.refresh()
-        return [*self.backend_rows(), self.balance().row(), *self.tag_rows()]
-
-
-def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: int, user_connections: int,
-               backends: dict[str, KernelBackend], records_read: int | None = None) -> str:
-    """The exit line's account of the kernel path: what went where (``records_read``: the
-    kernel's transaction records read, None when there are none: --summary)."""
-    lost = {why: k[c] for c, why in LOST_REASONS.items() if k[c]}
-    unpaired = sum(b.unpaired for b in backends.values())
-    reasons = "; ".join(f"{n} {why}" for why, n in lost.items()) or "none"
-    text = (f"kernel path: {k[Counter.K_REQUESTS]} requests, {k[Counter.K_RESPONSES]} responses paired, "
-            f"{k[Counter.K_CONNECTIONS]} connections followed from their SYN"
-            f"{'' if records_read is None else records_text(k, records_read)}; user-space path: "
-            f"{user_transactions} transactions ({user_incomplete} incomplete) on {user_connections} "
-            f"connections handed off ({k[Counter.K_HANDED_OFF]} frames); "
-            f"not followed: {k[Counter.K_MIDSTREAM]} connections joined after their SYN, "
-            f"{sum(lost.values())} lost track of ({reasons}), {unpaired} requests unpaired; "
-            f"{k[Counter.K_ORPHANS]} responses without their request in the kernel path, "
-            f"{k[Counter.K_RETRANSMITTED]} segments seen twice or retransmitted, "
-            f"{k[Counter.K_TUNNELS]} upgraded/CONNECT")
-    return text  # what is not HTTP/1.x is said once, with the user-space path's (cli.py)
-
-
-def records_text(k: dict[Counter, int], read: int) -> str:
-    lost = k[Counter.K_RECORDS_LOST] + k[Counter.K_RECORDS_MISSING]
-    return (f", {read} transaction records read, {lost} transactions without a record "
-            f"({k[Counter.K_RECORDS_LOST]} lost in the record ring: full, "
-            f"{k[Counter.K_RECORDS_MISSING]} whose request's part was evicted)")
-
-
-def prometheus_buckets(hist: list[int], bounds: Iterable[float]) -> list[tuple[str, float]]:
-    """Cumulative counts at Prometheus' bounds (seconds) from the kernel's buckets:
-    a kernel bucket counts below a bound when its middle is (within 1/64)."""
-    out: list[tuple[str, float]] = []
-    cumulative, b, n = 0, 0, len(hist)
-    for bound in bounds:
-        limit = bound * 1e9
-        while b < n and bucket_value(b) <= limit:
-            cumulative += hist[b]
-            b += 1
-        out.append((repr(bound), float(cumulative)))
-    out.append(("+Inf", float(sum(hist))))
-    return out
-
-
-class KernelCollector:
-    """Prometheus metrics from the kernel's maps, read at scrape time: nothing
-    per transaction is kept in user space. The same families as the user-space
-    path, with status classes for statuses (the kernel keeps classes) and the
-    kernel path's own account."""
-
-    def __init__(self, summary: KernelSummary, snapshot: Any) -> None:
-        self.summary = summary
-        self.snapshot = snapshot
-
-    def collect(self) -> Any:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-
-        from .metrics import BUCKETS as BOUNDS
-
-        self.summary.refresh()
-        backends = self.summary.merged()
-        requests = CounterMetricFamily("netbpf_http_requests", "HTTP requests traced, by backend and "
-                                       "response status class (none: closed unanswered; unknown: not told by the "
-                                       "capture (user-space path); unpaired: "
-                                       "its response not followed; pending: not answered yet)",
-                                       labels=["backend", "status"])
-        latency = HistogramMetricFamily("netbpf_http_request_duration_seconds",
-                                        "First request byte to last response byte", labels=["backend"])
-        lost = CounterMetricFamily("netbpf_http_connections_not_followed",
-                                   "Connections the kernel stopped following after counting part of them",
-                                   labels=["backend"])
-        for name, b in backends.items():
-            for i, c in enumerate(STATUS_CLASSES):
-                requests.add_metric([name, c], b.status[i])
-            requests.add_metric([name, "none"], b.no_response)
-            requests.add_metric([name, "unknown"], b.unknown)
-            requests.add_metric([name, "unpaired"], b.unpaired)
-            requests.add_metric([name, "pending"],
-                                max(0, b.requests - sum(b.status) - b.no_response - b.unknown - b.unpaired))
-            latency.add_metric([name], prometheus_buckets(b.latency, BOUNDS), b.latency_sum_ns / 1e9)
-            lost.add_metric([name], b.lost_connections)
-        yield requests
-        yield latency
-        yield lost
-        if self.summary.records:
-            no_line = CounterMetricFamily("netbpf_http_records_lost",
-                                          "Transactions counted but not shown: their record did not "
-                                          "reach user space (record ring full)", labels=["backend"])
-            for name, b in backends.items():
-                no_line.add_metric([name], b.records_lost)
-            yield no_line
-        from .metrics import HttpCollector, TransactionCounts
-
-        # Frames, ring and reassembly counters: as the user-space path exports them.
-        for family in HttpCollector(TransactionCounts(), self.snapshot).collect():
-            if family.name not in ("netbpf_http_requests", "netbpf_http_request_duration_seconds"):
-                yield family
-        k = self.snapshot()["kernel"]
-        paths = CounterMetricFamily("netbpf_http_kernel", "What the kernel's HTTP parser did",
-                                    labels=["what"])
-        for counter in Counter:
-            if counter.name.startswith("K_"):
-                paths.add_metric([counter.name[2:].lower()], k[counter])
-        yield paths
+def read_counters(obj: BpfObject) -> dict[Counter, int]:
+    counters = obj.map("counters")
+    return {c: counters.sum_u64(int(c)) for c in Counter}

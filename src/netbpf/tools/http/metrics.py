@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from ...packet.http import H2_PREFACE, H2C_UPGRADE, TLS_HANDSHAKE
-from . import Counter
+from .kernel import Counter
 from .summary import outcome
 from .tracer import Transaction
 

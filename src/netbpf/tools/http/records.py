@@ -25,7 +25,7 @@ from ...bpf.ringbuf import RingBuffer
 from ...packet.decap import Tunnel, format_endpoint
 from ...packet.http import Exchange, Request, Response
 from ...packet.redact import redact, redact_target
-from . import BPF_OBJECT as BPF_OBJECT  # test_layouts checks Record against it
+from .kernel import BPF_OBJECT as BPF_OBJECT  # test_layouts checks Record against it
 from .tracer import Transaction
 
 METHOD_MAX, TARGET_MAX, HOST_MAX, TAG_MAX = 8, 128, 64, 64
