@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -71,23 +72,26 @@ def export(address: tuple[str, int], collect: Callable[[], Iterable[Metric]]) ->
 Rows = Iterable[tuple[Sequence[str], float]]
 
 
-def counter(name: str, doc: str, labels: Sequence[str] = (), rows: Rows = (),
-            value: float | None = None) -> CounterMetricFamily:
-    """A counter family: one ``value``, or one row per label set."""
+F = TypeVar("F", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _family(kind: type[F], name: str, doc: str, labels: Sequence[str], rows: Rows, value: float | None) -> F:
+    """One ``value``, or one row per label set."""
     if value is not None:
-        return CounterMetricFamily(name, doc, value=value)
-    family = CounterMetricFamily(name, doc, labels=list(labels))
+        return kind(name, doc, value=value)
+    family = kind(name, doc, labels=list(labels))
     for values, v in rows:
         family.add_metric(list(values), v)
     return family
+
+
+def counter(name: str, doc: str, labels: Sequence[str] = (), rows: Rows = (),
+            value: float | None = None) -> CounterMetricFamily:
+    """A counter family: one ``value``, or one row per label set."""
+    return _family(CounterMetricFamily, name, doc, labels, rows, value)
 
 
 def gauge(name: str, doc: str, labels: Sequence[str] = (), rows: Rows = (),
           value: float | None = None) -> GaugeMetricFamily:
     """A gauge family: one ``value``, or one row per label set."""
-    if value is not None:
-        return GaugeMetricFamily(name, doc, value=value)
-    family = GaugeMetricFamily(name, doc, labels=list(labels))
-    for values, v in rows:
-        family.add_metric(list(values), v)
-    return family
+    return _family(GaugeMetricFamily, name, doc, labels, rows, value)
