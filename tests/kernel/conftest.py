@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from netbpf.bpf import fs
 from netbpf.lab import Lab
 
 _counter = itertools.count()
@@ -29,6 +31,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def unique_prefix() -> str:
     return f"t{os.getpid() % 100000}x{next(_counter)}"
+
+
+_PREFIX = re.compile(r"^t(\d+)x\d+-")
+
+
+def _dead_run(name: str) -> bool:
+    """A name unique_prefix() gave in a test run whose pytest is gone (killed mid-run)."""
+    match = _PREFIX.match(name)
+    if not match or int(match[1]) == os.getpid() % 100000:
+        return False
+    for pid in range(int(match[1]), 1 << 22, 100000):
+        try:
+            if b"pytest" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return False
+        except OSError:
+            continue
+    return True
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftovers_of_killed_runs() -> None:
+    """A run killed mid-test leaves its namespaces and the pins of what it had pinned in
+    them (a pinned fault keeps its program loaded). The tests judge what netbpf leaves
+    behind, so they start without a dead run's leftovers: only names of the form
+    unique_prefix() gives, and only when no pytest of that id still runs."""
+    if os.geteuid() != 0:
+        return
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    removed = [name for name in netns if _dead_run(name)]
+    for name in removed:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+    root = fs.PIN_ROOT
+    if root.is_dir():
+        for path in sorted(root.rglob("*"), key=lambda p: -len(p.parts)):
+            if any(_dead_run(part) for part in path.relative_to(root).parts):
+                removed.append(str(path))
+                (path.rmdir if path.is_dir() and not path.is_symlink() else path.unlink)()
+    if removed:
+        print(f"\nremoved what a killed test run left: {' '.join(removed)}", file=sys.stderr)
 
 
 @pytest.fixture
