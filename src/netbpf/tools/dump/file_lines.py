@@ -121,7 +121,10 @@ def tcpdump_reads(tcpdump: str, path: str, expression: str, flags: Sequence[str]
     argv = [tcpdump, "-nn", *flags, *(["-c", str(count)] if count else []), "-r", path]
     if expression:
         argv += ["--", expression]
-    read_end, write_end = os.pipe()  # both close on exec; dup2 makes tcpdump's stderr inheritable
+    # Both ends close on exec; dup2 makes tcpdump's stderr inheritable. (posix_spawn closes no
+    # other descriptor, as subprocess's close_fds would: those netbpf made close on exec, and
+    # what netbpf's parent left open, tcpdump holds only while netbpf waits for it.)
+    read_end, write_end = os.pipe()
     try:
         # stdout is ours: tcpdump writes its lines where netbpf's would go. SIGPIPE and SIGXFSZ
         # back to their defaults, as subprocess does (Python ignores them; tcpdump | head relies on it).
