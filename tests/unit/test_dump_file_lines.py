@@ -125,3 +125,12 @@ def test_the_path_imports_nothing_it_exists_to_avoid(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
     assert len(lines) == 3 and lines[-1].split() == ["0"], done.stdout  # two tcpdump lines, then exit 0, nothing
+
+
+def test_a_nul_in_a_word_is_left_to_the_parsers_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No exec passes a NUL (main(argv) in process can): the parser's path says what it says."""
+    from netbpf.cli import main
+
+    assert file_lines.run_plain(["-r", str(good_file(tmp_path)), "a\0b"]) is None
+    assert main(["dump", "-r", str(good_file(tmp_path)), "a\0b"]) == 2
+    assert "bad filter expression" in capsys.readouterr().err

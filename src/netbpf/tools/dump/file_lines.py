@@ -96,7 +96,7 @@ def pcap_header_good(path: str) -> bool:
     try:
         with open(path, "rb") as f:
             head = f.read(24)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name (read_file says what it says)
         return False
     if len(head) < 24:
         return False
@@ -246,6 +246,8 @@ def run_plain(words: Sequence[str]) -> int | None:
     """``netbpf dump WORDS`` when they are ``-r FILE`` (a pcap file), tcpdump's flags and an
     expression, and tcpdump is installed: read_file would hand the file to tcpdump_reads
     (after its own checks, which here run only if tcpdump fails); else None."""
+    if any("\0" in word for word in words):
+        return None  # no exec can pass it (main(argv) in a test can): the parser's path says what
     plain = parse_plain(words)
     if plain is None or plain.read is None or not pcap_header_good(plain.read):
         return None
