@@ -244,7 +244,7 @@ class _Stop:
 
 
 def _tcpdump(flags: list[str]) -> subprocess.Popen[bytes]:
-    from .tcpdump_lines import tcpdump_path
+    from .file_lines import tcpdump_path
 
     tcpdump = tcpdump_path()
     if tcpdump is None:

@@ -12,6 +12,7 @@ from ... import cliutil
 from ...errors import NetbpfError, NotSupported, OutputError, UsageError
 from .. import summary
 from . import attribution
+from .file_lines import tcpdump_flags
 from .sinks import FileSink, JsonSink, Sink, TcpdumpSink, TextSink, open_output
 
 if TYPE_CHECKING:
@@ -161,28 +162,6 @@ def post_rotate_command(args: argparse.Namespace) -> None:
         raise UsageError(f"-z {args.post_rotate}: no such command (it is run as CMD FILE)")
 
 
-def tcpdump_flags(args: argparse.Namespace) -> list[str]:
-    """The flags that go to tcpdump when it prints the lines."""
-    flags = []
-    if args.td_e:
-        flags.append("-e")
-    if args.td_v:
-        flags.append("-" + "v" * min(args.td_v, 3))
-    if args.td_X:
-        flags.append("-X")
-    if args.td_A:
-        flags.append("-A")
-    if args.td_q:
-        flags.append("-q")
-    if args.td_t:
-        flags.append("-" + "t" * min(args.td_t, 5))
-    if args.absolute:
-        flags.append("-S")
-    if args.time_stamp_precision == "nano":
-        flags.append("--time-stamp-precision=nano")
-    return flags
-
-
 def expression_of(args: argparse.Namespace) -> str:
     """The filter: from -F FILE (as tcpdump: the command line's is then ignored), else the words."""
     if not args.filter_file:
@@ -224,7 +203,7 @@ def list_interfaces() -> int:
 
 def text_sink_possible(args: argparse.Namespace) -> None:
     """Before attaching: tcpdump-only flags refused where tcpdump is not installed."""
-    from .tcpdump_lines import tcpdump_path
+    from .file_lines import tcpdump_path
 
     only_tcpdump = [flag for flag in tcpdump_flags(args) if flag not in ("-S", "--time-stamp-precision=nano")]
     if only_tcpdump and tcpdump_path() is None:
@@ -233,7 +212,8 @@ def text_sink_possible(args: argparse.Namespace) -> None:
 
 def text_sink(args: argparse.Namespace, printer: TcpdumpPrinter, linktype: int) -> Sink:
     """Lines: tcpdump's own (it prints them), else netbpf's formatter (no tcpdump flags then)."""
-    from .tcpdump_lines import TcpdumpLines, tcpdump_path
+    from .file_lines import tcpdump_path
+    from .tcpdump_lines import TcpdumpLines
 
     flags = tcpdump_flags(args)
     tcpdump = tcpdump_path()

@@ -91,14 +91,15 @@ class _FileWriter:
 def read_file(args: argparse.Namespace, expression: str, tcpdump_flags: list[str]) -> int:
     if _libpcap_can_copy(args):
         return _copy_with_libpcap(args, expression)  # imports nothing more: Python start-up is its cost
-    from . import tcpdump_lines
+    from .file_lines import check_expression, tcpdump_path, tcpdump_reads
 
-    tcpdump = tcpdump_lines.tcpdump_path()
+    tcpdump = tcpdump_path()
     if tcpdump and _is_pcap(args.read) and not args.write and not args.json:
         # One link type, lines: tcpdump reads the file itself (libpcap's filter, tcpdump's lines).
-        _check_expression(args.read, expression, args.snaplen)
-        return tcpdump_lines.read_pcap_file(tcpdump, args.read, expression,
-                                            tcpdump_flags + (["-l"] if args.td_l else []), args.count)
+        # (Most such command lines never get here: file_lines.run_plain runs them first.)
+        check_expression(args.read, expression, args.snaplen)
+        return tcpdump_reads(tcpdump, args.read, expression, tcpdump_flags + (["-l"] if args.td_l else []),
+                             args.count)
     try:
         reader, f = pcap.open_reader(args.read)
     except OSError as e:
@@ -146,6 +147,7 @@ def _output(args: argparse.Namespace, reader: pcap.Reader, printer: TcpdumpPrint
     import json
 
     from . import tcpdump_lines
+    from .file_lines import tcpdump_path
 
     if args.write:
         if args.json:
@@ -167,7 +169,7 @@ def _output(args: argparse.Namespace, reader: pcap.Reader, printer: TcpdumpPrint
             return True
 
         return as_json, sys.stdout.flush
-    tcpdump = tcpdump_lines.tcpdump_path()
+    tcpdump = tcpdump_path()
     if tcpdump is None:
         return _fallback_lines(printer, tcpdump_flags)
     lines = tcpdump_lines.TcpdumpLines(tcpdump_flags, tcpdump)
@@ -229,16 +231,3 @@ def _copy_with_libpcap(args: argparse.Namespace, expression: str) -> int:
         print(f"netbpf: {args.read}: {error}", file=sys.stderr)
         return 1
     return 0
-
-
-def _check_expression(path: str, expression: str, snaplen: int) -> None:
-    """A bad expression: libpcap's message and exit 2 (tcpdump would exit 1), before any output."""
-    try:
-        reader, f = pcap.open_reader(path)
-    except OSError as e:
-        raise NetbpfError(f"{path}: {e.strerror}") from e
-    except pcap.PcapFormatError as e:
-        raise NetbpfError(f"{path}: {e}") from e
-    f.close()
-    if expression:
-        _Filters(expression, snaplen, reader.big_endian).matcher(reader.linktype)

@@ -16,7 +16,6 @@ tcpdump implements are then refused in one line.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -29,11 +28,6 @@ from ...packet import pcap
 # tcpdump's first line on stderr when it reads a file: netbpf says its own.
 _READING = b"reading from file -"
 STREAM_SNAPLEN = pcap.MAX_CAPLEN
-
-
-def tcpdump_path() -> str | None:
-    return shutil.which("tcpdump") or next(
-        (p for p in ("/usr/sbin/tcpdump", "/usr/bin/tcpdump") if os.access(p, os.X_OK)), None)
 
 
 class TcpdumpLines:
@@ -149,20 +143,3 @@ class TcpdumpLines:
 
 def record(ts_ns: int, data: bytes, orig_len: int) -> bytes:
     return pcap.pcap_record(ts_ns, data, orig_len, nano=True)
-
-
-def read_pcap_file(tcpdump: str, path: str, expression: str, flags: Sequence[str], count: int | None) -> int:
-    """``tcpdump -nn -r PATH EXPRESSION``: the lines, the damage message, the exit status
-    are tcpdump's own (its "reading from file" line is left out: netbpf says nothing there)."""
-    sys.stdout.flush()
-    # No -l unless asked: tcpdump -r buffers its lines, and a write per line costs it 10%.
-    argv = [tcpdump, "-nn", *flags, *(["-c", str(count)] if count else []), "-r", path]
-    proc = subprocess.Popen([*argv, "--", expression] if expression else argv, stdout=None,
-                            stderr=subprocess.PIPE, close_fds=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if not line.startswith(b"reading from file"):
-            text = line.decode(errors="replace").removeprefix("tcpdump: ").removeprefix("pcap_loop: ")
-            sys.stderr.write(f"netbpf: {path}: {text}")
-    status = proc.wait()
-    return 1 if status else 0
