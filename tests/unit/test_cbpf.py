@@ -72,3 +72,13 @@ def test_words_are_joined_like_tcpdump() -> None:
 def test_errors_carry_the_reason(expression: str, message: str) -> None:
     with pytest.raises(FilterError, match=message):
         compile_filter(expression)
+
+
+def test_words_that_are_not_utf8_reach_libpcap_as_their_bytes() -> None:
+    """argv decodes such bytes to surrogates: libpcap must judge the bytes (as tcpdump does), not
+    Python's encoder raise on them."""
+    word = b"tcp\xff".decode(errors="surrogateescape")
+    with pytest.raises(FilterError, match="syntax error"):
+        compile_classic(word, 262144)
+    with pytest.raises(FilterError, match="syntax error"):
+        compile_filter(["port", b"8\xff".decode(errors="surrogateescape")])

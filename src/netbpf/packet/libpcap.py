@@ -7,6 +7,7 @@ interpreter, the reference the translated eBPF is tested against.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from collections.abc import Callable
 from ctypes import POINTER, Structure, c_char_p, c_int, c_long, c_uint, c_uint8, c_uint16, c_uint32, c_void_p
@@ -132,7 +133,7 @@ def _file_handle(linktype: int, snaplen: int, big_endian: bool) -> int:
         f.write(struct.pack(order + "IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype))
         f.flush()
         errbuf = ctypes.create_string_buffer(256)
-        handle = lib().pcap_open_offline(f.name.encode(), errbuf)
+        handle = lib().pcap_open_offline(os.fsencode(f.name), errbuf)
     if not handle:
         raise FilterError("", f"libpcap cannot read link type {linktype}: {errbuf.value.decode(errors='replace')}")
     return int(handle)
@@ -157,7 +158,7 @@ def compile_classic(expression: str, snaplen: int = 262144, linktype: int = DLT_
             raise FilterError(expression, "libpcap could not open a handle for this link type")
         try:
             prog = BpfProgram()
-            if pcap.pcap_compile(handle, ctypes.byref(prog), expression.encode(), int(optimize),
+            if pcap.pcap_compile(handle, ctypes.byref(prog), os.fsencode(expression), int(optimize),
                                  PCAP_NETMASK_UNKNOWN) != 0:
                 raise FilterError(expression, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
             try:
@@ -193,19 +194,19 @@ def filter_savefile(source: str, destination: str, expression: str, count: int =
         fn = getattr(pcap, name)
         fn.restype, fn.argtypes = restype, argtypes
     errbuf = ctypes.create_string_buffer(256)
-    handle = pcap.pcap_open_offline_with_tstamp_precision(source.encode(), int(nano), errbuf)
+    handle = pcap.pcap_open_offline_with_tstamp_precision(os.fsencode(source), int(nano), errbuf)
     if not handle:
         raise OSError(0, errbuf.value.decode(errors="replace"))
     try:
         prog = BpfProgram()
-        if pcap.pcap_compile(handle, ctypes.byref(prog), expression.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
+        if pcap.pcap_compile(handle, ctypes.byref(prog), os.fsencode(expression), 1, PCAP_NETMASK_UNKNOWN) != 0:
             raise FilterError(expression, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
         try:
             if pcap.pcap_setfilter(handle, ctypes.byref(prog)) != 0:
                 raise FilterError(expression, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
         finally:
             pcap.pcap_freecode(ctypes.byref(prog))
-        dumper = pcap.pcap_dump_open(handle, destination.encode())
+        dumper = pcap.pcap_dump_open(handle, os.fsencode(destination))
         if not dumper:
             raise OSError(0, (pcap.pcap_geterr(handle) or b"").decode(errors="replace"))
         try:

@@ -141,7 +141,7 @@ class AnyCapture:
             raise NetbpfError(f"-i any: Linux cooked v2: {self._geterr()}")
         prog = BpfProgram()
         text = kernel_expression(expression, direction)
-        if p.pcap_compile(h, ctypes.byref(prog), text.encode(), 1, PCAP_NETMASK_UNKNOWN) != 0:
+        if p.pcap_compile(h, ctypes.byref(prog), os.fsencode(text), 1, PCAP_NETMASK_UNKNOWN) != 0:
             raise FilterError(expression, self._geterr())
         try:
             if p.pcap_setfilter(h, ctypes.byref(prog)) != 0:

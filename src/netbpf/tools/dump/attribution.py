@@ -14,6 +14,7 @@ gets the filters, not the owners.
 from __future__ import annotations
 
 import json
+import os
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
@@ -50,7 +51,7 @@ class AttribOptions:
     selection_text: str = ""  # as the user wrote it
 
     def __post_init__(self) -> None:
-        if len(self.comm.encode()) >= COMM_LEN:
+        if len(os.fsencode(self.comm)) >= COMM_LEN:
             raise UsageError(f"--comm {self.comm}: the kernel keeps {COMM_LEN - 1} bytes of a command")
 
     @property
@@ -73,7 +74,7 @@ def configure(obj: BpfObject, options: AttribOptions | None, tracker: Tracker | 
             obj.set_map_size(name, 1)  # unused: no 64K-entry LRU per capture
         return
     obj.set_rodata(attrib=1, attrib_text=int(comments), want_pid=options.pid, want_comm=int(bool(options.comm)),
-                   want_comm_name=options.comm.encode().ljust(COMM_LEN, b"\0"),
+                   want_comm_name=os.fsencode(options.comm).ljust(COMM_LEN, b"\0"),
                    want_selected=int(options.selection is not None), egress=int(egress))
     tracker.share_maps(obj)
 
