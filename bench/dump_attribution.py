@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import re
 import signal
@@ -153,8 +154,9 @@ def measure(args: argparse.Namespace) -> int:
                     rows.setdefault(name, []).append(run(lab, args.packets, extra, out))
                     out.unlink()
                 # The comment's bytes (4-byte units; the pid's digits vary from run to run):
-                added = round((rows["--process"][-1]["bytes"] - rows["plain"][-1]["bytes"]) / 4) * 4
-                if args.size + added <= 1500:
+                gap = rows["--process"][-1]["bytes"] - rows["plain"][-1]["bytes"]
+                added = round(gap / 4) * 4 if math.isfinite(gap) else 0  # nan: nothing captured
+                if added > 0 and args.size + added <= 1500:
                     same_sizes.append(args.size + added)
                     frames_of(args.size + added)
                     out = Path(tmp) / "x.pcapng"
