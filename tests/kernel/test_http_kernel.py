@@ -25,7 +25,7 @@ import pytest
 from netbpf.bpf import BpfObject
 from netbpf.lab import Lab
 from netbpf.lab.servers import client_in_lab, make_plan
-from netbpf.tools.http.counted import KernelBackend, read_backends
+from netbpf.tools.http.counted import KernelBackend, clear_backends, read_backends
 from netbpf.tools.http.kernel import Counter, make_config, open_object, read_counters
 from netbpf.tools.http.records import (
     CUT,
@@ -92,8 +92,8 @@ class Counted:
 
 @pytest.fixture
 def kernel(loaded: BpfObject) -> BpfObject:
-    for name in ("connections", "backends"):
-        loaded.map(name).clear()
+    loaded.map("connections").clear()
+    clear_backends(loaded)
     counters = loaded.map("counters")
     zero = bytes(counters.value_size * len(counters.lookup_percpu(0)))
     for c in Counter:
@@ -632,8 +632,9 @@ class Recorded:
 
 def run_records(obj: BpfObject, packets: list[Pkt], flow: TcpFlow, wrap=plain,  # type: ignore[no-untyped-def]
                 show_secrets: bool = False, tag: str = TAG) -> Recorded:
-    for name in ("connections", "backends", "requests"):
+    for name in ("connections", "requests"):
         obj.map(name).clear()
+    clear_backends(obj)
     counters = obj.map("counters")
     zero = bytes(counters.value_size * len(counters.lookup_percpu(0)))
     for c in Counter:

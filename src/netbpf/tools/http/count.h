@@ -79,7 +79,7 @@ struct http_conn {
 	__u8 lost;			/* not followed from some point on */
 	__u8 handed;			/* ... and its frames go to user space */
 	__u8 closed;
-	__u8 pad[4];
+	__u32 backend;			/* its server's slot in `backends`; 0: none */
 	__u64 resp_ts;			/* emit.h: the response being received, for its record */
 	__u64 resp_body;
 	__u64 req_body;			/* ... and the last request's body so far */
@@ -94,20 +94,38 @@ struct {
 	__type(value, struct http_conn);
 } connections SEC(".maps");
 
-/* Not preallocated: each value is ~10 KB per CPU, and a gateway has a few
- * dozen backends, not 1024 (preallocated, 64 CPUs would pin 640 MB). */
+/* Per-backend figures: a per-CPU array, whose lookup the verifier inlines (a
+ * per-CPU hash lookup was ~70 ns of every segment). Each backend gets a slot
+ * the first time one of its connections is seen, through `backend_index`
+ * (looked up once per connection, not per segment: the connection keeps its
+ * slot). Slots are preallocated, ~10 KB per CPU each: user space sizes the
+ * array for the machine's CPUs (kernel.py); a backend beyond it is counted in
+ * HTTP_K_BACKENDS_FULL, its requests in the totals only. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1024);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HTTP_MAX_BACKENDS);
 	__type(key, struct http_backend_key);
+	__type(value, __u32);
+} backend_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HTTP_MAX_BACKENDS);
+	__type(key, __u32);
 	__type(value, struct http_backend_stats);
 } backends SEC(".maps");
+
+/* Slots of `backends` given so far (1, 2, ...; 0 is never given); never given back. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} backend_next SEC(".maps");
 
 /* Zeroed values to insert from (too large for the BPF stack); never written. */
 struct zeroes {
 	struct http_conn conn;
-	struct http_backend_stats stats;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -116,9 +134,40 @@ struct {
 	__type(value, struct zeroes);
 } zero SEC(".maps");
 
+enum head_verdict { HEAD_OK, HEAD_NOT_HTTP, HEAD_SPLIT, HEAD_LONG, HEAD_HTTP2, HEAD_TLS, HEAD_ERROR };
+
+/* In: where a head starts and how many bytes the segment has from there.
+ * Out: the verdict and what the head says about the message. */
+struct head_result {
+	__u32 pos;
+	__u32 avail;
+	__u32 request;
+	__u32 verdict;
+	__u32 method;
+	__u32 status;
+	__u32 end;		/* bytes of the head */
+	__u32 has_length;
+	__u64 length;
+	__u32 chunked;
+	__u32 other_coding;
+};
+
+struct chunk_line {
+	__u8 line[CHUNK_LINE_MAX];
+	__u32 pos;
+	__u32 n;
+	__u32 digits;
+	__u64 size;
+	__u32 eol;		/* bytes of the line, LF included; 0: not found */
+	__u8 in_ext;
+	__u8 bad;
+};
+
 struct scratch {
 	__u8 buf[HTTP_HEAD_MAX + 32];	/* 8-byte reads from any masked offset stay inside */
 	struct http_fields fields;	/* emit.h: what a record shows of the head in buf */
+	struct head_result head;	/* parse_head's and parse_chunk_size's, here: the */
+	struct chunk_line chunk;	/* walk's stack is at the 512-byte limit */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -129,6 +178,51 @@ struct {
 
 NETBPF_BTF_EXPORT(http_backend_key);
 NETBPF_BTF_EXPORT(http_backend_stats);
+
+/* The slot of the connection's server in `backends` (0: no room; slot 0 is
+ * never given), given when the first connection to it is seen. Global, called once per
+ * connection: its stack is not on top of the parser's (512 bytes in all). */
+__noinline __u32 backend_slot(const struct http_conn_key *key)
+{
+	struct http_backend_key bk = {};
+	__u32 *idx, *next, slot, k0 = 0;
+
+	if (!key)
+		return 0;
+	__builtin_memcpy(bk.addr, key->server, 16);
+	bk.port = key->sport;
+	bk.family = key->family;
+	idx = bpf_map_lookup_elem(&backend_index, &bk);
+	if (idx)
+		return *idx;
+	next = bpf_map_lookup_elem(&backend_next, &k0);
+	if (!next)
+		return 0;
+	slot = *next + 1;
+	/* The array's own bound (set by user space) says whether a slot is left;
+	 * tested before taking one, so that `next` never runs far past it. */
+	if (!bpf_map_lookup_elem(&backends, &slot))
+		goto full;
+	slot = __sync_fetch_and_add(next, 1) + 1;
+	if (!bpf_map_lookup_elem(&backends, &slot))
+		goto full;
+	if (!bpf_map_update_elem(&backend_index, &bk, &slot, BPF_NOEXIST))
+		return slot;
+	/* Another CPU gave this backend a slot at the same time (this one stays unused). */
+	idx = bpf_map_lookup_elem(&backend_index, &bk);
+	if (idx)
+		return *idx;
+full:
+	netbpf_inc(counters, HTTP_K_BACKENDS_FULL);
+	return 0;
+}
+
+/* The connection's backend figures. The key is the connection's own field
+ * (a map value can be a key): no stack slot, the parser's is at the 512-byte limit. */
+static __always_inline struct http_backend_stats *backend_of(struct http_conn *c)
+{
+	return c->backend ? bpf_map_lookup_elem(&backends, &c->backend) : 0;
+}
 
 #include "emit.h"	/* per-transaction records: after the maps it uses */
 
@@ -158,26 +252,6 @@ static __always_inline __u32 latency_bucket(__u64 ns)
 		return HTTP_LAT_BUCKETS - 1;
 	return ((log - HTTP_LAT_SUB_BITS + 1) << HTTP_LAT_SUB_BITS) +
 	       ((ns >> (log - HTTP_LAT_SUB_BITS)) & ((1 << HTTP_LAT_SUB_BITS) - 1));
-}
-
-static __always_inline struct http_backend_stats *backend_stats(const struct http_conn_key *key)
-{
-	struct http_backend_key bk = {};
-	struct http_backend_stats *st;
-	struct zeroes *z;
-	__u32 k0 = 0;
-
-	__builtin_memcpy(bk.addr, key->server, 16);
-	bk.port = key->sport;
-	bk.family = key->family;
-	st = bpf_map_lookup_elem(&backends, &bk);
-	if (st)
-		return st;
-	z = bpf_map_lookup_elem(&zero, &k0);
-	if (!z)
-		return 0;
-	bpf_map_update_elem(&backends, &bk, &z->stats, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&backends, &bk);
 }
 
 /* Remember a client of this server that is not the server's own address (per CPU). */
@@ -484,24 +558,6 @@ static __always_inline int method(const __u8 *b, enum method *m)
 	return 0;
 }
 
-enum head_verdict { HEAD_OK, HEAD_NOT_HTTP, HEAD_SPLIT, HEAD_LONG, HEAD_HTTP2, HEAD_TLS, HEAD_ERROR };
-
-/* In: where a head starts and how many bytes the segment has from there.
- * Out: the verdict and what the head says about the message. */
-struct head_result {
-	__u32 pos;
-	__u32 avail;
-	__u32 request;
-	__u32 verdict;
-	__u32 method;
-	__u32 status;
-	__u32 end;		/* bytes of the head */
-	__u32 has_length;
-	__u64 length;
-	__u32 chunked;
-	__u32 other_coding;
-};
-
 /* A message head at r->pos: a global function, verified once on its own
  * (its byte loop inside the parser's step loop would multiply the work). */
 __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
@@ -619,12 +675,21 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 {
 	struct http_conn *c = w->c;
 	struct http_backend_stats *st = w->st;
-	struct head_result s = { .pos = w->pos, .avail = w->end - w->pos, .request = w->side == 0 };
+	struct head_result *s;
+	struct scratch *sc;
 	enum method m;
-	__u32 status;
+	__u32 status, k0 = 0;
 
-	http_scan_head(w->skb, &s);
-	switch (s.verdict) {
+	sc = bpf_map_lookup_elem(&scratch, &k0);
+	if (!sc)
+		goto lost_len;
+	s = &sc->head;
+	__builtin_memset(s, 0, sizeof(*s));
+	s->pos = w->pos;
+	s->avail = w->end - w->pos;
+	s->request = w->side == 0;
+	http_scan_head(w->skb, s);
+	switch (s->verdict) {
 	case HEAD_OK:
 		break;
 	case HEAD_SPLIT:
@@ -644,15 +709,15 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 	default:
 		goto lost_len;
 	}
-	m = s.method;
-	status = s.status;
-	w->pos += s.end;
+	m = s->method;
+	status = s->status;
+	w->pos += s->end;
 
 	if (w->side == 0) {
 		__u32 slot = c->fifo_tail % HTTP_FIFO;
 		__u64 bit = 1ULL << slot;
 
-		if (s.other_coding)
+		if (s->other_coding)
 			goto lost_len;	/* a request body whose length cannot be told: 400 */
 		if (c->fifo_tail - c->fifo_head >= HTTP_FIFO) {
 			lose(c, st, HTTP_K_LOST_PIPELINE);
@@ -670,11 +735,11 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 		netbpf_inc(counters, HTTP_K_REQUESTS);
 		if (st)
 			st->requests++;
-		if (s.chunked) {
+		if (s->chunked) {
 			d->state = DIR_CHUNK_SIZE;
-		} else if (s.has_length && s.length) {
+		} else if (s->has_length && s->length) {
 			d->state = DIR_BODY;
-			d->left = s.length;
+			d->left = s->length;
 		}
 		return;
 	}
@@ -719,13 +784,13 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			response_done(c, w->key, w->st, w->now);
 			return;
 		}
-		if (s.chunked) {
+		if (s->chunked) {
 			d->state = DIR_CHUNK_SIZE;
-		} else if (s.other_coding || !s.has_length) {
+		} else if (s->other_coding || !s->has_length) {
 			d->state = DIR_UNTIL_CLOSE;
-		} else if (s.length) {
+		} else if (s->length) {
 			d->state = DIR_BODY;
-			d->left = s.length;
+			d->left = s->length;
 		} else {
 			response_done(c, w->key, w->st, w->now);
 		}
@@ -748,17 +813,6 @@ lost_len:
 	lose(c, st, HTTP_K_LOST_LENGTH);
 	w->stop = 1;
 }
-
-struct chunk_line {
-	__u8 line[CHUNK_LINE_MAX];
-	__u32 pos;
-	__u32 n;
-	__u32 digits;
-	__u64 size;
-	__u32 eol;		/* bytes of the line, LF included; 0: not found */
-	__u8 in_ext;
-	__u8 bad;
-};
 
 static long chunk_byte(__u32 k, struct chunk_line *cl)
 {
@@ -818,29 +872,43 @@ __noinline int http_chunk_line(struct __sk_buff *skb, struct chunk_line *out)
 
 static __always_inline void parse_chunk_size(struct walk *w, struct http_dir *d)
 {
-	struct chunk_line cl = { .pos = w->pos, .n = w->end - w->pos, .digits = d->chunk_digits,
-				 .in_ext = d->chunk_ext, .size = d->chunk_digits ? d->left : 0 };
+	struct chunk_line *cl;
+	struct scratch *sc;
+	__u32 k0 = 0;
 
-	http_chunk_line(w->skb, &cl);
-	if (!cl.bad && !cl.eol && w->end - w->pos <= CHUNK_LINE_MAX) {
-		/* The segment ends inside the line: the next one goes on with it. */
-		d->left = cl.size;
-		d->chunk_digits = cl.digits;
-		d->chunk_ext = cl.in_ext;
-		w->pos = w->end;
-		return;
-	}
-	if (cl.bad || !cl.eol || !cl.digits) {
+	sc = bpf_map_lookup_elem(&scratch, &k0);
+	if (!sc) {
 		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
 		w->stop = 1;
 		return;
 	}
-	w->pos += cl.eol;
+	cl = &sc->chunk;
+	__builtin_memset(cl, 0, sizeof(*cl));
+	cl->pos = w->pos;
+	cl->n = w->end - w->pos;
+	cl->digits = d->chunk_digits;
+	cl->in_ext = d->chunk_ext;
+	cl->size = d->chunk_digits ? d->left : 0;
+	http_chunk_line(w->skb, cl);
+	if (!cl->bad && !cl->eol && w->end - w->pos <= CHUNK_LINE_MAX) {
+		/* The segment ends inside the line: the next one goes on with it. */
+		d->left = cl->size;
+		d->chunk_digits = cl->digits;
+		d->chunk_ext = cl->in_ext;
+		w->pos = w->end;
+		return;
+	}
+	if (cl->bad || !cl->eol || !cl->digits) {
+		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
+		w->stop = 1;
+		return;
+	}
+	w->pos += cl->eol;
 	d->chunk_digits = 0;
 	d->chunk_ext = 0;
-	if (cl.size) {
+	if (cl->size) {
 		d->state = DIR_CHUNK_DATA;
-		d->left = cl.size + 2;
+		d->left = cl->size + 2;
 	} else {
 		d->state = DIR_TRAILER;
 		d->left = 0;
@@ -1063,7 +1131,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	struct http_backend_stats *st = 0;
 	struct http_conn *c;
 	struct zeroes *z;
-	__u32 k0 = 0, len;
+	__u32 k0 = 0, len, backend;
 	__u64 now = bpf_ktime_get_ns();
 	struct {
 		__u8 syn, ack, fin, rst;
@@ -1096,14 +1164,16 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			z = bpf_map_lookup_elem(&zero, &k0);
 			if (!z)
 				return 0;
-			st = backend_stats(key);
+			backend = c && c->backend ? c->backend : backend_slot(key);
 			if (c)
-				close_conn(c, key, st, now);
+				close_conn(c, key, backend_of(c), now);
 			if (bpf_map_update_elem(&connections, key, &z->conn, BPF_ANY))
 				return 0;
 			c = bpf_map_lookup_elem(&connections, key);
 			if (!c)
 				return 0;
+			c->backend = backend;
+			st = backend_of(c);
 			c->dir[0].isn = seq;
 			c->dir[0].next_seq = seq + 1;
 			c->dir[0].state = DIR_HEAD;
@@ -1130,8 +1200,9 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			return 0;
 		c->lost = 1;
 		c->handed = config.hand_off;
+		c->backend = backend_slot(key);
 		netbpf_inc(counters, HTTP_K_MIDSTREAM);
-		st = backend_stats(key);
+		st = backend_of(c);
 		sample_client(st, key);
 		if (st) {
 			st->midstream++;
@@ -1152,7 +1223,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	}
 	if (c->closed)
 		return 0;
-	st = backend_stats(key);
+	st = backend_of(c);
 	CUT(6, !skb->len);
 	if (len) {
 		struct http_dir *d = side ? &c->dir[1] : &c->dir[0];
