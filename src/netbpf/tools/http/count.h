@@ -68,23 +68,24 @@ struct http_conn_key {
 };
 
 struct http_conn {
-	struct http_dir dir[2];		/* 0: client to server, 1: server to client */
-	__u64 req_ts[HTTP_FIFO];	/* when each outstanding request's head was seen */
-	__u64 head_mask;		/* bit of a FIFO slot: that request is HEAD */
-	__u64 connect_mask;		/* ... is CONNECT */
-	__u32 fifo_head;		/* popped by responses (server side) */
-	__u32 fifo_tail;		/* pushed by requests (client side) */
-	__u64 resp_req_ts;		/* the request of the response being received */
-	__u8 resp_open;			/* a final response is being received */
+	/* What every segment reads comes first: two cache lines, not the FIFO's. */
 	__u8 lost;			/* not followed from some point on */
 	__u8 handed;			/* ... and its frames go to user space */
 	__u8 closed;
+	__u8 resp_open;			/* a final response is being received */
 	__u32 backend;			/* its server's slot in `backends`; 0: none */
+	__u32 fifo_head;		/* popped by responses (server side) */
+	__u32 fifo_tail;		/* pushed by requests (client side) */
+	__u64 head_mask;		/* bit of a FIFO slot: that request is HEAD */
+	__u64 connect_mask;		/* ... is CONNECT */
+	__u64 resp_req_ts;		/* the request of the response being received */
+	struct http_dir dir[2];		/* 0: client to server, 1: server to client */
 	__u64 resp_ts;			/* emit.h: the response being received, for its record */
 	__u64 resp_body;
 	__u64 req_body;			/* ... and the last request's body so far */
 	__u32 resp_index;
 	__u32 resp_status;
+	__u64 req_ts[HTTP_FIFO];	/* when each outstanding request's head was seen */
 };
 
 struct {
