@@ -429,12 +429,12 @@ static long scan_line(__u32 k, struct head_scan *s)
 
 	if (pos >= s->n)
 		return 1;
-	/* Up to four words per step: most header lines are 16 to 40 bytes, and
+	/* Up to six words per step: most header lines are 16 to 48 bytes, and
 	 * a step (a call) costs more than a word's test. */
 	x = word_at(s, pos) ^ LF8;
 	m = (x - ONES8) & ~x & HIGHS8;	/* exact for the lowest LF */
 #pragma unroll
-	for (int j = 0; j < 3; j++) {
+	for (int j = 0; j < 5; j++) {
 		if (m)
 			break;
 		pos += 8;
@@ -479,37 +479,41 @@ static long scan_line(__u32 k, struct head_scan *s)
 	return 0;
 }
 
-/* Content-Length's value, one byte per bpf_loop step (after the scan, not
- * inside it: a loop in a loop's callback multiplies the verifier's work). */
+/* Content-Length's value [cl_from, cl_eol), at most 24 bytes: digits, blanks
+ * around them. A bounded loop in http_scan_head (a global function, verified
+ * once), not bpf_loop steps: a step is a call, and a value is a few bytes. */
 struct number {
-	struct head_scan *s;
 	__u64 value;
 	__u32 digits;
-	__u8 done;		/* blanks after the digits */
 	__u8 bad;
 };
 
-static long number_byte(__u32 k, struct number *nb)
+static __always_inline void content_length(struct head_scan *s, struct number *nb)
 {
-	struct head_scan *s = nb->s;
-	__u32 i = s->cl_from + k;
-	__u8 ch;
+	__u64 value = 0;
+	__u32 digits = 0, done = 0;
 
-	if (i >= s->cl_eol)
-		return 1;
-	ch = AT(s, i);
-	if (ch >= '0' && ch <= '9' && !nb->done) {
-		nb->value = nb->value * 10 + (ch - '0');
-		nb->digits++;
-		return 0;
+	for (__u32 k = 0; k < 24; k++) {
+		__u32 i = s->cl_from + k;
+		__u8 ch;
+
+		if (i >= s->cl_eol)
+			break;
+		ch = AT(s, i);
+		if (ch >= '0' && ch <= '9' && !done) {
+			value = value * 10 + (ch - '0');
+			digits++;
+			continue;
+		}
+		if (ch == ' ' || ch == '\t') {
+			done = digits != 0;
+			continue;
+		}
+		nb->bad = 1;
+		break;
 	}
-	if (ch == ' ' || ch == '\t') {
-		if (nb->digits)
-			nb->done = 1;
-		return 0;
-	}
-	nb->bad = 1;
-	return 1;
+	nb->value = value;
+	nb->digits = digits;
 }
 
 /* -- the parser's walk through one segment ------------------------------------ */
@@ -640,12 +644,12 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 	if (s.end && s.te_from && !s.other_coding)
 		transfer_encoding(&s, s.te_from, s.te_eol);
 	if (s.end && s.cl_from && !s.bad) {
-		struct number nb = { .s = &s };
+		struct number nb = {};
 
 		if (s.cl_eol > s.cl_from + 24)
 			s.bad = 1;
 		else
-			bpf_loop(24, number_byte, &nb, 0);
+			content_length(&s, &nb);
 		if (nb.bad || !nb.digits || nb.digits > 18)
 			s.bad = 1;
 		r->has_length = 1;
@@ -1017,7 +1021,7 @@ static long walk_step(__u32 i, struct walk *w)
 		lose(c, w->st, HTTP_K_LOST_UNSYNCED);
 		return 1;
 	}
-	return 0;
+	return w->stop || w->pos >= w->end;	/* done: spares bpf_loop a call to say so */
 }
 
 /* A segment ahead of the next expected byte (reordered on its way to the
