@@ -516,6 +516,34 @@ static long number_byte(__u32 k, struct number *nb)
 	return 1;
 }
 
+/* The common Content-Length, 1 to 8 digits after at most one blank and
+ * nothing after them, in a few word operations: each bpf_loop step is a call,
+ * ~25 ns here (a return goes through the CPU's return thunk), and a value of
+ * one digit took two. 1: done (value, digits set); 0: anything else, which
+ * number_byte() reads byte by byte. */
+static __always_inline int short_length(struct head_scan *s, struct number *nb)
+{
+	__u32 from = s->cl_from + (AT(s, s->cl_from) == ' '), len = s->cl_eol - from, shift;
+	__u64 x;
+
+	if (s->cl_eol < from || len < 1 || len > 8)
+		return 0;
+	/* The digits at the word's top end, '0's below them (leading zeroes). */
+	shift = (8 - len) * 8;
+	x = word_at(s, from) << shift;
+	if (shift)
+		x |= 0x3030303030303030ULL >> (64 - shift);
+	if ((x & 0xf0f0f0f0f0f0f0f0ULL) != 0x3030303030303030ULL ||
+	    ((x + 0x0606060606060606ULL) & 0xf0f0f0f0f0f0f0f0ULL) != 0x3030303030303030ULL)
+		return 0;
+	/* Eight digits, the first in the lowest byte, to their value (as simdjson does). */
+	x = ((x & 0x0f0f0f0f0f0f0f0fULL) * 2561) >> 8;
+	x = ((x & 0x00ff00ff00ff00ffULL) * 6553601) >> 16;
+	nb->value = ((x & 0x0000ffff0000ffffULL) * 42949672960001ULL) >> 32;
+	nb->digits = len;
+	return 1;
+}
+
 /* -- the parser's walk through one segment ------------------------------------ */
 struct walk {
 	struct __sk_buff *skb;
@@ -647,7 +675,7 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 
 		if (s.cl_eol > s.cl_from + 24)
 			s.bad = 1;
-		else
+		else if (!short_length(&s, &nb))
 			bpf_loop(24, number_byte, &nb, 0);
 		if (nb.bad || !nb.digits || nb.digits > 18)
 			s.bad = 1;
