@@ -15,7 +15,7 @@ around it, as BPF_ENABLE_STATS does. Stages:
     1 at entry                          2 IP and TCP headers read, port known
     3 payload-less ACKs left            4 http_count_segment entered
     5 the connection looked up
-    6 the backend looked up             7 all but the payload's parse
+    6 the backend's figures found      7 all but the payload's parse
     10 the head's parse entered (taken for a head without a body, as 8 and 9)
     8 the head copied to scratch        9 and its lines found (8, 9: taken for
                                           a head without a body)
@@ -45,7 +45,7 @@ from tests.http_frames import TcpFlow, ethernet, ethertype_of  # noqa: E402
 
 SOURCE = ROOT / "src/netbpf/tools/http/http.bpf.c"
 STAGES = {"1": "at entry", "2": "IP and TCP headers, port", "3": "payload-less ACKs left",
-          "4": "http_count_segment entered", "5": "connection lookup", "6": "backend lookup", "7": "all but the payload parse",
+          "4": "http_count_segment entered", "5": "connection lookup", "6": "backend's figures (per-CPU array)", "7": "all but the payload parse",
           "10": "head parse entered", "8": "head copied", "9": "head's lines found", "full": "as built for use"}
 REQUEST = b"GET / HTTP/1.1\r\nHost: 10.0.11.2:8080\r\n\r\n"  # what wrk sends
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0 (Ubuntu)\r\nDate: Mon, 07 Dec 2026 00:20:00 GMT\r\n"

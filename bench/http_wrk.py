@@ -4,9 +4,11 @@
 A lab with one backend (nginx answering "ok\\n", so the backend is never the
 bottleneck); wrk in the client namespace, keep-alive, to the backend through
 the gateway, which routes. The tracer watches the gateway's client-side
-interface (c0). Each configuration runs ``--rounds`` times, each run right after
-an untraced one (its anchor: the machine's load drifts, so each ratio is taken
-against its neighbour, and the medians of those ratios are printed):
+interface (c0). Each configuration runs ``--rounds`` times, each run between two
+untraced ones (the machine's load drifts, so each ratio is taken against the
+geometric mean of its two neighbours; the median of the rounds is printed, their
+range in brackets, and the anchor row shows the same ratio of each untraced run
+against its own neighbours: the noise any ratio of the run carries):
 
 - the program with nothing to count (``--port 9``), on each hook: what the
   hook itself costs the traffic (the socket filter: a packet socket, so the
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import signal
@@ -227,6 +230,19 @@ def run_tool(kind: str, lab: Lab, url: str, duration: int, connections: int, wor
             "exit": tool.err.read_text().strip().splitlines()[-1] if kind.startswith("netbpf") else ""}
 
 
+def vs_neighbours(row: dict[str, float], anchors: list[dict[str, float]]) -> float:
+    """A traced run's rate against the untraced runs just before and just after it
+    (their geometric mean): a drift of the machine's load between them cancels."""
+    before = anchors[int(row["anchor_index"])]["rate"]
+    after = anchors[int(row["anchor_index"]) + 1]["rate"]
+    return float(row["rate"] / math.sqrt(before * after))
+
+
+def spread(values: list[float]) -> str:
+    """The median and, in brackets, the range of the rounds."""
+    return f"{statistics.median(values):.2f} [{min(values):.2f}–{max(values):.2f}]"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10)
@@ -276,8 +292,11 @@ def main() -> int:
                     results["none"].append({"rate": rate, "done": done})
                     results[kind].append(run_tool(kind, lab, url, args.duration, args.connections, work))
                     results[kind][-1]["anchor"] = rate
+                    results[kind][-1]["anchor_index"] = len(results["none"]) - 1
                     print(f"round {r + 1} {kind}: {results[kind][-1]} (untraced just before: {rate:.0f})",
                           file=sys.stderr, flush=True)
+            rate, done = wrk(lab, url, args.duration, args.connections)  # the last traced run's "after"
+            results["none"].append({"rate": rate, "done": done})
         os.close(stats_fd)
     finally:
         backend.stop()
@@ -296,7 +315,7 @@ def main() -> int:
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s, keep-alive, 3-byte responses, {where}; "
           f"median of {args.rounds} rounds; CPU net of start-up (idle run: "
           + ", ".join(f"{k} {v:.2f} s" for k, v in idle.items()) + ")\n")
-    print("| tracer | wrk req/s | vs untraced just before | completed | traced | traced/completed | CPU s | "
+    print("| tracer | wrk req/s | vs the untraced runs just before and after: median [range] | completed | traced | traced/completed | CPU s | "
           "CPU s per 100k transactions | CPU s per 100k, wrk's run only | BPF ns/packet |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     per100k = {}
@@ -307,12 +326,15 @@ def main() -> int:
         bpf = (f"{statistics.median(x['ns_per_packet'] for x in rows):.0f}"
                if kind.startswith("netbpf") else "-")
         if kind == "none":
-            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 | {done:,.0f} | - | - | - | - | - | - |")
+            # Untraced against untraced, neighbour to neighbour: the noise any ratio here carries.
+            noise = [b["rate"] / math.sqrt(a["rate"] * c["rate"]) for a, b, c in zip(rows, rows[1:], rows[2:], strict=False)]
+            print(f"| {labels[kind]} | {rate:,.0f} | 1.00 (itself vs its neighbours: "
+                  f"{spread(noise) if noise else '-'}) | {done:,.0f} | - | - | - | - | - | - |")
             continue
         if kind.endswith("-filter"):
             cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
-            vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
-            print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | - | - | {cpu:.2f} | - | - "
+            vs = spread([vs_neighbours(x, results["none"]) for x in rows])
+            print(f"| {labels[kind]} | {rate:,.0f} | {vs} | {done:,.0f} | - | - | {cpu:.2f} | - | - "
                   f"| {bpf} |")
             continue
         traced = statistics.median(x["traced"] for x in rows)
@@ -320,8 +342,8 @@ def main() -> int:
         cpu = statistics.median(x["cpu"] - idle[kind] for x in rows)
         per100k[kind] = statistics.median((x["cpu"] - idle[kind]) / max(1, x["traced"]) * 1e5 for x in rows)
         during = statistics.median(x["cpu_during"] / max(1, x["traced"]) * 1e5 for x in rows)
-        vs = statistics.median(x["rate"] / x["anchor"] for x in rows)
-        print(f"| {labels[kind]} | {rate:,.0f} | {vs:.2f} | {done:,.0f} | {traced:,.0f} | "
+        vs = spread([vs_neighbours(x, results["none"]) for x in rows])
+        print(f"| {labels[kind]} | {rate:,.0f} | {vs} | {done:,.0f} | {traced:,.0f} | "
               f"{ratio:.2%} | {cpu:.2f} | {per100k[kind]:.2f} | {during:.3f} | {bpf} |")
     if "tshark" in per100k:
         print("\nCPU per transaction, netbpf / tshark: " + ", ".join(

@@ -25,7 +25,8 @@ import pytest
 from netbpf.bpf import BpfObject
 from netbpf.lab import Lab
 from netbpf.lab.servers import client_in_lab, make_plan
-from netbpf.tools.http.counted import KernelBackend, read_backends
+from netbpf.tools.http.counted import KernelBackend, clear_backends, read_backends
+from netbpf.tools.http.counted import accounting as kernel_accounting
 from netbpf.tools.http.kernel import Counter, make_config, open_object, read_counters
 from netbpf.tools.http.records import (
     CUT,
@@ -92,8 +93,8 @@ class Counted:
 
 @pytest.fixture
 def kernel(loaded: BpfObject) -> BpfObject:
-    for name in ("connections", "backends"):
-        loaded.map(name).clear()
+    loaded.map("connections").clear()
+    clear_backends(loaded)
     counters = loaded.map("counters")
     zero = bytes(counters.value_size * len(counters.lookup_percpu(0)))
     for c in Counter:
@@ -144,6 +145,28 @@ def test_keep_alive_exchanges_are_counted_once_each(kernel: BpfObject) -> None:
     assert c.backend.response_body == 200 + 201 + 301 + 404 + 503 + 200
     assert sum(c.backend.latency) == 6 and c.lost() == 0 and c.kept == []
     assert c.counters[Counter.K_CONNECTIONS] == 1
+
+
+def test_a_backend_beyond_the_per_backend_table_is_in_the_totals_and_named() -> None:
+    """The per-CPU array of backends sized for one (its slot 0 is never given): a second
+    backend's request is in the kernel path's totals, in no backend's row, and the exit
+    line names it."""
+    obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True))
+    obj.set_map_size("backends", 2)
+    obj.load()
+    try:
+        for i, server in enumerate(("10.0.11.2", "10.0.12.2")):
+            flow = TcpFlow(client=("10.0.1.2", 40000 + i), server=(server, 8080)).handshake()
+            exchange(flow, get("/"), response(404 if i else 200, b"ok"))
+            flow.fin(0).fin(1)
+            c = run(obj, flow.packets, flow)
+    finally:
+        obj.close()
+    assert c.counters[Counter.K_REQUESTS] == 2 and c.counters[Counter.K_RESPONSES] == 2
+    assert c.counters[Counter.K_BACKENDS_FULL] == 1
+    assert set(c.backends) == {BACKEND} and c.backend.requests == 1 and c.status() == [0, 1, 0, 0, 0]
+    assert ("1 connections to backends beyond the per-backend table"
+            in kernel_accounting(c.counters, 0, 0, 0, c.backends))
 
 
 def test_fifty_pipelined_requests_in_one_segment_pair_in_order(kernel: BpfObject) -> None:
@@ -632,8 +655,9 @@ class Recorded:
 
 def run_records(obj: BpfObject, packets: list[Pkt], flow: TcpFlow, wrap=plain,  # type: ignore[no-untyped-def]
                 show_secrets: bool = False, tag: str = TAG) -> Recorded:
-    for name in ("connections", "backends", "requests"):
+    for name in ("connections", "requests"):
         obj.map(name).clear()
+    clear_backends(obj)
     counters = obj.map("counters")
     zero = bytes(counters.value_size * len(counters.lookup_percpu(0)))
     for c in Counter:

@@ -28,6 +28,25 @@
 #define NETBPF_HTTP_COUNT_H
 
 #define HEAD_MASK (HTTP_HEAD_MAX - 1)
+
+/* Leave the innermost loop when the verifier's budget of iterations is spent:
+ * the may_goto instruction (Linux 6.9), written out for a compiler that does
+ * not know it (as the kernel's selftests do). A loop bounded so is checked by
+ * the verifier until its state converges, and runs without a call per step,
+ * unlike bpf_loop(): a step's call costs ~25 ns here (measured: a return goes
+ * through the CPU's return thunk, AMD's Safe RET on this machine). */
+#define cond_break							\
+	({								\
+		__label__ l_break, l_continue;				\
+		asm volatile goto("1:.byte 0xe5;			\
+			      .byte 0;					\
+			      .long ((%l[l_break] - 1b - 8) / 8) & 0xffff; \
+			      .short 0"					\
+			      :::: l_break);				\
+		goto l_continue;					\
+	l_break: break;							\
+	l_continue:;							\
+	})
 #define CHUNK_LINE_MAX 32	/* a chunk-size line (hex size, extensions, CRLF) */
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -68,23 +87,24 @@ struct http_conn_key {
 };
 
 struct http_conn {
-	struct http_dir dir[2];		/* 0: client to server, 1: server to client */
-	__u64 req_ts[HTTP_FIFO];	/* when each outstanding request's head was seen */
-	__u64 head_mask;		/* bit of a FIFO slot: that request is HEAD */
-	__u64 connect_mask;		/* ... is CONNECT */
-	__u32 fifo_head;		/* popped by responses (server side) */
-	__u32 fifo_tail;		/* pushed by requests (client side) */
-	__u64 resp_req_ts;		/* the request of the response being received */
-	__u8 resp_open;			/* a final response is being received */
+	/* What every segment reads comes first: two cache lines, not the FIFO's. */
 	__u8 lost;			/* not followed from some point on */
 	__u8 handed;			/* ... and its frames go to user space */
 	__u8 closed;
-	__u8 pad[4];
+	__u8 resp_open;			/* a final response is being received */
+	__u32 backend;			/* its server's slot in `backends`; 0: none */
+	__u32 fifo_head;		/* popped by responses (server side) */
+	__u32 fifo_tail;		/* pushed by requests (client side) */
+	__u64 head_mask;		/* bit of a FIFO slot: that request is HEAD */
+	__u64 connect_mask;		/* ... is CONNECT */
+	__u64 resp_req_ts;		/* the request of the response being received */
+	struct http_dir dir[2];		/* 0: client to server, 1: server to client */
 	__u64 resp_ts;			/* emit.h: the response being received, for its record */
 	__u64 resp_body;
 	__u64 req_body;			/* ... and the last request's body so far */
 	__u32 resp_index;
 	__u32 resp_status;
+	__u64 req_ts[HTTP_FIFO];	/* when each outstanding request's head was seen */
 };
 
 struct {
@@ -94,20 +114,38 @@ struct {
 	__type(value, struct http_conn);
 } connections SEC(".maps");
 
-/* Not preallocated: each value is ~10 KB per CPU, and a gateway has a few
- * dozen backends, not 1024 (preallocated, 64 CPUs would pin 640 MB). */
+/* Per-backend figures: a per-CPU array, whose lookup the verifier inlines (a
+ * per-CPU hash lookup was ~70 ns of every segment). Each backend gets a slot
+ * the first time one of its connections is seen, through `backend_index`
+ * (looked up once per connection, not per segment: the connection keeps its
+ * slot). Slots are preallocated, ~10 KB per CPU each: user space sizes the
+ * array for the machine's CPUs (kernel.py); a backend beyond it is counted in
+ * HTTP_K_BACKENDS_FULL, its requests in the totals only. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 1024);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, HTTP_MAX_BACKENDS);
 	__type(key, struct http_backend_key);
+	__type(value, __u32);
+} backend_index SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, HTTP_MAX_BACKENDS);
+	__type(key, __u32);
 	__type(value, struct http_backend_stats);
 } backends SEC(".maps");
+
+/* Slots of `backends` given so far (1, 2, ...; 0 is never given); never given back. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} backend_next SEC(".maps");
 
 /* Zeroed values to insert from (too large for the BPF stack); never written. */
 struct zeroes {
 	struct http_conn conn;
-	struct http_backend_stats stats;
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -116,9 +154,40 @@ struct {
 	__type(value, struct zeroes);
 } zero SEC(".maps");
 
+enum head_verdict { HEAD_OK, HEAD_NOT_HTTP, HEAD_SPLIT, HEAD_LONG, HEAD_HTTP2, HEAD_TLS, HEAD_ERROR };
+
+/* In: where a head starts and how many bytes the segment has from there.
+ * Out: the verdict and what the head says about the message. */
+struct head_result {
+	__u32 pos;
+	__u32 avail;
+	__u32 request;
+	__u32 verdict;
+	__u32 method;
+	__u32 status;
+	__u32 end;		/* bytes of the head */
+	__u32 has_length;
+	__u64 length;
+	__u32 chunked;
+	__u32 other_coding;
+};
+
+struct chunk_line {
+	__u8 line[CHUNK_LINE_MAX];
+	__u32 pos;
+	__u32 n;
+	__u32 digits;
+	__u64 size;
+	__u32 eol;		/* bytes of the line, LF included; 0: not found */
+	__u8 in_ext;
+	__u8 bad;
+};
+
 struct scratch {
 	__u8 buf[HTTP_HEAD_MAX + 32];	/* 8-byte reads from any masked offset stay inside */
 	struct http_fields fields;	/* emit.h: what a record shows of the head in buf */
+	struct head_result head;	/* parse_head's and parse_chunk_size's, here: the */
+	struct chunk_line chunk;	/* walk's stack is at the 512-byte limit */
 };
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -129,6 +198,51 @@ struct {
 
 NETBPF_BTF_EXPORT(http_backend_key);
 NETBPF_BTF_EXPORT(http_backend_stats);
+
+/* The slot of the connection's server in `backends` (0: no room; slot 0 is
+ * never given), given when the first connection to it is seen. Global, called once per
+ * connection: its stack is not on top of the parser's (512 bytes in all). */
+__noinline __u32 backend_slot(const struct http_conn_key *key)
+{
+	struct http_backend_key bk = {};
+	__u32 *idx, *next, slot, k0 = 0;
+
+	if (!key)
+		return 0;
+	__builtin_memcpy(bk.addr, key->server, 16);
+	bk.port = key->sport;
+	bk.family = key->family;
+	idx = bpf_map_lookup_elem(&backend_index, &bk);
+	if (idx)
+		return *idx;
+	next = bpf_map_lookup_elem(&backend_next, &k0);
+	if (!next)
+		return 0;
+	slot = *next + 1;
+	/* The array's own bound (set by user space) says whether a slot is left;
+	 * tested before taking one, so that `next` never runs far past it. */
+	if (!bpf_map_lookup_elem(&backends, &slot))
+		goto full;
+	slot = __sync_fetch_and_add(next, 1) + 1;
+	if (!bpf_map_lookup_elem(&backends, &slot))
+		goto full;
+	if (!bpf_map_update_elem(&backend_index, &bk, &slot, BPF_NOEXIST))
+		return slot;
+	/* Another CPU gave this backend a slot at the same time (this one stays unused). */
+	idx = bpf_map_lookup_elem(&backend_index, &bk);
+	if (idx)
+		return *idx;
+full:
+	netbpf_inc(counters, HTTP_K_BACKENDS_FULL);
+	return 0;
+}
+
+/* The connection's backend figures. The key is the connection's own field
+ * (a map value can be a key): no stack slot, the parser's is at the 512-byte limit. */
+static __always_inline struct http_backend_stats *backend_of(struct http_conn *c)
+{
+	return c->backend ? bpf_map_lookup_elem(&backends, &c->backend) : 0;
+}
 
 #include "emit.h"	/* per-transaction records: after the maps it uses */
 
@@ -158,26 +272,6 @@ static __always_inline __u32 latency_bucket(__u64 ns)
 		return HTTP_LAT_BUCKETS - 1;
 	return ((log - HTTP_LAT_SUB_BITS + 1) << HTTP_LAT_SUB_BITS) +
 	       ((ns >> (log - HTTP_LAT_SUB_BITS)) & ((1 << HTTP_LAT_SUB_BITS) - 1));
-}
-
-static __always_inline struct http_backend_stats *backend_stats(const struct http_conn_key *key)
-{
-	struct http_backend_key bk = {};
-	struct http_backend_stats *st;
-	struct zeroes *z;
-	__u32 k0 = 0;
-
-	__builtin_memcpy(bk.addr, key->server, 16);
-	bk.port = key->sport;
-	bk.family = key->family;
-	st = bpf_map_lookup_elem(&backends, &bk);
-	if (st)
-		return st;
-	z = bpf_map_lookup_elem(&zero, &k0);
-	if (!z)
-		return 0;
-	bpf_map_update_elem(&backends, &bk, &z->stats, BPF_NOEXIST);
-	return bpf_map_lookup_elem(&backends, &bk);
 }
 
 /* Remember a client of this server that is not the server's own address (per CPU). */
@@ -225,10 +319,12 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 }
 
 /* A response's last byte was just seen: its latency, into the backend's
- * histogram already looked up for this segment (not a second hash lookup). */
+ * histogram. The clock is read here and at a request head only, where a
+ * time is kept: not for a segment inside a body (a read is ~40 ns here). */
 static __always_inline void response_done(struct http_conn *c, struct http_conn_key *key,
-					  struct http_backend_stats *st, __u64 now)
+					  struct http_backend_stats *st)
 {
+	__u64 now = bpf_ktime_get_ns();
 	__u64 ns = now - c->resp_req_ts;
 	__u32 b;
 
@@ -245,14 +341,14 @@ static __always_inline void response_done(struct http_conn *c, struct http_conn_
 
 /* Closed (server FIN, or RST either way): what is outstanding gets no response. */
 static __always_inline void close_conn(struct http_conn *c, struct http_conn_key *key,
-				       struct http_backend_stats *st, __u64 now)
+				       struct http_backend_stats *st)
 {
 	if (c->closed || c->lost)
 		return;
 	c->closed = 1;
 	if (c->resp_open) {
 		if (c->dir[1].state == DIR_UNTIL_CLOSE)
-			response_done(c, key, st, now);
+			response_done(c, key, st);
 		else if (st)
 			st->latency_unknown++;
 		if (c->dir[1].state != DIR_UNTIL_CLOSE && config.records)
@@ -342,24 +438,24 @@ static __always_inline int http1_version_at_end(struct head_scan *s, __u32 eol)
 #define ONES8 0x0101010101010101ULL
 #define HIGHS8 0x8080808080808080ULL
 
-/* bpf_loop callback: on to the next LF, eight bytes per step where there is
- * none (a zero-byte test on the word XOR LFs), one line per step where there
- * is. A line is looked at on its LF: the empty one ends the head; the names
+/* One step of the head scan (a cond_break loop in http_scan_head): on to the
+ * next LF, eight bytes a word where there is none (a zero-byte test on the
+ * word XOR LFs), one line per step where there is. A line is looked at on its
+ * LF: the empty one ends the head; the names
  * Content-Length and Transfer-Encoding are noted with where their values are,
  * which are read once the head is whole. */
-static long scan_line(__u32 k, struct head_scan *s)
+static __always_inline long scan_line(struct head_scan *s)
 {
 	__u32 pos = s->pos, line, eol, i;
 	__u64 x, m, first;
 
 	if (pos >= s->n)
 		return 1;
-	/* Up to four words per step: most header lines are 16 to 40 bytes, and
-	 * a step (a call) costs more than a word's test. */
+	/* Up to six words per step: most header lines are 16 to 48 bytes. */
 	x = word_at(s, pos) ^ LF8;
 	m = (x - ONES8) & ~x & HIGHS8;	/* exact for the lowest LF */
 #pragma unroll
-	for (int j = 0; j < 3; j++) {
+	for (int j = 0; j < 5; j++) {
 		if (m)
 			break;
 		pos += 8;
@@ -405,7 +501,9 @@ static long scan_line(__u32 k, struct head_scan *s)
 }
 
 /* Content-Length's value, one byte per bpf_loop step (after the scan, not
- * inside it: a loop in a loop's callback multiplies the verifier's work). */
+ * inside it: a loop in a loop's callback multiplies the verifier's work; a
+ * bounded loop here, cheaper to run, doubled the verifier's work for the
+ * whole program, to 0.9 of its limit). */
 struct number {
 	struct head_scan *s;
 	__u64 value;
@@ -437,6 +535,34 @@ static long number_byte(__u32 k, struct number *nb)
 	return 1;
 }
 
+/* The common Content-Length, 1 to 8 digits after at most one blank and
+ * nothing after them, in a few word operations: each bpf_loop step is a call,
+ * ~25 ns here (a return goes through the CPU's return thunk), and a value of
+ * one digit took two. 1: done (value, digits set); 0: anything else, which
+ * number_byte() reads byte by byte. */
+static __always_inline int short_length(struct head_scan *s, struct number *nb)
+{
+	__u32 from = s->cl_from + (AT(s, s->cl_from) == ' '), len = s->cl_eol - from, shift;
+	__u64 x;
+
+	if (s->cl_eol < from || len < 1 || len > 8)
+		return 0;
+	/* The digits at the word's top end, '0's below them (leading zeroes). */
+	shift = (8 - len) * 8;
+	x = word_at(s, from) << shift;
+	if (shift)
+		x |= 0x3030303030303030ULL >> (64 - shift);
+	if ((x & 0xf0f0f0f0f0f0f0f0ULL) != 0x3030303030303030ULL ||
+	    ((x + 0x0606060606060606ULL) & 0xf0f0f0f0f0f0f0f0ULL) != 0x3030303030303030ULL)
+		return 0;
+	/* Eight digits, the first in the lowest byte, to their value (as simdjson does). */
+	x = ((x & 0x0f0f0f0f0f0f0f0fULL) * 2561) >> 8;
+	x = ((x & 0x00ff00ff00ff00ffULL) * 6553601) >> 16;
+	nb->value = ((x & 0x0000ffff0000ffffULL) * 42949672960001ULL) >> 32;
+	nb->digits = len;
+	return 1;
+}
+
 /* -- the parser's walk through one segment ------------------------------------ */
 struct walk {
 	struct __sk_buff *skb;
@@ -445,7 +571,6 @@ struct walk {
 	struct http_conn_key *key;
 	__u32 pos;		/* offset in the skb */
 	__u32 end;
-	__u64 now;
 	__u8 side;		/* 0: client to server */
 	__u8 stop;
 };
@@ -484,24 +609,6 @@ static __always_inline int method(const __u8 *b, enum method *m)
 	return 0;
 }
 
-enum head_verdict { HEAD_OK, HEAD_NOT_HTTP, HEAD_SPLIT, HEAD_LONG, HEAD_HTTP2, HEAD_TLS, HEAD_ERROR };
-
-/* In: where a head starts and how many bytes the segment has from there.
- * Out: the verdict and what the head says about the message. */
-struct head_result {
-	__u32 pos;
-	__u32 avail;
-	__u32 request;
-	__u32 verdict;
-	__u32 method;
-	__u32 status;
-	__u32 end;		/* bytes of the head */
-	__u32 has_length;
-	__u64 length;
-	__u32 chunked;
-	__u32 other_coding;
-};
-
 /* A message head at r->pos: a global function, verified once on its own
  * (its byte loop inside the parser's step loop would multiply the work). */
 __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
@@ -534,9 +641,7 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 		/* Too short for any start line we know; zeroes make the checks fail. */
 		__builtin_memset(sc->buf + n, 0, 16);
 	}
-#if defined(HTTP_CUT) && (HTTP_CUT == 8 || HTTP_CUT == 9)
-	if (HTTP_CUT == 9)
-		bpf_loop(n, scan_line, &(struct head_scan){ .buf = sc->buf, .n = n }, 0);
+#if defined(HTTP_CUT) && HTTP_CUT == 8
 	r->verdict = HEAD_OK;	/* profiling: as if a head without a body */
 	r->end = r->avail;
 	r->status = 200;
@@ -577,7 +682,14 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 		}
 		r->status = (b[9] - '0') * 100 + (b[10] - '0') * 10 + (b[11] - '0');
 	}
-	bpf_loop(n, scan_line, &s, 0);
+	/* Ends at the empty line or at the segment's end (a step advances or
+	 * ends); were the verifier's budget ever spent first, s.end would stay 0:
+	 * a head not followed, and counted so, never a wrong one. */
+	while (1) {
+		cond_break;
+		if (scan_line(&s))
+			break;
+	}
 	if (s.end && s.request && !http1_version_at_end(&s, s.first_eol))
 		s.bad = 1;
 	if (s.end && s.te_from && !s.other_coding)
@@ -587,7 +699,7 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 
 		if (s.cl_eol > s.cl_from + 24)
 			s.bad = 1;
-		else
+		else if (!short_length(&s, &nb))
 			bpf_loop(24, number_byte, &nb, 0);
 		if (nb.bad || !nb.digits || nb.digits > 18)
 			s.bad = 1;
@@ -619,12 +731,32 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 {
 	struct http_conn *c = w->c;
 	struct http_backend_stats *st = w->st;
-	struct head_result s = { .pos = w->pos, .avail = w->end - w->pos, .request = w->side == 0 };
+	struct head_result *s;
+	struct scratch *sc;
 	enum method m;
-	__u32 status;
+	__u32 status, k0 = 0;
+	__u64 now;
 
-	http_scan_head(w->skb, &s);
-	switch (s.verdict) {
+	sc = bpf_map_lookup_elem(&scratch, &k0);
+	if (!sc)
+		goto lost_len;
+	s = &sc->head;
+	__builtin_memset(s, 0, sizeof(*s));
+	s->pos = w->pos;
+	s->avail = w->end - w->pos;
+	s->request = w->side == 0;
+	http_scan_head(w->skb, s);
+#if defined(HTTP_CUT) && HTTP_CUT == 9
+	/* Profiling: the head read whole (its lines, Content-Length), then taken
+	 * for a head without a body. A cut inside the scan's loop would not
+	 * verify: the verifier follows it until its state converges. */
+	s->verdict = HEAD_OK;
+	s->end = s->avail;
+	s->has_length = 1;
+	s->length = 0;
+	s->chunked = 0;
+#endif
+	switch (s->verdict) {
 	case HEAD_OK:
 		break;
 	case HEAD_SPLIT:
@@ -644,37 +776,38 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 	default:
 		goto lost_len;
 	}
-	m = s.method;
-	status = s.status;
-	w->pos += s.end;
+	m = s->method;
+	status = s->status;
+	w->pos += s->end;
 
 	if (w->side == 0) {
 		__u32 slot = c->fifo_tail % HTTP_FIFO;
 		__u64 bit = 1ULL << slot;
 
-		if (s.other_coding)
+		if (s->other_coding)
 			goto lost_len;	/* a request body whose length cannot be told: 400 */
 		if (c->fifo_tail - c->fifo_head >= HTTP_FIFO) {
 			lose(c, st, HTTP_K_LOST_PIPELINE);
 			w->stop = 1;
 			return;
 		}
+		now = bpf_ktime_get_ns();
 		if (config.records) {
 			c->req_body = 0;
-			http_rec_request(w->skb, w->key, w->now, c->fifo_tail, c->dir[0].isn);
+			http_rec_request(w->skb, w->key, now, c->fifo_tail, c->dir[0].isn);
 		}
-		c->req_ts[slot] = w->now;
+		c->req_ts[slot] = now;
 		c->head_mask = m == M_HEAD ? c->head_mask | bit : c->head_mask & ~bit;
 		c->connect_mask = m == M_CONNECT ? c->connect_mask | bit : c->connect_mask & ~bit;
 		c->fifo_tail++;
 		netbpf_inc(counters, HTTP_K_REQUESTS);
 		if (st)
 			st->requests++;
-		if (s.chunked) {
+		if (s->chunked) {
 			d->state = DIR_CHUNK_SIZE;
-		} else if (s.has_length && s.length) {
+		} else if (s->has_length && s->length) {
 			d->state = DIR_BODY;
-			d->left = s.length;
+			d->left = s->length;
 		}
 		return;
 	}
@@ -697,7 +830,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 
 		c->resp_req_ts = c->req_ts[slot];
 		if (config.records)
-			http_rec_pair(c, status, w->now);
+			http_rec_pair(c, status, bpf_ktime_get_ns());
 		c->fifo_head++;
 		c->resp_open = 1;
 		netbpf_inc(counters, HTTP_K_RESPONSES);
@@ -708,7 +841,7 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 				st->status[cls]++;
 		}
 		if (tunnel) {
-			response_done(c, w->key, w->st, w->now);
+			response_done(c, w->key, w->st);
 			netbpf_inc(counters, HTTP_K_TUNNELS);
 			c->dir[0].state = DIR_TUNNEL;
 			d->state = DIR_TUNNEL;
@@ -716,18 +849,18 @@ static __always_inline void parse_head(struct walk *w, struct http_dir *d)
 			return;
 		}
 		if (no_body) {
-			response_done(c, w->key, w->st, w->now);
+			response_done(c, w->key, w->st);
 			return;
 		}
-		if (s.chunked) {
+		if (s->chunked) {
 			d->state = DIR_CHUNK_SIZE;
-		} else if (s.other_coding || !s.has_length) {
+		} else if (s->other_coding || !s->has_length) {
 			d->state = DIR_UNTIL_CLOSE;
-		} else if (s.length) {
+		} else if (s->length) {
 			d->state = DIR_BODY;
-			d->left = s.length;
+			d->left = s->length;
 		} else {
-			response_done(c, w->key, w->st, w->now);
+			response_done(c, w->key, w->st);
 		}
 		return;
 	}
@@ -748,17 +881,6 @@ lost_len:
 	lose(c, st, HTTP_K_LOST_LENGTH);
 	w->stop = 1;
 }
-
-struct chunk_line {
-	__u8 line[CHUNK_LINE_MAX];
-	__u32 pos;
-	__u32 n;
-	__u32 digits;
-	__u64 size;
-	__u32 eol;		/* bytes of the line, LF included; 0: not found */
-	__u8 in_ext;
-	__u8 bad;
-};
 
 static long chunk_byte(__u32 k, struct chunk_line *cl)
 {
@@ -818,29 +940,43 @@ __noinline int http_chunk_line(struct __sk_buff *skb, struct chunk_line *out)
 
 static __always_inline void parse_chunk_size(struct walk *w, struct http_dir *d)
 {
-	struct chunk_line cl = { .pos = w->pos, .n = w->end - w->pos, .digits = d->chunk_digits,
-				 .in_ext = d->chunk_ext, .size = d->chunk_digits ? d->left : 0 };
+	struct chunk_line *cl;
+	struct scratch *sc;
+	__u32 k0 = 0;
 
-	http_chunk_line(w->skb, &cl);
-	if (!cl.bad && !cl.eol && w->end - w->pos <= CHUNK_LINE_MAX) {
-		/* The segment ends inside the line: the next one goes on with it. */
-		d->left = cl.size;
-		d->chunk_digits = cl.digits;
-		d->chunk_ext = cl.in_ext;
-		w->pos = w->end;
-		return;
-	}
-	if (cl.bad || !cl.eol || !cl.digits) {
+	sc = bpf_map_lookup_elem(&scratch, &k0);
+	if (!sc) {
 		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
 		w->stop = 1;
 		return;
 	}
-	w->pos += cl.eol;
+	cl = &sc->chunk;
+	__builtin_memset(cl, 0, sizeof(*cl));
+	cl->pos = w->pos;
+	cl->n = w->end - w->pos;
+	cl->digits = d->chunk_digits;
+	cl->in_ext = d->chunk_ext;
+	cl->size = d->chunk_digits ? d->left : 0;
+	http_chunk_line(w->skb, cl);
+	if (!cl->bad && !cl->eol && w->end - w->pos <= CHUNK_LINE_MAX) {
+		/* The segment ends inside the line: the next one goes on with it. */
+		d->left = cl->size;
+		d->chunk_digits = cl->digits;
+		d->chunk_ext = cl->in_ext;
+		w->pos = w->end;
+		return;
+	}
+	if (cl->bad || !cl->eol || !cl->digits) {
+		lose(w->c, w->st, HTTP_K_LOST_CHUNK);
+		w->stop = 1;
+		return;
+	}
+	w->pos += cl->eol;
 	d->chunk_digits = 0;
 	d->chunk_ext = 0;
-	if (cl.size) {
+	if (cl->size) {
 		d->state = DIR_CHUNK_DATA;
-		d->left = cl.size + 2;
+		d->left = cl->size + 2;
 	} else {
 		d->state = DIR_TRAILER;
 		d->left = 0;
@@ -872,7 +1008,7 @@ static __always_inline void parse_trailer(struct walk *w, struct http_dir *d)
 	d->state = DIR_HEAD;
 	d->left = 0;
 	if (w->side == 1)
-		response_done(w->c, w->key, w->st, w->now);
+		response_done(w->c, w->key, w->st);
 	return;
 lost:
 	/* Trailer fields (rare) are not followed. */
@@ -920,7 +1056,7 @@ static long walk_step(__u32 i, struct walk *w)
 			if (!d->left) {
 				d->state = DIR_HEAD;
 				if (w->side == 1)
-					response_done(c, w->key, w->st, w->now);
+					response_done(c, w->key, w->st);
 			}
 		} else {
 			/* The last two bytes of `left` are the chunk's CRLF. */
@@ -948,7 +1084,7 @@ static long walk_step(__u32 i, struct walk *w)
 		lose(c, w->st, HTTP_K_LOST_UNSYNCED);
 		return 1;
 	}
-	return 0;
+	return w->stop || w->pos >= w->end;	/* done: spares bpf_loop a call to say so */
 }
 
 /* A segment ahead of the next expected byte (reordered on its way to the
@@ -1004,7 +1140,7 @@ static __always_inline int join_island(struct walk *w, struct http_dir *d)
 		if (d->state == DIR_BODY) {
 			d->state = DIR_HEAD;
 			if (w->side == 1)
-				response_done(w->c, w->key, w->st, w->now);
+				response_done(w->c, w->key, w->st);
 		} else {
 			d->state = DIR_CHUNK_SIZE;
 		}
@@ -1063,8 +1199,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	struct http_backend_stats *st = 0;
 	struct http_conn *c;
 	struct zeroes *z;
-	__u32 k0 = 0, len;
-	__u64 now = bpf_ktime_get_ns();
+	__u32 k0 = 0, len, backend;
 	struct {
 		__u8 syn, ack, fin, rst;
 	} f;
@@ -1096,14 +1231,16 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			z = bpf_map_lookup_elem(&zero, &k0);
 			if (!z)
 				return 0;
-			st = backend_stats(key);
+			backend = c && c->backend ? c->backend : backend_slot(key);
 			if (c)
-				close_conn(c, key, st, now);
+				close_conn(c, key, backend_of(c));
 			if (bpf_map_update_elem(&connections, key, &z->conn, BPF_ANY))
 				return 0;
 			c = bpf_map_lookup_elem(&connections, key);
 			if (!c)
 				return 0;
+			c->backend = backend;
+			st = backend_of(c);
 			c->dir[0].isn = seq;
 			c->dir[0].next_seq = seq + 1;
 			c->dir[0].state = DIR_HEAD;
@@ -1130,8 +1267,9 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			return 0;
 		c->lost = 1;
 		c->handed = config.hand_off;
+		c->backend = backend_slot(key);
 		netbpf_inc(counters, HTTP_K_MIDSTREAM);
-		st = backend_stats(key);
+		st = backend_of(c);
 		sample_client(st, key);
 		if (st) {
 			st->midstream++;
@@ -1152,11 +1290,11 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 	}
 	if (c->closed)
 		return 0;
-	st = backend_stats(key);
+	st = backend_of(c);
 	CUT(6, !skb->len);
 	if (len) {
 		struct http_dir *d = side ? &c->dir[1] : &c->dir[0];
-		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload, .end = end, .now = now,
+		struct walk w = { .skb = skb, .c = c, .st = st, .key = key, .pos = payload, .end = end,
 				  .side = side };
 		__s32 ahead = (__s32)(seq - d->next_seq);
 
@@ -1195,7 +1333,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		}
 	}
 	if (tcp->rst || (tcp->fin && side == 1))
-		close_conn(c, key, st, now);
+		close_conn(c, key, st);
 	return 0;
 }
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...bpf import BpfObject
+from ...bpf.maps import possible_cpus
 from ...output import Column, Table
 from .kernel import BPF_OBJECT as BPF_OBJECT  # test_layouts checks the shared structs against it
 from .kernel import Counter
@@ -162,17 +163,27 @@ def format_client(sample: bytes, family: int) -> str:
 
 
 def read_backends(obj: BpfObject) -> dict[str, KernelBackend]:
-    """The ``backends`` map, CPUs summed."""
+    """Each backend of ``backend_index``, its slot of the per-CPU array ``backends``,
+    CPUs summed."""
     m = obj.map("backends")
     out: dict[str, KernelBackend] = {}
-    step = (m.value_size + 7) & ~7
-    for key, value in m.items():
+    for key, slot in obj.map("backend_index").items():
         k = BackendKey.from_buffer_copy(key)
         b = out.setdefault(format_backend(k), KernelBackend())
-        for i in range(0, len(value), step):
-            b.add_raw(value[i:i + m.value_size])
+        for value in m.lookup_percpu(slot):
+            b.add_raw(value)
         b.family = k.family
     return out
+
+
+def clear_backends(obj: BpfObject) -> None:
+    """Forget every backend and its figures (tests replaying case after case)."""
+    index, stats, nxt = obj.map("backend_index"), obj.map("backends"), obj.map("backend_next")
+    zero = bytes(((stats.value_size + 7) & ~7) * possible_cpus())
+    for slot in range(1, min(int.from_bytes(nxt.lookup(0) or bytes(4), "little") + 1, stats.max_entries)):
+        stats.update(slot, zero)
+    index.clear()
+    nxt.update(0, bytes(4))
 
 
 def _ms(ns: float | None) -> float | None:
@@ -329,6 +340,9 @@ def accounting(k: dict[Counter, int], user_transactions: int, user_incomplete: i
             f"{k[Counter.K_ORPHANS]} responses without their request in the kernel path, "
             f"{k[Counter.K_RETRANSMITTED]} segments seen twice or retransmitted, "
             f"{k[Counter.K_TUNNELS]} upgraded/CONNECT")
+    if k[Counter.K_BACKENDS_FULL]:  # rare: more backends than the table's slots (kernel.backend_slots)
+        text += (f"; {k[Counter.K_BACKENDS_FULL]} connections to backends beyond the per-backend table "
+                 "(their requests are in the kernel path's totals only)")
     return text  # what is not HTTP/1.x is said once, with the user-space path's (cli.py)
 
 

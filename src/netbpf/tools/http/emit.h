@@ -232,7 +232,6 @@ static __always_inline void http_rec_pair(struct http_conn *c, __u32 status, __u
 /* The response ended: the whole record to the ring, or counted lost. Global. */
 __noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *c, __u64 now)
 {
-	struct http_backend_key bk = {};
 	struct http_backend_stats *st;
 	struct http_rec_key k = {};
 	struct http_record *r;
@@ -266,10 +265,7 @@ __noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *
 		netbpf_inc(counters, HTTP_K_RECORDS_MISSING);
 	}
 	/* Shown beside the backend's counts: its lines are fewer than its requests. */
-	__builtin_memcpy(bk.addr, key->server, 16);
-	bk.port = key->sport;
-	bk.family = key->family;
-	st = bpf_map_lookup_elem(&backends, &bk);
+	st = backend_of(c);
 	if (st)
 		st->records_lost++;
 	return 0;

@@ -47,12 +47,14 @@ enum http_counter {
 	HTTP_K_RECORDS,		/* transaction records written to the ring (config.records) */
 	HTTP_K_RECORDS_LOST,	/* ... not written: the ring was full */
 	HTTP_K_RECORDS_MISSING,	/* ... not written: the request's part was evicted */
+	HTTP_K_BACKENDS_FULL,	/* connections of a backend the per-backend table had no room for */
 	HTTP_COUNTERS,
 };
 
 /* Counting in the kernel. */
 #define HTTP_FIFO 64		/* outstanding (pipelined) requests per connection */
 #define HTTP_HEAD_MAX 2048	/* a message head must be whole in one segment and this long at most */
+#define HTTP_MAX_BACKENDS 1024	/* per-backend slots at most (user space may set fewer) */
 #define HTTP_MAX_STEPS 256	/* message heads, bodies and chunks parsed in one segment */
 #define HTTP_LAT_SUB_BITS 5	/* latency histogram: 32 linear buckets per power of two ns */
 #define HTTP_LAT_MAX_LOG 42	/* ... up to 2^43 ns (2.4 hours), the last bucket open */

@@ -7,6 +7,7 @@ import enum
 from collections.abc import Iterable
 
 from ...bpf import BpfObject
+from ...bpf.maps import possible_cpus
 from ...bpf.object import object_path
 from ...errors import UsageError
 from ...run import Run
@@ -57,6 +58,7 @@ class Counter(enum.IntEnum):
     K_RECORDS = 34
     K_RECORDS_LOST = 35
     K_RECORDS_MISSING = 36
+    K_BACKENDS_FULL = 37
 
 
 N_COUNTERS = len(Counter)
@@ -126,6 +128,14 @@ def make_config(ports: Iterable[int], ifindexes: Iterable[int] = (),
 
 
 PROGRAMS = {"socket": "netbpf_http", "tc": "netbpf_http_tc"}
+MAX_BACKENDS = 1024  # HTTP_MAX_BACKENDS
+BACKENDS_BUDGET = 64 << 20  # bytes of per-backend figures over all CPUs, preallocated
+
+
+def backend_slots(cpus: int, value_size: int) -> int:
+    """How many backends the per-CPU array ``backends`` holds: as many as 64 MiB over
+    all CPUs allow (about 10 KB per backend and CPU), 1024 at most, 32 at least."""
+    return max(32, min(MAX_BACKENDS, BACKENDS_BUDGET // max(1, cpus * value_size)))
 
 
 def open_object(config: Config, hook: str = "socket", run: Run | None = None) -> BpfObject:
@@ -137,6 +147,7 @@ def open_object(config: Config, hook: str = "socket", run: Run | None = None) ->
         for kind, name in PROGRAMS.items():
             obj.program(name).set_autoload(kind == hook)  # verify only the one used
         obj.set_rodata(config=bytes(config))
+        obj.set_map_size("backends", backend_slots(possible_cpus(), obj.map("backends").value_size))
     return obj
 
 
