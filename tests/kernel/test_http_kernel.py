@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from netbpf.bpf import BpfObject
+from netbpf.bpf.features import has_may_goto
 from netbpf.lab import Lab
 from netbpf.lab.servers import client_in_lab, make_plan
 from netbpf.tools.http.counted import KernelBackend, clear_backends, read_backends
@@ -56,10 +57,17 @@ from .test_http import workdir as workdir  # a fixture
 BACKEND = "10.0.11.2:8080"
 
 
-def loaded_object(records: bool = False) -> Iterator[BpfObject]:
+# Both head scans: bounded by may_goto (Linux 6.9, loaded here) and by bpf_loop() (loaded
+# by older kernels): the same frames must give the same answers through each.
+SCANS = [pytest.param(True, id="may_goto"), pytest.param(False, id="bpf_loop")]
+
+
+def loaded_object(records: bool = False, may_goto: bool | None = None) -> Iterator[BpfObject]:
     """The socket filter as `netbpf http` loads it to count in the kernel (and emit records)."""
+    if may_goto and not has_may_goto():
+        pytest.skip("this kernel has no may_goto (Linux 6.9): netbpf loads the bpf_loop object")
     obj = open_object(make_config([8080], count_in_kernel=True, hand_off=True, records=records,
-                                  tag_header=TAG if records else None))
+                                  tag_header=TAG if records else None), may_goto=may_goto)
     if records:
         obj.set_map_size("records", 1 << 20)
     obj.load()
@@ -69,9 +77,9 @@ def loaded_object(records: bool = False) -> Iterator[BpfObject]:
         obj.close()
 
 
-@pytest.fixture(scope="module")
-def loaded() -> Iterator[BpfObject]:
-    yield from loaded_object()
+@pytest.fixture(scope="module", params=SCANS)
+def loaded(request: pytest.FixtureRequest) -> Iterator[BpfObject]:
+    yield from loaded_object(may_goto=request.param)
 
 
 @dataclass
@@ -642,9 +650,9 @@ def test_two_percent_loss_is_counted_right_or_reported(workdir: Path) -> None:
 TAG = "X-Test-Id"
 
 
-@pytest.fixture(scope="module")
-def rec_loaded() -> Iterator[BpfObject]:
-    yield from loaded_object(records=True)
+@pytest.fixture(scope="module", params=SCANS)
+def rec_loaded(request: pytest.FixtureRequest) -> Iterator[BpfObject]:
+    yield from loaded_object(records=True, may_goto=request.param)
 
 
 @dataclass

@@ -12,11 +12,12 @@ import errno as _errno
 import os
 from functools import cache
 
-from ..errors import NotSupported
+from ..errors import BpfError, NotSupported
 from . import _libbpf as L
 from .insn import ALU64, EXIT, JMP, MOV, R0, K, encode
 from .program import Program
 
+BPF_PROG_TYPE_SOCKET_FILTER = 1
 BPF_PROG_TYPE_SCHED_CLS = 3
 BPF_PROG_TYPE_XDP = 6
 BPF_PROG_TYPE_SK_MSG = 16
@@ -37,6 +38,23 @@ def load_trivial(prog_type: int, expected_attach_type: int = 0, verdict: int = 0
     """Load a two-instruction program returning ``verdict``; the caller closes the fd."""
     prog = Program.load(prog_type, name, _return_insns(verdict), expected_attach_type)
     return prog.fd  # owned by the caller from here (the Program is not closed)
+
+
+JCOND = 0xE0  # BPF_JCOND: the class of may_goto (src_reg 0)
+
+
+@cache
+def has_may_goto() -> bool:
+    """Whether the verifier knows may_goto (Linux 6.9): a loop it bounds runs without a
+    call per step. Probed with ``may_goto +0; r0 = 0; exit``: EINVAL where the opcode
+    is unknown."""
+    try:
+        Program.load(BPF_PROG_TYPE_SOCKET_FILTER, "netbpf_probe", encode(JMP | JCOND) + _return_insns(0)).close()
+    except BpfError as e:
+        if e.errno != _errno.EINVAL:
+            raise
+        return False
+    return True
 
 
 def _link_create_errno(prog_type: int, target_fd: int, attach_type: int) -> int:

@@ -47,6 +47,9 @@
 	l_break: break;							\
 	l_continue:;							\
 	})
+/* Kernels before 6.9 refuse that instruction: http_bpf_loop.bpf.c builds this
+ * file with HTTP_BPF_LOOP, the head scan one bpf_loop() step per line, and the
+ * loader picks it where the probe for may_goto fails (features.has_may_goto). */
 #define CHUNK_LINE_MAX 32	/* a chunk-size line (hex size, extensions, CRLF) */
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -500,6 +503,14 @@ static __always_inline long scan_line(struct head_scan *s)
 	return 0;
 }
 
+#ifdef HTTP_BPF_LOOP
+/* bpf_loop callback: one step of the scan (kernels without may_goto). */
+static long scan_line_step(__u32 k, struct head_scan *s)
+{
+	return scan_line(s);
+}
+#endif
+
 /* Content-Length's value, one byte per bpf_loop step (after the scan, not
  * inside it: a loop in a loop's callback multiplies the verifier's work; a
  * bounded loop here, cheaper to run, doubled the verifier's work for the
@@ -685,11 +696,15 @@ __noinline int http_scan_head(struct __sk_buff *skb, struct head_result *r)
 	/* Ends at the empty line or at the segment's end (a step advances or
 	 * ends); were the verifier's budget ever spent first, s.end would stay 0:
 	 * a head not followed, and counted so, never a wrong one. */
+#ifdef HTTP_BPF_LOOP
+	bpf_loop(n, scan_line_step, &s, 0);
+#else
 	while (1) {
 		cond_break;
 		if (scan_line(&s))
 			break;
 	}
+#endif
 	if (s.end && s.request && !http1_version_at_end(&s, s.first_eol))
 		s.bad = 1;
 	if (s.end && s.te_from && !s.other_coding)

@@ -7,12 +7,14 @@ import enum
 from collections.abc import Iterable
 
 from ...bpf import BpfObject
+from ...bpf.features import has_may_goto
 from ...bpf.maps import possible_cpus
 from ...bpf.object import object_path
 from ...errors import UsageError
 from ...run import Run
 
 BPF_OBJECT = "http.bpf.o"
+BPF_LOOP_OBJECT = "http_bpf_loop.bpf.o"  # the head scan by bpf_loop(): kernels before 6.9 (no may_goto)
 MAX_PORTS, MAX_IFINDEXES, MAX_VXLAN_PORTS = 16, 8, 4
 TAG_NAME_MAX = 31  # --tag-header's name, found in the kernel (http.h)
 DEFAULT_VXLAN_PORTS = (4789, 8472)  # IANA's, and Linux's/Flannel's default
@@ -138,12 +140,19 @@ def backend_slots(cpus: int, value_size: int) -> int:
     return max(32, min(MAX_BACKENDS, BACKENDS_BUDGET // max(1, cpus * value_size)))
 
 
-def open_object(config: Config, hook: str = "socket", run: Run | None = None) -> BpfObject:
+def object_name(may_goto: bool | None = None) -> str:
+    """The object this kernel verifies: the head scan bounded by may_goto where the
+    verifier knows it (Linux 6.9), else by bpf_loop(), a call per header line."""
+    return BPF_OBJECT if (has_may_goto() if may_goto is None else may_goto) else BPF_LOOP_OBJECT
+
+
+def open_object(config: Config, hook: str = "socket", run: Run | None = None,
+                may_goto: bool | None = None) -> BpfObject:
     """The socket filter (or, ``hook="tc"``, the tc program), configured, not yet loaded
-    (closed with ``run``)."""
+    (closed with ``run``). ``may_goto``: which head scan (default: what the kernel has)."""
     run = run if run is not None else Run()
     with run.starting():
-        obj = run.open(object_path(__file__, BPF_OBJECT))
+        obj = run.open(object_path(__file__, object_name(may_goto)))
         for kind, name in PROGRAMS.items():
             obj.program(name).set_autoload(kind == hook)  # verify only the one used
         obj.set_rodata(config=bytes(config))
