@@ -69,23 +69,12 @@ def tcpdump_path() -> str | None:
 
 def tcpdump_flags(args: TcpdumpOptions) -> list[str]:
     """The flags that go to tcpdump when it prints the lines."""
-    flags = []
-    if args.td_e:
-        flags.append("-e")
-    if args.td_v:
-        flags.append("-" + "v" * min(args.td_v, 3))
-    if args.td_X:
-        flags.append("-X")
-    if args.td_A:
-        flags.append("-A")
-    if args.td_q:
-        flags.append("-q")
-    if args.td_t:
-        flags.append("-" + "t" * min(args.td_t, 5))
-    if args.absolute:
-        flags.append("-S")
-    if args.time_stamp_precision == "nano":
-        flags.append("--time-stamp-precision=nano")
+    flags = ["-e"] if args.td_e else []
+    flags += ["-" + "v" * min(args.td_v, 3)] if args.td_v else []
+    flags += [flag for flag, on in (("-X", args.td_X), ("-A", args.td_A), ("-q", args.td_q)) if on]
+    flags += ["-" + "t" * min(args.td_t, 5)] if args.td_t else []
+    flags += ["-S"] if args.absolute else []
+    flags += ["--time-stamp-precision=nano"] if args.time_stamp_precision == "nano" else []
     return flags
 
 
