@@ -31,10 +31,15 @@ import argparse
 import contextlib
 import ctypes
 import errno as _errno
+import importlib
+import importlib.machinery
+import importlib.util
 import os
+import pkgutil
 import platform
 import pwd
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from .errors import NetbpfError, OutputError
 from .libc import libc
@@ -156,6 +161,7 @@ def drop(user: str | None, keep: Iterable[int] = (), on_demand: Iterable[int] = 
     if name == "root" or entry.pw_uid == 0 or os.geteuid() != 0:
         return Dropped(name, os.geteuid(), set(), set())
     keep_set, demand_set = set(keep), set(on_demand) - set(keep)
+    _import_the_rest_if_unreadable(entry)
     try:
         # While root: nothing outside what we may keep can come back, by any exec.
         for cap in range(CAP_LAST + 1):
@@ -182,6 +188,45 @@ def drop(user: str | None, keep: Iterable[int] = (), on_demand: Iterable[int] = 
     else:
         raise NetbpfError(f"became user {name}, but setuid(0) still works: refusing to go on")
     return Dropped(name, entry.pw_uid, keep_set, demand_set)
+
+
+PACKAGE = Path(__file__).resolve().parent
+LATE_IMPORTS = ("prometheus_client.core",)  # imported inside a function by a tool
+
+
+def may_enter(directory: Path, uid: int, gids: set[int]) -> bool:
+    """Whether uid (with gids) may list ``directory`` and pass every directory above it,
+    by their mode bits (ACLs aside: where they grant more, the cost is an early import)."""
+    for path, want in [*((p, 1) for p in reversed(directory.parents)), (directory, 5)]:
+        st = path.stat()
+        bits = st.st_mode >> 6 if st.st_uid == uid else st.st_mode >> 3 if st.st_gid in gids else st.st_mode
+        if bits & want != want:
+            return False
+    return True
+
+
+def _import_the_rest_if_unreadable(entry: pwd.struct_passwd) -> None:
+    """A tool imports some modules late (the line printer, the report at exit). Where USER
+    cannot read the installation (a checkout or venv under /root, mode 0700), such an
+    import after the drop would end the run in ModuleNotFoundError: then import, while
+    still root, every netbpf module and the late third-party ones."""
+    gids = {entry.pw_gid, *os.getgrouplist(entry.pw_name, entry.pw_gid)}
+    late = [spec.origin for name in LATE_IMPORTS if (spec := _find_spec(name)) and spec.origin]
+    if all(may_enter(d, entry.pw_uid, gids) for d in {PACKAGE, *(Path(o).parent for o in late)}):
+        return
+    for module in pkgutil.walk_packages([str(PACKAGE)], "netbpf."):
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    for name in LATE_IMPORTS:
+        if _find_spec(name):
+            importlib.import_module(name)
+
+
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    try:
+        return importlib.util.find_spec(name)
+    except ImportError:
+        return None
 
 
 def to_detach(*attachments: object) -> set[int]:

@@ -27,6 +27,7 @@ from netbpf.bpf import features, fs
 from netbpf.tools.accel import accel, clients
 from netbpf.tools.accel.sandbox import Sandbox
 from netbpf.tools.accel.seed import SeedAccel
+from tests.conftest import skip_unless_nobody_can_run_netbpf
 
 from .conftest import bpftool_json, netbpf, unique_prefix, wait_until_settled
 
@@ -553,6 +554,7 @@ def test_bad_input_is_one_clear_line(args: list[str], message: str) -> None:
 
 
 def test_not_root_is_refused_in_one_line() -> None:
+    skip_unless_nobody_can_run_netbpf()
     out = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                           sys.executable, "-m", "netbpf", "accel", "status"],
                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=_src()))

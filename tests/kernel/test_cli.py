@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests.conftest import skip_unless_nobody_can_run_netbpf
+
 
 def run_as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "netbpf", *args], capture_output=True, text=True,
@@ -28,6 +30,7 @@ TOOL_COMMANDS = [
                                   ["--netns", "nosuch", "status"], *TOOL_COMMANDS],
                          ids=lambda a: " ".join(a))
 def test_non_root_gets_one_line_and_exit_1(args: list[str]) -> None:
+    skip_unless_nobody_can_run_netbpf()
     result = run_as_nobody(*args)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1, result.stderr

@@ -19,6 +19,7 @@ from netbpf.bpf import features
 from netbpf.bpf.attach import tc, xdp
 from netbpf.bpf.program import Program
 from netbpf.lab import Lab
+from tests.conftest import skip_unless_nobody_can_run_netbpf
 
 from .conftest import free_port, settled
 from .drops_helpers import Tool, inode, json_lines, nstat, python, send_udp, wait_gone
@@ -288,6 +289,7 @@ def test_bad_input_is_one_clear_line(args: list[str], code: int, message: str) -
 
 
 def test_not_root_is_one_clear_line() -> None:
+    skip_unless_nobody_can_run_netbpf()
     import subprocess
 
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

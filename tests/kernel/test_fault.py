@@ -24,6 +24,7 @@ import pytest
 from netbpf import netns
 from netbpf.lab import Lab
 from netbpf.tools.fault import ifinfo
+from tests.conftest import skip_unless_nobody_can_run_netbpf
 
 from .conftest import netbpf, ping, tc_filters, wait_until_settled, xdp_prog_on
 
@@ -639,6 +640,7 @@ def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None
 
 
 def test_not_root_is_one_line() -> None:
+    skip_unless_nobody_can_run_netbpf()
     result = subprocess.run([sys.executable, "-m", "netbpf", "fault", "drop", "-i", "lo"], capture_output=True,
                             text=True, user=65534, group=65534, extra_groups=[], timeout=60, cwd="/")
     assert result.returncode == 1

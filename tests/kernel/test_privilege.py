@@ -218,3 +218,25 @@ def test_http_parses_as_nobody(pair: Lab) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_an_installation_the_user_cannot_read_still_runs(pair: Lab, tmp_path: Path) -> None:
+    """netbpf in a directory only root may enter (a checkout under /root, 0700; pytest's
+    tmp_path is one): a module first imported after the drop to nobody could not be read
+    (the line printer, the report at exit), so the tool imports them all before it."""
+    source = tmp_path / "src"
+    shutil.copytree(Path(privilege.__file__).parent, source / "netbpf", ignore=shutil.ignore_patterns("__pycache__"))
+    assert tmp_path.stat().st_mode & 0o007 == 0  # others may not enter
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    where = subprocess.run([sys.executable, "-c", "import netbpf; print(netbpf.__file__)"], env=env,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(source))
+    proc = subprocess.Popen([sys.executable, "-m", "netbpf", "--netns", pair.gateway, "dump", "-i", "c0",
+                             "-Z", "nobody", "-c", "3", "--duration", "30", "icmp"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    assert "capturing on c0" in proc.stderr.readline()
+    ping(pair, pair.client, pair.GATEWAY_IP, count=3)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert len([line for line in out.splitlines() if "ICMP echo request" in line]) == 3, out

@@ -8,6 +8,7 @@ import pytest
 
 from netbpf.bpf import BpfObject, selftest
 from netbpf.errors import BuildMissing, NotPermitted
+from tests.conftest import skip_unless_nobody_can_run_netbpf
 
 
 def as_nobody(fn):  # type: ignore[no-untyped-def]
@@ -48,6 +49,7 @@ def describe() -> dict[str, object]:
 
 
 def test_open_needs_no_root() -> None:
+    skip_unless_nobody_can_run_netbpf()
     d = as_nobody(describe)
     assert d["programs"]["netbpf_st_xdp"] == ("xdp", "xdp")
     assert d["programs"]["netbpf_st_tc"] == ("tc", "sched_cls")
@@ -78,6 +80,7 @@ def test_load_as_non_root_is_not_permitted() -> None:
 
     if os.geteuid() != 0:
         pytest.skip("checks a child dropped from root to nobody")
+    skip_unless_nobody_can_run_netbpf()
     assert "permission denied (run as root)" in as_nobody(load)
 
 
