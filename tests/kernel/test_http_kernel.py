@@ -857,8 +857,13 @@ def test_more_transactions_than_the_record_ring_holds_show_the_loss_everywhere(w
     truth = {e["path"]: e["status"] for entries in logs.values() for e in entries}
     assert len(truth) == len(plan)
     lines = [json.loads(line) for line in out.splitlines()]
-    # No line is invented or wrong: each is a request a backend served, with its status.
-    assert all(truth[t["path"]] == t["status"] for t in lines), lines
+    # No line is invented or wrong: each is a request a backend served, with its status; where
+    # a segment overtook its predecessor on another CPU (-i any on a loaded machine) the kernel
+    # lost track of that connection, says so, and its line says it does not know (as test_http).
+    lost_track = int(re.search(r"(\d+) lost track of", accounting(err)).group(1))  # type: ignore[union-attr]
+    wrong = [t for t in lines if truth[t["path"]] != t["status"]
+             and not (lost_track and t["status"] is None and t["error"])]
+    assert not wrong, (wrong, accounting(err))
     assert len({t["path"] for t in lines}) == len(lines)
     line = accounting(err)
     read, lost = (int(x) for x in re.search(r", (\d+) transaction records read, (\d+) transactions "
