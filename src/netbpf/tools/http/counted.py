@@ -27,7 +27,7 @@ from ...output import Column, Table
 from .kernel import BPF_OBJECT as BPF_OBJECT  # test_layouts checks the shared structs against it
 from .kernel import Counter
 from .roles import FRONT, Roles
-from .summary import STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, balance_of
+from .summary import BACKEND_COLUMNS, STATUS_CLASSES, TAG_COLUMNS, Balance, Summary, balance_of
 from .tracer import Transaction
 
 FIFO = 64
@@ -190,19 +190,13 @@ def _ms(ns: float | None) -> float | None:
     return None if ns is None else round(ns / 1e6, 3)
 
 
+# summary's backend table, with what only the kernel's counting knows before the percentiles.
+_FIRST_PERCENTILE = next(i for i, c in enumerate(BACKEND_COLUMNS) if c.key == "p50_ms")
 KERNEL_COLUMNS = [
-    Column("backend", "BACKEND"),
-    Column("requests", "REQUESTS", align=">"),
-    Column("share", "SHARE", align=">", text=lambda v: f"{v:.1%}"),
-    *(Column(c, c.upper(), align=">") for c in STATUS_CLASSES[1:]),
-    Column("unanswered", "NO-RESP", align=">"),
-    Column("unknown", "UNKNOWN", align=">"),
+    *BACKEND_COLUMNS[:_FIRST_PERCENTILE],
     Column("unpaired", "UNPAIRED", align=">"),
     Column("not_followed", "NOT-FOLLOWED", align=">"),
-    Column("p50_ms", "P50 ms", align=">", text=lambda v: f"{v:.2f}"),
-    Column("p90_ms", "P90 ms", align=">", text=lambda v: f"{v:.2f}"),
-    Column("p99_ms", "P99 ms", align=">", text=lambda v: f"{v:.2f}"),
-    Column("role", "ROLE"),
+    *BACKEND_COLUMNS[_FIRST_PERCENTILE:],
 ]
 
 RECORDS_LOST_COLUMN = Column("records_lost", "NO-LINE", align=">")
