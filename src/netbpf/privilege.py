@@ -211,15 +211,16 @@ def _import_the_rest_if_unreadable(entry: pwd.struct_passwd) -> None:
     import after the drop would end the run in ModuleNotFoundError: then import, while
     still root, every netbpf module and the late third-party ones."""
     gids = {entry.pw_gid, *os.getgrouplist(entry.pw_name, entry.pw_gid)}
-    late = [spec.origin for name in LATE_IMPORTS if (spec := _find_spec(name)) and spec.origin]
-    if all(may_enter(d, entry.pw_uid, gids) for d in {PACKAGE, *(Path(o).parent for o in late)}):
+    # Found by its top-level package: find_spec("a.b") would import "a" on every drop.
+    late = {name: spec.origin for name in LATE_IMPORTS
+            if (spec := _find_spec(name.partition(".")[0])) and spec.origin}
+    if all(may_enter(d, entry.pw_uid, gids) for d in {PACKAGE, *(Path(o).parent for o in late.values())}):
         return
     for module in pkgutil.walk_packages([str(PACKAGE)], "netbpf."):
         if not module.name.endswith("__main__"):
             importlib.import_module(module.name)
-    for name in LATE_IMPORTS:
-        if _find_spec(name):
-            importlib.import_module(name)
+    for name in late:
+        importlib.import_module(name)
 
 
 def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
