@@ -14,6 +14,7 @@ import os
 import random
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ from netbpf.tools.http.records import (
 )
 from netbpf.tools.http.report import Report
 from tests.http_frames import (
+    ACK,
     FIN,
+    PSH,
     Pkt,
     TcpFlow,
     ethernet,
@@ -670,16 +673,21 @@ def run_records(obj: BpfObject, packets: list[Pkt], flow: TcpFlow, wrap=plain,  
     zero = bytes(counters.value_size * len(counters.lookup_percpu(0)))
     for c in Counter:
         counters.update(int(c), zero)
+    drain_rows(obj)  # what an earlier case left
+    counted = run(obj, packets, flow, wrap)
+    return Recorded(counted, drain_rows(obj, show_secrets, tag))
+
+
+def drain_rows(obj: BpfObject, show_secrets: bool = False, tag: str = TAG) -> list[dict[str, Any]]:
+    """The records in the ring, as --json prints them."""
     reader = RecordReader(obj, RecordDecoder(tag, show_secrets))
     report = Report(True, False, show_secrets, tag)
+    rows: list[dict[str, Any]] = []
     try:
-        reader.drain(lambda tx: None)  # what an earlier case left
-        counted = run(obj, packets, flow, wrap)
-        rows: list[dict[str, Any]] = []
         reader.drain(lambda tx: rows.append(json.loads(report.json(tx))))
     finally:
         reader.close()
-    return Recorded(counted, rows)
+    return rows
 
 
 def test_records_carry_what_each_transaction_was(rec_loaded: BpfObject) -> None:
@@ -935,3 +943,77 @@ def test_requests_whose_response_the_kernel_lost_have_a_line_that_says_so(rec_lo
     r = run_records(rec_loaded, [*swapped, flow.packets[-1]], flow)
     assert [(t["path"], t["status"], t["error"]) for t in r.rows] == [("/o", None, RESPONSE_NOT_FOLLOWED)]
     assert r.counted.backend.unpaired == 1
+
+
+def _race(prog: Any, frames: tuple[list[bytes], list[bytes]]) -> None:
+    """Each list's frames in order through the program, one list on CPU 0 and
+    the other on CPU 1, started together (BPF_PROG_TEST_RUN runs on the
+    caller's CPU, and ctypes lets go of the GIL in the call)."""
+    start = threading.Barrier(2)
+
+    def on(cpu: int) -> None:
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        start.wait()
+        for frame in frames[cpu]:
+            prog.test_run(frame)
+
+    threads = [threading.Thread(target=on, args=(cpu,)) for cpu in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0),
+                    reason="needs CPUs 0 and 1")
+def test_two_cpus_ending_a_connection_at_once_give_one_line_per_request(rec_loaded: BpfObject) -> None:
+    """Frames of one connection handled on two CPUs at once (tc on several interfaces,
+    -i any, under load): where the kernel stops following it, lost on one side (its
+    next frame on each CPU) or closed from both sides at once (client RST, server FIN),
+    every request it counted gets exactly one line, never two."""
+    prog = rec_loaded.program("netbpf_http")
+    n_conns, n_requests = 16, 60  # 60 records of ~400 bytes a connection: the ring holds all
+    seen: collections.Counter[str] = collections.Counter()
+    expected: list[str] = []
+    for round_ in range(6):
+        r = run_records(rec_loaded, [], TcpFlow())  # empty maps, counters and ring
+        assert not r.rows
+        setup: list[bytes] = []
+        frames: tuple[list[bytes], list[bytes]] = ([], [])
+        for k in range(n_conns):
+            flow = TcpFlow(client=("10.0.1.2", 20000 + 100 * round_ + k)).handshake()
+
+            def frame(pkt: Pkt, flow: TcpFlow = flow) -> bytes:
+                ip = flow.render(pkt)
+                return ethernet(ip, ethertype_of(ip))
+
+            paths = [f"/{round_}/{k}/{i}" for i in range(n_requests)]
+            for path in paths:
+                flow.send(0, get(path))
+            expected += paths
+            setup += [frame(p) for p in flow.packets]
+            if k % 2:  # closed from both sides at once
+                flow.rst(0).fin(1)
+                frames[0].append(frame(flow.packets[-2]))
+                frames[1].append(frame(flow.packets[-1]))
+            else:  # lost (a gap), then the same frame of it on each CPU
+                gap = Pkt(0, ACK | PSH, (flow.next_seq[0] + 100) & 0xFFFFFFFF, flow.next_seq[1], b"x")
+                setup.append(frame(gap))
+                data = frame(Pkt(1, ACK | PSH, flow.next_seq[1], flow.next_seq[0], b"y"))
+                frames[0].append(data)  # (a frame without payload is skipped earlier)
+                frames[1].append(data)
+        for frame in setup:
+            prog.test_run(frame)
+        _race(prog, frames)
+        rows = drain_rows(rec_loaded)
+        assert all(t["status"] is None and t["error"] in (NO_RESPONSE, RESPONSE_NOT_FOLLOWED) for t in rows)
+        seen.update(t["path"] for t in rows)
+        counters = read_counters(rec_loaded)
+        assert counters[Counter.K_RECORDS] == n_conns * n_requests, {c.name: v for c, v in counters.items() if v}
+        assert counters[Counter.K_RECORDS_LOST] == counters[Counter.K_RECORDS_MISSING] == 0
+        backend = read_backends(rec_loaded)[BACKEND]
+        half = n_conns // 2 * n_requests
+        assert (backend.unpaired, backend.no_response) == (half, half)
+    twice = sorted(path for path, n in seen.items() if n > 1)
+    assert not twice, f"{len(twice)} requests got more than one line, e.g. {twice[:5]}"
+    assert sorted(seen) == sorted(expected)

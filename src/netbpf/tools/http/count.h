@@ -22,7 +22,9 @@
  * share only the FIFO, written by the client side (tail) and read by the
  * server side (head). A response is sent after its request reached the server,
  * and the filter runs on a request before it leaves, so a pop never overtakes
- * its push.
+ * its push. Where the following of a connection ends (lost or closed), either
+ * side may see it first: `ended` is taken by one compare-and-swap, and only
+ * the CPU that took it counts and emits what was outstanding (end_conn).
  */
 #ifndef NETBPF_HTTP_COUNT_H
 #define NETBPF_HTTP_COUNT_H
@@ -80,6 +82,13 @@ struct http_dir {
 	__u64 left;		/* body / chunk bytes to come; CR seen in DIR_TRAILER */
 };
 
+/* Why a connection stopped being followed (http_conn.ended). */
+enum conn_end {
+	CONN_FOLLOWED = 0,
+	CONN_LOST,		/* from some point on: a gap, a head split, joined late... */
+	CONN_CLOSED,		/* server FIN, or RST either way */
+};
+
 struct http_conn_key {
 	__u8 client[16];
 	__u8 server[16];
@@ -91,10 +100,10 @@ struct http_conn_key {
 
 struct http_conn {
 	/* What every segment reads comes first: two cache lines, not the FIFO's. */
-	__u8 lost;			/* not followed from some point on */
-	__u8 handed;			/* ... and its frames go to user space */
-	__u8 closed;
+	__u32 ended;			/* enum conn_end: set once, by end_conn() */
+	__u8 handed;			/* lost, and its frames go to user space */
 	__u8 resp_open;			/* a final response is being received */
+	__u8 pad[2];
 	__u32 backend;			/* its server's slot in `backends`; 0: none */
 	__u32 fifo_head;		/* popped by responses (server side) */
 	__u32 fifo_tail;		/* pushed by requests (client side) */
@@ -291,12 +300,19 @@ static __always_inline void sample_client(struct http_backend_stats *st, const s
 	__builtin_memcpy(st->client_sample, key->client, 16);
 }
 
+/* 1 for the one caller that ends the following of the connection (how:
+ * CONN_LOST or CONN_CLOSED), 0 for any other, on any CPU, before or at once:
+ * what was outstanding is counted, and its lines emitted, once. */
+static __always_inline int end_conn(struct http_conn *c, __u32 how)
+{
+	return !c->ended && __sync_val_compare_and_swap(&c->ended, CONN_FOLLOWED, how) == CONN_FOLLOWED;
+}
+
 /* The connection is not followed from here on. */
 static __always_inline void lose(struct http_conn *c, struct http_backend_stats *st, enum http_counter why)
 {
-	if (c->lost)
+	if (!end_conn(c, CONN_LOST))
 		return;
-	c->lost = 1;
 	netbpf_inc(counters, why);
 	/* HTTP/1.x as far as we know: user space takes it from here. Nothing of
 	 * it counted yet: the whole of it. Counted in part: from the first frame
@@ -316,8 +332,8 @@ static __always_inline void lose(struct http_conn *c, struct http_backend_stats 
 	st->unpaired += c->fifo_tail - c->fifo_head;
 	if (c->resp_open)
 		st->latency_unknown++;
-	if (config.records && c->resp_open)
-		c->fifo_head--;	/* emit.h: its line too, from the connection's next frame */
+	if (config.records && c->resp_open)	/* emit.h: its line too, from the connection's next frame */
+		__sync_fetch_and_add(&c->fifo_head, -1);	/* the server side may be popping */
 	c->resp_open = 0;
 }
 
@@ -339,30 +355,33 @@ static __always_inline void response_done(struct http_conn *c, struct http_conn_
 			st->latency[b]++;
 	}
 	if (config.records)
-		http_rec_emit(key, c, now);	/* emit.h: the transaction's line */
+		http_rec_emit(key, c, now, c->resp_index, c->resp_status);	/* emit.h: its line */
 }
 
 /* Closed (server FIN, or RST either way): what is outstanding gets no response. */
 static __always_inline void close_conn(struct http_conn *c, struct http_conn_key *key,
 				       struct http_backend_stats *st)
 {
-	if (c->closed || c->lost)
+	__u32 head, tail;
+
+	if (!end_conn(c, CONN_CLOSED))
 		return;
-	c->closed = 1;
 	if (c->resp_open) {
 		if (c->dir[1].state == DIR_UNTIL_CLOSE)
 			response_done(c, key, st);
 		else if (st)
 			st->latency_unknown++;
-		if (c->dir[1].state != DIR_UNTIL_CLOSE && config.records)
-			http_rec_closed(key, c, 1);	/* emit.h: its line, its end unknown */
+		if (c->dir[1].state != DIR_UNTIL_CLOSE && config.records)	/* its line, its end unknown */
+			http_rec_emit(key, c, 0, c->resp_index, c->resp_status);
 		c->resp_open = 0;
 	}
+	head = c->fifo_head;
+	tail = c->fifo_tail;
 	if (st)
-		st->no_response += c->fifo_tail - c->fifo_head;
-	if (config.records && c->fifo_tail != c->fifo_head)
-		http_rec_closed(key, c, 0);	/* emit.h: a line for each, unanswered */
-	c->fifo_head = c->fifo_tail;
+		st->no_response += tail - head;
+	if (config.records && tail != head)
+		http_rec_unanswered(key, c, head, tail);	/* emit.h: a line for each */
+	c->fifo_head = tail;
 }
 
 /* -- scanning a head in the scratch buffer ------------------------------------ */
@@ -1052,7 +1071,7 @@ static long walk_step(__u32 i, struct walk *w)
 	struct http_dir *d;
 	__u64 n;
 
-	if (w->stop || w->pos >= w->end || c->lost)
+	if (w->stop || w->pos >= w->end || c->ended)
 		return 1;
 	d = w->side ? &c->dir[1] : &c->dir[0];
 	switch (d->state) {
@@ -1280,7 +1299,9 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		c = bpf_map_lookup_elem(&connections, key);
 		if (!c)
 			return 0;
-		c->lost = 1;
+		/* Another CPU may have found the new entry first, and lost it itself. */
+		if (!end_conn(c, CONN_LOST))
+			return config.hand_off;
 		c->handed = config.hand_off;
 		c->backend = backend_slot(key);
 		netbpf_inc(counters, HTTP_K_MIDSTREAM);
@@ -1295,15 +1316,17 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 		}
 		return c->handed;
 	}
-	if (c->lost) {
-		if (config.records && c->fifo_head != c->fifo_tail) {
-			/* emit.h: a line for each request counted, its response not followed */
-			http_rec_closed(key, c, 0);
-			c->fifo_head = c->fifo_tail;
-		}
+	if (c->ended == CONN_LOST) {
+		__u32 head = c->fifo_head, tail = c->fifo_tail;
+
+		/* emit.h: a line for each request counted, its response not followed;
+		 * of two CPUs with a frame of it at once, the one that moves the head. */
+		if (config.records && head != tail &&
+		    __sync_val_compare_and_swap(&c->fifo_head, head, tail) == head)
+			http_rec_unanswered(key, c, head, tail);
 		return c->handed;
 	}
-	if (c->closed)
+	if (c->ended)
 		return 0;
 	st = backend_of(c);
 	CUT(6, !skb->len);
@@ -1333,7 +1356,7 @@ __noinline int http_count_segment(struct __sk_buff *skb, struct http_segment *se
 			return !skb->len;
 #endif
 			bpf_loop(HTTP_MAX_STEPS, walk_step, &w, 0);
-			if (c->lost)	/* this frame to user space only if none of it was parsed */
+			if (c->ended == CONN_LOST)	/* this frame to user space only if none of it was parsed */
 				return c->handed && !ahead && w.pos == payload;
 			if (w.pos < w.end) {
 				lose(c, st, HTTP_K_LOST_STEPS);

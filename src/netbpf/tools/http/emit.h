@@ -229,38 +229,52 @@ static __always_inline void http_rec_pair(struct http_conn *c, __u32 status, __u
 	c->resp_body = 0;
 }
 
-/* The response ended: the whole record to the ring, or counted lost. Global. */
-__noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *c, __u64 now)
+/* The transaction at FIFO place `index` ended (status 0: no response seen):
+ * the whole record to the ring, or counted lost. The request's entry is taken
+ * by its delete: where two CPUs end the same transaction at once (the
+ * connection lost on one while its response ends on the other), only the one
+ * whose delete succeeds sends it. Global. */
+__noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *c, __u64 now,
+			     __u32 index, __u32 status)
 {
 	struct http_backend_stats *st;
 	struct http_rec_key k = {};
-	struct http_record *r;
+	struct http_record *r, *out;
 
 	if (!key || !c)
 		return 0;
 	__builtin_memcpy(&k.conn, key, sizeof(k.conn));
-	k.index = c->resp_index;
+	k.index = index;
 	r = bpf_map_lookup_elem(&requests, &k);
 	if (r && r->isn == c->dir[0].isn) {
-		r->status = c->resp_status;
-		r->resp_ts = c->resp_ts;
-		r->end_ts = now;
-		r->resp_body = c->resp_body;
-		if (c->lost)
-			r->flags |= HTTP_REC_NOT_FOLLOWED;
-		/* A chunked request's size is known once it was the last one and has ended. */
-		if ((r->flags & HTTP_REC_REQ_BODY_UNKNOWN) && c->resp_index + 1 == c->fifo_tail &&
-		    c->dir[0].state == DIR_HEAD) {
-			r->req_body = c->req_body;
-			r->flags &= ~HTTP_REC_REQ_BODY_UNKNOWN;
+		out = bpf_ringbuf_reserve(&records, sizeof(*out), 0);
+		if (out) {
+			__builtin_memcpy(out, r, sizeof(*out));
+			out->status = status;
+			out->resp_ts = status ? c->resp_ts : 0;
+			out->end_ts = now;
+			out->resp_body = status ? c->resp_body : 0;
+			if (c->ended == CONN_LOST)
+				out->flags |= HTTP_REC_NOT_FOLLOWED;
+			/* A chunked request's size is known once it was the last one and has ended. */
+			if ((out->flags & HTTP_REC_REQ_BODY_UNKNOWN) && index + 1 == c->fifo_tail &&
+			    c->dir[0].state == DIR_HEAD) {
+				out->req_body = c->req_body;
+				out->flags &= ~HTTP_REC_REQ_BODY_UNKNOWN;
+			}
 		}
-		if (!netbpf_output(records, r, sizeof(*r))) {
-			netbpf_inc(counters, HTTP_K_RECORDS);
-			bpf_map_delete_elem(&requests, &k);
+		if (bpf_map_delete_elem(&requests, &k)) {
+			if (out)	/* another CPU took it */
+				bpf_ringbuf_discard(out, 0);
 			return 0;
 		}
+		if (out) {
+			bpf_ringbuf_submit(out, 0);
+			netbpf_inc(counters, HTTP_K_RECORDS);
+			return 0;
+		}
+		netbpf_inc(records_lost, 0);
 		netbpf_inc(counters, HTTP_K_RECORDS_LOST);
-		bpf_map_delete_elem(&requests, &k);
 	} else {
 		netbpf_inc(counters, HTTP_K_RECORDS_MISSING);
 	}
@@ -271,36 +285,30 @@ __noinline int http_rec_emit(const struct http_conn_key *key, struct http_conn *
 	return 0;
 }
 
-struct closed_walk {
+struct unanswered_walk {
 	struct http_conn_key *key;
 	struct http_conn *c;
+	__u32 head;
+	__u32 tail;
 };
 
-static long closed_request(__u32 i, struct closed_walk *cw)
+static long unanswered_request(__u32 i, struct unanswered_walk *uw)
 {
-	struct http_conn *c = cw->c;
-
-	if (c->fifo_head + i == c->fifo_tail)
+	if (uw->head + i == uw->tail)
 		return 1;
-	c->resp_index = c->fifo_head + i;
-	c->resp_status = 0;
-	c->resp_ts = 0;
-	c->resp_body = 0;
-	http_rec_emit(cw->key, c, 0);
+	http_rec_emit(uw->key, uw->c, 0, uw->head + i, 0);
 	return 0;
 }
 
-/* The connection closed (server FIN, or RST) with requests outstanding
- * (open = 0: a record each, without a status) or with a response begun
- * (open = 1: its record, its end unknown): their lines say so. */
-static __always_inline void http_rec_closed(struct http_conn_key *key, struct http_conn *c, int open)
+/* Requests [head, tail) of the FIFO will get no response seen here (the
+ * connection closed, or is not followed any more): a line each, without a
+ * status. The caller has taken them off the FIFO. */
+static __always_inline void http_rec_unanswered(struct http_conn_key *key, struct http_conn *c,
+						__u32 head, __u32 tail)
 {
-	struct closed_walk cw = { .key = key, .c = c };
+	struct unanswered_walk uw = { .key = key, .c = c, .head = head, .tail = tail };
 
-	if (open)
-		http_rec_emit(key, c, 0);
-	else
-		bpf_loop(HTTP_FIFO, closed_request, &cw, 0);
+	bpf_loop(HTTP_FIFO, unanswered_request, &uw, 0);
 }
 
 #endif /* NETBPF_HTTP_EMIT_H */
