@@ -161,6 +161,16 @@ static __always_inline int wanted(const struct tcp_event *e)
 	return 1;
 }
 
+/* An event whose endpoints were `found` and that the filters want goes on;
+ * any other is counted as filtered. */
+static __always_inline int kept(int found, const struct tcp_event *e)
+{
+	if (found && wanted(e))
+		return 1;
+	netbpf_inc(totals, TCP_T_FILTERED);
+	return 0;
+}
+
 static __always_inline void count(const struct tcp_event *e, int field, __u64 n)
 {
 	struct tcp_key key = {};
@@ -220,10 +230,8 @@ int BPF_PROG(netbpf_tcp_rtx, const struct sock *sk, const struct sk_buff *skb, i
 	const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)skb->cb;
 	__u16 segs;
 
-	if (!from_sock(sk, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(sk, &e), &e))
 		return 0;
-	}
 	segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	e.kind = TCP_EV_RETRANS;
 	e.segs = segs ? segs : 1;
@@ -247,10 +255,8 @@ int BPF_PROG(netbpf_tcp_synr, const struct sock *sk, const struct sock *req)
 	struct tcp_event e = {};
 
 	/* request_sock begins with sock_common, like sock: the same reads apply. */
-	if (!from_sock(req, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(req, &e), &e))
 		return 0;
-	}
 	e.kind = TCP_EV_SYNACK_RETRANS;
 	e.segs = 1;
 	netbpf_inc(totals, TCP_T_SYNACK_RETRANS);
@@ -271,10 +277,8 @@ int BPF_PROG(netbpf_tcp_rsts, const struct sock *sk, const struct sk_buff *skb, 
 		ok = from_sock(sk, &e);
 	else
 		ok = skb && from_skb(skb, &e);
-	if (!ok || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(ok, &e))
 		return 0;
-	}
 	e.kind = TCP_EV_RESET_SENT;
 	e.reason = reason;
 	netbpf_inc(totals, TCP_T_RESETS_SENT);
@@ -288,10 +292,8 @@ int BPF_PROG(netbpf_tcp_rstr, struct sock *sk)
 {
 	struct tcp_event e = {};
 
-	if (!from_sock(sk, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(sk, &e), &e))
 		return 0;
-	}
 	e.kind = TCP_EV_RESET_RECEIVED;
 	netbpf_inc(totals, TCP_T_RESETS_RECEIVED);
 	count(&e, 3, 1);
@@ -308,10 +310,8 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	if (!from_sock(sk, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(sk, &e), &e))
 		return 0;
-	}
 	e.kind = TCP_EV_STATE;
 	e.oldstate = oldstate;
 	e.newstate = newstate;
