@@ -223,6 +223,15 @@ static __always_inline void tcp_stats(const struct sock *sk, struct tcp_event *e
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* stored << 3 */
 }
 
+/* An event that counts one: in the totals, in the summary's `field`, and
+ * on the stream. */
+static __always_inline void report_one(struct tcp_event *e, __u32 total, int field)
+{
+	netbpf_inc(totals, total);
+	count(e, field, 1);
+	emit(e);
+}
+
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(netbpf_tcp_rtx, const struct sock *sk, const struct sk_buff *skb, int err)
 {
@@ -259,9 +268,7 @@ int BPF_PROG(netbpf_tcp_synr, const struct sock *sk, const struct sock *req)
 		return 0;
 	e.kind = TCP_EV_SYNACK_RETRANS;
 	e.segs = 1;
-	netbpf_inc(totals, TCP_T_SYNACK_RETRANS);
-	count(&e, 5, 1);
-	emit(&e);
+	report_one(&e, TCP_T_SYNACK_RETRANS, 5);
 	return 0;
 }
 
@@ -281,9 +288,7 @@ int BPF_PROG(netbpf_tcp_rsts, const struct sock *sk, const struct sk_buff *skb, 
 		return 0;
 	e.kind = TCP_EV_RESET_SENT;
 	e.reason = reason;
-	netbpf_inc(totals, TCP_T_RESETS_SENT);
-	count(&e, 2, 1);
-	emit(&e);
+	report_one(&e, TCP_T_RESETS_SENT, 2);
 	return 0;
 }
 
@@ -295,9 +300,7 @@ int BPF_PROG(netbpf_tcp_rstr, struct sock *sk)
 	if (!kept(from_sock(sk, &e), &e))
 		return 0;
 	e.kind = TCP_EV_RESET_RECEIVED;
-	netbpf_inc(totals, TCP_T_RESETS_RECEIVED);
-	count(&e, 3, 1);
-	emit(&e);
+	report_one(&e, TCP_T_RESETS_RECEIVED, 3);
 	return 0;
 }
 
@@ -355,8 +358,6 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 	e.tx_bytes = BPF_CORE_READ((const struct tcp_sock *)sk, bytes_acked);
 	tcp_stats(sk, &e);
 	bpf_map_delete_elem(&births, &key);
-	netbpf_inc(totals, TCP_T_CLOSED);
-	count(&e, 4, 1);
-	emit(&e);
+	report_one(&e, TCP_T_CLOSED, 4);
 	return 0;
 }
