@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import threading
+from collections.abc import Callable
 
 
 class Waiter:
@@ -23,13 +24,17 @@ class Waiter:
         """Wake ``wait()`` when ``fd`` becomes readable."""
         self._epoll.register(fd, select.EPOLLIN)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed.is_set()
-
     def wait(self, timeout: float | None = None) -> None:
         """Up to ``timeout`` seconds (None: forever) for a watched fd, or for ``close()``."""
         self._epoll.poll(-1 if timeout is None else timeout)
+
+    def read_or_wait(self, read: Callable[[], list[bytes]], timeout: float | None) -> list[bytes]:
+        """``read()``; if it found nothing and nobody has closed, wait (see ``wait``) and read again."""
+        batch = read()
+        if batch or self._closed.is_set():
+            return batch
+        self.wait(timeout)
+        return read()
 
     def close(self) -> None:
         """Make a thread blocked in ``wait()`` return, and every later one at once."""

@@ -168,11 +168,7 @@ class PerfBuffer:
         ring.tail.value = tail + pos
 
     def poll(self, timeout: float | None = None) -> list[bytes]:
-        batch = self.read()
-        if batch or self._waiter.closed:
-            return batch
-        self._waiter.wait(timeout)
-        return self.read()
+        return self._waiter.read_or_wait(self.read, timeout)
 
     def close(self) -> None:
         """Wake a thread blocked in ``poll()`` and make it return."""

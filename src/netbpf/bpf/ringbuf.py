@@ -104,11 +104,7 @@ class RingBuffer:
 
     def poll(self, timeout: float | None = None, max_bytes: int | None = None) -> list[bytes]:
         """Wait up to ``timeout`` seconds (None: forever) for records, then read them."""
-        batch = self.read(max_bytes)
-        if batch or self._waiter.closed:
-            return batch
-        self._waiter.wait(timeout)
-        return self.read(max_bytes)
+        return self._waiter.read_or_wait(lambda: self.read(max_bytes), timeout)
 
     def close(self) -> None:
         """Stop: wakes a thread blocked in ``poll()``; then releases the mappings."""
