@@ -72,26 +72,26 @@ def _no_leftovers_of_killed_runs() -> None:
         print(f"\nremoved what a killed test run left: {' '.join(removed)}", file=sys.stderr)
 
 
-@pytest.fixture
-def lab() -> Iterator[Lab]:
-    """Client, gateway and two plain backends, removed after the test."""
-    lab = Lab(unique_prefix(), backends=2).up()
+def _lab_up(backends: int) -> Iterator[Lab]:
+    """A lab of its own for one test, reachable before the test and removed after it."""
+    lab = Lab(unique_prefix(), backends=backends).up()
     lab.wait_reachable()
     try:
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    """Client, gateway and two plain backends, removed after the test."""
+    yield from _lab_up(2)
 
 
 @pytest.fixture
 def pair() -> Iterator[Lab]:
     """Two namespaces, client and gateway, joined by one veth pair (eth0 <-> c0)."""
-    lab = Lab(unique_prefix(), backends=0).up()
-    lab.wait_reachable()
-    try:
-        yield lab
-    finally:
-        lab.down()
+    yield from _lab_up(0)
 
 
 def netbpf(*args: str, netns: str | None = None, check: bool = False, timeout: float = 120,

@@ -73,21 +73,29 @@ static __always_inline void changed(void)
 		__sync_fetch_and_add(gen, 1);
 }
 
+/* The current thread owns the socket `cookie`: record it, its cgroup and its
+ * command in attrib_socks. */
+static __always_inline void own(__u64 cookie, __u32 origin, struct attrib_sock *owner)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	owner->pid = pid_tgid >> 32;
+	owner->tid = (__u32)pid_tgid;
+	owner->cgroup_id = bpf_get_current_cgroup_id();
+	owner->origin = origin;
+	bpf_get_current_comm(owner->comm, sizeof(owner->comm));
+	if (select_cgroup)
+		owner->selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
+	bpf_map_update_elem(&attrib_socks, &cookie, owner, BPF_ANY);
+}
+
 SEC("cgroup/sock_create")
 int netbpf_attrsock(struct bpf_sock *sk)
 {
 	__u64 cookie = bpf_get_socket_cookie(sk);
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct attrib_sock owner = {};
 
-	owner.pid = pid_tgid >> 32;
-	owner.tid = (__u32)pid_tgid;
-	owner.cgroup_id = bpf_get_current_cgroup_id();
-	owner.origin = ATTRIB_CREATED;
-	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
-	if (select_cgroup)
-		owner.selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
-	bpf_map_update_elem(&attrib_socks, &cookie, &owner, BPF_ANY);
+	own(cookie, ATTRIB_CREATED, &owner);
 	/* A process that forked without exec has a pid that attrib_comms may
 	 * hold for a dead process: its own command now. */
 	bpf_map_update_elem(&attrib_comms, &owner.pid, owner.comm, BPF_ANY);
@@ -124,14 +132,8 @@ int netbpf_attrsops(struct bpf_sock_ops *skops)
 		conn.remote[0] = skops->remote_ip4;
 	} else {
 		conn.family = 10;	/* AF_INET6 */
-		conn.local[0] = skops->local_ip6[0];
-		conn.local[1] = skops->local_ip6[1];
-		conn.local[2] = skops->local_ip6[2];
-		conn.local[3] = skops->local_ip6[3];
-		conn.remote[0] = skops->remote_ip6[0];
-		conn.remote[1] = skops->remote_ip6[1];
-		conn.remote[2] = skops->remote_ip6[2];
-		conn.remote[3] = skops->remote_ip6[3];
+		netbpf_ip6_copy(conn.local, skops->local_ip6);
+		netbpf_ip6_copy(conn.remote, skops->remote_ip6);
 	}
 	bpf_map_update_elem(&attrib_conns, &conn, &cookie, BPF_ANY);
 	/* After the connection: whoever sees the namespace finds it there. */
@@ -193,7 +195,6 @@ static __always_inline int accepted(struct accept_exit *ctx)
 	struct file___acc *file;
 	struct socket___acc *sock;
 	struct attrib_sock owner = {};
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u64 cookie;
 	long fd = ctx->ret;
 
@@ -211,14 +212,7 @@ static __always_inline int accepted(struct accept_exit *ctx)
 	cookie = BPF_CORE_READ(sock, sk, __sk_common.skc_cookie.counter);
 	if (!cookie)
 		return 0;	/* no handshake seen by the sockops program: stays unknown */
-	owner.pid = pid_tgid >> 32;
-	owner.tid = (__u32)pid_tgid;
-	owner.cgroup_id = bpf_get_current_cgroup_id();
-	owner.origin = ATTRIB_ACCEPTED;
-	bpf_get_current_comm(owner.comm, sizeof(owner.comm));
-	if (select_cgroup)
-		owner.selected = bpf_get_current_ancestor_cgroup_id(select_level) == select_cgroup;
-	bpf_map_update_elem(&attrib_socks, &cookie, &owner, BPF_ANY);
+	own(cookie, ATTRIB_ACCEPTED, &owner);
 	changed();
 	return 0;
 }

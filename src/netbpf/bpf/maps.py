@@ -14,8 +14,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import NetbpfError, check, from_errno
+from ..errors import check, from_errno
 from . import _libbpf as L
+from ._handle import Handle
 from .info import fd_by_id, fd_by_pin, map_info
 
 MAP_TYPES = {
@@ -43,18 +44,17 @@ def _raw(value: KeyLike, size: int, what: str) -> ctypes.Array[ctypes.c_char]:
     return ctypes.create_string_buffer(data, size)
 
 
-class Map:
+class Map(Handle):
     """A map handle; ``fd`` is -1 until its object is loaded."""
+
+    KIND = "map"
 
     def __init__(self, name: str, fd: int = -1, handle: int = 0, map_type: int = 0,
                  key_size: int = 0, value_size: int = 0, max_entries: int = 0,
                  owns_fd: bool = False) -> None:
-        self.name = name
-        self.fd = fd
-        self.handle = handle
+        super().__init__(name, fd, handle, owns_fd)
         self._type, self._key_size, self._value_size = map_type, key_size, value_size
         self._max_entries = max_entries
-        self._owns_fd = owns_fd
 
     @classmethod
     def from_libbpf(cls, handle: int) -> Map:
@@ -102,11 +102,6 @@ class Map:
     @property
     def id(self) -> int:
         return int(map_info(self.require_fd()).id)
-
-    def require_fd(self) -> int:
-        if self.fd < 0:
-            raise NetbpfError(f"map {self.name} is not loaded")
-        return self.fd
 
     def _value_buf_size(self) -> int:
         if self.percpu:
@@ -229,17 +224,6 @@ class Map:
         """Before load: be ``other`` (a loaded map, of another object) instead of
         creating a map of one's own; the two objects then share it."""
         check(L.lib.bpf_map__reuse_fd(self.handle, other.require_fd()), f"share map {self.name}")
-
-    def close(self) -> None:
-        if self._owns_fd and self.fd >= 0:
-            os.close(self.fd)
-        self.fd = -1
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Map {self.name} {MAP_TYPES.get(self.type, self.type)} fd={self.fd}>"

@@ -18,13 +18,13 @@ import ctypes
 import fcntl
 import mmap
 import os
-import select
 import struct
 from ctypes import Structure, c_int32, c_uint16, c_uint32, c_uint64
 
 from ..errors import NetbpfError, from_errno
 from ..libc import libc
 from ._mmap import Mapping
+from ._wait import Waiter
 from .maps import Map
 
 PERF_EVENT_ARRAY = 4
@@ -104,10 +104,7 @@ class PerfBuffer:
         self.map = events
         self.lost_map = lost
         self._rings: dict[int, _CpuRing] = {}
-        self._epoll = select.epoll()
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._epoll.register(self._wake_r, select.EPOLLIN)
-        self._closed = False
+        self._waiter = Waiter()
         self.lost_records = 0  # from PERF_RECORD_LOST
         self.records = 0
         try:
@@ -118,7 +115,7 @@ class PerfBuffer:
                 ring = _CpuRing(cpu, fd, pages_per_cpu)
                 self._rings[fd] = ring
                 events.update(cpu, fd)
-                self._epoll.register(fd, select.EPOLLIN)
+                self._waiter.watch(fd)
                 fcntl.ioctl(fd, PERF_EVENT_IOC_ENABLE, 0)
         except BaseException:
             self.release()
@@ -171,20 +168,11 @@ class PerfBuffer:
         ring.tail.value = tail + pos
 
     def poll(self, timeout: float | None = None) -> list[bytes]:
-        batch = self.read()
-        if batch or self._closed:
-            return batch
-        self._epoll.poll(-1 if timeout is None else timeout)
-        return self.read()
+        return self._waiter.read_or_wait(self.read, timeout)
 
     def close(self) -> None:
         """Wake a thread blocked in ``poll()`` and make it return."""
-        if not self._closed:
-            self._closed = True
-            try:
-                os.write(self._wake_w, b"x")
-            except OSError:
-                pass
+        self._waiter.close()
 
     def release(self) -> None:
         self.close()
@@ -196,12 +184,7 @@ class PerfBuffer:
             ring.mem.close()
             os.close(cpu_fd)
         self._rings.clear()
-        self._epoll.close()
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._waiter.release()
 
     def __enter__(self) -> PerfBuffer:
         return self

@@ -5,8 +5,9 @@ import ctypes
 import os
 from dataclasses import dataclass
 
-from ..errors import NetbpfError, check, from_errno
+from ..errors import check, from_errno
 from . import _libbpf as L
+from ._handle import Handle
 from .info import PROG_TYPES, BpfProgInfo, fd_by_id, fd_by_pin, prog_info
 
 PROG_TYPE_SOCKET_FILTER = 1
@@ -21,21 +22,20 @@ class TestRun:
     data_out: bytes
 
 
-class Program:
+class Program(Handle):
     """A program handle. ``fd`` is -1 until the object is loaded.
 
     Programs of an object are owned by it (closed with it); programs taken by
     id (``Program.from_id``) own their fd and must be closed.
     """
 
+    KIND = "program"
+
     def __init__(self, name: str, fd: int = -1, handle: int = 0, prog_type: int = 0,
                  section: str = "", owns_fd: bool = False) -> None:
-        self.name = name
-        self.fd = fd
-        self.handle = handle
+        super().__init__(name, fd, handle, owns_fd)
         self._type = prog_type
         self.section = section
-        self._owns_fd = owns_fd
 
     @classmethod
     def from_libbpf(cls, handle: int) -> Program:
@@ -103,11 +103,6 @@ class Program:
             return 0
         return int(records[1]) if info.nr_func_info else 0
 
-    def require_fd(self) -> int:
-        if self.fd < 0:
-            raise NetbpfError(f"program {self.name} is not loaded")
-        return self.fd
-
     # -- before load ------------------------------------------------------------------
     def set_autoload(self, autoload: bool) -> None:
         check(L.lib.bpf_program__set_autoload(self.handle, autoload), f"set autoload of {self.name}")
@@ -164,17 +159,6 @@ class Program:
 
     def pin(self, path: str) -> None:
         check(L.lib.bpf_obj_pin(self.require_fd(), path.encode()), f"pin program {self.name} at {path}")
-
-    def close(self) -> None:
-        if self._owns_fd and self.fd >= 0:
-            os.close(self.fd)
-        self.fd = -1
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<Program {self.name} {self.type_name} fd={self.fd}>"

@@ -16,13 +16,11 @@ reads it. Nothing is dropped silently.
 from __future__ import annotations
 
 import mmap
-import os
-import select
 import struct
-import threading
 
 from ..errors import NetbpfError
 from ._mmap import Mapping
+from ._wait import Waiter
 from .maps import Map
 
 BUSY = 1 << 31
@@ -52,11 +50,8 @@ class RingBuffer:
         # into stale records of the previous lap.
         self._cons_pos = self._consumer.u64(0)
         self._prod_pos = self._producer.u64(0)
-        self._epoll = select.epoll()
-        self._epoll.register(fd, select.EPOLLIN)
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._epoll.register(self._wake_r, select.EPOLLIN)
-        self._closed = threading.Event()
+        self._waiter = Waiter()
+        self._waiter.watch(fd)
         self.records = 0
         self.bytes = 0
 
@@ -109,27 +104,15 @@ class RingBuffer:
 
     def poll(self, timeout: float | None = None, max_bytes: int | None = None) -> list[bytes]:
         """Wait up to ``timeout`` seconds (None: forever) for records, then read them."""
-        batch = self.read(max_bytes)
-        if batch or self._closed.is_set():
-            return batch
-        self._epoll.poll(-1 if timeout is None else timeout)
-        return self.read(max_bytes)
+        return self._waiter.read_or_wait(lambda: self.read(max_bytes), timeout)
 
     def close(self) -> None:
         """Stop: wakes a thread blocked in ``poll()``; then releases the mappings."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        try:
-            os.write(self._wake_w, b"x")
-        except OSError:
-            pass
+        self._waiter.close()
 
     def release(self) -> None:
         self.close()
-        self._epoll.close()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._waiter.release()
         self._consumer.close()
         self._producer.close()
 

@@ -346,11 +346,15 @@ class TcpdumpPrinter:
         out.append(f", length {payload}")
         fields["length"] = payload
 
-    def _icmp(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
-        fields["proto"] = self._proto = "icmp"
+    def _icmp_type(self, f: bytes, pos: int, proto: str, fields: dict[str, Any]) -> tuple[int, int]:
+        """The type and code of an ICMP or ICMPv6 header, which both begin with them."""
+        fields["proto"] = self._proto = proto
         if len(f) < pos + 4:
-            raise Truncated("icmp")
-        icmp_type, code = f[pos], f[pos + 1]
+            raise Truncated(proto)
+        return f[pos], f[pos + 1]
+
+    def _icmp(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
+        icmp_type, code = self._icmp_type(f, pos, "icmp", fields)
         if len(f) < pos + (28 if icmp_type in (3, 5, 11) else 8):  # errors quote the IP header
             raise Truncated("icmp")
         fields.update(icmp_type=icmp_type, icmp_code=code)
@@ -399,10 +403,7 @@ class TcpdumpPrinter:
         fields["length"] = length
 
     def _icmp6(self, f: bytes, pos: int, length: int, out: list[str], fields: dict[str, Any]) -> None:
-        fields["proto"] = self._proto = "icmp6"
-        if len(f) < pos + 4:
-            raise Truncated("icmp6")
-        icmp_type, code = f[pos], f[pos + 1]
+        icmp_type, code = self._icmp_type(f, pos, "icmp6", fields)
         fields.update(icmp_type=icmp_type, icmp_code=code)
         out.append(f"ICMP6, {ICMP6_TYPES.get(icmp_type, f'unknown icmp6 type ({icmp_type})')}")
         if icmp_type == 1:

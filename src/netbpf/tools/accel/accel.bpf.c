@@ -115,28 +115,32 @@ static __always_inline int port_wanted(__u32 port)
 	return bpf_map_lookup_elem(&accel_ports, &port) != NULL;
 }
 
-/* This socket's own key; 0 when it is neither IPv4 nor IPv6. */
+/* A socket's own key from its context, a bpf_sock_ops or an sk_msg_md (a
+ * macro: the two types name these fields alike); 0 when it is neither IPv4
+ * nor IPv6. */
+#define ctx_key(ctx, key)							\
+	({									\
+		int __known = 1;						\
+		if ((ctx)->family == AF_INET) {					\
+			v4_mapped((key)->local_ip, (ctx)->local_ip4);		\
+			v4_mapped((key)->remote_ip, (ctx)->remote_ip4);		\
+		} else if ((ctx)->family == AF_INET6) {				\
+			netbpf_ip6_copy((key)->local_ip, (ctx)->local_ip6);	\
+			netbpf_ip6_copy((key)->remote_ip, (ctx)->remote_ip6);	\
+		} else {							\
+			__known = 0;						\
+		}								\
+		if (__known) {							\
+			(key)->local_port = (ctx)->local_port;			\
+			(key)->remote_port = bpf_ntohl((ctx)->remote_port);	\
+			(key)->netns = bpf_get_netns_cookie(ctx);		\
+		}								\
+		__known;							\
+	})
+
 static __always_inline int sock_ops_key(struct bpf_sock_ops *skops, struct accel_key *key)
 {
-	if (skops->family == AF_INET) {
-		v4_mapped(key->local_ip, skops->local_ip4);
-		v4_mapped(key->remote_ip, skops->remote_ip4);
-	} else if (skops->family == AF_INET6) {
-		key->local_ip[0] = skops->local_ip6[0];
-		key->local_ip[1] = skops->local_ip6[1];
-		key->local_ip[2] = skops->local_ip6[2];
-		key->local_ip[3] = skops->local_ip6[3];
-		key->remote_ip[0] = skops->remote_ip6[0];
-		key->remote_ip[1] = skops->remote_ip6[1];
-		key->remote_ip[2] = skops->remote_ip6[2];
-		key->remote_ip[3] = skops->remote_ip6[3];
-	} else {
-		return 0;
-	}
-	key->local_port = skops->local_port;
-	key->remote_port = bpf_ntohl(skops->remote_port);
-	key->netns = bpf_get_netns_cookie(skops);
-	return 1;
+	return ctx_key(skops, key);
 }
 
 /* Where the kernel counts the redirected bytes this socket has not read yet
@@ -240,24 +244,8 @@ int netbpf_acc_msg(struct sk_msg_md *msg)
 	if (control && control->draining)
 		goto tcp;
 
-	if (msg->family == AF_INET) {
-		v4_mapped(self.local_ip, msg->local_ip4);
-		v4_mapped(self.remote_ip, msg->remote_ip4);
-	} else if (msg->family == AF_INET6) {
-		self.local_ip[0] = msg->local_ip6[0];
-		self.local_ip[1] = msg->local_ip6[1];
-		self.local_ip[2] = msg->local_ip6[2];
-		self.local_ip[3] = msg->local_ip6[3];
-		self.remote_ip[0] = msg->remote_ip6[0];
-		self.remote_ip[1] = msg->remote_ip6[1];
-		self.remote_ip[2] = msg->remote_ip6[2];
-		self.remote_ip[3] = msg->remote_ip6[3];
-	} else {
+	if (!ctx_key(msg, &self))
 		goto tcp;
-	}
-	self.local_port = msg->local_port;
-	self.remote_port = bpf_ntohl(msg->remote_port);
-	self.netns = bpf_get_netns_cookie(msg);
 
 	state = bpf_map_lookup_elem(&accel_state, &self);
 	if (!state || state->tcp_only)

@@ -25,7 +25,6 @@ import argparse
 import ctypes
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from ctypes import POINTER, Structure, c_char_p, c_int, c_uint, c_void_p
 from ... import cliutil
 from ...errors import FilterError, NetbpfError, OutputError, UsageError
 from ...packet.libpcap import PCAP_NETMASK_UNKNOWN, BpfProgram, PktHdr, lib
+from ...run import StopSignals
 
 LINKTYPE_LINUX_SLL2 = 276
 PCAP_D_IN, PCAP_D_OUT = 1, 2
@@ -223,26 +223,6 @@ class _Dumper:
                 raise OutputError(self.name, OSError(5, "write failed"), "capture stopped, the file is cut short")
 
 
-class _Stop:
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> _Stop:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-
-
 def _tcpdump(flags: list[str]) -> subprocess.Popen[bytes]:
     from .file_lines import tcpdump_path
 
@@ -289,12 +269,12 @@ def run(args: argparse.Namespace, expression: str, flags: list[str]) -> int:
         cliutil.stderr(f"netbpf: capturing on any (every interface, an AF_PACKET socket as tcpdump){direction}, "
                        f"link-type LINUX_SLL2 (Linux cooked v2), snapshot length {args.snaplen} bytes")
         deadline = cliutil.Deadline(args.duration)
-        with _Stop() as stop:
+        with StopSignals(second_interrupts=True) as stop:
             try:
-                while not stop.requested and not deadline.expired():
+                for timeout in stop.rounds(deadline, 0.5):
                     if args.count and capture.captured >= args.count:
                         break
-                    capture.wait(deadline.remaining(0.5))
+                    capture.wait(timeout)
                     if capture.dispatch(args.count - capture.captured if args.count else 0,
                                         dumper.callback, dumper.dumper) and immediate and not dumper.flush():
                         break  # tcpdump's reader went away (| head), or the file could not be written

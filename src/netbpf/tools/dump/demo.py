@@ -31,44 +31,43 @@ def _attach_ddos_filter(gateway: str) -> None:
     netns.run_in(f"/run/netns/{gateway}", attach)
 
 
+def _beside_pings(demo: Any, argv: list[str], settle: float, count: int, address: str,
+                  max_lines: int) -> None:
+    """Run ``argv`` on the gateway while the client pings ``address``, then show what it printed."""
+    lab = demo.lab
+    proc = demo.start(argv, netns=lab.gateway)
+    try:
+        demo.wait(settle)
+        demo.run(["ping", "-c", str(count), "-i", "0.3", "-W", "1", address], netns=lab.client,
+                 max_lines=max_lines)
+        demo.finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
 def scene(demo: Any) -> None:
     lab = demo.lab
-    gw, client = lab.gateway, lab.client
+    gw = lab.gateway
     demo.title("netbpf dump: capture at XDP, in front of the XDP program already there")
     demo.say("The gateway's c0 runs an XDP program netbpf did not write (a DDoS filter, here")
     demo.say("dropping ICMP). Pings die before the stack, so tcpdump never sees them:")
     _attach_ddos_filter(gw)
-    capture = tcpdump = None
     pcap = os.path.join(tempfile.mkdtemp(prefix="netbpf-demo-"), "c0.pcapng")
     try:
         demo.run(["ip", "link", "show", "dev", "c0"], netns=gw)
-        tcpdump = demo.start(["tcpdump", "-i", "c0", "-nn", "icmp"], netns=gw)
-        demo.wait(1.0)
-        demo.run(["ping", "-c", "3", "-i", "0.3", "-W", "1", lab.GATEWAY_IP], netns=client, max_lines=8)
-        demo.finish(tcpdump)
-        tcpdump = None
+        _beside_pings(demo, ["tcpdump", "-i", "c0", "-nn", "icmp"], 1.0, 3, lab.GATEWAY_IP, 8)
         demo.say("netbpf dump puts its capture program in front and tail-calls the filter; the")
         demo.say("tcpdump expression runs in the kernel:")
-        capture = demo.start(["netbpf", "dump", "-i", "c0", "icmp"], netns=gw)
-        demo.wait(2.5)
-        demo.run(["ping", "-c", "3", "-i", "0.3", "-W", "1", lab.GATEWAY_IP], netns=client, max_lines=8)
-        demo.finish(capture)
-        capture = None
+        _beside_pings(demo, ["netbpf", "dump", "-i", "c0", "icmp"], 2.5, 3, lab.GATEWAY_IP, 8)
         demo.say("Same program id, same mode (drv) as before:")
         demo.run(["ip", "link", "show", "dev", "c0"], netns=gw)
         demo.say("pcapng for Wireshark, and what the gateway sends (tc egress, which XDP cannot see):")
-        capture = demo.start(["netbpf", "dump", "-i", "c0", "--hook", "tc-egress", "-w", pcap, "-c", "4"],
-                             netns=gw)
-        demo.wait(2.5)
-        demo.run(["ping", "-c", "2", "-i", "0.3", "-W", "1", lab.GATEWAY_IP6], netns=client, max_lines=3)
-        demo.finish(capture)
-        capture = None
+        _beside_pings(demo, ["netbpf", "dump", "-i", "c0", "--hook", "tc-egress", "-w", pcap, "-c", "4"],
+                      2.5, 2, lab.GATEWAY_IP6, 3)
         demo.run(["tshark", "-r", pcap], max_lines=6)
     finally:
-        for proc in (capture, tcpdump):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=10)
         demo.lab.run(gw, "ip", "link", "set", "dev", "c0", "xdp", "off", check=False)
         try:
             os.unlink(pcap)

@@ -295,6 +295,18 @@ static __always_inline int applies(void *data, void *data_end, const struct pack
 	return 0;
 }
 
+/* applies(), counted: a packet the action can do nothing to is skipped, any
+ * other matched (whether --ratio and the rest then select it or not). */
+static __always_inline int matched(void *data, void *data_end, const struct packet *pkt, int is_ip)
+{
+	if (!applies(data, data_end, pkt, is_ip)) {
+		netbpf_inc(counters, FAULT_SKIPPED);
+		return 0;
+	}
+	netbpf_inc(counters, FAULT_MATCHED);
+	return 1;
+}
+
 /* -- selection ---------------------------------------------------------------- */
 
 static __always_inline void flow_of(void *data, void *data_end, const struct packet *pkt,
@@ -510,11 +522,8 @@ int netbpf_faultxdp(struct xdp_md *ctx)
 	if (!netbpf_filter(data, data_end))
 		return XDP_PASS;
 	is_ip = parse(data, data_end, data_end - data, &pkt) == 0;
-	if (!applies(data, data_end, &pkt, is_ip)) {
-		netbpf_inc(counters, FAULT_SKIPPED);
+	if (!matched(data, data_end, &pkt, is_ip))
 		return XDP_PASS;
-	}
-	netbpf_inc(counters, FAULT_MATCHED);
 	if (!selected(data, data_end, &pkt))
 		return XDP_PASS;
 	switch (fault_action) {
@@ -667,11 +676,8 @@ int netbpf_fault_tc(struct __sk_buff *skb)
 	}
 	if (!netbpf_filter(data, data_end))
 		return TC_ACT_UNSPEC;
-	if (!applies(data, data_end, &pkt, is_ip)) {
-		netbpf_inc(counters, FAULT_SKIPPED);
+	if (!matched(data, data_end, &pkt, is_ip))
 		return TC_ACT_UNSPEC;
-	}
-	netbpf_inc(counters, FAULT_MATCHED);
 	if (fault_action == FAULT_ACT_CORRUPT)
 		payload = payload_offset(data, data_end, &pkt);
 	if (!selected(data, data_end, &pkt))

@@ -161,6 +161,16 @@ static __always_inline int wanted(const struct tcp_event *e)
 	return 1;
 }
 
+/* An event whose endpoints were `found` and that the filters want goes on;
+ * any other is counted as filtered. */
+static __always_inline int kept(int found, const struct tcp_event *e)
+{
+	if (found && wanted(e))
+		return 1;
+	netbpf_inc(totals, TCP_T_FILTERED);
+	return 0;
+}
+
 static __always_inline void count(const struct tcp_event *e, int field, __u64 n)
 {
 	struct tcp_key key = {};
@@ -213,6 +223,15 @@ static __always_inline void tcp_stats(const struct sock *sk, struct tcp_event *e
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* stored << 3 */
 }
 
+/* An event that counts one: in the totals, in the summary's `field`, and
+ * on the stream. */
+static __always_inline void report_one(struct tcp_event *e, __u32 total, int field)
+{
+	netbpf_inc(totals, total);
+	count(e, field, 1);
+	emit(e);
+}
+
 SEC("tp_btf/tcp_retransmit_skb")
 int BPF_PROG(netbpf_tcp_rtx, const struct sock *sk, const struct sk_buff *skb, int err)
 {
@@ -220,10 +239,8 @@ int BPF_PROG(netbpf_tcp_rtx, const struct sock *sk, const struct sk_buff *skb, i
 	const struct tcp_skb_cb *cb = (const struct tcp_skb_cb *)skb->cb;
 	__u16 segs;
 
-	if (!from_sock(sk, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(sk, &e), &e))
 		return 0;
-	}
 	segs = BPF_CORE_READ(cb, tcp_gso_segs);
 	e.kind = TCP_EV_RETRANS;
 	e.segs = segs ? segs : 1;
@@ -247,15 +264,11 @@ int BPF_PROG(netbpf_tcp_synr, const struct sock *sk, const struct sock *req)
 	struct tcp_event e = {};
 
 	/* request_sock begins with sock_common, like sock: the same reads apply. */
-	if (!from_sock(req, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(req, &e), &e))
 		return 0;
-	}
 	e.kind = TCP_EV_SYNACK_RETRANS;
 	e.segs = 1;
-	netbpf_inc(totals, TCP_T_SYNACK_RETRANS);
-	count(&e, 5, 1);
-	emit(&e);
+	report_one(&e, TCP_T_SYNACK_RETRANS, 5);
 	return 0;
 }
 
@@ -271,15 +284,11 @@ int BPF_PROG(netbpf_tcp_rsts, const struct sock *sk, const struct sk_buff *skb, 
 		ok = from_sock(sk, &e);
 	else
 		ok = skb && from_skb(skb, &e);
-	if (!ok || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(ok, &e))
 		return 0;
-	}
 	e.kind = TCP_EV_RESET_SENT;
 	e.reason = reason;
-	netbpf_inc(totals, TCP_T_RESETS_SENT);
-	count(&e, 2, 1);
-	emit(&e);
+	report_one(&e, TCP_T_RESETS_SENT, 2);
 	return 0;
 }
 
@@ -288,14 +297,10 @@ int BPF_PROG(netbpf_tcp_rstr, struct sock *sk)
 {
 	struct tcp_event e = {};
 
-	if (!from_sock(sk, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(sk, &e), &e))
 		return 0;
-	}
 	e.kind = TCP_EV_RESET_RECEIVED;
-	netbpf_inc(totals, TCP_T_RESETS_RECEIVED);
-	count(&e, 3, 1);
-	emit(&e);
+	report_one(&e, TCP_T_RESETS_RECEIVED, 3);
 	return 0;
 }
 
@@ -308,10 +313,8 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	if (!from_sock(sk, &e) || !wanted(&e)) {
-		netbpf_inc(totals, TCP_T_FILTERED);
+	if (!kept(from_sock(sk, &e), &e))
 		return 0;
-	}
 	e.kind = TCP_EV_STATE;
 	e.oldstate = oldstate;
 	e.newstate = newstate;
@@ -355,8 +358,6 @@ int BPF_PROG(netbpf_tcp_stat, const struct sock *sk, const int oldstate, const i
 	e.tx_bytes = BPF_CORE_READ((const struct tcp_sock *)sk, bytes_acked);
 	tcp_stats(sk, &e);
 	bpf_map_delete_elem(&births, &key);
-	netbpf_inc(totals, TCP_T_CLOSED);
-	count(&e, 4, 1);
-	emit(&e);
+	report_one(&e, TCP_T_CLOSED, 4);
 	return 0;
 }

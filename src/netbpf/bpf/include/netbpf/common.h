@@ -14,6 +14,26 @@
  * pointer is used, so that the Python mirror can be checked against it. */
 #define NETBPF_BTF_EXPORT(name) const struct name *__netbpf_btf_##name __attribute__((unused))
 
+/* Per-CPU u64 counters indexed by a tool's enum (no atomics needed). */
+#define NETBPF_COUNTERS(name, n)						\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);			\
+		__uint(max_entries, n);						\
+		__type(key, __u32);						\
+		__type(value, __u64);						\
+	} name SEC(".maps")
+
+/* Copy the four words of an IPv6 address out of a socket's context
+ * (bpf_sock_ops, sk_msg_md): the verifier allows only 4-byte loads of
+ * those fields, so no memcpy. */
+#define netbpf_ip6_copy(dst, src)						\
+	do {									\
+		(dst)[0] = (src)[0];						\
+		(dst)[1] = (src)[1];						\
+		(dst)[2] = (src)[2];						\
+		(dst)[3] = (src)[3];						\
+	} while (0)
+
 /* A BPF ring buffer `name` and its per-CPU overflow counter `name_lost`.
  * A failed reservation is never silent: the Python reader adds the counter up.
  * The size can be changed before load (BpfObject.set_map_size).
@@ -23,21 +43,7 @@
 		__uint(type, BPF_MAP_TYPE_RINGBUF);				\
 		__uint(max_entries, bytes);					\
 	} name SEC(".maps");							\
-	struct {								\
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);			\
-		__uint(max_entries, 1);						\
-		__type(key, __u32);						\
-		__type(value, __u64);						\
-	} name##_lost SEC(".maps")
-
-/* Per-CPU u64 counters indexed by a tool's enum (no atomics needed). */
-#define NETBPF_COUNTERS(name, n)						\
-	struct {								\
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);			\
-		__uint(max_entries, n);						\
-		__type(key, __u32);						\
-		__type(value, __u64);						\
-	} name SEC(".maps")
+	NETBPF_COUNTERS(name##_lost, 1)
 
 static __always_inline void netbpf_add(void *counters, __u32 index, __u64 delta)
 {
@@ -92,12 +98,7 @@ static __always_inline void netbpf_add(void *counters, __u32 index, __u64 delta)
 		__uint(key_size, sizeof(__u32));				\
 		__uint(value_size, sizeof(__u32));				\
 	} name SEC(".maps");							\
-	struct {								\
-		__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);			\
-		__uint(max_entries, 1);						\
-		__type(key, __u32);						\
-		__type(value, __u64);						\
-	} name##_lost SEC(".maps")
+	NETBPF_COUNTERS(name##_lost, 1)
 
 /* bpf_perf_event_output() into `events`, counting failures in `events_lost`.
  * `flags` may carry BPF_F_CTXLEN_MASK bytes of packet from the context. */
