@@ -47,35 +47,35 @@ enum encap { ENCAP_NONE, ENCAP_IPIP, ENCAP_VXLAN };
 #define CUT(n, ret) do { } while (0)
 #endif
 
+/* Whether v is one of the first n entries of a config array (unrolled to the
+ * array's size: the verifier wants a constant bound). */
+#define config_has(array, n, v)								\
+	({										\
+		int __has = 0;								\
+		_Pragma("unroll")							\
+		for (int __i = 0; __i < (int)(sizeof(array) / sizeof((array)[0])); __i++)	\
+			if (__i < (n) && (array)[__i] == (v)) {				\
+				__has = 1;						\
+				break;							\
+			}								\
+		__has;									\
+	})
+
 static __always_inline int wanted_port(__u16 port)
 {
-#pragma unroll
-	for (int i = 0; i < HTTP_MAX_PORTS; i++)
-		if (i < config.n_ports && config.ports[i] == port)
-			return 1;
-	return 0;
+	return config_has(config.ports, config.n_ports, port);
 }
 
 static __always_inline int wanted_ifindex(__u32 ifindex)
 {
-	if (!config.n_ifindexes)
-		return 1;
-#pragma unroll
-	for (int i = 0; i < HTTP_MAX_IFINDEXES; i++)
-		if (i < config.n_ifindexes && config.ifindexes[i] == ifindex)
-			return 1;
-	return 0;
+	return !config.n_ifindexes || config_has(config.ifindexes, config.n_ifindexes, ifindex);
 }
 
 #include "count.h"
 
 static __always_inline int vxlan_port(__u16 port)
 {
-#pragma unroll
-	for (int i = 0; i < HTTP_MAX_VXLAN_PORTS; i++)
-		if (i < config.n_vxlan_ports && config.vxlan_ports[i] == port)
-			return 1;
-	return 0;
+	return config_has(config.vxlan_ports, config.n_vxlan_ports, port);
 }
 
 /* One IP header at *off: moves *off past it (and past IPv6 extension
