@@ -37,3 +37,13 @@ def test_tcp_by_needs_summary(by: str) -> None:
     args = build_parser().parse_args(["tcp", "--by", by])
     with pytest.raises(UsageError, match=f"--by {by} groups --summary's rows"):
         args.func(args)
+
+
+@pytest.mark.parametrize("argv", [["-i", "c0", "--json", "list"], ["-i", "c0", "list", "--json"]])
+def test_xdp_chain_list_json_either_side(argv: list[str]) -> None:
+    assert build_parser().parse_args(["xdp", "chain", *argv]).json is True
+
+
+def test_xdp_chain_list_without_json() -> None:
+    assert build_parser().parse_args(["xdp", "chain", "-i", "c0", "list"]).json is False
+    assert build_parser().parse_args(["xdp", "chain", "-i", "c0"]).json is False
