@@ -320,6 +320,7 @@ def test_accepted_sockets_name_the_accepting_process(containers: tuple[Lab, list
     (["--container", "0123456789ab"], 1, "no cgroup of such a container"),
     (["--cgroup", "/no/such/cgroup/here"], 1, "no such cgroup"),
     (["--pid", "abc"], 2, "not a process id"),
+    (["--pid", "4194304"], 1, "--pid 4194304: no such process"),  # above PID_MAX_LIMIT: never a pid
     (["--comm", "a-name-longer-than-15"], 2, "keeps 15 bytes"),
     (["--cgroup", "/", "--container", "0123"], 2, "do not go together"),
 ])

@@ -300,3 +300,21 @@ def test_help_names_what_drops_cannot_see() -> None:
     text = sub.choices["drops"].format_help()
     assert "netbpf dump" in text and "XDP" in text and "NOT_SPECIFIED" in text
     assert "tcplife" in sub.choices["tcp"].format_help()
+
+
+def test_kallsyms_notes_a_program_loaded_after_it_was_read() -> None:
+    """The tracer's own program is loaded after the table is read, and once privileges
+    are dropped (-Z) neither kallsyms nor the programs can be read again: note_programs,
+    called as root in between, is what names the top frame of every --stack."""
+    from netbpf.tools.drops.kallsyms import Extent
+
+    loaded: list[Extent] = []
+    k = Kallsyms(BPF_KALLSYMS.splitlines(), lambda: list(loaded),
+                 reload=lambda: ["0000000000000000 T _stext"])  # what -Z's user reads
+    frame = 0xFFFFFFFFC0280B8A
+    loaded.append(Extent(0xFFFFFFFFC0280000, 0xFFFFFFFFC0281000, "bpf_prog_9b205d7fc126b73f_netbpf_drop_btf"))
+    k.note_programs()
+    loaded.clear()  # after -Z: nothing can be opened by id
+    assert k.symbolise(frame) == "bpf_prog_9b205d7fc126b73f_netbpf_drop_btf+0xb8a"
+    late = Kallsyms(BPF_KALLSYMS.splitlines(), lambda: [], reload=lambda: ["0000000000000000 T _stext"])
+    assert late.symbolise(frame) == "0xffffffffc0280b8a"  # without it: raw, as seen live

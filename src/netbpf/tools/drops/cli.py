@@ -172,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
             tracker = run.enter(Tracker())  # started now, before the drops: a socket made meanwhile is known
             formatter.socket_owner = SocketOwners(tracker).owner
         run.enter(tracer)  # loads and attaches; closed before the tracker
+    if args.stack:
+        kallsyms.note_programs()  # as root, with the tracer's own program loaded
     cliutil.stderr(f"netbpf: watching drops ({tracer.hook} kfree_skb) {_scope_text(drop_filter, formatter)}; "
                    "Ctrl-C to stop")
     shown = [0]

@@ -158,6 +158,14 @@ class Kallsyms:
         root = os.geteuid() == 0
         return cls(read(), bpf_program_extents if root else None, module_extents(), read)
 
+    def note_programs(self) -> None:
+        """Read the loaded programs' extents again, now: called once the tracer is
+        loaded and before the drop to -Z USER, after which programs cannot be opened by
+        id. Its own program is the top frame of every --stack; read before it was loaded,
+        the table left that frame a raw address."""
+        self._read_bpf()
+        self._cache.clear()
+
     @property
     def usable(self) -> bool:
         """False when the kernel hides addresses (kptr_restrict, not root): all zero."""

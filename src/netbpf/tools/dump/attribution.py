@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
-from ...errors import UsageError
+from ...errors import NetbpfError, UsageError
 from ...packet import pcap
 from .sinks import Sink
 
@@ -250,6 +250,9 @@ def options_from(args: Any) -> AttribOptions | None:
         raise UsageError("--cgroup and --container do not go together (a container is one cgroup)")
     if not (args.process or args.pid or args.comm or args.cgroup or args.container):
         return None
+    if args.pid and not os.path.exists(f"/proc/{args.pid}"):
+        # A mistyped pid would capture nothing, silently, until the capture ends.
+        raise NetbpfError(f"--pid {args.pid}: no such process")
     from ...attrib.tracker import select_cgroup, select_container
 
     selection, text = None, ""

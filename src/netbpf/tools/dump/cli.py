@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-r", dest="read", metavar="FILE", help="read packets from a pcap/pcapng file instead")
     cliutil.add_count(p, "packets")
     p.add_argument("-s", dest="snaplen", type=snaplen, default=MAX_SNAPLEN, metavar="SNAPLEN",
-                   help=f"bytes kept of each packet (default and most: {MAX_SNAPLEN})")
+                   help=f"bytes kept of each packet (default and most: {MAX_SNAPLEN}; 0: the same, "
+                        "as in tcpdump)")
     p.add_argument("-B", dest="buffer_kib", type=cliutil.int_in(1, MAX_BUFFER_KIB, "1 GiB per CPU"),
                    default=4096, metavar="KiB", help=f"capture buffer per CPU, in KiB (default 4096, "
                                                      f"at most {MAX_BUFFER_KIB})")
@@ -226,6 +227,13 @@ def text_sink(args: argparse.Namespace, printer: TcpdumpPrinter, linktype: int) 
 
 
 def snaplen(text: str) -> int:
+    # tcpdump's -s 0 means its default, the most it keeps: typed out of habit, it must
+    # not be refused.
+    try:
+        if int(text, 0) == 0:
+            return MAX_SNAPLEN
+    except ValueError:
+        pass  # positive_int says what is wrong with it
     value = cliutil.positive_int(text)
     return min(value, MAX_SNAPLEN)
 
@@ -250,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("-i any writes one file: -C and -G go with one interface")
         return any_device.run(args, expression, tcpdump_flags(args))
     hook_for_direction(args)
-    cliutil.require(args.interface is not None, "netbpf dump: -i IFACE is required (or -r FILE)")
+    cliutil.require(args.interface is not None, "-i IFACE is required (or -r FILE)")
     cliutil.require(args.write != "", "-w needs a file name (- for stdout)")
     if args.write and args.json:
         raise UsageError("-w and --json do not go together")

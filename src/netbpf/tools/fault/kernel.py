@@ -510,12 +510,17 @@ def pinned() -> list[PinnedFault]:
 def stop(interface: str | None = None, direction: str | None = None) -> list[tuple[PinnedFault, Counts]]:
     """Remove pinned faults (all, or those on ``interface`` in this namespace)."""
     here = netns.label(netns.current_inode())
+    chosen = [p for p in pinned()
+              if (interface is None or (p.interface == interface and p.netns == here))
+              and (direction is None or p.direction == direction)]
+    for p in chosen:  # all checked before any is touched
+        front = _standing_in_front(p.path / "link")
+        if front:
+            raise NetbpfError(f"the fault on {p.interface} {p.direction} has {front} standing in front of it "
+                              "in its XDP link (a netbpf dump or xdp chain): stop that first (`netbpf status` "
+                              "names who holds it), then `netbpf fault stop`")
     stopped = []
-    for p in pinned():
-        if interface is not None and (p.interface != interface or p.netns != here):
-            continue
-        if direction is not None and p.direction != direction:
-            continue
+    for p in chosen:
         counts = Counts()
         if (p.path / "counters").exists():
             with Map.from_pin(p.path / "counters") as counters:
@@ -527,6 +532,28 @@ def stop(interface: str | None = None, direction: str | None = None) -> list[tup
         _remove_dir(p.path)
         stopped.append((p, counts))
     return stopped
+
+
+def _standing_in_front(path: Path) -> str:
+    """The program a netbpf dump or chain put in a pinned XDP fault's link, in front of the
+    fault, which it tail-calls ("" if the fault's own program is there). Detaching the link
+    would take that program off the hook with the fault, leaving a live dump capturing
+    nothing and never told."""
+    if not path.exists():
+        return ""
+    with Link.from_pin(path) as link:
+        info = link.info()
+    if info.type != "xdp":
+        return ""
+    try:
+        prog = Program.from_id(info.prog_id)
+    except NetbpfError:
+        return ""  # gone in between: nothing stands there
+    try:
+        name = prog.name
+    finally:
+        prog.close()
+    return "" if name.startswith("netbpf_fault") else f"XDP program {name} id {info.prog_id}"
 
 
 def _detach_pinned_link(path: Path) -> None:

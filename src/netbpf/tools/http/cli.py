@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import os
 import sys
 import time
 from typing import Any
@@ -436,13 +437,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         with StopSignals(stop):
             cliutil.relinquish(args)  # the socket and its ring are open: nothing to keep
-            capture.loop()
-            capture.finish()
+            try:
+                capture.loop()
+            except BrokenPipeError:
+                _reader_gone()
+            capture.finish()  # the exit lines go to stderr, as dump's and drops' do
     finally:
         capture.close()
     if capture.gone:
         raise NetbpfError(f"{capture.gone} was deleted while tracing: stopped")
     return 0
+
+
+def _reader_gone() -> None:
+    """`| head` closed the pipe: what is left for stdout goes to /dev/null, so that the
+    table and the exit line (stderr) are still written and the exit is as after Ctrl-C."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _present(ifindex: int) -> bool:

@@ -97,7 +97,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_scope_arguments(p)
     cliutil.add_summary(p, "counts of retransmits, resets and closed connections per flow "
                            "(or per remote endpoint), refreshed every second (with --json: once, at exit)")
-    p.add_argument("--by", choices=["flow", "remote"], default="flow",
+    p.add_argument("--by", choices=["flow", "remote"], default=None,
                    help="--summary: one row per flow (default) or per remote endpoint")
     p.add_argument("--interval", type=cliutil.interval, default=1.0, metavar="S",
                    help="--summary: seconds between refreshes (default 1)")
@@ -233,6 +233,8 @@ def _rst_reasons() -> dict[int, str]:
 
 def run(args: argparse.Namespace) -> int:
     cliutil.require(not (args.count and args.summary), "-c counts streamed events; use --duration with --summary")
+    # Streamed events have no rows to group: --by alone would be silently ignored.
+    cliutil.require(args.by is None or args.summary, f"--by {args.by} groups --summary's rows: add --summary")
     options = TcpOptions(kinds=args.events, stream=not args.summary, summary=args.summary,
                          by_remote=args.by == "remote", netns=scope_netns(args), network=args.host,
                          port=args.port, count_all=bool(args.metrics))
@@ -272,7 +274,7 @@ def _stream_loop(args: argparse.Namespace, tracer: TcpTracer, formatter: TcpForm
 
 
 def _summary_loop(args: argparse.Namespace, tracer: TcpTracer, formatter: TcpFormatter) -> int:
-    columns = SUMMARY_COLUMNS if args.by == "flow" else [c for c in SUMMARY_COLUMNS if c.key != "local"]
+    columns = SUMMARY_COLUMNS if args.by != "remote" else [c for c in SUMMARY_COLUMNS if c.key != "local"]
     table = Table(columns)
     view = LiveView()
     deadline = cliutil.Deadline(args.duration)

@@ -50,7 +50,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cliutil.add_old_spelling(p, "--mode", "mode", choices=("auto", "skb", "drv"))
     cliutil.add_json(p)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    actions.add_parser("list", help="the chain, in order (the default)")
+    listing = actions.add_parser("list", help="the chain, in order (the default)")
+    # `list --json` as well as `--json list`: SUPPRESS keeps the chain-level flag when absent here.
+    listing.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                         help="one JSON object per line (for jq)")
     add = actions.add_parser("add", help="load OBJ's SEC(\"xdp\") program into the chain")
     add.add_argument("object", metavar="OBJ[:NAME]", help="a BPF object file; NAME: program or section")
     position = cliutil.int_in(0, 255, "a chain's slots")  # kernel.py refuses past its length
