@@ -242,6 +242,38 @@ def test_a_backend_that_gets_nothing_counts_against_the_spread(workdir: Path) ->
         assert backends[address] == len(entries)
 
 
+@pytest.mark.parametrize("hook", ["socket", "tc"])
+def test_the_verdict_never_speaks_for_requests_it_did_not_count(workdir: Path, hook: str) -> None:
+    """Started while nginx's keep-alive connections to the backends are open: the kernel
+    joins them after their SYN. The socket filter hands them to user space, which counts
+    their requests: equal weights are found even. tc cannot hand them off: their requests
+    are not counted, and the verdict then says it is unknown for all requests, never
+    UNEVEN as a fact (it said UNEVEN, p < 1e-12, for an even round robin)."""
+    with HttpLab(False, weights=[1, 1, 1]) as h:
+        client_in_lab(h.lab, make_plan(60, seed=5, tag_share=0), workers=4)  # nginx keeps them open
+        before = {a: len(entries) for a, entries in backend_logs(h, 60).items()}
+        interfaces = ["-i", "c0,b1,b2,b3", "--hook", "tc"] if hook == "tc" else ["-i", "any"]
+        tracer = Tracer(h.lab.gateway, *interfaces, "--port", "8080", "--summary", "--json", workdir=workdir)
+        client_in_lab(h.lab, make_plan(300, seed=6, tag_share=0), workers=4)
+        logs = backend_logs(h, 360)
+        out, err = tracer.stop()
+    rows = [json.loads(line) for line in out.splitlines()]
+    backends = {r["backend"]: r for r in rows if r["type"] == "backend"}
+    (balance,) = [r for r in rows if r["type"] == "balance"]
+    not_followed = sum(r["not_followed"] for r in backends.values())
+    assert sum(map(len, logs.values())) == 360
+    if hook == "socket":
+        # Every request counted (by the kernel, or by user space for the connections
+        # joined late), N of N per backend.
+        assert {b: r["requests"] for b, r in backends.items()} == \
+            {a: len(entries) - before.get(a, 0) for a, entries in logs.items()}, err
+        assert balance["uncounted"] is None and balance["even"] is True, balance
+        return
+    assert not_followed > 0, (backends, err)  # nginx's warm connections were joined late
+    assert balance["even"] is None and balance["even_among_counted"] in (True, False), balance
+    assert "not followed" in balance["uncounted"] and "their later requests not counted" in balance["uncounted"]
+
+
 def test_both_legs_traced_the_verdict_compares_only_the_backends(workdir: Path) -> None:
     """--port 80,8080 on the gateway: nginx's own port 80 serves three times what each
     backend serves; it is the front end (its address is the gateway's, its clients are

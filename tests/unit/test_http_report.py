@@ -124,6 +124,24 @@ def test_summary_counts_shares_statuses_and_verdict() -> None:
     assert even.balance().even and even.balance().chi2 == 0 and "even" in even.balance().text()
 
 
+def test_a_verdict_over_counts_that_miss_requests_says_it_is_unknown_for_all() -> None:
+    """Frames lost before user space, gaps, connections not followed at tc: any number of
+    requests may be there, so the verdict speaks only for those counted."""
+    missed = [""]
+    summary = Summary(uncounted=lambda: missed[0])
+    for i in range(300):
+        summary.add(tx(f"10.0.1{i % 3 + 1}.2:8080"))
+    assert summary.balance().known and summary.balance().row()["even"] is True
+    missed[0] = "12 frames lost before user space read them"
+    balance = summary.balance()
+    assert not balance.known and balance.even  # even among those counted
+    row = balance.row()
+    assert row["even"] is None and row["even_among_counted"] is True and row["uncounted"] == missed[0]
+    text = balance.text()
+    assert "even among the requests counted; for all requests UNKNOWN: 12 frames lost" in text, text
+    assert "no evidence of a skew" not in text
+
+
 def test_tags_say_which_backend_served_them() -> None:
     summary = Summary()
     summary.add(tx("10.0.11.2:8080", tag="probe-1"))

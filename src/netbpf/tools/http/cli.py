@@ -235,8 +235,9 @@ class Capture:
                 self.obj.set_map_size("requests", 1)
             self.obj.load()
             roles = Roles(args.front_port, LocalAddresses())
-            self.summary = (KernelSummary(self.obj, args.backends, roles, records=self.records)
-                            if self.in_kernel else Summary(args.backends, roles))
+            self.summary = (KernelSummary(self.obj, args.backends, roles, records=self.records,
+                                          hand_off=not tc, uncounted=self.uncounted)
+                            if self.in_kernel else Summary(args.backends, roles, self.uncounted))
             self.counts = TransactionCounts()
             self.report = Report(bool(args.tag_header), args.headers, args.show_secrets, args.tag_header)
             self.tracer = HttpTracer(args.port, self.on_transaction, args.tag_header, args.headers,
@@ -381,6 +382,16 @@ class Capture:
         else:
             cliutil.stderr(self.summary.text())
         cliutil.stderr(self.accounting())
+
+    def uncounted(self) -> str:
+        """What user space missed so far, in words ("" when nothing): requests may hide
+        in frames the ring lost and in reassembly gaps, so the verdict cannot speak for them."""
+        drops = self.ring.drops if self.ring else 0
+        gaps = self.tracer.reassembler.stats.gaps
+        missed = [f"{drops} frame{'s' if drops > 1 else ''} lost before user space read them"] if drops else []
+        if gaps:
+            missed.append(f"{gaps} reassembly gap{'s' if gaps > 1 else ''}")
+        return " and ".join(missed)
 
     def accounting(self) -> str:
         k = read_counters(self.obj)

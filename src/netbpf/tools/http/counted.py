@@ -17,7 +17,7 @@ from __future__ import annotations
 import ctypes
 import ipaddress
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,8 +208,11 @@ class KernelSummary(Summary):
     with two columns of loss: UNPAIRED and NOT-FOLLOWED."""
 
     def __init__(self, obj: BpfObject, expected_backends: Iterable[str] = (), roles: Roles | None = None,
-                 records: bool = False) -> None:
-        super().__init__(expected_backends, roles)
+                 records: bool = False, hand_off: bool = True, uncounted: Callable[[], str] | None = None) -> None:
+        """``hand_off``: the connections the kernel stops following go on in user space
+        (the socket filter); without it (tc) their later requests are never counted."""
+        super().__init__(expected_backends, roles, uncounted)
+        self.hand_off = hand_off
         self.obj = obj
         self.records = records  # lines from kernel records: their loss gets a column
         self.kernel: dict[str, KernelBackend] = {}
@@ -288,7 +291,17 @@ class KernelSummary(Summary):
         items = self._rows()
         roles = self._roles(items)
         front = tuple(sorted(name for name, _ in items if roles[name] == FRONT))
-        return balance_of([b.requests for name, b in items if name not in front], front)
+        missed = [self.uncounted()]
+        if not self.hand_off:
+            lost = {name: b.lost_connections for name, b in items if name not in front and b.lost_connections}
+            if lost:
+                n = sum(lost.values())
+                names = ", ".join(sorted(lost)[:3]) + (f" and {len(lost) - 3} more" if len(lost) > 3 else "")
+                missed.insert(0, f"{n} connection{'s' if n > 1 else ''} to {names} not followed from some "
+                                 "point on (--hook tc hands nothing to user space), their later requests "
+                                 "not counted")
+        return balance_of([b.requests for name, b in items if name not in front], front,
+                          "; ".join(m for m in missed if m))
 
     def text(self) -> str:
         self.refresh()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +99,16 @@ class Balance:
         return self.p_value >= 0.01
 
     front: tuple[str, ...] = ()  # servers left out: the gateway's own front end
+    # What the counts miss, in words ("" when nothing): requests that were never counted
+    # (connections not followed and not handed off, frames lost before user space read
+    # them, gaps). Any number of requests may hide there, so the verdict holds for the
+    # requests counted only, and for all of them it is unknown.
+    uncounted: str = ""
+
+    @property
+    def known(self) -> bool:
+        """Whether the verdict is about every request (nothing uncounted)."""
+        return not self.uncounted
 
     def text(self) -> str:
         return self._text() + (f" (not compared: front end {', '.join(self.front)})" if self.front else "")
@@ -110,6 +120,9 @@ class Balance:
         p = f"{self.p_value:.3g}" if self.p_value >= 1e-12 else "< 1e-12"
         verdict = ("even: no evidence of a skew" if self.even
                    else "UNEVEN: the gateway does not spread requests evenly")
+        if self.uncounted:
+            verdict = (f"{'even' if self.even else 'UNEVEN'} among the requests counted; for all requests "
+                       f"UNKNOWN: {self.uncounted}, and any number of requests may be there")
         return (f"balance: {self.backends} backends, {self.total} requests, max/min share "
                 f"{self.max_share:.1%}/{self.min_share:.1%} = {ratio}; chi-square {self.chi2:.1f} "
                 f"(df {self.backends - 1}), p = {p}: {verdict}")
@@ -117,8 +130,9 @@ class Balance:
     def row(self) -> dict[str, Any]:
         return {"type": "balance", "backends": self.backends, "requests": self.total,
                 "max_share": round(self.max_share, 6), "min_share": round(self.min_share, 6),
-                "chi2": round(self.chi2, 3), "p_value": self.p_value, "even": self.even,
-                "front_ends": list(self.front)}
+                "chi2": round(self.chi2, 3), "p_value": self.p_value,
+                "even": self.even if self.known else None, "even_among_counted": self.even,
+                "uncounted": self.uncounted or None, "front_ends": list(self.front)}
 
 
 def _ms(value: float | None) -> str:
@@ -162,7 +176,11 @@ def outcome(exchange: Any) -> str:
 
 
 class Summary:
-    def __init__(self, expected_backends: Iterable[str] = (), roles: Roles | None = None) -> None:
+    def __init__(self, expected_backends: Iterable[str] = (), roles: Roles | None = None,
+                 uncounted: Callable[[], str] | None = None) -> None:
+        """``uncounted``: asked at each verdict what the capture missed so far, in words
+        ("" when nothing): frames lost before user space read them, reassembly gaps."""
+        self.uncounted = uncounted or (lambda: "")
         self.backends: dict[str, BackendStats] = {b: BackendStats() for b in expected_backends}
         self.expected = frozenset(self.backends)
         self.roles = roles if roles is not None else Roles()
@@ -234,7 +252,8 @@ class Summary:
     def balance(self) -> Balance:
         """The verdict over the backends: a front end is not one of them."""
         front = tuple(sorted(b for b in self.backends if self.role(b) == FRONT))
-        return balance_of([s.requests for b, s in self.backends.items() if b not in front], front)
+        return balance_of([s.requests for b, s in self.backends.items() if b not in front], front,
+                          self.uncounted())
 
     def tag_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -264,11 +283,13 @@ class Summary:
         return [*self.backend_rows(), self.balance().row(), *self.tag_rows()]
 
 
-def balance_of(counts: list[int], front: tuple[str, ...] = ()) -> Balance:
-    """Chi-square of the backends' request counts against an even spread."""
+def balance_of(counts: list[int], front: tuple[str, ...] = (), uncounted: str = "") -> Balance:
+    """Chi-square of the backends' request counts against an even spread (``uncounted``:
+    what the counts miss, in words; see Balance)."""
     total, k = sum(counts), len(counts)
     if k < 2 or not total:
-        return Balance(k, total, 1.0 if k else 0.0, 1.0 if k else 0.0, 0.0, 1.0, front)
+        return Balance(k, total, 1.0 if k else 0.0, 1.0 if k else 0.0, 0.0, 1.0, front, uncounted)
     expected = total / k
     chi2 = sum((c - expected) ** 2 / expected for c in counts)
-    return Balance(k, total, max(counts) / total, min(counts) / total, chi2, chi2_sf(chi2, k - 1), front)
+    return Balance(k, total, max(counts) / total, min(counts) / total, chi2, chi2_sf(chi2, k - 1), front,
+                   uncounted)
