@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from .errors import NotPermitted, UsageError, from_errno
+from .errors import NetbpfError, NotPermitted, from_errno
 from .libc import libc
 
 T = TypeVar("T")
@@ -45,7 +45,7 @@ def enter(name: str) -> None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise UsageError(f"no such network namespace: {name} (ip netns list)") from None
+        raise NetbpfError(f"no such network namespace: {name} (ip netns list)") from None
     try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()

@@ -275,7 +275,7 @@ def test_metrics_are_read_by_prometheus_tools(pair: Lab, tmp_path) -> None:
     (["--reason", "NO_SUCH_REASON"], 2, "unknown drop reason 'NO_SUCH_REASON'"),
     (["--reason", "NO_SOCKE"], 2, "did you mean NO_SOCKET"),
     (["-i", "nosuch0"], 1, "no such interface: nosuch0"),
-    (["--in-netns", "nosuch-ns"], 2, "no such network namespace: nosuch-ns"),
+    (["--in-netns", "nosuch-ns"], 1, "no such network namespace: nosuch-ns"),
     (["--host", "10.0.0.300"], 2, "not an IP address"),
     (["-p", "bogus"], 2, "unknown protocol"),
     (["--by-flow"], 2, "--by-flow goes with --summary"),

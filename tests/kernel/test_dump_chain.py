@@ -148,11 +148,11 @@ def test_dump_captures_in_front_of_a_chain(clean: Lab, progs: dict[str, Path], t
 
 def test_bad_requests_are_one_line(clean: Lab, progs: dict[str, Path], tmp_path: Path) -> None:
     lab = clean
-    assert "no such object file" in chain(lab, "add", "/nonexistent.o", code=2)
-    assert "no chain on c0" in chain(lab, "remove", "0", code=2)
+    assert "no such object file" in chain(lab, "add", "/nonexistent.o", code=1)
+    assert "no chain on c0" in chain(lab, "remove", "0", code=1)
     not_xdp = tmp_path / "tc.o"
     not_xdp.write_bytes(progs["xdp_drop_icmp"].read_bytes())
-    assert "no program or section 'nosuch'" in chain(lab, "add", f"{progs['xdp_drop_icmp']}:nosuch", code=2)
+    assert "no program or section 'nosuch'" in chain(lab, "add", f"{progs['xdp_drop_icmp']}:nosuch", code=1)
     chain(lab, "add", str(progs["xdp_count_icmp"]))
     assert "--pos must be 0..1" in chain(lab, "add", str(progs["xdp_drop_icmp"]), "--pos", "5", code=2)
     assert "no program at position 3" in chain(lab, "remove", "3", code=2)

@@ -160,13 +160,15 @@ def test_interface_names_the_kernel_could_give() -> None:
 
 
 def test_in_netns_refuses_what_is_no_namespace() -> None:
-    from netbpf.errors import UsageError
+    from netbpf.errors import NetbpfError, UsageError
     from netbpf.tracepoints.names import parse_protocol
     from netbpf.tracepoints.scope import netns_inode
 
-    for bad in ("", "..", "a/b", "²", str(1 << 32), str(10 ** 30)):
+    for bad in ("", "..", "a/b", str(1 << 32), str(10 ** 30)):  # not a name, path or inode
         with pytest.raises(UsageError):
             netns_inode(bad)
+    with pytest.raises(NetbpfError, match="no such network namespace: ²"):  # a name, not there: bad input
+        netns_inode("²")
     with pytest.raises(UsageError):
         parse_protocol("²")
 

@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from netbpf.errors import UsageError
+from netbpf.errors import NetbpfError, UsageError
 from netbpf.tools.drops import reasons
 from netbpf.tools.drops.kallsyms import Kallsyms
 from netbpf.tools.drops.kernel import _EVENT, DropFilter, decode, decode_key
@@ -276,7 +276,7 @@ def test_namespace_names() -> None:
     here = os.stat("/proc/thread-self/ns/net").st_ino
     assert netns_inode("all") == 0 and netns_inode(".") == here and netns_inode("4026531840") == 4026531840
     assert netns_inode("/proc/self/ns/net") == os.stat("/proc/self/ns/net").st_ino
-    with pytest.raises(UsageError, match="no such network namespace: nosuch"):
+    with pytest.raises(NetbpfError, match="no such network namespace: nosuch"):
         netns_inode("nosuch")
     assert str(network("10.0.1.7/24")) == "10.0.1.0/24" and port("443") == 443
     for bad in ("0", "65536", "http"):

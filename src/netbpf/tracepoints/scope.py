@@ -12,7 +12,7 @@ import ipaddress
 import os
 
 from .. import netns
-from ..errors import UsageError
+from ..errors import NetbpfError, UsageError
 from ..netdev import ifindex as _ifindex
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -71,13 +71,13 @@ def netns_inode(text: str) -> int:
         try:
             return os.stat(text).st_ino
         except OSError as e:
-            raise UsageError(f"no network namespace at {text}: {e.strerror}") from None
+            raise NetbpfError(f"no network namespace at {text}: {e.strerror}") from None
     if not text or "/" in text or text == ".." or "\0" in text:  # '' would be /run/netns itself
         raise UsageError(f"not a network namespace: {text!r} (a name, host, ., all, an inode or a path)")
     try:
         return netns.inode_of(text)
     except OSError:
-        raise UsageError(f"no such network namespace: {text} (ip netns list)") from None
+        raise NetbpfError(f"no such network namespace: {text} (ip netns list)") from None
 
 
 def scope_netns(args: argparse.Namespace) -> int:

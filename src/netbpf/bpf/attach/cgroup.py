@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import NotSupported, UsageError, from_errno
+from ...errors import NetbpfError, NotSupported, from_errno
 from .. import _libbpf as L
 from ..fs import cgroup2_root
 from ..program import Program
@@ -24,7 +24,7 @@ class CgroupOptions:
         root = cgroup2_root()
         path = Path(self.path) if self.path is not None else root
         if not path.is_dir():
-            raise UsageError(f"no such cgroup: {path}")
+            raise NetbpfError(f"no such cgroup: {path}")
         if root not in (path, *path.parents):
             raise NotSupported("cgroup v1 attachment", f"{path} is not under the cgroup v2 mount {root}")
         return path

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ... import cliutil
-from ...errors import UsageError
+from ...errors import NetbpfError, UsageError
 from ...output import Column, Table, format_since
 from .. import summary
 
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         path_text, _, section = args.object.partition(":")
         path = Path(path_text)
         if not path.is_file():
-            raise UsageError(f"no such object file: {path_text}")
+            raise NetbpfError(f"no such object file: {path_text}")
         # Everything that can be checked is, before the hook is touched.
         check_program(path, section or None)
         length = len(chain.links()) if chain is not None else 0
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"added {link.name} (id {link.prog_id}) at position {link.position} on {args.interface}")
         return 0
     if chain is None:
-        raise UsageError(f"no chain on {args.interface}")
+        raise NetbpfError(f"no chain on {args.interface}")
     link = chain.remove(args.position)
     print(f"removed {link.name} (id {link.prog_id}) from position {args.position} on {args.interface}")
     if not chain.links():

@@ -105,19 +105,23 @@ def load_wrapped(path: Path, section: str | None, code: bytes, attach_type: int)
         return Program.from_id(prog.id)
 
 
+class NotChainable(NetbpfError):
+    """The object file is not one whose program can be chained (bad input: exit 1)."""
+
+
 def check_program(path: Path, section: str | None) -> str:
-    """The name of the program ``load_wrapped`` would load, or the UsageError it
+    """The name of the program ``load_wrapped`` would load, or the refusal it
     would meet: checked before anything is put on a hook."""
     try:
         with BpfObject.open(path) as obj:
             prog = _choose(obj, path, section)
             if prog.type != BPF_PROG_TYPE_XDP:
-                raise UsageError(f"{path.name}: {prog.name} is not an XDP program")
+                raise NotChainable(f"{path.name}: {prog.name} is not an XDP program")
             return prog.name
-    except UsageError:
+    except (NotChainable, UsageError):
         raise
     except NetbpfError as e:
-        raise UsageError(f"{path}: not a BPF object file libbpf can open ({e})") from e
+        raise NotChainable(f"{path}: not a BPF object file libbpf can open ({e})") from e
 
 
 def _choose(obj: BpfObject, path: Path, section: str | None) -> Program:
@@ -126,12 +130,15 @@ def _choose(obj: BpfObject, path: Path, section: str | None) -> Program:
         for p in obj.programs.values():
             if section in (p.name, p.section):
                 if p.section != "xdp":
-                    raise UsageError(f"{path.name}: {p.name} is in SEC(\"{p.section}\"); "
+                    raise NotChainable(f"{path.name}: {p.name} is in SEC(\"{p.section}\"); "
                                      "a chained program must be in SEC(\"xdp\")")
                 return p
-        raise UsageError(f"{path.name}: no program or section {section!r} "
+        raise NotChainable(f"{path.name}: no program or section {section!r} "
                          f"(has: {', '.join(f'{p.name} in {p.section}' for p in obj.programs.values())})")
-    if len(xdp) != 1:
-        names = ", ".join(p.name for p in xdp) or "none"
+    if not xdp:
+        raise NotChainable(f"{path.name}: no program in SEC(\"xdp\") "
+                           f"(has: {', '.join(f'{p.name} in {p.section}' for p in obj.programs.values()) or 'none'})")
+    if len(xdp) > 1:
+        names = ", ".join(p.name for p in xdp)
         raise UsageError(f"{path.name}: say which program to chain (OBJ:NAME); its SEC(\"xdp\") programs: {names}")
     return xdp[0]
