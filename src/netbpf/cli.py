@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         if getattr(args, "needs_root", False) and os.geteuid() != 0:
-            raise NotPermitted(f"netbpf {args.command}")
+            raise NotPermitted(args.command)  # printed after "netbpf: "
         if args.netns is not None:
             from . import netns
 

@@ -299,7 +299,7 @@ def test_not_root_is_one_clear_line() -> None:
                              sys.executable, "-m", "netbpf", "drops"], capture_output=True, text=True,
                             env={"PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[2] / "src")})
     assert result.returncode == 1
-    assert result.stderr.strip() == "netbpf: netbpf drops: permission denied (run as root)"
+    assert result.stderr.strip() == "netbpf: drops: permission denied (run as root)"
 
 
 def test_list_reasons_comes_from_the_running_kernel() -> None:

@@ -644,4 +644,4 @@ def test_not_root_is_one_line() -> None:
     result = subprocess.run([sys.executable, "-m", "netbpf", "fault", "drop", "-i", "lo"], capture_output=True,
                             text=True, user=65534, group=65534, extra_groups=[], timeout=60, cwd="/")
     assert result.returncode == 1
-    assert result.stderr == "netbpf: netbpf fault: permission denied (run as root)\n"
+    assert result.stderr == "netbpf: fault: permission denied (run as root)\n"

@@ -148,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     if os.geteuid() != 0:
-        raise NotPermitted("netbpf drops")
+        raise NotPermitted("drops")
     cliutil.require(not args.by_flow or args.summary, "--by-flow goes with --summary")
     cliutil.require(not (args.count and args.summary), "-c counts streamed drops; use --duration with --summary")
     drop_filter = build_filter(args, reasons)

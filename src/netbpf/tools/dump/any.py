@@ -245,7 +245,7 @@ def run(args: argparse.Namespace, expression: str, flags: list[str]) -> int:
     if os.geteuid() != 0:
         from ...errors import NotPermitted
 
-        raise NotPermitted("netbpf dump -i any")
+        raise NotPermitted("dump -i any")
     to_file = bool(args.write and args.write != "-")
     if to_file:
         privilege.check_output(args.write, args.user)

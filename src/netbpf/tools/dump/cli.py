@@ -266,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         from ...errors import NotPermitted
 
-        raise NotPermitted("netbpf dump")
+        raise NotPermitted("dump")
     return _live(args, expression, nano)
 
 
