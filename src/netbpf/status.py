@@ -496,7 +496,8 @@ def cleanup(only_netns: int | None = None) -> tuple[list[str], list[str], list[s
     # A netbpf process still running detaches what it loaded at its exit: not a leftover.
     running = {id(e): record.running_loader({e.prog_id}, set(e.map_ids)) for e in entries if e.prog_id}
     left += [f"left to pid {running[id(e)]}, the netbpf process still using it (it detaches at "
-             f"exit): {e.kind} {e.program} ({e.target})" for e in entries if running.get(id(e))]
+             f"exit; what stays pinned behind it, cleanup removes then): {e.kind} {e.program} ({e.target})"
+             for e in entries if running.get(id(e))]
     entries = [e for e in entries if not running.get(id(e))]
     pins = [p for p in _pins() if _pin_is_ours(record, p[1], p[2]) and not _pin_in_use(record, p[1], p[2])]
     for entry in entries:

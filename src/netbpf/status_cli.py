@@ -80,5 +80,5 @@ def run_cleanup(args: argparse.Namespace) -> int:
     for line in failed:
         print(f"netbpf: {line}", file=sys.stderr)
     if not done and not failed:
-        print("nothing to clean up")
+        print("nothing else to clean up" if left else "nothing to clean up")
     return 1 if failed else 0

@@ -217,5 +217,5 @@ def test_cleanup_removes_only_what_netbpf_made(pair: Lab, pin_root: Path, foreig
         assert not left_by_netbpf & loaded_prog_ids()
         assert [p for p in pin_root.rglob("*") if p != planted] == []
         again = netbpf("cleanup", check=True).stdout
-        assert "nothing to clean up" in again and f"left alone: {planted}" in again
+        assert "nothing else to clean up" in again and f"left alone: {planted}" in again
     pair.run(pair.gateway, "ip", "link", "set", "dev", "c0", "xdp", "off")
