@@ -31,9 +31,23 @@ MAX_INTERVAL = 3600.0  # refresh intervals: an hour
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the usage is one --help away)."""
 
+    _command_line = False  # the top parser; the commands' parsers are made by add_subparsers
+
     def error(self, message: str) -> NoReturn:
         text = " ".join(message.split())
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._command_line = True
+        return super().parse_args(args, namespace)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        """A command's parser names its own unknown flags: argparse hands them up to the
+        top parser, whose error would point at `netbpf --help`, not the command's."""
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras and not self._command_line:  # nothing after a command is the top's to take
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str, help: str, examples: str,  # type: ignore[type-arg]

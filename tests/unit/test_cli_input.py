@@ -97,6 +97,11 @@ def test_http_backends_and_tag_header() -> None:
     (["accel", "enable", "--small-bytes", str(2 ** 32)], "argument --small-bytes: at most 4294967295"),
     (["--netns", "", "status"], "argument --netns: not a network namespace name: ''"),
     (["drops", "--interval", "nan"], "argument --interval: must be a finite number"),
+    # an unknown flag is named by the command that did not know it, whose --help is the way on
+    (["status", "--bogus"], "netbpf status: error: unrecognized arguments: --bogus (see netbpf status --help)"),
+    (["dump", "-i", "lo", "--bogus", "tcp"], "netbpf dump: error: unrecognized arguments: --bogus (see netbpf dump --help)"),
+    (["fault", "drop", "-i", "lo", "--bogus"], "(see netbpf fault drop --help)"),
+    (["xdp", "chain", "list", "-i", "lo", "--bogus"], "(see netbpf xdp chain list --help)"),
 ])
 def test_usage_errors_are_one_line(argv: list[str], message: str) -> None:
     code, out, err = parse(argv)
