@@ -46,6 +46,8 @@ def enter(name: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         raise NetbpfError(f"no such network namespace: {name} (ip netns list)") from None
+    except OSError as e:  # a name too long for a file
+        raise NetbpfError(f"network namespace {name}: {e.strerror} (ip netns list)") from None
     try:
         if libc.setns(fd, CLONE_NEWNET) != 0:
             err = ctypes.get_errno()

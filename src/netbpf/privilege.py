@@ -302,17 +302,20 @@ def open_output(path: str) -> int:
 def check_output(path: str, user: str | None) -> None:
     """Before anything is attached: the -w FILE that ``open_output`` will open
     after the drop is not refused for a reason known now."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise OutputError(f"-w {path}", OSError(_errno.ENOENT, os.strerror(_errno.ENOENT)))
-    if os.statvfs(directory).f_flag & os.ST_RDONLY:
-        raise OutputError(f"-w {path}", OSError(_errno.EROFS, os.strerror(_errno.EROFS)))
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
     import stat
 
+    directory = os.path.dirname(os.path.abspath(path))
+    try:  # (a name too long, a directory missing or not searchable: the error says which)
+        if not stat.S_ISDIR(os.stat(directory).st_mode):
+            raise OutputError(f"-w {path}", OSError(_errno.ENOTDIR, os.strerror(_errno.ENOTDIR)))
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            raise OutputError(f"-w {path}", OSError(_errno.EROFS, os.strerror(_errno.EROFS)))
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+    except OSError as e:
+        raise OutputError(f"-w {path}", e) from e
     if stat.S_ISLNK(st.st_mode):
         raise NetbpfError(f"-w {path}: is a symlink: refusing to write through it")
     if stat.S_ISDIR(st.st_mode):

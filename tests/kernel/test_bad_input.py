@@ -78,6 +78,31 @@ def test_bad_input_is_one_line(pair: Lab, argv: list[str], code: int, message: s
     nothing_attached(pair)
 
 
+LONG = "a" * 300  # longer than a file name may be (NAME_MAX 255): ENAMETOOLONG from the first stat
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["dump", "-i", "c0", "-w", LONG, "--duration", "2"], f"netbpf: -w {LONG}: File name too long"),
+    (["dump", "-i", "c0", "-w", f"/tmp/{LONG}/x", "--duration", "2"], "File name too long"),
+    (["dump", "-i", "c0", "--cgroup", f"/{LONG}", "--duration", "2"], "netbpf: "),
+    (["accel", "enable", "--cgroup", f"/{LONG}"], f"netbpf: cgroup /{LONG}: File name too long"),
+    (["xdp", "chain", "-i", "c0", "add", f"{LONG}.o"], f"netbpf: object file {LONG}.o: File name too long"),
+], ids=["-w", "-w dir", "dump --cgroup", "accel --cgroup", "xdp chain add"])
+def test_a_name_too_long_is_one_line(pair: Lab, argv: list[str], message: str) -> None:
+    """Python's Path.is_dir()/is_file() raise ENAMETOOLONG rather than answer False:
+    each place a user's path is first looked at says it in one line (a fuzzed -w found it)."""
+    result = netbpf(*argv, netns=pair.gateway)
+    assert result.returncode == 1, result.stderr
+    assert message in one_line(result)
+    nothing_attached(pair)
+
+
+def test_a_namespace_name_too_long_is_one_line() -> None:
+    result = netbpf("--netns", LONG, "status")
+    assert result.returncode == 1
+    assert f"netbpf: network namespace {LONG}: File name too long" in one_line(result)
+
+
 def test_empty_netns_name_is_refused() -> None:
     result = netbpf("--netns", "", "status")
     assert result.returncode == 2

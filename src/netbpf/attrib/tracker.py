@@ -76,8 +76,11 @@ def select_cgroup(path: str) -> Selection:
     full = Path(path)
     if not full.is_absolute() or root not in (full, *full.parents):
         full = root / path.lstrip("/")
-    if not full.is_dir():
-        raise NetbpfError(f"no such cgroup: {path} (looked for {full})")
+    try:
+        if not full.is_dir():
+            raise NetbpfError(f"no such cgroup: {path} (looked for {full})")
+    except OSError as e:  # a name too long, a directory not searchable
+        raise NetbpfError(f"cgroup {path}: {e.strerror}") from e
     rel = "/" + str(full.relative_to(root)).lstrip(".")
     rel = "/" if rel in ("/", "/.") else rel
     level = 0 if rel == "/" else rel.count("/")

@@ -23,8 +23,11 @@ class CgroupOptions:
     def resolved_path(self) -> Path:
         root = cgroup2_root()
         path = Path(self.path) if self.path is not None else root
-        if not path.is_dir():
-            raise NetbpfError(f"no such cgroup: {path}")
+        try:
+            if not path.is_dir():
+                raise NetbpfError(f"no such cgroup: {path}")
+        except OSError as e:  # a name too long, a directory not searchable
+            raise NetbpfError(f"cgroup {path}: {e.strerror}") from e
         if root not in (path, *path.parents):
             raise NotSupported("cgroup v1 attachment", f"{path} is not under the cgroup v2 mount {root}")
         return path

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -131,9 +132,13 @@ def file_size(text: str) -> int:
         value = float(text[:-1] if unit else text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a size: {text!r}") from None
+    if not math.isfinite(value):  # inf, nan: no file size
+        raise argparse.ArgumentTypeError(f"not a size: {text!r}")
     size = int(value * (unit or 1_000_000))
     if size <= 0:
         raise argparse.ArgumentTypeError(f"not a positive size: {text!r}")
+    if size > cliutil.U64_MAX:
+        raise argparse.ArgumentTypeError(f"at most {cliutil.U64_MAX} bytes: {text!r}")
     return size
 
 

@@ -76,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
     if action == "add":
         path_text, _, section = args.object.partition(":")
         path = Path(path_text)
-        if not path.is_file():
-            raise NetbpfError(f"no such object file: {path_text}")
+        try:
+            if not path.is_file():
+                raise NetbpfError(f"no such object file: {path_text}")
+        except OSError as e:  # a name too long, a directory not searchable
+            raise NetbpfError(f"object file {path_text}: {e.strerror}") from e
         # Everything that can be checked is, before the hook is touched.
         check_program(path, section or None)
         length = len(chain.links()) if chain is not None else 0
