@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+from collections.abc import Callable
 
 
 class NetbpfError(Exception):
@@ -121,6 +122,20 @@ def from_errno(operation: str, errno: int, detail: str = "") -> NetbpfError:
     if errno in (_errno.EOPNOTSUPP, _errno.ENOTSUP):
         return NotSupported(operation, detail)
     return BpfError(operation, errno, detail)
+
+
+def path_is(path: str | os.PathLike[str], kind: Callable[[int], bool], name: str) -> bool:
+    """Path.is_dir() / is_file() for a path the user typed (``kind``: stat.S_ISDIR, S_ISREG):
+    False where nothing of that kind is there, as they answer, but what they raise (a name
+    too long, a directory not searchable) is one line naming ``name``, not a traceback."""
+    try:
+        return kind(os.stat(path).st_mode)
+    except ValueError:  # an embedded NUL: no such file
+        return False
+    except OSError as e:
+        if e.errno in (_errno.ENOENT, _errno.ENOTDIR, _errno.EBADF, _errno.ELOOP):
+            return False
+        raise NetbpfError(f"{name}: {e.strerror}") from e
 
 
 def check(ret: int, operation: str, detail: str = "") -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import os
 import socket
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..bpf.attach.base import Attachment
 from ..bpf.attach.cgroup import CgroupOptions, attach_cgroup
 from ..bpf.attach.trace import attach_section
 from ..bpf.fs import cgroup2_root
-from ..errors import NetbpfError, UsageError
+from ..errors import NetbpfError, UsageError, path_is
 from . import procfs, sockdiag
 from .container import Container, container_of, describe
 
@@ -76,11 +77,8 @@ def select_cgroup(path: str) -> Selection:
     full = Path(path)
     if not full.is_absolute() or root not in (full, *full.parents):
         full = root / path.lstrip("/")
-    try:
-        if not full.is_dir():
-            raise NetbpfError(f"no such cgroup: {path} (looked for {full})")
-    except OSError as e:  # a name too long, a directory not searchable
-        raise NetbpfError(f"cgroup {path}: {e.strerror}") from e
+    if not path_is(full, stat.S_ISDIR, f"cgroup {path}"):
+        raise NetbpfError(f"no such cgroup: {path} (looked for {full})")
     rel = "/" + str(full.relative_to(root)).lstrip(".")
     rel = "/" if rel in ("/", "/.") else rel
     level = 0 if rel == "/" else rel.count("/")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import NetbpfError, NotSupported, from_errno
+from ...errors import NetbpfError, NotSupported, from_errno, path_is
 from .. import _libbpf as L
 from ..fs import cgroup2_root
 from ..program import Program
@@ -23,11 +24,8 @@ class CgroupOptions:
     def resolved_path(self) -> Path:
         root = cgroup2_root()
         path = Path(self.path) if self.path is not None else root
-        try:
-            if not path.is_dir():
-                raise NetbpfError(f"no such cgroup: {path}")
-        except OSError as e:  # a name too long, a directory not searchable
-            raise NetbpfError(f"cgroup {path}: {e.strerror}") from e
+        if not path_is(path, stat.S_ISDIR, f"cgroup {path}"):
+            raise NetbpfError(f"no such cgroup: {path}")
         if root not in (path, *path.parents):
             raise NotSupported("cgroup v1 attachment", f"{path} is not under the cgroup v2 mount {root}")
         return path

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import stat
 from pathlib import Path
 
 from ... import cliutil
-from ...errors import NetbpfError, UsageError
+from ...errors import NetbpfError, UsageError, path_is
 from ...output import Column, Table, format_since
 from .. import summary
 
@@ -76,11 +77,8 @@ def run(args: argparse.Namespace) -> int:
     if action == "add":
         path_text, _, section = args.object.partition(":")
         path = Path(path_text)
-        try:
-            if not path.is_file():
-                raise NetbpfError(f"no such object file: {path_text}")
-        except OSError as e:  # a name too long, a directory not searchable
-            raise NetbpfError(f"object file {path_text}: {e.strerror}") from e
+        if not path_is(path, stat.S_ISREG, f"object file {path_text}"):
+            raise NetbpfError(f"no such object file: {path_text}")
         # Everything that can be checked is, before the hook is touched.
         check_program(path, section or None)
         length = len(chain.links()) if chain is not None else 0
